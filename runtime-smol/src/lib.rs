@@ -1,0 +1,1 @@
+//! Runtime that drives the Clawgate engine.
