@@ -254,7 +254,7 @@ impl ConnectParams {
     pub fn validate(&self) -> Result<(), String> {
         fn non_empty(path: &str, v: &str) -> Result<(), String> {
             if v.is_empty() {
-                Err(format!("{path} must NOT have fewer than 1 characters"))
+                Err(format!("at {path}: must not have fewer than 1 characters"))
             } else {
                 Ok(())
             }
@@ -269,10 +269,10 @@ impl ConnectParams {
             Ok(())
         }
         if self.min_protocol < 1 {
-            return Err("/minProtocol must be >= 1".into());
+            return Err("at /minProtocol: must be >= 1".into());
         }
         if self.max_protocol < 1 {
-            return Err("/maxProtocol must be >= 1".into());
+            return Err("at /maxProtocol: must be >= 1".into());
         }
         non_empty("/client/version", &self.client.version)?;
         non_empty("/client/platform", &self.client.platform)?;

@@ -114,6 +114,12 @@ impl ErrorShape {
         self
     }
 
+    /// `INVALID_REQUEST "unknown method: <method>"`, the answer to an admin calling a method that
+    /// does not exist.
+    pub fn unknown_method(method: &str) -> Self {
+        ErrorShape::new(ErrorCode::InvalidRequest, format!("unknown method: {method}"))
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.code.is_empty() {
             return Err("error.code must not be empty".into());
@@ -162,7 +168,13 @@ pub struct ResponseFrame {
     pub payload: Option<Box<RawValue>>,
     /// The error of a failed response.
     pub error: Option<ErrorShape>,
+    /// Fields beyond the published schema (servers add some, e.g. `recipientProfileId`); clients
+    /// ignore them, and they are kept so a frame re-encodes unchanged.
+    pub extra: Extra,
 }
+
+/// Unknown fields of a server frame.
+pub type Extra = serde_json::Map<String, serde_json::Value>;
 
 /// A server event: `{type:"event", event, payload?, seq?, stateVersion?}`.
 #[derive(Debug, Clone)]
@@ -175,6 +187,8 @@ pub struct EventFrame {
     pub seq: Option<u64>,
     /// Presence and health counters.
     pub state_version: Option<StateVersion>,
+    /// Fields beyond the published schema, kept for lossless re-encoding.
+    pub extra: Extra,
 }
 
 /// Any frame of the protocol.
@@ -271,6 +285,65 @@ fn invalid(id: Option<String>, reason: impl Into<String>) -> FrameError {
     }
 }
 
+/// The slow path for server frames with fields beyond the schema: known fields are checked as
+/// usual, the rest is kept in `extra`.
+fn decode_with_extra(mut map: Extra) -> Result<Frame, String> {
+    use serde_json::Value;
+    let ty = map.remove("type");
+    let take_raw = |map: &mut Extra, key: &str| map.remove(key).map(|v| to_raw(&v));
+    let take_str = |map: &mut Extra, key: &str| match map.remove(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(_) => Err(format!("{key} must be a non-empty string")),
+        None => Err(format!("must have required property '{key}'")),
+    };
+    let take_typed = |map: &mut Extra, key: &str| -> Result<Option<Value>, String> { Ok(map.remove(key)) };
+    match ty.as_ref().and_then(Value::as_str) {
+        Some("res") => {
+            let id = take_str(&mut map, "id")?;
+            let ok = match map.remove("ok") {
+                Some(Value::Bool(b)) => b,
+                _ => return Err("must have required boolean property 'ok'".into()),
+            };
+            let payload = take_raw(&mut map, "payload");
+            let error = match take_typed(&mut map, "error")? {
+                None => None,
+                Some(v) => {
+                    let e: ErrorShape = serde_json::from_value(v).map_err(|e| e.to_string())?;
+                    e.validate()?;
+                    Some(e)
+                }
+            };
+            Ok(Frame::Response(ResponseFrame {
+                id,
+                ok,
+                payload,
+                error,
+                extra: map,
+            }))
+        }
+        Some("event") => {
+            let event = take_str(&mut map, "event")?;
+            let payload = take_raw(&mut map, "payload");
+            let seq = match map.remove("seq") {
+                None => None,
+                Some(v) => Some(v.as_u64().ok_or("seq must be an integer >= 0")?),
+            };
+            let state_version = match map.remove("stateVersion") {
+                None => None,
+                Some(v) => Some(serde_json::from_value(v).map_err(|e| e.to_string())?),
+            };
+            Ok(Frame::Event(EventFrame {
+                event,
+                payload,
+                seq,
+                state_version,
+                extra: map,
+            }))
+        }
+        _ => Err("unknown frame type".into()),
+    }
+}
+
 impl Frame {
     /// Decodes one text message into a frame, enforcing the closed schemas.
     pub fn decode(text: &str) -> Result<Frame, FrameError> {
@@ -278,9 +351,16 @@ impl Frame {
             Ok(w) => w,
             Err(e) => {
                 // Distinguish "not JSON" from "JSON, but not a frame": the server reacts differently.
-                return match serde_json::from_str::<serde::de::IgnoredAny>(text) {
-                    Err(_) => Err(FrameError::InvalidJson(e.to_string())),
-                    Ok(_) => Err(invalid(usable_id(text), e.to_string())),
+                let Ok(map) = serde_json::from_str::<Extra>(text) else {
+                    return match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                        Err(_) => Err(FrameError::InvalidJson(e.to_string())),
+                        Ok(_) => Err(invalid(None, "frame must be an object")),
+                    };
+                };
+                // Server frames may carry fields beyond the schema; requests may not.
+                return match map.get("type").and_then(serde_json::Value::as_str) {
+                    Some("res" | "event") => decode_with_extra(map).map_err(|r| invalid(usable_id(text), r)),
+                    _ => Err(invalid(usable_id(text), e.to_string())),
                 };
             }
         };
@@ -348,6 +428,7 @@ impl Frame {
                     ok,
                     payload: wire.payload,
                     error: wire.error,
+                    extra: Extra::new(),
                 }))
             }
             "event" => {
@@ -366,6 +447,7 @@ impl Frame {
                     payload: wire.payload,
                     seq: wire.seq,
                     state_version: wire.state_version,
+                    extra: Extra::new(),
                 }))
             }
             "cancel" => {
@@ -483,6 +565,7 @@ impl ResponseFrame {
             ok: true,
             payload: Some(to_raw(payload)),
             error: None,
+            extra: Extra::new(),
         }
     }
 
@@ -493,6 +576,7 @@ impl ResponseFrame {
             ok: true,
             payload: Some(payload),
             error: None,
+            extra: Extra::new(),
         }
     }
 
@@ -503,6 +587,7 @@ impl ResponseFrame {
             ok: false,
             payload: None,
             error: Some(error),
+            extra: Extra::new(),
         }
     }
 
@@ -525,6 +610,8 @@ impl ResponseFrame {
             payload: Option<&'a RawValue>,
             #[serde(skip_serializing_if = "Option::is_none")]
             error: Option<&'a ErrorShape>,
+            #[serde(flatten, skip_serializing_if = "Extra::is_empty")]
+            extra: &'a Extra,
         }
         append_json(
             out,
@@ -534,6 +621,7 @@ impl ResponseFrame {
                 ok: self.ok,
                 payload: self.payload.as_deref(),
                 error: self.error.as_ref(),
+                extra: &self.extra,
             },
         );
     }
@@ -557,6 +645,7 @@ impl EventFrame {
             payload: Some(to_raw(payload)),
             seq: None,
             state_version: None,
+            extra: Extra::new(),
         }
     }
 
@@ -585,6 +674,8 @@ impl EventFrame {
             seq: Option<u64>,
             #[serde(rename = "stateVersion", skip_serializing_if = "Option::is_none")]
             state_version: Option<&'a StateVersion>,
+            #[serde(flatten, skip_serializing_if = "Extra::is_empty")]
+            extra: &'a Extra,
         }
         append_json(
             out,
@@ -594,6 +685,7 @@ impl EventFrame {
                 payload: self.payload.as_deref(),
                 seq: self.seq,
                 state_version: self.state_version.as_ref(),
+                extra: &self.extra,
             },
         );
     }
@@ -615,7 +707,11 @@ impl PartialEq for RequestFrame {
 
 impl PartialEq for ResponseFrame {
     fn eq(&self, o: &Self) -> bool {
-        self.id == o.id && self.ok == o.ok && raw_eq(&self.payload, &o.payload) && self.error == o.error
+        self.id == o.id
+            && self.ok == o.ok
+            && raw_eq(&self.payload, &o.payload)
+            && self.error == o.error
+            && self.extra == o.extra
     }
 }
 
@@ -686,6 +782,18 @@ mod tests {
         assert!(
             Frame::decode(r#"{"type":"res","id":"1","ok":false,"error":{"code":"X","message":"x","more":1}}"#).is_err()
         );
+    }
+
+    #[test]
+    fn server_frames_keep_unknown_fields_but_requests_may_not_have_them() {
+        let text = r#"{"type":"event","event":"presence","payload":{"a":1},"seq":1,"recipientProfileId":"x"}"#;
+        let Frame::Event(e) = Frame::decode(text).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.extra["recipientProfileId"], "x");
+        let again: serde_json::Value = serde_json::from_str(&e.encode()).unwrap();
+        assert_eq!(again, serde_json::from_str::<serde_json::Value>(text).unwrap());
+        assert!(Frame::decode(r#"{"type":"req","id":"1","method":"m","recipientProfileId":"x"}"#).is_err());
     }
 
     #[test]

@@ -161,7 +161,7 @@ pub enum ConnectRejection {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     /// The error response to the `connect` request, when the request had a usable id.
-    pub response: Option<ResponseFrame>,
+    pub response: Option<Box<ResponseFrame>>,
     /// The close frame that follows.
     pub close: CloseFrame,
 }
@@ -253,7 +253,7 @@ impl ConnectRejection {
     pub fn rejection(&self, request_id: Option<&str>) -> Rejection {
         Rejection {
             response: match (request_id, self.error()) {
-                (Some(id), Some(e)) => Some(ResponseFrame::err(id, e)),
+                (Some(id), Some(e)) => Some(Box::new(ResponseFrame::err(id, e))),
                 _ => None,
             },
             close: self.close(),
