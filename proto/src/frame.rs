@@ -246,13 +246,13 @@ struct WireFrame {
     id: Option<serde_json::Value>,
     #[serde(default)]
     method: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_raw")]
     params: Option<Box<RawValue>>,
     #[serde(default)]
     traceparent: Option<String>,
     #[serde(default)]
     ok: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_raw")]
     payload: Option<Box<RawValue>>,
     #[serde(default)]
     error: Option<ErrorShape>,
@@ -262,6 +262,11 @@ struct WireFrame {
     seq: Option<u64>,
     #[serde(default, rename = "stateVersion")]
     state_version: Option<StateVersion>,
+}
+
+/// Keeps an explicit `null` as a value, so that `"payload": null` re-encodes as it came.
+fn present_raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 /// Extracts `id` when the frame has a usable (non-empty string) one, for error addressing.
@@ -524,9 +529,12 @@ impl RequestFrame {
         }
     }
 
-    /// The params as text (`{}` when absent).
+    /// The params as text (`{}` when absent or `null`).
     pub fn params_text(&self) -> &str {
-        self.params.as_deref().map(RawValue::get).unwrap_or("{}")
+        match self.params.as_deref().map(RawValue::get) {
+            None | Some("null") => "{}",
+            Some(text) => text,
+        }
     }
 
     /// Parses the params into `T` (absent params parse as `{}`).
