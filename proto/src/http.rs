@@ -214,7 +214,7 @@ impl RequestParser {
     }
 
     fn release_if_idle(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > 4096 {
+        if self.buf.is_empty() {
             self.buf = Vec::new();
         }
     }
