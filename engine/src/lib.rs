@@ -1,2 +1,22 @@
-//! The Clawgate gateway engine: connections, auth, dispatch. Sans-IO.
+//! The Clawgate gateway engine: connections, HTTP routing, the WebSocket handshake, auth, method
+//! dispatch, presence, ticks and shutdown, as one sans-IO state machine.
+//!
+//! The engine never touches a socket, a clock or a random source. A runtime feeds it events with
+//! the `handle_*` methods (each takes the current time in milliseconds since the Unix epoch) and
+//! carries out what [`Gateway::poll_output`] returns, then arms a timer for
+//! [`Gateway::poll_timeout`].
+//!
+//! Invariant for runtimes: after every `handle_*` call, drain `poll_output` until it returns `None`
+//! before handling the next input; outputs are ordered (bytes for a connection always precede its
+//! close).
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod config;
+mod gateway;
+mod http_routes;
+mod methods;
+mod presence;
+
+pub use config::GatewayConfig;
+pub use gateway::{ConnId, Entropy, Gateway, LogLevel, LogLine, Output};

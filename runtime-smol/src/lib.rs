@@ -1,1 +1,322 @@
-//! Runtime that drives the Clawgate engine.
+//! Drives the Clawgate engine with smol on a single thread.
+//!
+//! One local executor owns the [`Gateway`]. Every accepted socket gets a reader task and a writer
+//! task; readers feed bytes into the engine, the outputs are dispatched to the writers, and one
+//! timer task arms the engine's next timeout. The runtime holds no gateway logic.
+//!
+//! Memory per idle connection is kept small: reads go through one buffer shared by all
+//! connections, and writers hold bytes only while they are being sent.
+
+use clawgate_engine::{ConnId, Entropy, Gateway, LogLevel, Output};
+use smol::channel::{Receiver, Sender};
+use smol::io::AsyncWriteExt;
+use smol::{Async, LocalExecutor, Timer};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Size of the read buffer shared by all connections.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// Reads handled for one connection before yielding to the others.
+const READS_PER_TURN: usize = 16;
+/// Time a closing connection gets to flush what is queued before it is cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Time the gateway waits for clients to take their close frames at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Milliseconds since the Unix epoch, the engine's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Randomness from the operating system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        if getrandom::fill(buf).is_err() {
+            // The OS generator does not fail on supported platforms; refuse to continue without it.
+            eprintln!("clawgate: the operating system's random generator failed");
+            std::process::abort();
+        }
+    }
+}
+
+/// Binds every address; fails on the first that cannot be bound (e.g. a port in use).
+/// Port 0 binds an ephemeral port on the first address and reuses it for the others.
+pub fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    let mut port = None;
+    for addr in addrs {
+        let mut addr = *addr;
+        if let (0, Some(p)) = (addr.port(), port) {
+            addr.set_port(p);
+        }
+        let listener =
+            TcpListener::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        port = Some(listener.local_addr()?.port());
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// A way to stop a running gateway from another thread.
+#[derive(Debug, Clone)]
+pub struct StopHandle(Sender<()>);
+
+impl StopHandle {
+    /// Asks the gateway to shut down gracefully.
+    pub fn stop(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+/// A stop handle and the receiver [`run`] listens on.
+pub fn stop_channel() -> (StopHandle, Receiver<()>) {
+    let (tx, rx) = smol::channel::bounded(4);
+    (StopHandle(tx), rx)
+}
+
+/// Sends a stop request on SIGINT and SIGTERM.
+pub fn stop_on_signals(handle: StopHandle) -> io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    std::thread::Builder::new()
+        .name("clawgate-signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                handle.stop();
+            }
+        })?;
+    Ok(())
+}
+
+enum WriteCmd {
+    Bytes(Vec<u8>),
+    Close,
+}
+
+struct Writer {
+    tx: Sender<WriteCmd>,
+    queued: Rc<Cell<usize>>,
+    stream: Rc<Async<TcpStream>>,
+}
+
+struct Shared {
+    gateway: RefCell<Gateway>,
+    writers: RefCell<HashMap<ConnId, Writer>>,
+    read_buf: RefCell<Vec<u8>>,
+    timer_wake: Sender<()>,
+    stopped: Sender<()>,
+}
+
+impl Shared {
+    /// Carries out every pending output of the engine.
+    fn drain(self: &Rc<Self>, ex: &LocalExecutor<'_>) {
+        loop {
+            let output = self.gateway.borrow_mut().poll_output();
+            let Some(output) = output else { break };
+            match output {
+                Output::Transmit { conn, bytes } => {
+                    if let Some(w) = self.writers.borrow().get(&conn) {
+                        w.queued.set(w.queued.get() + bytes.len());
+                        let _ = w.tx.try_send(WriteCmd::Bytes(bytes));
+                    }
+                }
+                Output::Close { conn } => {
+                    if let Some(w) = self.writers.borrow().get(&conn) {
+                        let _ = w.tx.try_send(WriteCmd::Close);
+                        // A peer that does not read must not keep the socket open forever.
+                        let stream = w.stream.clone();
+                        ex.spawn(async move {
+                            Timer::after(CLOSE_GRACE).await;
+                            let _ = stream.get_ref().shutdown(Shutdown::Both);
+                        })
+                        .detach();
+                    }
+                }
+                Output::Log(line) => eprintln!("{}", line.render()),
+                Output::Stopped => {
+                    let _ = self.stopped.try_send(());
+                }
+            }
+        }
+        let _ = self.timer_wake.try_send(());
+    }
+}
+
+async fn write_loop(
+    shared: Rc<Shared>,
+    conn: ConnId,
+    stream: Rc<Async<TcpStream>>,
+    rx: Receiver<WriteCmd>,
+    queued: Rc<Cell<usize>>,
+) {
+    let mut batch = Vec::new();
+    while let Ok(cmd) = rx.recv().await {
+        let mut close = matches!(cmd, WriteCmd::Close);
+        if let WriteCmd::Bytes(b) = cmd {
+            batch = b;
+        }
+        // Coalesce everything already queued into one write.
+        while let Ok(more) = rx.try_recv() {
+            match more {
+                WriteCmd::Bytes(b) => batch.extend_from_slice(&b),
+                WriteCmd::Close => close = true,
+            }
+        }
+        if !batch.is_empty() {
+            let len = batch.len();
+            let result = (&*stream).write_all(&batch).await;
+            batch = Vec::new();
+            queued.set(queued.get().saturating_sub(len));
+            shared.gateway.borrow_mut().handle_buffered(conn, queued.get());
+            if result.is_err() {
+                break;
+            }
+        }
+        if close {
+            break;
+        }
+    }
+    let _ = stream.get_ref().shutdown(Shutdown::Both);
+}
+
+async fn read_loop(shared: Rc<Shared>, ex: Rc<LocalExecutor<'static>>, conn: ConnId, stream: Rc<Async<TcpStream>>) {
+    'outer: loop {
+        if stream.readable().await.is_err() {
+            break;
+        }
+        for _ in 0..READS_PER_TURN {
+            let read = {
+                let mut buf = shared.read_buf.borrow_mut();
+                stream.get_ref().read(&mut buf)
+            };
+            match read {
+                Ok(0) => break 'outer,
+                Ok(n) => {
+                    let buf = shared.read_buf.borrow();
+                    shared.gateway.borrow_mut().handle_bytes(now_ms(), conn, &buf[..n]);
+                    drop(buf);
+                    shared.drain(&ex);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue 'outer,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break 'outer,
+            }
+        }
+        // A chatty client yields after its budget so that the others get their turn.
+        smol::future::yield_now().await;
+    }
+    shared.writers.borrow_mut().remove(&conn);
+    shared.gateway.borrow_mut().handle_closed(now_ms(), conn);
+    shared.drain(&ex);
+}
+
+async fn accept_loop(shared: Rc<Shared>, ex: Rc<LocalExecutor<'static>>, listener: Async<TcpListener>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(ok) => ok,
+            Err(e) => {
+                shared
+                    .gateway
+                    .borrow_mut()
+                    .handle_log(now_ms(), LogLevel::Error, format!("accept failed: {e}"));
+                shared.drain(&ex);
+                // Usually out of file descriptors: back off instead of spinning.
+                Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.get_ref().set_nodelay(true);
+        let stream = Rc::new(stream);
+        let conn = shared.gateway.borrow_mut().handle_connection(now_ms(), peer);
+        let (tx, rx) = smol::channel::unbounded();
+        let queued = Rc::new(Cell::new(0));
+        shared.writers.borrow_mut().insert(
+            conn,
+            Writer {
+                tx,
+                queued: queued.clone(),
+                stream: stream.clone(),
+            },
+        );
+        ex.spawn(write_loop(shared.clone(), conn, stream.clone(), rx, queued))
+            .detach();
+        ex.spawn(read_loop(shared.clone(), ex.clone(), conn, stream)).detach();
+        shared.drain(&ex);
+    }
+}
+
+async fn timer_loop(shared: Rc<Shared>, ex: Rc<LocalExecutor<'static>>, wake: Receiver<()>) {
+    loop {
+        let deadline = shared.gateway.borrow().poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => {
+                    Timer::after(Duration::from_millis(at.saturating_sub(now_ms()))).await;
+                }
+                None => {
+                    Timer::never().await;
+                }
+            }
+            true
+        };
+        let woken = async {
+            let _ = wake.recv().await;
+            false
+        };
+        if smol::future::or(sleep, woken).await {
+            shared.gateway.borrow_mut().handle_timeout(now_ms());
+            shared.drain(&ex);
+        }
+    }
+}
+
+/// Runs the gateway on the bound listeners until `stop` receives a message (or all its senders
+/// are gone), then shuts down gracefully and returns.
+pub fn run(gateway: Gateway, listeners: Vec<TcpListener>, stop: Receiver<()>) -> io::Result<()> {
+    let ex = Rc::new(LocalExecutor::new());
+    let (timer_wake, wake_rx) = smol::channel::bounded(1);
+    let (stopped_tx, stopped_rx) = smol::channel::bounded(1);
+    let shared = Rc::new(Shared {
+        gateway: RefCell::new(gateway),
+        writers: RefCell::new(HashMap::new()),
+        read_buf: RefCell::new(vec![0; READ_BUFFER_BYTES]),
+        timer_wake,
+        stopped: stopped_tx,
+    });
+    for listener in listeners {
+        let addr = listener.local_addr()?;
+        let listener = Async::new(listener)?;
+        shared
+            .gateway
+            .borrow_mut()
+            .handle_log(now_ms(), LogLevel::Info, format!("listening on ws://{addr}"));
+        ex.spawn(accept_loop(shared.clone(), ex.clone(), listener)).detach();
+    }
+    shared.drain(&ex);
+    ex.spawn(timer_loop(shared.clone(), ex.clone(), wake_rx)).detach();
+    let main = async {
+        let _ = stop.recv().await;
+        shared
+            .gateway
+            .borrow_mut()
+            .handle_shutdown(now_ms(), "gateway stopping", None);
+        shared.drain(&ex);
+        let stopped = async {
+            let _ = stopped_rx.recv().await;
+        };
+        smol::future::or(stopped, async {
+            Timer::after(SHUTDOWN_GRACE).await;
+        })
+        .await;
+    };
+    smol::block_on(ex.run(main));
+    Ok(())
+}

@@ -1,0 +1,1141 @@
+//! The gateway state machine.
+
+use crate::config::{GatewayConfig, HEALTH_REFRESH_INTERVAL_MS, HTTP_NONCE_TTL_MS, LOG_RING_LINES, MAX_HTTP_NONCES};
+use crate::presence::{Presence, PresenceEntry};
+use clawgate_proto::auth::{AuthFailure, AuthMethod, AuthMode};
+use clawgate_proto::close::{code, CloseFrame};
+use clawgate_proto::connect::{
+    ClientId, ClientMode, HelloAuth, HelloFeatures, HelloOk, HelloPolicy, HelloServer, Role,
+};
+use clawgate_proto::device::{base64url_encode, hex_lower, DeviceIdentity};
+use clawgate_proto::frame::{to_raw, ErrorShape, EventFrame, Extra, Frame, FrameError, ResponseFrame, StateVersion};
+use clawgate_proto::handshake::{AcceptedConnect, ConnectRejection, NonceRedeemer, PairingReason, ServerHandshake};
+use clawgate_proto::http::{HttpLimits, Request, RequestParser, Response};
+use clawgate_proto::scopes::{authorize, may_receive_event, ScopeSet};
+use clawgate_proto::ws::{accept_upgrade, Message, WsCodec, WsError};
+use serde_json::json;
+use serde_json::value::RawValue;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+
+/// A connection handle, chosen by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// The source of randomness the engine draws from (nonces, connection ids, device tokens).
+pub trait Entropy {
+    /// Fills `buf` with random bytes.
+    fn fill(&mut self, buf: &mut [u8]);
+}
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Routine events.
+    Info,
+    /// Something a caller did wrong, or a degraded condition.
+    Warn,
+    /// A failure of the gateway itself.
+    Error,
+}
+
+impl LogLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// One line of the gateway's own log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// When, in ms since the epoch.
+    pub ts: u64,
+    /// Severity.
+    pub level: LogLevel,
+    /// The text. Never contains a secret.
+    pub message: String,
+}
+
+impl LogLine {
+    /// The line as the gateway prints it.
+    pub fn render(&self) -> String {
+        format!("{} [{}] {}", self.ts, self.level.as_str(), self.message)
+    }
+}
+
+/// What the runtime must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send these bytes on the connection, after any bytes sent before.
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// Close the connection once its queued bytes are written (or a short grace passed).
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Print this log line.
+    Log(LogLine),
+    /// The gateway stopped: every connection was told and closed; the runtime may exit.
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Handshake(ConnId),
+    Tick,
+    Health,
+}
+
+pub(crate) struct Session {
+    pub role: Role,
+    pub scopes: ScopeSet,
+    pub scope_names: Vec<String>,
+    pub presence_key: Option<String>,
+    pub conn_uuid: String,
+}
+
+impl Session {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Operator && self.scopes.allows(clawgate_proto::scopes::Scope::Admin)
+    }
+}
+
+struct UpgradeInfo {
+    local_direct: bool,
+    origin: Option<String>,
+    host: Option<String>,
+}
+
+enum Phase {
+    Http(RequestParser),
+    Handshake {
+        codec: WsCodec,
+        handshake: Box<ServerHandshake>,
+        upgrade: UpgradeInfo,
+    },
+    Open {
+        codec: WsCodec,
+        session: Box<Session>,
+    },
+    Closed,
+}
+
+struct Conn {
+    peer: SocketAddr,
+    phase: Phase,
+    /// Bytes the runtime reported as queued, plus bytes emitted since that report.
+    buffered: usize,
+    /// Per-connection event sequence.
+    seq: u64,
+    /// Set once a close was decided: nothing more is read or sent.
+    closing: bool,
+}
+
+/// Nonces issued over HTTP for devices to sign instead of the socket's challenge nonce.
+#[derive(Default)]
+struct HttpNonces {
+    issued: VecDeque<(String, u64)>,
+}
+
+impl NonceRedeemer for HttpNonces {
+    fn redeem(&mut self, nonce: &str, now_ms: u64) -> bool {
+        let Some(pos) = self.issued.iter().position(|(n, _)| n == nonce) else {
+            return false;
+        };
+        let (_, issued_at) = self.issued.remove(pos).unwrap_or_default();
+        now_ms.saturating_sub(issued_at) <= HTTP_NONCE_TTL_MS
+    }
+}
+
+/// The gateway.
+pub struct Gateway {
+    pub(crate) config: GatewayConfig,
+    entropy: Box<dyn Entropy>,
+    pub(crate) started_at: u64,
+    next_conn: u64,
+    conns: HashMap<ConnId, Conn>,
+    preauth_per_ip: HashMap<IpAddr, usize>,
+    timers: BinaryHeap<Reverse<(u64, Timer)>>,
+    outputs: VecDeque<Output>,
+    pub(crate) presence: Presence,
+    pub(crate) health_version: u64,
+    pub(crate) logs: VecDeque<(u64, LogLine)>,
+    pub(crate) log_cursor: u64,
+    http_nonces: HttpNonces,
+    pub(crate) identity: DeviceIdentity,
+    device_tokens: HashMap<String, (String, u64)>,
+    pub(crate) instance_id: String,
+    stopping: bool,
+    stopped_reported: bool,
+}
+
+fn uuid_v4(bytes: [u8; 16]) -> String {
+    let mut b = bytes;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex_lower(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    }
+}
+
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+const FORWARDING_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+];
+
+/// Whether an origin's host is a loopback name or address.
+fn origin_is_loopback(origin: &str) -> bool {
+    let rest = origin.split_once("://").map_or(origin, |(_, r)| r);
+    let host = rest.split('/').next().unwrap_or("");
+    let host = if let Some(stripped) = host.strip_prefix('[') {
+        stripped.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(is_loopback)
+}
+
+impl Gateway {
+    /// A gateway started at `now_ms`. The gateway's own identity seed is drawn from `entropy`.
+    pub fn new(config: GatewayConfig, mut entropy: Box<dyn Entropy>, now_ms: u64) -> Self {
+        let mut seed = [0u8; 32];
+        entropy.fill(&mut seed);
+        let mut instance = [0u8; 16];
+        entropy.fill(&mut instance);
+        let mut g = Gateway {
+            identity: DeviceIdentity::from_seed(&seed),
+            instance_id: uuid_v4(instance),
+            config,
+            entropy,
+            started_at: now_ms,
+            next_conn: 1,
+            conns: HashMap::new(),
+            preauth_per_ip: HashMap::new(),
+            timers: BinaryHeap::new(),
+            outputs: VecDeque::new(),
+            presence: Presence::default(),
+            health_version: 1,
+            logs: VecDeque::new(),
+            log_cursor: 0,
+            http_nonces: HttpNonces::default(),
+            device_tokens: HashMap::new(),
+            stopping: false,
+            stopped_reported: false,
+        };
+        g.timers
+            .push(Reverse((now_ms + g.config.tick_interval_ms, Timer::Tick)));
+        g.timers
+            .push(Reverse((now_ms + HEALTH_REFRESH_INTERVAL_MS, Timer::Health)));
+        let self_entry = g.self_presence(now_ms);
+        g.presence.upsert(format!("gateway:{}", g.instance_id), self_entry);
+        g
+    }
+
+    fn self_presence(&self, now_ms: u64) -> PresenceEntry {
+        PresenceEntry {
+            host: self.config.host_name.clone(),
+            ip: None,
+            version: self.config.server_version.clone(),
+            platform: std::env::consts::OS.to_owned(),
+            device_family: None,
+            model_identifier: None,
+            mode: "gateway".to_owned(),
+            reason: "self".to_owned(),
+            device_id: None,
+            instance_id: Some(self.instance_id.clone()),
+            roles: Vec::new(),
+            scopes: None,
+            text: format!(
+                "Gateway: {} · app {} · mode gateway · reason self",
+                self.config.host_name, self.config.server_version
+            ),
+            ts: now_ms,
+        }
+    }
+
+    fn random_uuid(&mut self) -> String {
+        let mut b = [0u8; 16];
+        self.entropy.fill(&mut b);
+        uuid_v4(b)
+    }
+
+    pub(crate) fn log(&mut self, now_ms: u64, level: LogLevel, message: String) {
+        let line = LogLine {
+            ts: now_ms,
+            level,
+            message,
+        };
+        self.log_cursor += 1;
+        self.logs.push_back((self.log_cursor, line.clone()));
+        if self.logs.len() > LOG_RING_LINES {
+            self.logs.pop_front();
+        }
+        self.outputs.push_back(Output::Log(line));
+    }
+
+    /// Logs a line on behalf of the runtime (e.g. "listening on ...").
+    pub fn handle_log(&mut self, now_ms: u64, level: LogLevel, message: String) {
+        self.log(now_ms, level, message);
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// Number of open connections of any kind.
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// A new TCP connection from `peer`.
+    pub fn handle_connection(&mut self, _now_ms: u64, peer: SocketAddr) -> ConnId {
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.conns.insert(
+            id,
+            Conn {
+                peer,
+                phase: Phase::Http(RequestParser::new(HttpLimits::default())),
+                buffered: 0,
+                seq: 0,
+                closing: false,
+            },
+        );
+        if self.stopping {
+            self.close_now(id);
+        }
+        id
+    }
+
+    /// How many bytes the runtime still holds unsent for `conn` (after a write completed or queued).
+    pub fn handle_buffered(&mut self, conn: ConnId, queued_bytes: usize) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.buffered = queued_bytes;
+        }
+    }
+
+    /// The connection is gone (peer closed, error, or our close completed).
+    pub fn handle_closed(&mut self, now_ms: u64, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        match c.phase {
+            Phase::Handshake { .. } => self.release_preauth(c.peer.ip()),
+            Phase::Open { session, .. } => {
+                if let Some(key) = session.presence_key {
+                    self.presence.disconnect(&key, now_ms);
+                    self.broadcast_presence(now_ms);
+                }
+            }
+            _ => {}
+        }
+        self.maybe_report_stopped();
+    }
+
+    fn release_preauth(&mut self, ip: IpAddr) {
+        let ip = canonical_ip(ip);
+        if let Some(n) = self.preauth_per_ip.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.preauth_per_ip.remove(&ip);
+            }
+        }
+    }
+
+    fn push_bytes(&mut self, conn: ConnId, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.buffered += bytes.len();
+        }
+        if let Some(Output::Transmit {
+            conn: last,
+            bytes: pending,
+        }) = self.outputs.back_mut()
+        {
+            if *last == conn {
+                pending.extend_from_slice(&bytes);
+                return;
+            }
+        }
+        self.outputs.push_back(Output::Transmit { conn, bytes });
+    }
+
+    fn close_now(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if c.closing {
+                return;
+            }
+            c.closing = true;
+            self.outputs.push_back(Output::Close { conn });
+        }
+    }
+
+    /// Sends a close frame and closes the connection.
+    fn close_ws(&mut self, conn: ConnId, frame: &CloseFrame) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.closing {
+            return;
+        }
+        let mut out = Vec::new();
+        match &mut c.phase {
+            Phase::Handshake { codec, .. } | Phase::Open { codec, .. } => codec.encode_close(Some(frame), &mut out),
+            _ => {}
+        }
+        self.push_bytes(conn, out);
+        self.close_now(conn);
+    }
+
+    fn send_text(&mut self, conn: ConnId, text: &str) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.closing {
+            return;
+        }
+        let mut out = Vec::with_capacity(text.len() + 10);
+        match &mut c.phase {
+            Phase::Handshake { codec, .. } | Phase::Open { codec, .. } => codec.encode_text(text, &mut out),
+            _ => return,
+        }
+        self.push_bytes(conn, out);
+    }
+
+    fn send_http(&mut self, conn: ConnId, response: &Response, head_only: bool, keep_alive: bool) {
+        let mut response = response.clone();
+        response
+            .headers
+            .push(("X-Content-Type-Options".into(), "nosniff".into()));
+        response.headers.push(("Referrer-Policy".into(), "no-referrer".into()));
+        response.headers.push((
+            "Permissions-Policy".into(),
+            "camera=(), microphone=(), geolocation=()".into(),
+        ));
+        if !keep_alive
+            && !response
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        {
+            response.headers.push(("Connection".into(), "close".into()));
+        }
+        let mut out = Vec::with_capacity(256 + response.body.len());
+        response.encode(head_only, &mut out);
+        self.push_bytes(conn, out);
+        if !keep_alive {
+            self.close_now(conn);
+        }
+    }
+
+    /// Bytes received on `conn`.
+    pub fn handle_bytes(&mut self, now_ms: u64, conn: ConnId, data: &[u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.closing {
+            return;
+        }
+        match &mut c.phase {
+            Phase::Http(parser) => {
+                parser.feed(data);
+                self.drive_http(now_ms, conn);
+            }
+            Phase::Handshake { codec, .. } | Phase::Open { codec, .. } => {
+                codec.feed(data);
+                self.drive_ws(now_ms, conn);
+            }
+            Phase::Closed => {}
+        }
+    }
+
+    fn drive_http(&mut self, now_ms: u64, conn: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else { return };
+            if c.closing {
+                return;
+            }
+            let Phase::Http(parser) = &mut c.phase else { return };
+            let request = match parser.poll_request() {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    let response = e.response();
+                    self.send_http(conn, &response, false, false);
+                    return;
+                }
+            };
+            if request.is_websocket_upgrade() {
+                let leftover = parser.take_buffered();
+                self.upgrade(now_ms, conn, &request, leftover);
+                return;
+            }
+            let peer = c.peer;
+            let head_only = request.method == "HEAD";
+            let keep_alive = request.keep_alive() && !self.stopping;
+            let response = self.route_http(now_ms, peer, &request);
+            self.send_http(conn, &response, head_only, keep_alive);
+        }
+    }
+
+    pub(crate) fn is_local_direct(peer: SocketAddr, request: &Request) -> bool {
+        is_loopback(peer.ip()) && !FORWARDING_HEADERS.iter().any(|h| request.has_header(h))
+    }
+
+    pub(crate) fn issue_http_nonce(&mut self, now_ms: u64) -> (String, u64) {
+        let nonce = self.random_uuid();
+        let nonces = &mut self.http_nonces.issued;
+        nonces.retain(|(_, at)| now_ms.saturating_sub(*at) <= HTTP_NONCE_TTL_MS);
+        if nonces.len() >= MAX_HTTP_NONCES {
+            nonces.pop_front();
+        }
+        nonces.push_back((nonce.clone(), now_ms));
+        (nonce, now_ms + HTTP_NONCE_TTL_MS)
+    }
+
+    fn upgrade(&mut self, now_ms: u64, conn: ConnId, request: &Request, leftover: Vec<u8>) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let peer = c.peer;
+        let ip = canonical_ip(peer.ip());
+        if self.stopping {
+            let r = Response::text(503, "Gateway stopping");
+            self.send_http(conn, &r, false, false);
+            return;
+        }
+        if self.preauth_per_ip.get(&ip).copied().unwrap_or(0) >= self.config.max_preauth_per_ip {
+            let r = Response::text(503, "Too many unauthenticated sockets");
+            self.send_http(conn, &r, false, false);
+            self.log(
+                now_ms,
+                LogLevel::Warn,
+                format!("refused upgrade from {ip}: too many unauthenticated sockets"),
+            );
+            return;
+        }
+        let accepted = match accept_upgrade(request) {
+            Ok(a) => a,
+            Err(response) => {
+                self.send_http(conn, &response, false, false);
+                return;
+            }
+        };
+        *self.preauth_per_ip.entry(ip).or_insert(0) += 1;
+        let nonce = self.random_uuid();
+        let handshake = ServerHandshake::new(nonce, now_ms);
+        let mut codec = WsCodec::server(self.config.max_preauth_payload);
+        let upgrade = UpgradeInfo {
+            local_direct: Self::is_local_direct(peer, request),
+            origin: request.header("origin").map(str::to_owned),
+            host: request.header("host").map(str::to_owned),
+        };
+        let mut out = accepted.response_bytes();
+        codec.encode_text(&handshake.challenge().encode(), &mut out);
+        codec.feed(&leftover);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.phase = Phase::Handshake {
+                codec,
+                handshake: Box::new(handshake),
+                upgrade,
+            };
+        }
+        self.push_bytes(conn, out);
+        self.timers.push(Reverse((
+            now_ms + self.config.handshake_timeout_ms,
+            Timer::Handshake(conn),
+        )));
+        if !leftover.is_empty() {
+            self.drive_ws(now_ms, conn);
+        }
+    }
+
+    fn drive_ws(&mut self, now_ms: u64, conn: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else { return };
+            if c.closing {
+                return;
+            }
+            let in_handshake = matches!(c.phase, Phase::Handshake { .. });
+            let message = match &mut c.phase {
+                Phase::Handshake { codec, .. } | Phase::Open { codec, .. } => codec.poll_message(),
+                _ => return,
+            };
+            let message = match message {
+                Ok(Some(m)) => m,
+                Ok(None) => return,
+                Err(e) => {
+                    let frame = match (&e, in_handshake) {
+                        (WsError::TooBig { .. }, true) => ConnectRejection::PreauthPayloadTooLarge.close(),
+                        _ => e.close_frame(),
+                    };
+                    self.close_ws(conn, &frame);
+                    return;
+                }
+            };
+            match message {
+                Message::Text(text) => self.on_text(now_ms, conn, &text),
+                Message::Binary(data) => match String::from_utf8(data) {
+                    Ok(text) => self.on_text(now_ms, conn, &text),
+                    Err(_) => self.close_ws(
+                        conn,
+                        &CloseFrame::new(code::UNSUPPORTED_DATA, "binary frames are not supported"),
+                    ),
+                },
+                Message::Ping(data) => {
+                    let mut out = Vec::new();
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        if let Phase::Handshake { codec, .. } | Phase::Open { codec, .. } = &mut c.phase {
+                            codec.encode_pong(&data, &mut out);
+                        }
+                    }
+                    self.push_bytes(conn, out);
+                }
+                Message::Pong(_) => {}
+                Message::Close(frame) => {
+                    let reply = frame.map_or(CloseFrame::new(code::NORMAL, ""), |f| CloseFrame::new(f.code, ""));
+                    self.close_ws(conn, &reply);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_text(&mut self, now_ms: u64, conn: ConnId, text: &str) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if matches!(c.phase, Phase::Handshake { .. }) {
+            let Phase::Handshake {
+                codec,
+                handshake,
+                upgrade,
+            } = std::mem::replace(&mut c.phase, Phase::Closed)
+            else {
+                return;
+            };
+            let peer = c.peer;
+            match handshake.handle_first_frame(text, now_ms, &mut self.http_nonces) {
+                Err(rejection) => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.phase = Phase::Handshake {
+                            codec,
+                            handshake: Box::new(ServerHandshake::new("", now_ms)),
+                            upgrade,
+                        };
+                    }
+                    self.reject(now_ms, conn, peer, rejection.response.map(|r| *r), &rejection.close);
+                }
+                Ok(accepted) => self.complete_handshake(now_ms, conn, peer, codec, accepted, upgrade),
+            }
+            return;
+        }
+        self.on_request(now_ms, conn, text);
+    }
+
+    fn reject(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        peer: SocketAddr,
+        response: Option<ResponseFrame>,
+        close: &CloseFrame,
+    ) {
+        if let Some(res) = response {
+            self.send_text(conn, &res.encode());
+        }
+        self.log(
+            now_ms,
+            LogLevel::Warn,
+            format!("handshake from {} refused: {} {}", peer.ip(), close.code, close.reason),
+        );
+        self.close_ws(conn, close);
+    }
+
+    /// The decisions that need gateway state: origin, shared secret, device admission, scopes.
+    fn admit(
+        &mut self,
+        accepted: &AcceptedConnect,
+        upgrade: &UpgradeInfo,
+    ) -> Result<(AuthMethod, Vec<String>), ConnectRejection> {
+        let client = &accepted.params.client;
+        let browser =
+            client.id == ClientId::ControlUi || client.mode == ClientMode::Webchat || client.id == ClientId::WebchatUi;
+        if upgrade.origin.is_some() || browser {
+            let allowed = match upgrade.origin.as_deref() {
+                None | Some("null") | Some("") => false,
+                Some(origin) => {
+                    let same_host = upgrade.host.as_deref().is_some_and(|h| {
+                        origin
+                            .split_once("://")
+                            .is_some_and(|(_, rest)| rest.trim_end_matches('/').eq_ignore_ascii_case(h))
+                    });
+                    (upgrade.local_direct && origin_is_loopback(origin)) || (same_host && origin_is_loopback(origin))
+                }
+            };
+            if !allowed {
+                let reason = match upgrade.origin.as_deref() {
+                    None | Some("null") | Some("") => "origin missing or invalid",
+                    Some(_) => "origin not allowed",
+                };
+                return Err(ConnectRejection::OriginNotAllowed { reason: reason.into() });
+            }
+        }
+        let secret = self.config.auth.check(accepted.params.auth.as_ref());
+        let requested = accepted.params.scopes().to_vec();
+        match &accepted.device {
+            None => {
+                let method = secret.map_err(|f| accepted.unauthorized(f))?;
+                if client.id == ClientId::ControlUi || client.id == ClientId::Tui {
+                    return Err(ConnectRejection::ControlUiDeviceIdentityRequired);
+                }
+                if method == AuthMethod::None && !upgrade.local_direct {
+                    // Without a shared secret, a device-less caller must at least be on this host.
+                    return Err(ConnectRejection::DeviceIdentityRequired);
+                }
+                let keeps_scopes = upgrade.local_direct
+                    && matches!(
+                        (client.id, client.mode),
+                        (ClientId::Cli, ClientMode::Cli) | (ClientId::GatewayClient, ClientMode::Backend)
+                    );
+                let scopes = if keeps_scopes || accepted.role == Role::Node {
+                    requested
+                } else {
+                    Vec::new()
+                };
+                Ok((method, scopes))
+            }
+            Some(_) => {
+                let method = secret.map_err(|f| accepted.unauthorized(f))?;
+                if !upgrade.local_direct {
+                    // Remote devices need an operator's approval (pairing); until a pairing store
+                    // exists, the request is refused with a fresh request id.
+                    return Err(ConnectRejection::PairingRequired {
+                        request_id: self.random_uuid(),
+                        reason: PairingReason::NotPaired,
+                    });
+                }
+                Ok((method, requested))
+            }
+        }
+    }
+
+    fn complete_handshake(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        peer: SocketAddr,
+        mut codec: WsCodec,
+        accepted: AcceptedConnect,
+        upgrade: UpgradeInfo,
+    ) {
+        let (method, scope_names) = match self.admit(&accepted, &upgrade) {
+            Ok(ok) => ok,
+            Err(why) => {
+                let rejection = accepted.reject(&why);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.phase = Phase::Handshake {
+                        codec,
+                        handshake: Box::new(ServerHandshake::new("", now_ms)),
+                        upgrade,
+                    };
+                }
+                if let ConnectRejection::Unauthorized { failure, .. } = &why {
+                    if failure.counts_as_attempt() || *failure == AuthFailure::TokenMissing {
+                        self.log(
+                            now_ms,
+                            LogLevel::Warn,
+                            format!("auth failure from {}: {}", peer.ip(), failure.reason()),
+                        );
+                    }
+                }
+                self.reject(now_ms, conn, peer, rejection.response.map(|r| *r), &rejection.close);
+                return;
+            }
+        };
+        self.release_preauth(peer.ip());
+        let client = accepted.params.client.clone();
+        let scopes = ScopeSet::from_names(&scope_names);
+        let conn_uuid = self.random_uuid();
+        let device_id = accepted.device.as_ref().map(|d| d.id.clone());
+        let (device_token, issued_at) = match &device_id {
+            Some(id) => {
+                let (token, at) = self.device_token_for(id, now_ms);
+                (Some(token), Some(at))
+            }
+            None => (None, None),
+        };
+        let presence_key = if client.mode == ClientMode::Cli {
+            None
+        } else {
+            Some(
+                device_id
+                    .clone()
+                    .or_else(|| client.instance_id.clone())
+                    .unwrap_or_else(|| conn_uuid.clone()),
+            )
+        };
+        let session = Session {
+            role: accepted.role,
+            scopes,
+            scope_names: scope_names.clone(),
+            presence_key: presence_key.clone(),
+            conn_uuid: conn_uuid.clone(),
+        };
+        let hello = self.hello_ok(now_ms, &session, method, device_token, issued_at);
+        let role = accepted.role;
+        let response = accepted.accept(&hello);
+        codec.set_max_message_size(self.config.max_payload);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.phase = Phase::Open {
+                codec,
+                session: Box::new(session),
+            };
+        }
+        self.send_text(conn, &response.encode());
+        self.log(
+            now_ms,
+            LogLevel::Info,
+            format!(
+                "connected {} {}/{} role={} auth={} from {}",
+                conn_uuid,
+                client.id,
+                client.mode,
+                role,
+                method.as_str(),
+                peer.ip()
+            ),
+        );
+        if let Some(key) = presence_key {
+            let entry = PresenceEntry {
+                host: client
+                    .display_name
+                    .clone()
+                    .unwrap_or_else(|| client.id.as_str().to_owned()),
+                ip: if is_loopback(peer.ip()) {
+                    None
+                } else {
+                    Some(canonical_ip(peer.ip()).to_string())
+                },
+                version: client.version.clone(),
+                platform: client.platform.clone(),
+                device_family: client.device_family.clone(),
+                model_identifier: client.model_identifier.clone(),
+                mode: client.mode.as_str().to_owned(),
+                reason: "connect".to_owned(),
+                device_id,
+                instance_id: client.instance_id.clone(),
+                roles: vec![role.as_str().to_owned()],
+                scopes: Some(scope_names),
+                text: format!("Node: {} · app {} · mode {}", client.id, client.version, client.mode),
+                ts: now_ms,
+            };
+            self.presence.upsert(key, entry);
+            self.broadcast_presence(now_ms);
+        }
+    }
+
+    /// The device token of a silently paired local device: reused while it exists.
+    fn device_token_for(&mut self, device_id: &str, now_ms: u64) -> (String, u64) {
+        if let Some((token, at)) = self.device_tokens.get(device_id) {
+            return (token.clone(), *at);
+        }
+        let mut bytes = [0u8; 32];
+        self.entropy.fill(&mut bytes);
+        let token = base64url_encode(&bytes);
+        self.device_tokens.insert(device_id.to_owned(), (token.clone(), now_ms));
+        (token, now_ms)
+    }
+
+    fn hello_ok(
+        &self,
+        now_ms: u64,
+        session: &Session,
+        method: AuthMethod,
+        device_token: Option<String>,
+        issued_at_ms: Option<u64>,
+    ) -> HelloOk {
+        let mut snapshot = json!({
+            "presence": self.presence.list(),
+            "health": self.health_payload(now_ms),
+            "stateVersion": {"presence": self.presence.version(), "health": self.health_version},
+            "uptimeMs": now_ms.saturating_sub(self.started_at),
+            "sessionDefaults": {
+                "defaultAgentId": self.config.default_agent_id,
+                "modelConfigured": false,
+                "mainKey": self.config.main_key,
+                "mainSessionKey": format!("agent:{}:{}", self.config.default_agent_id, self.config.main_key),
+                "scope": "per-sender",
+            },
+        });
+        if session.is_admin() {
+            snapshot["configPath"] = json!(self.config.config_path);
+            snapshot["stateDir"] = json!(self.config.state_dir);
+            snapshot["authMode"] = json!(self.config.auth.mode.as_str());
+        }
+        HelloOk {
+            ty: HelloOk::TYPE.into(),
+            protocol: clawgate_proto::limits::PROTOCOL_VERSION,
+            server: HelloServer {
+                version: self.config.server_version.clone(),
+                conn_id: session.conn_uuid.clone(),
+                extra: Extra::new(),
+            },
+            features: HelloFeatures {
+                methods: crate::methods::METHODS.iter().map(|m| (*m).to_owned()).collect(),
+                events: crate::methods::EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+                capabilities: None,
+                extra: Extra::new(),
+            },
+            snapshot,
+            auth: HelloAuth {
+                method: Some(method.as_str().to_owned()),
+                role: session.role.as_str().to_owned(),
+                scopes: session.scope_names.clone(),
+                device_token,
+                issued_at_ms,
+                device_tokens: None,
+                extra: Extra::new(),
+            },
+            policy: HelloPolicy {
+                max_payload: self.config.max_payload as u64,
+                max_buffered_bytes: self.config.max_buffered_bytes as u64,
+                tick_interval_ms: self.config.tick_interval_ms,
+                extra: Extra::new(),
+            },
+            extra: Extra::new(),
+        }
+    }
+
+    fn on_request(&mut self, now_ms: u64, conn: ConnId, text: &str) {
+        let request = match Frame::decode(text) {
+            Ok(Frame::Request(r)) => r,
+            Ok(Frame::Cancel { .. }) => return,
+            Ok(_) => {
+                let e = ErrorShape::new(
+                    clawgate_proto::ErrorCode::InvalidRequest,
+                    "invalid request frame: expected a req frame",
+                );
+                self.send_text(conn, &ResponseFrame::err("invalid", e).encode());
+                return;
+            }
+            Err(FrameError::InvalidJson(_)) => {
+                self.log(
+                    now_ms,
+                    LogLevel::Warn,
+                    format!("ignored a message that is not JSON on {}", conn.0),
+                );
+                return;
+            }
+            Err(FrameError::InvalidFrame { id, reason }) => {
+                let e = ErrorShape::new(
+                    clawgate_proto::ErrorCode::InvalidRequest,
+                    format!("invalid request frame: {reason}"),
+                );
+                let id = id.unwrap_or_else(|| "invalid".to_owned());
+                self.send_text(conn, &ResponseFrame::err(id, e).encode());
+                return;
+            }
+        };
+        let Some(Conn {
+            phase: Phase::Open { session, .. },
+            ..
+        }) = self.conns.get(&conn)
+        else {
+            return;
+        };
+        let response = match authorize(session.role, session.scopes, &request.method) {
+            Err(denied) => ResponseFrame::err(request.id.clone(), denied.to_error()),
+            Ok(()) => {
+                let admin = session.is_admin();
+                match self.call_method(now_ms, &request.method, &request, admin) {
+                    Ok(payload) => ResponseFrame::ok_raw(request.id.clone(), payload),
+                    Err(e) => ResponseFrame::err(request.id.clone(), e),
+                }
+            }
+        };
+        self.send_text(conn, &response.encode());
+    }
+
+    /// Sends `event` to every open connection allowed to see it, with that connection's next
+    /// `seq`. A slow connection skips `drop_if_slow` events and is closed for the others.
+    pub(crate) fn broadcast(
+        &mut self,
+        event: &str,
+        payload: &RawValue,
+        drop_if_slow: bool,
+        state_version: Option<StateVersion>,
+    ) {
+        let max = self.config.max_buffered_bytes;
+        let targets: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closing)
+            .filter_map(|(id, c)| match &c.phase {
+                Phase::Open { session, .. } if may_receive_event(session.role, session.scopes, event) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let mut frame = EventFrame {
+            event: event.to_owned(),
+            payload: Some(payload.to_owned()),
+            seq: None,
+            state_version,
+            extra: Extra::new(),
+        };
+        let mut text = String::with_capacity(payload.get().len() + 64);
+        for conn in targets {
+            let Some(c) = self.conns.get_mut(&conn) else { continue };
+            c.seq += 1;
+            if c.buffered > max {
+                if drop_if_slow {
+                    continue;
+                }
+                self.close_ws(conn, &CloseFrame::new(code::POLICY_VIOLATION, "slow consumer"));
+                continue;
+            }
+            frame.seq = Some(c.seq);
+            text.clear();
+            frame.encode_into(&mut text);
+            self.send_text(conn, &text);
+        }
+    }
+
+    fn broadcast_presence(&mut self, now_ms: u64) {
+        self.presence.expire(now_ms);
+        let payload = to_raw(&json!({"presence": self.presence.list()}));
+        let sv = StateVersion {
+            presence: self.presence.version(),
+            health: self.health_version,
+        };
+        self.broadcast("presence", &payload, true, Some(sv));
+    }
+
+    /// Timers that are due.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
+            if at > now_ms {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::Handshake(conn) => {
+                    let still_waiting = self
+                        .conns
+                        .get(&conn)
+                        .is_some_and(|c| !c.closing && matches!(c.phase, Phase::Handshake { .. }));
+                    if still_waiting {
+                        let peer = self.conns.get(&conn).map(|c| c.peer.ip());
+                        if let Some(ip) = peer {
+                            self.log(now_ms, LogLevel::Warn, format!("handshake timeout for {ip}"));
+                        }
+                        self.close_ws(conn, &ConnectRejection::HandshakeTimeout.close());
+                    }
+                }
+                Timer::Tick => {
+                    if !self.stopping {
+                        let payload = to_raw(&json!({"ts": now_ms}));
+                        self.broadcast("tick", &payload, true, None);
+                        self.timers
+                            .push(Reverse((now_ms + self.config.tick_interval_ms, Timer::Tick)));
+                    }
+                }
+                Timer::Health => {
+                    if !self.stopping {
+                        self.health_version += 1;
+                        let payload = to_raw(&self.health_payload(now_ms));
+                        let sv = StateVersion {
+                            presence: self.presence.version(),
+                            health: self.health_version,
+                        };
+                        self.broadcast("health", &payload, true, Some(sv));
+                        self.timers
+                            .push(Reverse((now_ms + HEALTH_REFRESH_INTERVAL_MS, Timer::Health)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// When [`Gateway::handle_timeout`] must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The next thing to do; `None` when there is nothing until the next input or timeout.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Stops the gateway: every client is told (`shutdown` event), then closed with 1012.
+    /// `restart_expected_ms` is set when the gateway will be back.
+    pub fn handle_shutdown(&mut self, now_ms: u64, reason: &str, restart_expected_ms: Option<u64>) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.log(now_ms, LogLevel::Info, format!("shutting down: {reason}"));
+        let mut payload = json!({"reason": reason});
+        if let Some(ms) = restart_expected_ms {
+            payload["restartExpectedMs"] = json!(ms);
+        }
+        self.broadcast("shutdown", &to_raw(&payload), false, None);
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            let is_ws = self
+                .conns
+                .get(&id)
+                .is_some_and(|c| matches!(c.phase, Phase::Handshake { .. } | Phase::Open { .. }));
+            if is_ws {
+                self.close_ws(id, &CloseFrame::new(code::SERVICE_RESTART, "service restart"));
+            } else {
+                self.close_now(id);
+            }
+        }
+        self.maybe_report_stopped();
+    }
+
+    fn maybe_report_stopped(&mut self) {
+        if self.stopping && !self.stopped_reported && self.conns.is_empty() {
+            self.stopped_reported = true;
+            self.outputs.push_back(Output::Stopped);
+        }
+    }
+
+    /// Whether [`Gateway::handle_shutdown`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    pub(crate) fn auth_mode(&self) -> AuthMode {
+        self.config.auth.mode
+    }
+}

@@ -1,0 +1,164 @@
+//! Method handlers and the payloads they return.
+
+use crate::gateway::Gateway;
+use clawgate_proto::frame::{to_raw, ErrorCode, ErrorShape, RequestFrame};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+/// Methods this gateway implements, advertised in `hello-ok.features.methods`.
+pub const METHODS: &[&str] = &[
+    "health",
+    "status",
+    "system-presence",
+    "logs.tail",
+    "gateway.identity.get",
+    "config.get",
+    "sessions.list",
+];
+
+/// Events this gateway emits, advertised in `hello-ok.features.events`.
+pub const EVENTS: &[&str] = &["connect.challenge", "presence", "tick", "health", "shutdown"];
+
+/// Placeholder the reference gateway puts where a secret would be.
+pub const REDACTED: &str = "__OPENCLAW_REDACTED__";
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct LogsTailParams {
+    cursor: Option<u64>,
+    limit: Option<usize>,
+    max_bytes: Option<usize>,
+}
+
+fn invalid_params(method: &str, e: impl std::fmt::Display) -> ErrorShape {
+    ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid {method} params: {e}"))
+}
+
+impl Gateway {
+    pub(crate) fn health_payload(&self, now_ms: u64) -> Value {
+        let agent = &self.config.default_agent_id;
+        json!({
+            "ok": true,
+            "ts": now_ms,
+            "durationMs": 0,
+            "plugins": {"loaded": [], "errors": [], "unavailable": []},
+            "configReload": {"hotReloadStatus": "off"},
+            "channels": {},
+            "channelOrder": [],
+            "channelLabels": {},
+            "heartbeatSeconds": 0,
+            "defaultAgentId": agent,
+            "agents": [{
+                "agentId": agent,
+                "isDefault": true,
+                "heartbeat": {"enabled": false, "every": "disabled", "everyMs": null},
+                "sessions": {"path": "", "count": 0, "recent": []},
+            }],
+            "sessions": {"path": "", "count": 0, "recent": []},
+            "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
+        })
+    }
+
+    fn status_payload(&self, now_ms: u64, admin: bool) -> Value {
+        let agent = &self.config.default_agent_id;
+        let mut v = json!({
+            "runtimeVersion": self.config.server_version,
+            "heartbeat": {"defaultAgentId": agent, "agents": [{"agentId": agent, "enabled": false}]},
+            "channelSummary": [],
+            "queuedSystemEvents": [],
+            "sessions": {
+                "paths": [],
+                "count": 0,
+                "defaults": {"model": null, "contextTokens": null},
+                "recent": [],
+                "byAgent": [{"agentId": agent, "count": 0, "recent": []}],
+            },
+            "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
+            "uptimeMs": now_ms.saturating_sub(self.started_at),
+        });
+        if admin {
+            v["stateDir"] = json!(self.config.state_dir);
+            v["configPath"] = json!(self.config.config_path);
+        }
+        v
+    }
+
+    fn logs_tail(&self, params: LogsTailParams) -> Value {
+        let limit = params.limit.unwrap_or(200).clamp(1, 1000);
+        let max_bytes = params.max_bytes.unwrap_or(256 * 1024).max(1);
+        let first_kept = self.logs.front().map_or(self.log_cursor + 1, |(c, _)| *c);
+        let (start, reset) = match params.cursor {
+            // A cursor from before the ring's start lost lines: say so and start at what is kept.
+            Some(c) if c + 1 < first_kept => (first_kept, true),
+            Some(c) => (c + 1, false),
+            None => (self.log_cursor.saturating_sub(limit as u64) + 1, false),
+        };
+        let mut lines = Vec::new();
+        let mut bytes = 0;
+        let mut cursor = start.saturating_sub(1);
+        let mut truncated = false;
+        for (c, line) in self.logs.iter().filter(|(c, _)| *c >= start) {
+            let text = line.render();
+            if lines.len() >= limit || bytes + text.len() > max_bytes {
+                truncated = true;
+                break;
+            }
+            bytes += text.len();
+            lines.push(text);
+            cursor = *c;
+        }
+        json!({"file": "memory", "cursor": cursor, "size": self.log_cursor, "lines": lines, "truncated": truncated, "reset": reset})
+    }
+
+    pub(crate) fn call_method(
+        &mut self,
+        now_ms: u64,
+        method: &str,
+        request: &RequestFrame,
+        admin: bool,
+    ) -> Result<Box<RawValue>, ErrorShape> {
+        let value = match method {
+            "health" => self.health_payload(now_ms),
+            "status" => self.status_payload(now_ms, admin),
+            "system-presence" => json!(self.presence.list()),
+            "logs.tail" => {
+                let params: LogsTailParams = request.parse_params().map_err(|e| invalid_params(method, e))?;
+                self.logs_tail(params)
+            }
+            "gateway.identity.get" => json!({
+                "deviceId": self.identity.device_id(),
+                "publicKey": self.identity.public_key_b64url(),
+                "instanceId": self.instance_id,
+            }),
+            "config.get" => {
+                let secret = match self.auth_mode() {
+                    clawgate_proto::auth::AuthMode::Token => json!({"mode": "token", "token": REDACTED}),
+                    clawgate_proto::auth::AuthMode::Password => json!({"mode": "password", "password": REDACTED}),
+                    other => json!({"mode": other.as_str()}),
+                };
+                json!({
+                    "path": self.config.config_path,
+                    "exists": false,
+                    "config": {"gateway": {"mode": "local", "auth": secret}},
+                    "hash": null,
+                })
+            }
+            "sessions.list" => json!({
+                "ts": now_ms,
+                "path": "",
+                "count": 0,
+                "defaults": {"model": null, "contextTokens": null},
+                "sessions": [],
+            }),
+            "connect" => {
+                return Err(ErrorShape::new(
+                    ErrorCode::InvalidRequest,
+                    "connect is only valid as the first request",
+                ));
+            }
+            other => return Err(ErrorShape::unknown_method(other)),
+        };
+        Ok(to_raw(&value))
+    }
+}
