@@ -45,6 +45,8 @@ pub struct GatewayConfig {
     pub max_buffered_bytes: usize,
     /// Most unauthenticated sockets per client address.
     pub max_preauth_per_ip: usize,
+    /// Interval of the `health` broadcast.
+    pub health_refresh_interval_ms: u64,
     /// The default agent id.
     pub default_agent_id: String,
     /// The main session key suffix (`session.mainKey`).
@@ -68,6 +70,7 @@ impl GatewayConfig {
             max_payload: MAX_PAYLOAD_BYTES,
             max_buffered_bytes: MAX_BUFFERED_BYTES,
             max_preauth_per_ip: MAX_PREAUTH_CONNECTIONS_PER_IP,
+            health_refresh_interval_ms: HEALTH_REFRESH_INTERVAL_MS,
             default_agent_id: "main".to_owned(),
             main_key: "main".to_owned(),
             state_dir: String::new(),

@@ -1,6 +1,6 @@
 //! The gateway state machine.
 
-use crate::config::{GatewayConfig, HEALTH_REFRESH_INTERVAL_MS, HTTP_NONCE_TTL_MS, LOG_RING_LINES, MAX_HTTP_NONCES};
+use crate::config::{GatewayConfig, HTTP_NONCE_TTL_MS, LOG_RING_LINES, MAX_HTTP_NONCES};
 use crate::presence::{Presence, PresenceEntry};
 use clawgate_proto::auth::{AuthFailure, AuthMethod, AuthMode};
 use clawgate_proto::close::{code, CloseFrame};
@@ -258,7 +258,7 @@ impl Gateway {
         g.timers
             .push(Reverse((now_ms + g.config.tick_interval_ms, Timer::Tick)));
         g.timers
-            .push(Reverse((now_ms + HEALTH_REFRESH_INTERVAL_MS, Timer::Health)));
+            .push(Reverse((now_ms + g.config.health_refresh_interval_ms, Timer::Health)));
         let self_entry = g.self_presence(now_ms);
         g.presence.upsert(format!("gateway:{}", g.instance_id), self_entry);
         g
@@ -987,6 +987,7 @@ impl Gateway {
     /// `seq`. A slow connection skips `drop_if_slow` events and is closed for the others.
     pub(crate) fn broadcast(
         &mut self,
+        now_ms: u64,
         event: &str,
         payload: &RawValue,
         drop_if_slow: bool,
@@ -1010,6 +1011,7 @@ impl Gateway {
             extra: Extra::new(),
         };
         let mut text = String::with_capacity(payload.get().len() + 64);
+        let mut slow = Vec::new();
         for conn in targets {
             let Some(c) = self.conns.get_mut(&conn) else { continue };
             c.seq += 1;
@@ -1018,12 +1020,20 @@ impl Gateway {
                     continue;
                 }
                 self.close_ws(conn, &CloseFrame::new(code::POLICY_VIOLATION, "slow consumer"));
+                slow.push(conn);
                 continue;
             }
             frame.seq = Some(c.seq);
             text.clear();
             frame.encode_into(&mut text);
             self.send_text(conn, &text);
+        }
+        for conn in slow {
+            self.log(
+                now_ms,
+                LogLevel::Warn,
+                format!("closed slow consumer {} ({event} could not be queued)", conn.0),
+            );
         }
     }
 
@@ -1034,7 +1044,7 @@ impl Gateway {
             presence: self.presence.version(),
             health: self.health_version,
         };
-        self.broadcast("presence", &payload, true, Some(sv));
+        self.broadcast(now_ms, "presence", &payload, true, Some(sv));
     }
 
     /// Timers that are due.
@@ -1061,7 +1071,7 @@ impl Gateway {
                 Timer::Tick => {
                     if !self.stopping {
                         let payload = to_raw(&json!({"ts": now_ms}));
-                        self.broadcast("tick", &payload, true, None);
+                        self.broadcast(now_ms, "tick", &payload, true, None);
                         self.timers
                             .push(Reverse((now_ms + self.config.tick_interval_ms, Timer::Tick)));
                     }
@@ -1074,9 +1084,13 @@ impl Gateway {
                             presence: self.presence.version(),
                             health: self.health_version,
                         };
-                        self.broadcast("health", &payload, true, Some(sv));
-                        self.timers
-                            .push(Reverse((now_ms + HEALTH_REFRESH_INTERVAL_MS, Timer::Health)));
+                        // Health snapshots are not skipped for slow clients: a client that cannot
+                        // keep up with them is closed.
+                        self.broadcast(now_ms, "health", &payload, false, Some(sv));
+                        self.timers.push(Reverse((
+                            now_ms + self.config.health_refresh_interval_ms,
+                            Timer::Health,
+                        )));
                     }
                 }
             }
@@ -1107,7 +1121,7 @@ impl Gateway {
         if let Some(ms) = restart_expected_ms {
             payload["restartExpectedMs"] = json!(ms);
         }
-        self.broadcast("shutdown", &to_raw(&payload), false, None);
+        self.broadcast(now_ms, "shutdown", &to_raw(&payload), false, None);
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for id in ids {
             let is_ws = self

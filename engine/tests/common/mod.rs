@@ -1,0 +1,315 @@
+//! A sans-IO test bench: a gateway, a fake clock, and clients built on `clawgate-proto`, connected
+//! by moving bytes by hand. No sockets, no threads, no sleeping.
+#![allow(dead_code)]
+
+use clawgate_engine::{ConnId, Entropy, Gateway, GatewayConfig, Output};
+use clawgate_proto::close::CloseFrame;
+use clawgate_proto::connect::{ConnectChallenge, ConnectParams};
+use clawgate_proto::device::{DeviceIdentity, SignaturePayload, SignatureVersion};
+use clawgate_proto::frame::{EventFrame, Frame, RequestFrame, ResponseFrame};
+use clawgate_proto::ws::{ClientUpgrade, Message, SeededMasks, WsCodec};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+pub const START: u64 = 1_800_000_000_000;
+pub const TOKEN: &str = "tok123";
+
+/// Deterministic randomness.
+pub struct FakeEntropy(u64);
+
+impl Entropy for FakeEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = self.0 as u8;
+        }
+    }
+}
+
+pub struct Peer {
+    pub ws: Option<WsCodec>,
+    pub upgrade: ClientUpgrade,
+    pub raw: Vec<u8>,
+    pub texts: Vec<String>,
+    pub close: Option<CloseFrame>,
+    pub closed_by_gateway: bool,
+    pub challenge: Option<ConnectChallenge>,
+    /// A paused peer reads nothing: its bytes stay queued and the gateway is told so.
+    pub paused: bool,
+}
+
+pub struct Bench {
+    pub gw: Gateway,
+    pub now: u64,
+    pub peers: HashMap<ConnId, Peer>,
+    pub logs: Vec<String>,
+    pub stopped: bool,
+}
+
+pub fn loopback() -> SocketAddr {
+    "127.0.0.1:50000".parse().unwrap()
+}
+
+pub fn remote() -> SocketAddr {
+    "203.0.113.7:50000".parse().unwrap()
+}
+
+impl Bench {
+    pub fn new(config: GatewayConfig) -> Bench {
+        let gw = Gateway::new(config, Box::new(FakeEntropy(0x1234_5678_9abc_def1)), START);
+        let mut b = Bench {
+            gw,
+            now: START,
+            peers: HashMap::new(),
+            logs: Vec::new(),
+            stopped: false,
+        };
+        b.pump();
+        b
+    }
+
+    pub fn with_token() -> Bench {
+        Bench::new(GatewayConfig::with_token(TOKEN))
+    }
+
+    /// Moves every output of the gateway to its destination.
+    pub fn pump(&mut self) {
+        while let Some(out) = self.gw.poll_output() {
+            match out {
+                Output::Transmit { conn, bytes } => {
+                    if let Some(p) = self.peers.get_mut(&conn) {
+                        if p.paused {
+                            continue;
+                        }
+                        match &mut p.ws {
+                            Some(ws) => ws.feed(&bytes),
+                            None => p.raw.extend_from_slice(&bytes),
+                        }
+                        // As a runtime does once the bytes are written: nothing is queued.
+                        self.gw.handle_buffered(conn, 0);
+                    }
+                }
+                Output::Close { conn } => {
+                    if let Some(p) = self.peers.get_mut(&conn) {
+                        p.closed_by_gateway = true;
+                    }
+                    self.gw.handle_closed(self.now, conn);
+                }
+                Output::Log(line) => self.logs.push(line.render()),
+                Output::Stopped => self.stopped = true,
+            }
+        }
+        for p in self.peers.values_mut() {
+            let Some(ws) = &mut p.ws else { continue };
+            while let Ok(Some(m)) = ws.poll_message() {
+                match m {
+                    Message::Text(t) => {
+                        if p.challenge.is_none() && t.contains("connect.challenge") {
+                            if let Ok(Frame::Event(e)) = Frame::decode(&t) {
+                                p.challenge = e.parse_payload().ok();
+                            }
+                        }
+                        p.texts.push(t);
+                    }
+                    Message::Close(f) => p.close = f,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Opens a TCP connection and sends raw HTTP.
+    pub fn http(&mut self, peer: SocketAddr, request: &str) -> (ConnId, String) {
+        let conn = self.gw.handle_connection(self.now, peer);
+        self.peers.insert(
+            conn,
+            Peer {
+                ws: None,
+                upgrade: ClientUpgrade::new([0; 16]),
+                raw: Vec::new(),
+                texts: Vec::new(),
+                close: None,
+                closed_by_gateway: false,
+                challenge: None,
+                paused: false,
+            },
+        );
+        self.gw.handle_bytes(self.now, conn, request.as_bytes());
+        self.pump();
+        let raw = String::from_utf8_lossy(&self.peers[&conn].raw).into_owned();
+        (conn, raw)
+    }
+
+    /// Opens a WebSocket; returns the connection and the upgrade response head.
+    pub fn ws(&mut self, peer: SocketAddr, extra_headers: &[(&str, &str)]) -> ConnId {
+        let conn = self.gw.handle_connection(self.now, peer);
+        let upgrade = ClientUpgrade::new([7; 16]);
+        let request = upgrade.request("127.0.0.1:18789", "/", extra_headers);
+        self.peers.insert(
+            conn,
+            Peer {
+                ws: None,
+                upgrade,
+                raw: Vec::new(),
+                texts: Vec::new(),
+                close: None,
+                closed_by_gateway: false,
+                challenge: None,
+                paused: false,
+            },
+        );
+        self.gw.handle_bytes(self.now, conn, &request);
+        self.pump();
+        let p = self.peers.get_mut(&conn).unwrap();
+        if let Ok(Some(n)) = p.upgrade.parse_response(&p.raw) {
+            let mut ws = WsCodec::client(1 << 26, Box::new(SeededMasks::new([3; 8])));
+            ws.feed(&p.raw[n..]);
+            p.ws = Some(ws);
+            p.raw.clear();
+        }
+        self.pump();
+        conn
+    }
+
+    pub fn send_bytes(&mut self, conn: ConnId, bytes: &[u8]) {
+        self.gw.handle_bytes(self.now, conn, bytes);
+        self.pump();
+    }
+
+    pub fn send_text(&mut self, conn: ConnId, text: &str) {
+        let mut out = Vec::new();
+        self.peers
+            .get_mut(&conn)
+            .unwrap()
+            .ws
+            .as_mut()
+            .unwrap()
+            .encode_text(text, &mut out);
+        self.send_bytes(conn, &out);
+    }
+
+    pub fn take_texts(&mut self, conn: ConnId) -> Vec<String> {
+        std::mem::take(&mut self.peers.get_mut(&conn).unwrap().texts)
+    }
+
+    /// Frames received, without the challenge.
+    pub fn frames(&mut self, conn: ConnId) -> Vec<Frame> {
+        self.take_texts(conn)
+            .iter()
+            .map(|t| Frame::decode(t).unwrap())
+            .filter(|f| !matches!(f, Frame::Event(e) if e.event == "connect.challenge"))
+            .collect()
+    }
+
+    pub fn responses(&mut self, conn: ConnId) -> Vec<ResponseFrame> {
+        self.frames(conn)
+            .into_iter()
+            .filter_map(|f| match f {
+                Frame::Response(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn events(&mut self, conn: ConnId) -> Vec<EventFrame> {
+        self.frames(conn)
+            .into_iter()
+            .filter_map(|f| match f {
+                Frame::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn nonce(&self, conn: ConnId) -> String {
+        self.peers[&conn].challenge.as_ref().unwrap().nonce.clone()
+    }
+
+    pub fn advance(&mut self, ms: u64) {
+        self.now += ms;
+        self.gw.handle_timeout(self.now);
+        self.pump();
+    }
+
+    pub fn closed(&self, conn: ConnId) -> Option<CloseFrame> {
+        let p = &self.peers[&conn];
+        assert!(p.closed_by_gateway, "the gateway did not close the connection");
+        p.close.clone()
+    }
+
+    pub fn request(&mut self, conn: ConnId, id: &str, method: &str, params: Value) -> ResponseFrame {
+        self.send_text(conn, &RequestFrame::new(id, method, &params).encode());
+        let mut rs = self.responses(conn);
+        assert_eq!(rs.len(), 1, "expected one response to {method}");
+        rs.remove(0)
+    }
+
+    /// Connects with the given params (auth etc.) and returns the connect response.
+    pub fn connect(&mut self, conn: ConnId, params: Value) -> ResponseFrame {
+        let text = json!({"type": "req", "id": "c1", "method": "connect", "params": params}).to_string();
+        self.send_text(conn, &text);
+        let mut rs = self.responses(conn);
+        assert_eq!(rs.len(), 1, "expected one connect response");
+        rs.remove(0)
+    }
+
+    /// Opens a WebSocket from loopback and completes a token connect as the CLI does.
+    pub fn operator(&mut self, scopes: &[&str]) -> ConnId {
+        let conn = self.ws(loopback(), &[]);
+        let res = self.connect(conn, cli_params(scopes, Some(TOKEN)));
+        assert!(res.ok, "connect failed: {:?}", res.error);
+        conn
+    }
+}
+
+pub fn cli_params(scopes: &[&str], token: Option<&str>) -> Value {
+    let mut p = json!({
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "cli", "version": "test", "platform": "linux", "mode": "cli"},
+        "role": "operator", "scopes": scopes,
+    });
+    if let Some(t) = token {
+        p["auth"] = json!({"token": t});
+    }
+    p
+}
+
+/// Adds a signed device proof to `params` for `nonce`, signed at `signed_at`.
+pub fn with_device(params: &Value, identity: &DeviceIdentity, nonce: &str, signed_at: u64) -> Value {
+    let parsed = ConnectParams::parse(&params.to_string()).unwrap();
+    let payload = SignaturePayload {
+        device_id: identity.device_id(),
+        client_id: parsed.client.id.as_str(),
+        client_mode: parsed.client.mode.as_str(),
+        role: parsed.role_str(),
+        scopes: parsed.scopes(),
+        signed_at_ms: signed_at,
+        token: parsed.auth.as_ref().map_or("", |a| a.signature_token()),
+        nonce,
+        platform: &parsed.client.platform,
+        device_family: parsed.client.device_family.as_deref().unwrap_or(""),
+    };
+    let mut p = params.clone();
+    p["device"] = json!({
+        "id": identity.device_id(), "publicKey": identity.public_key_b64url(),
+        "signature": identity.sign(&payload.render(SignatureVersion::V3)),
+        "signedAt": signed_at, "nonce": nonce,
+    });
+    p
+}
+
+pub fn error_code(res: &ResponseFrame) -> (String, String, Value) {
+    let e = res.error.as_ref().expect("an error response");
+    (
+        e.code.clone(),
+        e.message.clone(),
+        e.details.clone().unwrap_or(Value::Null),
+    )
+}
+
+pub fn payload(res: &ResponseFrame) -> Value {
+    serde_json::from_str(res.payload.as_ref().expect("a payload").get()).unwrap()
+}
