@@ -1,0 +1,245 @@
+//! The smol runtime over real loopback sockets: a gateway on an ephemeral port, clients made of
+//! `clawgate-proto` pieces and blocking std sockets.
+
+use clawgate_engine::{Gateway, GatewayConfig};
+use clawgate_proto::close::CloseFrame;
+use clawgate_proto::frame::{Frame, RequestFrame};
+use clawgate_proto::ws::{encode_frame, ClientUpgrade, Message, OpCode, SeededMasks, WsCodec};
+use clawgate_runtime_smol::{bind, now_ms, run, stop_channel, OsEntropy, StopHandle};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "sock-token";
+
+struct Server {
+    addr: SocketAddr,
+    stop: StopHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(config: GatewayConfig) -> Server {
+        let listeners = bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+        let addr = listeners[0].local_addr().unwrap();
+        let (stop, rx) = stop_channel();
+        let thread = std::thread::spawn(move || {
+            let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms());
+            run(gateway, listeners, rx).unwrap();
+        });
+        Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    ws: WsCodec,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn open(addr: SocketAddr) -> Client {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let up = ClientUpgrade::new([9; 16]);
+        stream.write_all(&up.request(&addr.to_string(), "/", &[])).unwrap();
+        let mut head = Vec::new();
+        let mut buf = vec![0; 65536];
+        let n = loop {
+            let r = stream.read(&mut buf).unwrap();
+            assert!(r > 0, "closed during upgrade");
+            head.extend_from_slice(&buf[..r]);
+            if let Some(n) = up.parse_response(&head).unwrap() {
+                break n;
+            }
+        };
+        let mut ws = WsCodec::client(1 << 26, Box::new(SeededMasks::new([1; 8])));
+        ws.feed(&head[n..]);
+        Client { stream, ws, buf }
+    }
+
+    fn send(&mut self, text: &str) {
+        let mut out = Vec::new();
+        self.ws.encode_text(text, &mut out);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next message, or `None` when the connection ended.
+    fn next(&mut self) -> Option<Message> {
+        loop {
+            if let Some(m) = self.ws.poll_message().unwrap() {
+                return Some(m);
+            }
+            match self.stream.read(&mut self.buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.ws.feed(&self.buf[..n]),
+            }
+        }
+    }
+
+    fn next_frame(&mut self) -> Frame {
+        loop {
+            match self.next() {
+                Some(Message::Text(t)) => return Frame::decode(&t).unwrap(),
+                Some(Message::Close(f)) => panic!("closed: {f:?}"),
+                Some(_) => {}
+                None => panic!("connection ended"),
+            }
+        }
+    }
+
+    fn close_frame(&mut self) -> Option<CloseFrame> {
+        loop {
+            match self.next() {
+                Some(Message::Close(f)) => return f,
+                Some(_) => {}
+                None => return None,
+            }
+        }
+    }
+
+    fn connect(&mut self, token: &str) -> Frame {
+        let challenge = self.next_frame();
+        assert!(matches!(&challenge, Frame::Event(e) if e.event == "connect.challenge"));
+        let params = json!({
+            "minProtocol": 4, "maxProtocol": 4,
+            "client": {"id": "cli", "version": "t", "platform": "linux", "mode": "cli"},
+            "role": "operator", "scopes": ["operator.read"], "auth": {"token": token},
+        });
+        self.send(&RequestFrame::new("c", "connect", &params).encode());
+        self.next_frame()
+    }
+}
+
+fn ok_payload(f: Frame) -> Value {
+    match f {
+        Frame::Response(r) if r.ok => serde_json::from_str(r.payload.unwrap().get()).unwrap(),
+        other => panic!("expected ok response, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_token_client_connects_and_calls_health() {
+    let server = Server::start(GatewayConfig::with_token(TOKEN));
+    let mut c = Client::open(server.addr);
+    assert_eq!(ok_payload(c.connect(TOKEN))["type"], "hello-ok");
+    c.send(&RequestFrame::new("h", "health", &json!({})).encode());
+    assert_eq!(ok_payload(c.next_frame())["ok"], true);
+}
+
+#[test]
+fn a_bad_token_gets_an_error_then_close_1008() {
+    let server = Server::start(GatewayConfig::with_token(TOKEN));
+    let mut c = Client::open(server.addr);
+    match c.connect("wrong") {
+        Frame::Response(r) => assert_eq!(r.error.unwrap().details.unwrap()["code"], "AUTH_TOKEN_MISMATCH"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.close_frame().map(|f| f.code), Some(1008));
+    assert_eq!(c.next(), None, "the socket is closed after the close frame");
+}
+
+#[test]
+fn the_handshake_timeout_closes_the_socket() {
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.handshake_timeout_ms = 200;
+    let server = Server::start(config);
+    let mut c = Client::open(server.addr);
+    let started = Instant::now();
+    assert_eq!(c.close_frame(), Some(CloseFrame::new(1000, "handshake timeout")));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn an_oversized_preauth_frame_closes_with_1009() {
+    let server = Server::start(GatewayConfig::with_token(TOKEN));
+    let mut c = Client::open(server.addr);
+    let mut frame = Vec::new();
+    encode_frame(OpCode::Text, &vec![b'x'; 70_000], Some([1, 2, 3, 4]), &mut frame);
+    // Only the header is needed for the gateway to refuse the frame.
+    c.stream.write_all(&frame[..14]).unwrap();
+    let _challenge = c.next_frame();
+    assert_eq!(
+        c.close_frame(),
+        Some(CloseFrame::new(1009, "preauth payload too large"))
+    );
+}
+
+#[test]
+fn http_probes_answer_on_the_same_port() {
+    let server = Server::start(GatewayConfig::with_token(TOKEN));
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(body.ends_with(r#"{"ok":true,"status":"live"}"#));
+}
+
+#[test]
+fn stopping_sends_shutdown_then_close_1012() {
+    let mut server = Server::start(GatewayConfig::with_token(TOKEN));
+    let mut c = Client::open(server.addr);
+    ok_payload(c.connect(TOKEN));
+    server.stop.stop();
+    match c.next_frame() {
+        Frame::Event(e) => {
+            assert_eq!(e.event, "shutdown");
+            assert_eq!(e.parse_payload::<Value>().unwrap()["reason"], "gateway stopping");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.close_frame(), Some(CloseFrame::new(1012, "service restart")));
+    server.stop();
+}
+
+#[test]
+fn many_clients_are_served_concurrently() {
+    let server = Server::start(GatewayConfig::with_token(TOKEN));
+    let mut clients: Vec<Client> = (0..50)
+        .map(|_| {
+            let mut c = Client::open(server.addr);
+            ok_payload(c.connect(TOKEN));
+            c
+        })
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.send(&RequestFrame::new(format!("r{i}"), "health", &json!({})).encode());
+    }
+    for c in &mut clients {
+        assert_eq!(ok_payload(c.next_frame())["ok"], true);
+    }
+}
+
+#[test]
+fn the_33rd_unauthenticated_socket_from_one_address_is_refused() {
+    let server = Server::start(GatewayConfig::with_token(TOKEN));
+    let _held: Vec<Client> = (0..32).map(|_| Client::open(server.addr)).collect();
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let up = ClientUpgrade::new([2; 16]);
+    s.write_all(&up.request("x", "/", &[])).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.ends_with("Too many unauthenticated sockets"));
+}
