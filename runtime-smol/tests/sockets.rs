@@ -2,7 +2,10 @@
 //! `clawgate-proto` pieces and blocking std sockets.
 
 use clawgate_engine::{Gateway, GatewayConfig};
+use clawgate_proto::auth::{AuthMode, SharedSecretConfig};
 use clawgate_proto::close::CloseFrame;
+use clawgate_proto::connect::{ConnectChallenge, ConnectParams};
+use clawgate_proto::device::{DeviceIdentity, SignaturePayload, SignatureVersion};
 use clawgate_proto::frame::{Frame, RequestFrame};
 use clawgate_proto::ws::{encode_frame, ClientUpgrade, Message, OpCode, SeededMasks, WsCodec};
 use clawgate_runtime_smol::{bind, now_ms, run, stop_channel, OsEntropy, StopHandle};
@@ -118,14 +121,69 @@ impl Client {
     }
 
     fn connect(&mut self, token: &str) -> Frame {
-        let challenge = self.next_frame();
-        assert!(matches!(&challenge, Frame::Event(e) if e.event == "connect.challenge"));
-        let params = json!({
-            "minProtocol": 4, "maxProtocol": 4,
-            "client": {"id": "cli", "version": "t", "platform": "linux", "mode": "cli"},
-            "role": "operator", "scopes": ["operator.read"], "auth": {"token": token},
-        });
+        self.connect_with(|_, _| cli_params(&["operator.read"], Some(token)))
+    }
+
+    /// Reads the challenge, sends the params `make(nonce, ts)` returns, returns the answer.
+    fn connect_with(&mut self, make: impl FnOnce(&str, u64) -> Value) -> Frame {
+        let challenge = match self.next_frame() {
+            Frame::Event(e) if e.event == "connect.challenge" => e.parse_payload::<ConnectChallenge>().unwrap(),
+            other => panic!("expected the challenge, got {other:?}"),
+        };
+        let params = make(&challenge.nonce, challenge.ts);
         self.send(&RequestFrame::new("c", "connect", &params).encode());
+        self.next_frame()
+    }
+}
+
+fn cli_params(scopes: &[&str], token: Option<&str>) -> Value {
+    let mut p = json!({
+        "minProtocol": 4, "maxProtocol": 4,
+        "client": {"id": "cli", "version": "t", "platform": "linux", "mode": "cli"},
+        "role": "operator", "scopes": scopes,
+    });
+    if let Some(t) = token {
+        p["auth"] = json!({"token": t});
+    }
+    p
+}
+
+fn signed(params: Value, identity: &DeviceIdentity, nonce: &str, signed_at: u64) -> Value {
+    let parsed = ConnectParams::parse(&params.to_string()).unwrap();
+    let payload = SignaturePayload {
+        device_id: identity.device_id(),
+        client_id: "cli",
+        client_mode: "cli",
+        role: "operator",
+        scopes: parsed.scopes(),
+        signed_at_ms: signed_at,
+        token: parsed.auth.as_ref().map_or("", |a| a.signature_token()),
+        nonce,
+        platform: "linux",
+        device_family: "",
+    };
+    let mut p = params;
+    p["device"] = json!({
+        "id": identity.device_id(), "publicKey": identity.public_key_b64url(),
+        "signature": identity.sign(&payload.render(SignatureVersion::V3)),
+        "signedAt": signed_at, "nonce": nonce,
+    });
+    p
+}
+
+fn error_details(f: Frame) -> (String, Value) {
+    match f {
+        Frame::Response(r) if !r.ok => {
+            let e = r.error.unwrap();
+            (e.message, e.details.unwrap_or(Value::Null))
+        }
+        other => panic!("expected an error response, got {other:?}"),
+    }
+}
+
+impl Client {
+    fn call(&mut self, method: &str) -> Frame {
+        self.send(&RequestFrame::new("m", method, &json!({})).encode());
         self.next_frame()
     }
 }
@@ -242,4 +300,99 @@ fn the_33rd_unauthenticated_socket_from_one_address_is_refused() {
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.ends_with("Too many unauthenticated sockets"));
+}
+
+#[test]
+fn auth_none_admits_a_local_client_without_credentials() {
+    let server = Server::start(GatewayConfig::new(SharedSecretConfig {
+        mode: AuthMode::None,
+        token: None,
+        password: None,
+    }));
+    let mut c = Client::open(server.addr);
+    let hello = ok_payload(c.connect_with(|_, _| cli_params(&["operator.read"], None)));
+    assert_eq!(hello["auth"]["method"], "none");
+}
+
+#[test]
+fn a_good_device_proof_gets_a_device_token() {
+    let server = Server::start(GatewayConfig::with_token(TOKEN));
+    let id = DeviceIdentity::from_seed(&[3; 32]);
+    let mut c = Client::open(server.addr);
+    let hello =
+        ok_payload(c.connect_with(|nonce, ts| signed(cli_params(&["operator.read"], Some(TOKEN)), &id, nonce, ts)));
+    assert_eq!(hello["auth"]["deviceToken"].as_str().unwrap().len(), 43);
+}
+
+#[test]
+fn bad_stale_and_foreign_device_proofs_are_refused_with_1008() {
+    let server = Server::start(GatewayConfig::with_token(TOKEN));
+    let id = DeviceIdentity::from_seed(&[3; 32]);
+    let cases: [(&str, Box<dyn Fn(&str, u64) -> Value>); 3] = [
+        (
+            "DEVICE_AUTH_SIGNATURE_INVALID",
+            Box::new(|n, ts| {
+                let mut p = signed(cli_params(&["operator.read"], Some(TOKEN)), &id, n, ts);
+                p["scopes"] = json!(["operator.admin"]);
+                p
+            }),
+        ),
+        (
+            "DEVICE_AUTH_SIGNATURE_EXPIRED",
+            Box::new(|n, ts| signed(cli_params(&[], Some(TOKEN)), &id, n, ts - 130_000)),
+        ),
+        (
+            "DEVICE_AUTH_NONCE_MISMATCH",
+            Box::new(|_, ts| signed(cli_params(&[], Some(TOKEN)), &id, "someone-elses-nonce", ts)),
+        ),
+    ];
+    for (expected, make) in cases {
+        let mut c = Client::open(server.addr);
+        let (_, details) = error_details(c.connect_with(|n, ts| make(n, ts)));
+        assert_eq!(details["code"], expected);
+        assert_eq!(c.close_frame().map(|f| f.code), Some(1008), "{expected}");
+    }
+}
+
+#[test]
+fn protocol_mismatch_closes_with_1002() {
+    let server = Server::start(GatewayConfig::with_token(TOKEN));
+    let mut c = Client::open(server.addr);
+    let (message, details) = error_details(c.connect_with(|_, _| {
+        let mut p = cli_params(&[], Some(TOKEN));
+        p["minProtocol"] = 1.into();
+        p["maxProtocol"] = 2.into();
+        p
+    }));
+    assert_eq!(
+        (message.as_str(), details["code"].as_str()),
+        ("protocol mismatch", Some("PROTOCOL_MISMATCH"))
+    );
+    assert_eq!(c.close_frame(), Some(CloseFrame::new(1002, "protocol mismatch")));
+}
+
+#[test]
+fn a_first_frame_other_than_connect_is_refused() {
+    let server = Server::start(GatewayConfig::with_token(TOKEN));
+    let mut c = Client::open(server.addr);
+    let _challenge = c.next_frame();
+    let (message, _) = error_details(c.call("health"));
+    assert_eq!(message, "invalid handshake: first request must be connect");
+    assert_eq!(c.close_frame().map(|f| f.code), Some(1008));
+}
+
+#[test]
+fn scope_errors_and_unknown_methods() {
+    let server = Server::start(GatewayConfig::with_token(TOKEN));
+    let mut reader = Client::open(server.addr);
+    ok_payload(reader.connect(TOKEN));
+    let (message, details) = error_details(reader.call("chat.send"));
+    assert_eq!(message, "missing scope: operator.write");
+    assert_eq!(details["code"], "MISSING_SCOPE");
+    let (message, _) = error_details(reader.call("no.such.method"));
+    assert_eq!(message, "missing scope: operator.admin");
+    let mut admin = Client::open(server.addr);
+    ok_payload(admin.connect_with(|_, _| cli_params(&["operator.admin"], Some(TOKEN))));
+    let (message, _) = error_details(admin.call("no.such.method"));
+    assert_eq!(message, "unknown method: no.such.method");
 }
