@@ -328,7 +328,8 @@ fn a_good_device_proof_gets_a_device_token() {
 fn bad_stale_and_foreign_device_proofs_are_refused_with_1008() {
     let server = Server::start(GatewayConfig::with_token(TOKEN));
     let id = DeviceIdentity::from_seed(&[3; 32]);
-    let cases: [(&str, Box<dyn Fn(&str, u64) -> Value>); 3] = [
+    type MakeParams<'a> = Box<dyn Fn(&str, u64) -> Value + 'a>;
+    let cases: [(&str, MakeParams); 3] = [
         (
             "DEVICE_AUTH_SIGNATURE_INVALID",
             Box::new(|n, ts| {
