@@ -108,5 +108,8 @@ check "gateway status --json (probe mode)" 0 "d['rpc']['ok'] is True and d['rpc'
 cli env OPENCLAW_GATEWAY_TOKEN="$TOKEN" node "$OPENCLAW" gateway probe --json
 check "gateway probe --json (probe mode)" 0 "d['ok'] is True and d['targets'][0]['connect']['ok'] is True and d['targets'][0]['auth']['capability'] == 'connected_no_operator_scope'"
 
+cli node "$OPENCLAW" logs --url "$URL" --token "$TOKEN" --plain
+check "logs (the gateway's own log through logs.tail)" 0 "'listening on ws://127.0.0.1:$PORT' in out and 'connected' in out"
+
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -64,7 +64,54 @@ pub struct LogLine {
 impl LogLine {
     /// The line as the gateway prints it.
     pub fn render(&self) -> String {
-        format!("{} [{}] {}", self.ts, self.level.as_str(), self.message)
+        format!("{} [{}] {}", iso8601_utc(self.ts), self.level.as_str(), self.message)
+    }
+
+    /// The line as `logs.tail` returns it: one JSON object in the layout of OpenClaw's file log
+    /// (`time`, `_meta.logLevelName`, `message`), which its CLI formats.
+    pub fn render_json(&self) -> String {
+        serde_json::json!({
+            "time": iso8601_utc(self.ts),
+            "_meta": {"logLevelName": self.level.as_str().to_ascii_uppercase(), "name": "clawgate"},
+            "message": self.message,
+        })
+        .to_string()
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for milliseconds since the Unix epoch (proleptic Gregorian calendar).
+pub fn iso8601_utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days: converts a day count into year, month and day.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso8601_utc;
+
+    #[test]
+    fn iso_dates_are_exact() {
+        assert_eq!(iso8601_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso8601_utc(1_795_694_455_763), "2026-11-26T12:00:55.763Z");
     }
 }
 

@@ -99,7 +99,7 @@ impl Gateway {
         let mut cursor = start.saturating_sub(1);
         let mut truncated = false;
         for (c, line) in self.logs.iter().filter(|(c, _)| *c >= start) {
-            let text = line.render();
+            let text = line.render_json();
             if lines.len() >= limit || bytes + text.len() > max_bytes {
                 truncated = true;
                 break;

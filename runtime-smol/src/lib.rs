@@ -291,15 +291,16 @@ pub fn run(gateway: Gateway, listeners: Vec<TcpListener>, stop: Receiver<()>) ->
         timer_wake,
         stopped: stopped_tx,
     });
+    let mut urls = Vec::new();
     for listener in listeners {
-        let addr = listener.local_addr()?;
+        urls.push(format!("ws://{}", listener.local_addr()?));
         let listener = Async::new(listener)?;
-        shared
-            .gateway
-            .borrow_mut()
-            .handle_log(now_ms(), LogLevel::Info, format!("listening on ws://{addr}"));
         ex.spawn(accept_loop(shared.clone(), ex.clone(), listener)).detach();
     }
+    shared
+        .gateway
+        .borrow_mut()
+        .handle_log(now_ms(), LogLevel::Info, format!("listening on {}", urls.join(", ")));
     shared.drain(&ex);
     ex.spawn(timer_loop(shared.clone(), ex.clone(), wake_rx)).detach();
     let main = async {

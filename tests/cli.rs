@@ -1,0 +1,202 @@
+//! The `clawgate` binary from the outside: flags, environment, errors, signals and its client
+//! commands.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_clawgate"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Running {
+    child: Child,
+    port: u16,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Running {
+    fn start(args: &[&str], envs: &[(&str, String)]) -> Running {
+        let port = free_port();
+        let mut cmd = bin();
+        cmd.args(["gateway", "run"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        cmd.env_remove("OPENCLAW_GATEWAY_TOKEN")
+            .env_remove("OPENCLAW_GATEWAY_PASSWORD");
+        if !envs.iter().any(|(k, _)| *k == "OPENCLAW_GATEWAY_PORT") && !args.contains(&"--port") {
+            cmd.env("OPENCLAW_GATEWAY_PORT", port.to_string());
+        }
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let port = args
+            .windows(2)
+            .find(|w| w[0] == "--port")
+            .map(|w| w[1].parse().unwrap())
+            .or_else(|| {
+                envs.iter()
+                    .find(|(k, _)| *k == "OPENCLAW_GATEWAY_PORT")
+                    .map(|(_, v)| v.parse().unwrap())
+            })
+            .unwrap_or(port);
+        let r = Running { child, port, stdout };
+        r.wait_ready();
+        r
+    }
+
+    fn wait_ready(&self) {
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(10), "gateway did not listen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn client(&self, args: &[&str], token: &str) -> Output {
+        let url = format!("ws://127.0.0.1:{}", self.port);
+        bin()
+            .args(args)
+            .args(["--url", &url, "--token", token])
+            .output()
+            .unwrap()
+    }
+
+    fn sigterm(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn without_flags_it_generates_a_token_prints_it_once_and_serves_with_it() {
+    let mut gw = Running::start(&[], &[]);
+    let mut line = String::new();
+    gw.stdout.read_line(&mut line).unwrap();
+    let token = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(line.contains("generated gateway token"), "{line}");
+    assert!(token.len() >= 32, "{token}");
+    let ok = gw.client(&["call", "health"], &token);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let bad = gw.client(&["call", "health"], "wrong");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("token mismatch"));
+    assert!(gw.sigterm().success());
+    let mut rest = String::new();
+    gw.stdout.read_to_string(&mut rest).unwrap();
+    assert!(!rest.contains(&token), "the token was printed twice");
+}
+
+#[test]
+fn the_token_and_port_come_from_the_environment() {
+    let port = free_port();
+    let gw = Running::start(
+        &[],
+        &[
+            ("OPENCLAW_GATEWAY_PORT", port.to_string()),
+            ("OPENCLAW_GATEWAY_TOKEN", "envtok".into()),
+        ],
+    );
+    assert_eq!(gw.port, port);
+    let out = gw.client(&["status"], "envtok");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("runtimeVersion"));
+}
+
+#[test]
+fn call_status_and_logs_work() {
+    let gw = Running::start(&["--token", "t1"], &[]);
+    let out = gw.client(&["call", "system-presence"], "t1");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"mode\": \"gateway\""));
+    let out = gw.client(&["logs"], "t1");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("listening on ws://127.0.0.1"));
+    let out = gw.client(&["call", "no.such.method"], "t1");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown method: no.such.method"));
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port().to_string();
+    let out = bin()
+        .args(["gateway", "run", "--port", &port, "--token", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bad_flags_exit_with_2() {
+    for args in [
+        &["gateway", "run", "--nope"][..],
+        &["gateway", "run", "--port", "x"],
+        &["gateway", "run", "--bind", "moon"],
+        &["frobnicate"],
+    ] {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!out.stderr.is_empty());
+    }
+}
+
+#[test]
+fn auth_none_is_refused_beyond_loopback() {
+    let out = bin()
+        .args(["gateway", "run", "--bind", "lan", "--auth", "none", "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing"));
+}
+
+#[test]
+fn sigterm_sends_shutdown_and_closes_clients_with_1012() {
+    let mut gw = Running::start(&["--token", "t2"], &[]);
+    let mut s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let connect = r#"{"type":"req","id":"c","method":"connect","params":{"minProtocol":4,"maxProtocol":4,"client":{"id":"cli","version":"t","platform":"linux","mode":"cli"},"auth":{"token":"t2"}}}"#;
+    let mut frame = vec![0x81, 0x80 | 126];
+    frame.extend_from_slice(&(connect.len() as u16).to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(connect.as_bytes());
+    s.write_all(&frame).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(gw.sigterm().success(), "clean exit after SIGTERM");
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.contains("hello-ok"));
+    assert!(text.contains(r#""event":"shutdown""#));
+    // The close frame: opcode 0x88, then the code 1012 (0x03f4) and "service restart".
+    let close = all
+        .windows(2)
+        .rposition(|w| w == [0x03, 0xf4])
+        .expect("a 1012 close frame");
+    assert!(text[close..].contains("service restart"));
+}
