@@ -159,6 +159,8 @@ impl Session {
 
 struct UpgradeInfo {
     local_direct: bool,
+    /// `http://<address the socket was accepted on>`: the gateway's own origin.
+    own_origin: String,
     origin: Option<String>,
     host: Option<String>,
 }
@@ -179,6 +181,7 @@ enum Phase {
 
 struct Conn {
     peer: SocketAddr,
+    local: SocketAddr,
     phase: Phase,
     /// Bytes the runtime reported as queued, plus bytes emitted since that report.
     buffered: usize,
@@ -219,6 +222,7 @@ pub struct Gateway {
     pub(crate) logs: VecDeque<(u64, LogLine)>,
     pub(crate) log_cursor: u64,
     http_nonces: HttpNonces,
+    idempotency: crate::idempotency::IdempotencyCache,
     pub(crate) identity: DeviceIdentity,
     device_tokens: HashMap<String, (String, u64)>,
     pub(crate) instance_id: String,
@@ -298,6 +302,7 @@ impl Gateway {
             logs: VecDeque::new(),
             log_cursor: 0,
             http_nonces: HttpNonces::default(),
+            idempotency: crate::idempotency::IdempotencyCache::default(),
             device_tokens: HashMap::new(),
             stopping: false,
             stopped_reported: false,
@@ -368,14 +373,15 @@ impl Gateway {
         self.conns.len()
     }
 
-    /// A new TCP connection from `peer`.
-    pub fn handle_connection(&mut self, _now_ms: u64, peer: SocketAddr) -> ConnId {
+    /// A new TCP connection from `peer`, accepted on the local address `local`.
+    pub fn handle_connection(&mut self, _now_ms: u64, peer: SocketAddr, local: SocketAddr) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
         self.conns.insert(
             id,
             Conn {
                 peer,
+                local,
                 phase: Phase::Http(RequestParser::new(HttpLimits::default())),
                 buffered: 0,
                 seq: 0,
@@ -600,8 +606,10 @@ impl Gateway {
         let nonce = self.random_uuid();
         let handshake = ServerHandshake::new(nonce, now_ms);
         let mut codec = WsCodec::server(self.config.max_preauth_payload);
+        let local = self.conns.get(&conn).map(|c| c.local).unwrap_or(peer);
         let upgrade = UpgradeInfo {
             local_direct: Self::is_local_direct(peer, request),
+            own_origin: format!("http://{local}"),
             origin: request.header("origin").map(str::to_owned),
             host: request.header("host").map(str::to_owned),
         };
@@ -743,7 +751,12 @@ impl Gateway {
                             .split_once("://")
                             .is_some_and(|(_, rest)| rest.trim_end_matches('/').eq_ignore_ascii_case(h))
                     });
-                    (upgrade.local_direct && origin_is_loopback(origin)) || (same_host && origin_is_loopback(origin))
+                    let own = origin.trim_end_matches('/').eq_ignore_ascii_case(&upgrade.own_origin)
+                        || origin
+                            .trim_end_matches('/')
+                            .eq_ignore_ascii_case(&upgrade.own_origin.replacen("http://", "https://", 1));
+                    own || (upgrade.local_direct && origin_is_loopback(origin))
+                        || (same_host && origin_is_loopback(origin))
                 }
             };
             if !allowed {
@@ -1020,10 +1033,27 @@ impl Gateway {
         let response = match authorize(session.role, session.scopes, &request.method) {
             Err(denied) => ResponseFrame::err(request.id.clone(), denied.to_error()),
             Ok(()) => {
+                use crate::idempotency::{CachedAnswer, IdempotencyCache};
                 let admin = session.is_admin();
-                match self.call_method(now_ms, &request.method, &request, admin) {
-                    Ok(payload) => ResponseFrame::ok_raw(request.id.clone(), payload),
-                    Err(e) => ResponseFrame::err(request.id.clone(), e),
+                let key = IdempotencyCache::key_for(&request.method, request.params_text());
+                let cached = key.as_deref().and_then(|k| self.idempotency.get(k, now_ms)).cloned();
+                let answer = match cached {
+                    Some(answer) => answer,
+                    None => {
+                        let answer = match self.call_method(now_ms, &request.method, &request, admin) {
+                            Ok(payload) => CachedAnswer::Ok(payload),
+                            Err(e) => CachedAnswer::Err(e),
+                        };
+                        // Only accepted work is remembered; a refused request may be retried.
+                        if let (Some(k), CachedAnswer::Ok(_)) = (key, &answer) {
+                            self.idempotency.insert(k, answer.clone(), now_ms);
+                        }
+                        answer
+                    }
+                };
+                match answer {
+                    CachedAnswer::Ok(payload) => ResponseFrame::ok_raw(request.id.clone(), payload),
+                    CachedAnswer::Err(e) => ResponseFrame::err(request.id.clone(), e),
                 }
             }
         };

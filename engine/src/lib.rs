@@ -15,6 +15,7 @@
 pub mod config;
 mod gateway;
 mod http_routes;
+pub mod idempotency;
 mod methods;
 mod presence;
 

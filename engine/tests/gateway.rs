@@ -530,6 +530,24 @@ fn cross_origin_browsers_are_refused() {
     assert_eq!(error_code(&res).2["code"], "CONTROL_UI_ORIGIN_NOT_ALLOWED");
     let c = b.ws(loopback(), &[("Origin", "http://127.0.0.1:18789")]);
     assert!(b.connect(c, cli_params(&["operator.read"], Some(TOKEN))).ok);
+    let c = b.ws(loopback(), &[("Origin", "null")]);
+    assert_eq!(
+        error_code(&b.connect(c, cli_params(&[], Some(TOKEN)))).2["reason"],
+        "origin missing or invalid"
+    );
+}
+
+#[test]
+fn the_gateways_own_origin_is_accepted_from_remote_browsers() {
+    let mut b = Bench::with_token();
+    let c = b.ws(remote(), &[("Origin", "http://192.0.2.10:18789")]);
+    assert!(b.connect(c, cli_params(&[], Some(TOKEN))).ok);
+    // A Host header that names the attacker's origin proves nothing.
+    let c = b.ws(remote(), &[("Origin", "http://evil.example:18789")]);
+    assert_eq!(
+        error_code(&b.connect(c, cli_params(&[], Some(TOKEN)))).2["code"],
+        "CONTROL_UI_ORIGIN_NOT_ALLOWED"
+    );
 }
 
 #[test]

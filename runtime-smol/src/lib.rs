@@ -235,7 +235,8 @@ async fn accept_loop(shared: Rc<Shared>, ex: Rc<LocalExecutor<'static>>, listene
         };
         let _ = stream.get_ref().set_nodelay(true);
         let stream = Rc::new(stream);
-        let conn = shared.gateway.borrow_mut().handle_connection(now_ms(), peer);
+        let local = stream.get_ref().local_addr().unwrap_or(peer);
+        let conn = shared.gateway.borrow_mut().handle_connection(now_ms(), peer, local);
         let (tx, rx) = smol::channel::unbounded();
         let queued = Rc::new(Cell::new(0));
         shared.writers.borrow_mut().insert(

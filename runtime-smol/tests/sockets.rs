@@ -397,3 +397,66 @@ fn scope_errors_and_unknown_methods() {
     let (message, _) = error_details(admin.call("no.such.method"));
     assert_eq!(message, "unknown method: no.such.method");
 }
+
+#[test]
+fn a_slow_consumer_is_closed_without_slowing_the_others() {
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.max_buffered_bytes = 256 * 1024;
+    config.health_refresh_interval_ms = 100;
+    let server = Server::start(config);
+    let mut fast = Client::open(server.addr);
+    ok_payload(fast.connect(TOKEN));
+    let mut slow = Client::open(server.addr);
+    ok_payload(slow.connect(TOKEN));
+
+    // The slow client asks for a lot and reads nothing: its answers pile up in the gateway.
+    let mut burst = Vec::new();
+    for i in 0..30_000 {
+        slow.ws.encode_text(
+            &RequestFrame::new(format!("s{i}"), "status", &json!({})).encode(),
+            &mut burst,
+        );
+    }
+    slow.stream.write_all(&burst).unwrap();
+
+    // Meanwhile the fast client keeps getting health snapshots on time.
+    let started = Instant::now();
+    let mut healths = 0;
+    let mut last = Instant::now();
+    let mut longest_gap = Duration::ZERO;
+    while started.elapsed() < Duration::from_secs(2) {
+        if let Frame::Event(e) = fast.next_frame() {
+            if e.event == "health" {
+                healths += 1;
+                longest_gap = longest_gap.max(last.elapsed());
+                last = Instant::now();
+            }
+        }
+    }
+    assert!(healths >= 10, "only {healths} health events in 2 s");
+    assert!(
+        longest_gap < Duration::from_millis(1000),
+        "health stalled for {longest_gap:?}"
+    );
+
+    // The gateway says why it cut the slow one, and the slow socket ends.
+    fast.send(&RequestFrame::new("logs", "logs.tail", &json!({"limit": 1000})).encode());
+    let logs = loop {
+        if let Frame::Response(r) = fast.next_frame() {
+            break r.payload.unwrap().get().to_owned();
+        }
+    };
+    assert!(logs.contains("closed slow consumer"), "{logs}");
+    slow.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sink = vec![0u8; 1 << 20];
+    let ended = Instant::now();
+    loop {
+        match slow.stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => assert!(
+                ended.elapsed() < Duration::from_secs(20),
+                "the slow socket was never closed"
+            ),
+        }
+    }
+}

@@ -53,6 +53,10 @@ pub fn loopback() -> SocketAddr {
     "127.0.0.1:50000".parse().unwrap()
 }
 
+pub fn gateway_addr() -> SocketAddr {
+    "192.0.2.10:18789".parse().unwrap()
+}
+
 pub fn remote() -> SocketAddr {
     "203.0.113.7:50000".parse().unwrap()
 }
@@ -123,7 +127,7 @@ impl Bench {
 
     /// Opens a TCP connection and sends raw HTTP.
     pub fn http(&mut self, peer: SocketAddr, request: &str) -> (ConnId, String) {
-        let conn = self.gw.handle_connection(self.now, peer);
+        let conn = self.gw.handle_connection(self.now, peer, gateway_addr());
         self.peers.insert(
             conn,
             Peer {
@@ -145,7 +149,7 @@ impl Bench {
 
     /// Opens a WebSocket; returns the connection and the upgrade response head.
     pub fn ws(&mut self, peer: SocketAddr, extra_headers: &[(&str, &str)]) -> ConnId {
-        let conn = self.gw.handle_connection(self.now, peer);
+        let conn = self.gw.handle_connection(self.now, peer, gateway_addr());
         let upgrade = ClientUpgrade::new([7; 16]);
         let request = upgrade.request("127.0.0.1:18789", "/", extra_headers);
         self.peers.insert(
