@@ -17,6 +17,7 @@ clawgate - a small, fast OpenClaw-compatible gateway
 
 USAGE:
   clawgate gateway run [--port P] [--bind loopback|lan|<ip>] [--token T | --password P | --auth none]
+                       [--runtime smol|mio]
   clawgate call <method> [--params JSON] [--url ws://HOST:PORT] [--token T | --password P]
   clawgate status [--url ...] [--token T]
   clawgate logs [--follow] [--url ...] [--token T]
@@ -32,6 +33,7 @@ struct Args {
 
 const VALUE_FLAGS: &[&str] = &[
     "--port",
+    "--runtime",
     "--bind",
     "--token",
     "--password",
@@ -106,6 +108,10 @@ fn resolve_port(args: &Args) -> Result<u16, String> {
 fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     let usage = |m: String| (2u8, m);
     let port = resolve_port(args).map_err(usage)?;
+    let runtime = args.value("--runtime").unwrap_or("smol");
+    if !matches!(runtime, "smol" | "mio") {
+        return Err(usage(format!("invalid --runtime {runtime} (smol or mio)")));
+    }
     let bind_mode = args.value("--bind").unwrap_or("loopback");
     let addrs: Vec<SocketAddr> = match bind_mode {
         "loopback" => vec![
@@ -207,8 +213,14 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     let mut config = GatewayConfig::new(auth);
     config.host_name = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms());
+    let signals = |e: std::io::Error| (1, format!("cannot install signal handlers: {e}"));
+    if runtime == "mio" {
+        let rt = clawgate_runtime_mio::MioRuntime::new(listeners).map_err(|e| (1, e.to_string()))?;
+        clawgate_runtime_mio::stop_on_signals(rt.stop_handle()).map_err(signals)?;
+        return rt.run(gateway).map_err(|e| (1, e.to_string()));
+    }
     let (stop, stop_rx) = stop_channel();
-    stop_on_signals(stop).map_err(|e| (1, format!("cannot install signal handlers: {e}")))?;
+    stop_on_signals(stop).map_err(signals)?;
     run(gateway, listeners, stop_rx).map_err(|e| (1, e.to_string()))
 }
 

@@ -156,6 +156,7 @@ fn bad_flags_exit_with_2() {
         &["gateway", "run", "--nope"][..],
         &["gateway", "run", "--port", "x"],
         &["gateway", "run", "--bind", "moon"],
+        &["gateway", "run", "--runtime", "tokio", "--token", "x"],
         &["frobnicate"],
     ] {
         let out = bin().args(args).output().unwrap();
@@ -176,7 +177,13 @@ fn auth_none_is_refused_beyond_loopback() {
 
 #[test]
 fn sigterm_sends_shutdown_and_closes_clients_with_1012() {
-    let mut gw = Running::start(&["--token", "t2"], &[]);
+    for runtime in ["smol", "mio"] {
+        sigterm_on(runtime);
+    }
+}
+
+fn sigterm_on(runtime: &str) {
+    let mut gw = Running::start(&["--token", "t2", "--runtime", runtime], &[]);
     let mut s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();

@@ -210,7 +210,7 @@ impl NonceRedeemer for HttpNonces {
 /// The gateway.
 pub struct Gateway {
     pub(crate) config: GatewayConfig,
-    entropy: Box<dyn Entropy>,
+    entropy: Box<dyn Entropy + Send>,
     pub(crate) started_at: u64,
     next_conn: u64,
     conns: HashMap<ConnId, Conn>,
@@ -281,7 +281,7 @@ fn origin_is_loopback(origin: &str) -> bool {
 
 impl Gateway {
     /// A gateway started at `now_ms`. The gateway's own identity seed is drawn from `entropy`.
-    pub fn new(config: GatewayConfig, mut entropy: Box<dyn Entropy>, now_ms: u64) -> Self {
+    pub fn new(config: GatewayConfig, mut entropy: Box<dyn Entropy + Send>, now_ms: u64) -> Self {
         let mut seed = [0u8; 32];
         entropy.fill(&mut seed);
         let mut instance = [0u8; 16];

@@ -1,5 +1,5 @@
-//! The smol runtime over real loopback sockets: a gateway on an ephemeral port, clients made of
-//! `clawgate-proto` pieces and blocking std sockets.
+//! The conformance suite: the gateway over real loopback sockets, run once per runtime (smol and
+//! mio) from this one source. Clients are made of `clawgate-proto` pieces and blocking std sockets.
 
 use clawgate_engine::{Gateway, GatewayConfig};
 use clawgate_proto::auth::{AuthMode, SharedSecretConfig};
@@ -8,7 +8,7 @@ use clawgate_proto::connect::{ConnectChallenge, ConnectParams};
 use clawgate_proto::device::{DeviceIdentity, SignaturePayload, SignatureVersion};
 use clawgate_proto::frame::{Frame, RequestFrame};
 use clawgate_proto::ws::{encode_frame, ClientUpgrade, Message, OpCode, SeededMasks, WsCodec};
-use clawgate_runtime_smol::{bind, now_ms, run, stop_channel, OsEntropy, StopHandle};
+use clawgate_runtime_smol::{bind, now_ms, OsEntropy};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -17,30 +17,51 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "sock-token";
 
+#[derive(Clone, Copy, Debug)]
+enum Runtime {
+    Smol,
+    Mio,
+}
+
 struct Server {
     addr: SocketAddr,
-    stop: StopHandle,
+    stop: Box<dyn Fn() + Send>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Server {
-    fn start(config: GatewayConfig) -> Server {
-        let listeners = bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
-        let addr = listeners[0].local_addr().unwrap();
-        let (stop, rx) = stop_channel();
-        let thread = std::thread::spawn(move || {
-            let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms());
-            run(gateway, listeners, rx).unwrap();
-        });
-        Server {
-            addr,
-            stop,
-            thread: Some(thread),
+    fn start(runtime: Runtime, config: GatewayConfig) -> Server {
+        let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms());
+        match runtime {
+            Runtime::Smol => {
+                let listeners = bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+                let addr = listeners[0].local_addr().unwrap();
+                let (stop, rx) = clawgate_runtime_smol::stop_channel();
+                let thread = std::thread::spawn(move || clawgate_runtime_smol::run(gateway, listeners, rx).unwrap());
+                Server {
+                    addr,
+                    stop: Box::new(move || stop.stop()),
+                    thread: Some(thread),
+                }
+            }
+            Runtime::Mio => {
+                let (addrs, stop, thread) =
+                    clawgate_runtime_mio::spawn(gateway, &["127.0.0.1:0".parse().unwrap()]).unwrap();
+                Server {
+                    addr: addrs[0],
+                    stop: Box::new(move || stop.stop()),
+                    thread: Some(std::thread::spawn(move || thread.join().unwrap().unwrap())),
+                }
+            }
         }
     }
 
+    fn request_stop(&self) {
+        (self.stop)();
+    }
+
     fn stop(&mut self) {
-        self.stop.stop();
+        (self.stop)();
         if let Some(t) = self.thread.take() {
             t.join().unwrap();
         }
@@ -195,18 +216,16 @@ fn ok_payload(f: Frame) -> Value {
     }
 }
 
-#[test]
-fn a_token_client_connects_and_calls_health() {
-    let server = Server::start(GatewayConfig::with_token(TOKEN));
+fn a_token_client_connects_and_calls_health(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
     let mut c = Client::open(server.addr);
     assert_eq!(ok_payload(c.connect(TOKEN))["type"], "hello-ok");
     c.send(&RequestFrame::new("h", "health", &json!({})).encode());
     assert_eq!(ok_payload(c.next_frame())["ok"], true);
 }
 
-#[test]
-fn a_bad_token_gets_an_error_then_close_1008() {
-    let server = Server::start(GatewayConfig::with_token(TOKEN));
+fn a_bad_token_gets_an_error_then_close_1008(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
     let mut c = Client::open(server.addr);
     match c.connect("wrong") {
         Frame::Response(r) => assert_eq!(r.error.unwrap().details.unwrap()["code"], "AUTH_TOKEN_MISMATCH"),
@@ -216,20 +235,18 @@ fn a_bad_token_gets_an_error_then_close_1008() {
     assert_eq!(c.next(), None, "the socket is closed after the close frame");
 }
 
-#[test]
-fn the_handshake_timeout_closes_the_socket() {
+fn the_handshake_timeout_closes_the_socket(rt: Runtime) {
     let mut config = GatewayConfig::with_token(TOKEN);
     config.handshake_timeout_ms = 200;
-    let server = Server::start(config);
+    let server = Server::start(rt, config);
     let mut c = Client::open(server.addr);
     let started = Instant::now();
     assert_eq!(c.close_frame(), Some(CloseFrame::new(1000, "handshake timeout")));
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
-#[test]
-fn an_oversized_preauth_frame_closes_with_1009() {
-    let server = Server::start(GatewayConfig::with_token(TOKEN));
+fn an_oversized_preauth_frame_closes_with_1009(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
     let mut c = Client::open(server.addr);
     let mut frame = Vec::new();
     encode_frame(OpCode::Text, &vec![b'x'; 70_000], Some([1, 2, 3, 4]), &mut frame);
@@ -242,9 +259,8 @@ fn an_oversized_preauth_frame_closes_with_1009() {
     );
 }
 
-#[test]
-fn http_probes_answer_on_the_same_port() {
-    let server = Server::start(GatewayConfig::with_token(TOKEN));
+fn http_probes_answer_on_the_same_port(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
@@ -254,12 +270,11 @@ fn http_probes_answer_on_the_same_port() {
     assert!(body.ends_with(r#"{"ok":true,"status":"live"}"#));
 }
 
-#[test]
-fn stopping_sends_shutdown_then_close_1012() {
-    let mut server = Server::start(GatewayConfig::with_token(TOKEN));
+fn stopping_sends_shutdown_then_close_1012(rt: Runtime) {
+    let mut server = Server::start(rt, GatewayConfig::with_token(TOKEN));
     let mut c = Client::open(server.addr);
     ok_payload(c.connect(TOKEN));
-    server.stop.stop();
+    server.request_stop();
     match c.next_frame() {
         Frame::Event(e) => {
             assert_eq!(e.event, "shutdown");
@@ -271,9 +286,8 @@ fn stopping_sends_shutdown_then_close_1012() {
     server.stop();
 }
 
-#[test]
-fn many_clients_are_served_concurrently() {
-    let server = Server::start(GatewayConfig::with_token(TOKEN));
+fn many_clients_are_served_concurrently(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
     let mut clients: Vec<Client> = (0..50)
         .map(|_| {
             let mut c = Client::open(server.addr);
@@ -289,9 +303,8 @@ fn many_clients_are_served_concurrently() {
     }
 }
 
-#[test]
-fn the_33rd_unauthenticated_socket_from_one_address_is_refused() {
-    let server = Server::start(GatewayConfig::with_token(TOKEN));
+fn the_33rd_unauthenticated_socket_from_one_address_is_refused(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
     let _held: Vec<Client> = (0..32).map(|_| Client::open(server.addr)).collect();
     let mut s = TcpStream::connect(server.addr).unwrap();
     let up = ClientUpgrade::new([2; 16]);
@@ -302,21 +315,22 @@ fn the_33rd_unauthenticated_socket_from_one_address_is_refused() {
     assert!(answer.ends_with("Too many unauthenticated sockets"));
 }
 
-#[test]
-fn auth_none_admits_a_local_client_without_credentials() {
-    let server = Server::start(GatewayConfig::new(SharedSecretConfig {
-        mode: AuthMode::None,
-        token: None,
-        password: None,
-    }));
+fn auth_none_admits_a_local_client_without_credentials(rt: Runtime) {
+    let server = Server::start(
+        rt,
+        GatewayConfig::new(SharedSecretConfig {
+            mode: AuthMode::None,
+            token: None,
+            password: None,
+        }),
+    );
     let mut c = Client::open(server.addr);
     let hello = ok_payload(c.connect_with(|_, _| cli_params(&["operator.read"], None)));
     assert_eq!(hello["auth"]["method"], "none");
 }
 
-#[test]
-fn a_good_device_proof_gets_a_device_token() {
-    let server = Server::start(GatewayConfig::with_token(TOKEN));
+fn a_good_device_proof_gets_a_device_token(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
     let id = DeviceIdentity::from_seed(&[3; 32]);
     let mut c = Client::open(server.addr);
     let hello =
@@ -324,9 +338,8 @@ fn a_good_device_proof_gets_a_device_token() {
     assert_eq!(hello["auth"]["deviceToken"].as_str().unwrap().len(), 43);
 }
 
-#[test]
-fn bad_stale_and_foreign_device_proofs_are_refused_with_1008() {
-    let server = Server::start(GatewayConfig::with_token(TOKEN));
+fn bad_stale_and_foreign_device_proofs_are_refused_with_1008(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
     let id = DeviceIdentity::from_seed(&[3; 32]);
     type MakeParams<'a> = Box<dyn Fn(&str, u64) -> Value + 'a>;
     let cases: [(&str, MakeParams); 3] = [
@@ -355,9 +368,8 @@ fn bad_stale_and_foreign_device_proofs_are_refused_with_1008() {
     }
 }
 
-#[test]
-fn protocol_mismatch_closes_with_1002() {
-    let server = Server::start(GatewayConfig::with_token(TOKEN));
+fn protocol_mismatch_closes_with_1002(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
     let mut c = Client::open(server.addr);
     let (message, details) = error_details(c.connect_with(|_, _| {
         let mut p = cli_params(&[], Some(TOKEN));
@@ -372,9 +384,8 @@ fn protocol_mismatch_closes_with_1002() {
     assert_eq!(c.close_frame(), Some(CloseFrame::new(1002, "protocol mismatch")));
 }
 
-#[test]
-fn a_first_frame_other_than_connect_is_refused() {
-    let server = Server::start(GatewayConfig::with_token(TOKEN));
+fn a_first_frame_other_than_connect_is_refused(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
     let mut c = Client::open(server.addr);
     let _challenge = c.next_frame();
     let (message, _) = error_details(c.call("health"));
@@ -382,9 +393,8 @@ fn a_first_frame_other_than_connect_is_refused() {
     assert_eq!(c.close_frame().map(|f| f.code), Some(1008));
 }
 
-#[test]
-fn scope_errors_and_unknown_methods() {
-    let server = Server::start(GatewayConfig::with_token(TOKEN));
+fn scope_errors_and_unknown_methods(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
     let mut reader = Client::open(server.addr);
     ok_payload(reader.connect(TOKEN));
     let (message, details) = error_details(reader.call("chat.send"));
@@ -398,12 +408,11 @@ fn scope_errors_and_unknown_methods() {
     assert_eq!(message, "unknown method: no.such.method");
 }
 
-#[test]
-fn a_slow_consumer_is_closed_without_slowing_the_others() {
+fn a_slow_consumer_is_closed_without_slowing_the_others(rt: Runtime) {
     let mut config = GatewayConfig::with_token(TOKEN);
     config.max_buffered_bytes = 256 * 1024;
     config.health_refresh_interval_ms = 100;
-    let server = Server::start(config);
+    let server = Server::start(rt, config);
     let mut fast = Client::open(server.addr);
     ok_payload(fast.connect(TOKEN));
     let mut slow = Client::open(server.addr);
@@ -460,3 +469,32 @@ fn a_slow_consumer_is_closed_without_slowing_the_others() {
         }
     }
 }
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod smol {
+            $(#[test] fn $name() { super::$name(super::Runtime::Smol) })*
+        }
+        mod mio {
+            $(#[test] fn $name() { super::$name(super::Runtime::Mio) })*
+        }
+    };
+}
+
+conformance!(
+    a_token_client_connects_and_calls_health,
+    a_bad_token_gets_an_error_then_close_1008,
+    the_handshake_timeout_closes_the_socket,
+    an_oversized_preauth_frame_closes_with_1009,
+    http_probes_answer_on_the_same_port,
+    stopping_sends_shutdown_then_close_1012,
+    many_clients_are_served_concurrently,
+    the_33rd_unauthenticated_socket_from_one_address_is_refused,
+    auth_none_admits_a_local_client_without_credentials,
+    a_good_device_proof_gets_a_device_token,
+    bad_stale_and_foreign_device_proofs_are_refused_with_1008,
+    protocol_mismatch_closes_with_1002,
+    a_first_frame_other_than_connect_is_refused,
+    scope_errors_and_unknown_methods,
+    a_slow_consumer_is_closed_without_slowing_the_others,
+);
