@@ -443,7 +443,7 @@ fn a_slow_consumer_skips_droppable_events_and_is_closed_for_others() {
     let slow = b.operator(&["operator.read"]);
     let fast = b.operator(&["operator.read"]);
     b.take_texts(fast);
-    b.peers.get_mut(&slow).unwrap().paused = true;
+    b.pause(slow);
     b.gw.handle_buffered(slow, 5000);
     b.advance(30_000); // tick: droppable
     assert!(b.events(slow).is_empty());

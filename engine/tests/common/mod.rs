@@ -39,6 +39,8 @@ pub struct Peer {
     pub challenge: Option<ConnectChallenge>,
     /// A paused peer reads nothing: its bytes stay queued and the gateway is told so.
     pub paused: bool,
+    /// Bytes held for a paused peer.
+    pub held: Vec<u8>,
 }
 
 pub struct Bench {
@@ -86,6 +88,9 @@ impl Bench {
                 Output::Transmit { conn, bytes } => {
                     if let Some(p) = self.peers.get_mut(&conn) {
                         if p.paused {
+                            p.held.extend_from_slice(&bytes);
+                            let held = p.held.len();
+                            self.gw.handle_buffered(conn, held);
                             continue;
                         }
                         match &mut p.ws {
@@ -139,6 +144,7 @@ impl Bench {
                 closed_by_gateway: false,
                 challenge: None,
                 paused: false,
+                held: Vec::new(),
             },
         );
         self.gw.handle_bytes(self.now, conn, request.as_bytes());
@@ -163,6 +169,7 @@ impl Bench {
                 closed_by_gateway: false,
                 challenge: None,
                 paused: false,
+                held: Vec::new(),
             },
         );
         self.gw.handle_bytes(self.now, conn, &request);
@@ -230,6 +237,27 @@ impl Bench {
 
     pub fn nonce(&self, conn: ConnId) -> String {
         self.peers[&conn].challenge.as_ref().unwrap().nonce.clone()
+    }
+
+    /// Stops reading on `conn`: what the gateway sends piles up and counts as buffered.
+    pub fn pause(&mut self, conn: ConnId) {
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.paused = true;
+        }
+    }
+
+    /// Reads again: the held bytes are delivered.
+    pub fn resume(&mut self, conn: ConnId) {
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.paused = false;
+            let held = std::mem::take(&mut p.held);
+            match &mut p.ws {
+                Some(ws) => ws.feed(&held),
+                None => p.raw.extend_from_slice(&held),
+            }
+            self.gw.handle_buffered(conn, 0);
+        }
+        self.pump();
     }
 
     pub fn advance(&mut self, ms: u64) {
