@@ -470,6 +470,25 @@ fn a_slow_consumer_is_closed_without_slowing_the_others(rt: Runtime) {
     }
 }
 
+fn metrics_report_the_event_loop_and_traffic(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
+    let mut c = Client::open(server.addr);
+    ok_payload(c.connect(TOKEN));
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.contains("clawgate_connections{state=\"open\"} 1"), "{text}");
+    assert!(text.contains("clawgate_handshakes_total{outcome=\"ok\"} 1"));
+    let turns = text
+        .lines()
+        .find_map(|l| l.strip_prefix("clawgate_event_loop_turn_seconds_count "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap();
+    assert!(turns > 0, "the runtime reports no loop turns");
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod smol {
@@ -482,6 +501,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    metrics_report_the_event_loop_and_traffic,
     a_token_client_connects_and_calls_health,
     a_bad_token_gets_an_error_then_close_1008,
     the_handshake_timeout_closes_the_socket,

@@ -223,6 +223,7 @@ pub struct Gateway {
     pub(crate) log_cursor: u64,
     http_nonces: HttpNonces,
     idempotency: crate::idempotency::IdempotencyCache,
+    pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) identity: DeviceIdentity,
     device_tokens: HashMap<String, (String, u64)>,
     pub(crate) instance_id: String,
@@ -267,6 +268,26 @@ const FORWARDING_HEADERS: &[&str] = &[
     "x-real-ip",
 ];
 
+/// The `/metrics` label of a refused handshake.
+fn handshake_outcome(response: Option<&ResponseFrame>, close: &CloseFrame) -> &'static str {
+    let detail = response
+        .and_then(|r| r.error.as_ref())
+        .and_then(|e| e.details.as_ref())
+        .and_then(|d| d.get("code"))
+        .and_then(|c| c.as_str())
+        .unwrap_or("");
+    match detail {
+        d if d.starts_with("AUTH_") => "auth_failed",
+        d if d.starts_with("DEVICE_AUTH_") => "device_proof",
+        "PAIRING_REQUIRED" => "pairing_required",
+        "PROTOCOL_MISMATCH" => "protocol_mismatch",
+        "DEVICE_IDENTITY_REQUIRED" | "CONTROL_UI_DEVICE_IDENTITY_REQUIRED" => "device_required",
+        "CONTROL_UI_ORIGIN_NOT_ALLOWED" => "origin_refused",
+        _ if close.code == code::MESSAGE_TOO_BIG => "too_large",
+        _ => "invalid",
+    }
+}
+
 /// Whether an origin's host is a loopback name or address.
 fn origin_is_loopback(origin: &str) -> bool {
     let rest = origin.split_once("://").map_or(origin, |(_, r)| r);
@@ -303,6 +324,7 @@ impl Gateway {
             log_cursor: 0,
             http_nonces: HttpNonces::default(),
             idempotency: crate::idempotency::IdempotencyCache::default(),
+            metrics: crate::metrics::Metrics::default(),
             device_tokens: HashMap::new(),
             stopping: false,
             stopped_reported: false,
@@ -436,6 +458,7 @@ impl Gateway {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.buffered += bytes.len();
         }
+        self.metrics.bytes_out += bytes.len() as u64;
         if let Some(Output::Transmit {
             conn: last,
             bytes: pending,
@@ -515,6 +538,7 @@ impl Gateway {
 
     /// Bytes received on `conn`.
     pub fn handle_bytes(&mut self, now_ms: u64, conn: ConnId, data: &[u8]) {
+        self.metrics.bytes_in += data.len() as u64;
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if c.closing {
             return;
@@ -722,6 +746,8 @@ impl Gateway {
         response: Option<ResponseFrame>,
         close: &CloseFrame,
     ) {
+        let outcome = handshake_outcome(response.as_ref(), close);
+        self.metrics.handshake(outcome);
         if let Some(res) = response {
             self.send_text(conn, &res.encode());
         }
@@ -879,6 +905,7 @@ impl Gateway {
             };
         }
         self.send_text(conn, &response.encode());
+        self.metrics.handshake("ok");
         self.log(
             now_ms,
             LogLevel::Info,
@@ -1057,7 +1084,28 @@ impl Gateway {
                 }
             }
         };
+        let known = crate::methods::METHODS.contains(&request.method.as_str()) || request.method == "connect";
+        self.metrics.request(&request.method, known, response.ok);
         self.send_text(conn, &response.encode());
+    }
+
+    /// Reports how long the runtime spent on one turn of its event loop.
+    pub fn handle_loop_turn(&mut self, micros: u64) {
+        self.metrics.loop_turn(micros);
+    }
+
+    /// Connection counts by state, for `/metrics`.
+    pub(crate) fn connection_states(&self) -> [(&'static str, usize); 3] {
+        let mut counts = [("http", 0), ("handshake", 0), ("open", 0)];
+        for c in self.conns.values() {
+            match c.phase {
+                Phase::Http(_) => counts[0].1 += 1,
+                Phase::Handshake { .. } => counts[1].1 += 1,
+                Phase::Open { .. } => counts[2].1 += 1,
+                Phase::Closed => {}
+            }
+        }
+        counts
     }
 
     /// Sends `event` to every open connection allowed to see it, with that connection's next
@@ -1105,6 +1153,7 @@ impl Gateway {
             frame.encode_into(&mut text);
             self.send_text(conn, &text);
         }
+        self.metrics.slow_consumer_closes += slow.len() as u64;
         for conn in slow {
             self.log(
                 now_ms,
@@ -1142,6 +1191,7 @@ impl Gateway {
                         if let Some(ip) = peer {
                             self.log(now_ms, LogLevel::Warn, format!("handshake timeout for {ip}"));
                         }
+                        self.metrics.handshake("timeout");
                         self.close_ws(conn, &ConnectRejection::HandshakeTimeout.close());
                     }
                 }

@@ -17,6 +17,7 @@ mod gateway;
 mod http_routes;
 pub mod idempotency;
 mod methods;
+mod metrics;
 mod presence;
 
 pub use config::GatewayConfig;

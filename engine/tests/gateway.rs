@@ -571,3 +571,35 @@ fn pings_are_answered_and_closes_are_echoed() {
     assert_eq!(b.closed(c).map(|f| f.code), Some(1000));
     let _ = RequestFrame::new("x", "health", &json!({}));
 }
+
+#[test]
+fn metrics_count_handshakes_requests_and_bytes_for_local_or_authorized_callers() {
+    let mut b = Bench::with_token();
+    let c = b.operator(&["operator.read"]);
+    b.request(c, "1", "health", json!({}));
+    b.request(c, "2", "chat.send", json!({}));
+    b.request(c, "3", "zzz.unknown", json!({}));
+    let bad = b.ws(loopback(), &[]);
+    b.connect(bad, cli_params(&[], Some("wrong")));
+    b.gw.handle_loop_turn(42);
+    let (_, raw) = b.http(loopback(), "GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    for line in [
+        "clawgate_handshakes_total{outcome=\"ok\"} 1",
+        "clawgate_handshakes_total{outcome=\"auth_failed\"} 1",
+        "clawgate_requests_total{method=\"health\",outcome=\"ok\"} 1",
+        "clawgate_requests_total{method=\"unknown\",outcome=\"error\"} 2",
+        "clawgate_connections{state=\"open\"} 1",
+        "clawgate_event_loop_turn_seconds_count 1",
+    ] {
+        assert!(raw.contains(line), "missing {line} in {raw}");
+    }
+    assert!(raw.contains("clawgate_bytes_total{direction=\"in\"}"));
+    let (_, raw) = b.http(remote(), "GET /metrics HTTP/1.1\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 401"));
+    let (_, raw) = b.http(
+        remote(),
+        &format!("GET /metrics HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"),
+    );
+    assert!(raw.starts_with("HTTP/1.1 200"));
+}

@@ -159,6 +159,7 @@ impl MioRuntime {
                 }
                 gateway.handle_shutdown(now_ms(), "gateway stopping", None);
             }
+            let turn = Instant::now();
             let mut readable = std::mem::take(&mut self.pending_reads);
             for event in events.iter() {
                 let token = event.token().0;
@@ -184,6 +185,7 @@ impl MioRuntime {
             }
             self.cut_overdue(&mut gateway);
             gateway.handle_timeout(now_ms());
+            gateway.handle_loop_turn(turn.elapsed().as_micros() as u64);
         }
     }
 

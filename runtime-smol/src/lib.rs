@@ -200,10 +200,13 @@ async fn read_loop(shared: Rc<Shared>, ex: Rc<LocalExecutor<'static>>, conn: Con
             match read {
                 Ok(0) => break 'outer,
                 Ok(n) => {
+                    let turn = std::time::Instant::now();
                     let buf = shared.read_buf.borrow();
                     shared.gateway.borrow_mut().handle_bytes(now_ms(), conn, &buf[..n]);
                     drop(buf);
                     shared.drain(&ex);
+                    let micros = turn.elapsed().as_micros() as u64;
+                    shared.gateway.borrow_mut().handle_loop_turn(micros);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue 'outer,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
