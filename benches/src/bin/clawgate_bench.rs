@@ -191,6 +191,18 @@ fn rss(o: &Opts) -> Value {
     Value::Object(points)
 }
 
+/// Waits (within the time budget) until a connect succeeds.
+fn wait_hello(o: &Opts) -> Value {
+    let started = Instant::now();
+    while started.elapsed() < o.budget {
+        if BlockingClient::connect(o.addr, &o.token, &["operator.read"], None, seed()).is_ok() {
+            return json!({"waited_ms": started.elapsed().as_secs_f64() * 1000.0});
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    json!({"error": "no hello-ok within the time budget"})
+}
+
 /// Time from spawning `command` to its first successful `hello-ok` on `addr`.
 fn spawn_hello(addr: SocketAddr, token: &str, command: &[String]) -> Value {
     let started = Instant::now();
@@ -298,6 +310,7 @@ fn main() {
             "health-10" => health(&o, 10, 1),
             "health-100" => health(&o, 100, 1),
             "rss" => rss(&o),
+            "wait-hello" => wait_hello(&o),
             other => json!({"error": format!("unknown scenario {other}")}),
         };
         eprintln!("{s}: {r}");
