@@ -284,7 +284,11 @@ fn main() {
         i += 1;
     }
     if scenarios.is_empty() {
-        scenarios = vec![
+        // Memory first, while the gateway is fresh; then the load scenarios.
+        if o.pid.is_some() {
+            scenarios.push("rss");
+        }
+        scenarios.extend([
             "handshake-seq",
             "handshake-10",
             "device-seq",
@@ -293,10 +297,7 @@ fn main() {
             "health-1x32",
             "health-10",
             "health-100",
-        ];
-        if o.pid.is_some() {
-            scenarios.push("rss");
-        }
+        ]);
     }
     let mut report = serde_json::Map::new();
     for s in scenarios {
