@@ -4,9 +4,7 @@ use crate::config::{GatewayConfig, HTTP_NONCE_TTL_MS, LOG_RING_LINES, MAX_HTTP_N
 use crate::presence::{Presence, PresenceEntry};
 use clawgate_proto::auth::{AuthFailure, AuthMethod, AuthMode};
 use clawgate_proto::close::{code, CloseFrame};
-use clawgate_proto::connect::{
-    ClientId, ClientMode, HelloAuth, HelloFeatures, HelloOk, HelloPolicy, HelloServer, Role,
-};
+use clawgate_proto::connect::{ClientId, ClientMode, HelloOk, Role};
 use clawgate_proto::device::{base64url_encode, hex_lower, DeviceIdentity};
 use clawgate_proto::frame::{to_raw, ErrorShape, EventFrame, Extra, Frame, FrameError, ResponseFrame, StateVersion};
 use clawgate_proto::handshake::{AcceptedConnect, ConnectRejection, NonceRedeemer, PairingReason, ServerHandshake};
@@ -207,6 +205,43 @@ impl NonceRedeemer for HttpNonces {
     }
 }
 
+/// JSON text reused across requests and handshakes.
+pub(crate) struct Cache {
+    features: Box<RawValue>,
+    policy: Box<RawValue>,
+    session_defaults: Box<RawValue>,
+    /// `(health version, health summary)`: the summary is taken when the version moves.
+    pub health: (u64, Box<RawValue>),
+    /// `(presence version, presence list)`.
+    pub presence: (u64, Box<RawValue>),
+}
+
+impl Cache {
+    fn new(config: &GatewayConfig) -> Cache {
+        Cache {
+            features: to_raw(&json!({
+                "methods": crate::methods::METHODS,
+                "events": crate::methods::EVENTS,
+            })),
+            policy: to_raw(&json!({
+                "maxPayload": config.max_payload,
+                "maxBufferedBytes": config.max_buffered_bytes,
+                "tickIntervalMs": config.tick_interval_ms,
+            })),
+            session_defaults: to_raw(&json!({
+                "defaultAgentId": config.default_agent_id,
+                "modelConfigured": false,
+                "mainKey": config.main_key,
+                "mainSessionKey": format!("agent:{}:{}", config.default_agent_id, config.main_key),
+                "scope": "per-sender",
+            })),
+            // Version 0 is never current: the first use fills these.
+            health: (0, to_raw(&json!({}))),
+            presence: (0, to_raw(&json!([]))),
+        }
+    }
+}
+
 /// The gateway.
 pub struct Gateway {
     pub(crate) config: GatewayConfig,
@@ -224,6 +259,7 @@ pub struct Gateway {
     http_nonces: HttpNonces,
     idempotency: crate::idempotency::IdempotencyCache,
     pub(crate) metrics: crate::metrics::Metrics,
+    pub(crate) cache: Cache,
     pub(crate) identity: DeviceIdentity,
     device_tokens: HashMap<String, (String, u64)>,
     pub(crate) instance_id: String,
@@ -307,6 +343,7 @@ impl Gateway {
         entropy.fill(&mut seed);
         let mut instance = [0u8; 16];
         entropy.fill(&mut instance);
+        let cache = Cache::new(&config);
         let mut g = Gateway {
             identity: DeviceIdentity::from_seed(&seed),
             instance_id: uuid_v4(instance),
@@ -325,6 +362,7 @@ impl Gateway {
             http_nonces: HttpNonces::default(),
             idempotency: crate::idempotency::IdempotencyCache::default(),
             metrics: crate::metrics::Metrics::default(),
+            cache,
             device_tokens: HashMap::new(),
             stopping: false,
             stopped_reported: false,
@@ -896,7 +934,7 @@ impl Gateway {
         };
         let hello = self.hello_ok(now_ms, &session, method, device_token, issued_at);
         let role = accepted.role;
-        let response = accepted.accept(&hello);
+        let response = accepted.accept_raw(hello);
         codec.set_max_message_size(self.config.max_payload);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.phase = Phase::Open {
@@ -960,63 +998,104 @@ impl Gateway {
         (token, now_ms)
     }
 
+    /// The `hello-ok` payload as JSON text, assembled from cached pieces: the features and the
+    /// session defaults never change, and the health and presence snapshots are re-serialized
+    /// only when their versions move.
     fn hello_ok(
-        &self,
+        &mut self,
         now_ms: u64,
         session: &Session,
         method: AuthMethod,
         device_token: Option<String>,
         issued_at_ms: Option<u64>,
-    ) -> HelloOk {
-        let mut snapshot = json!({
-            "presence": self.presence.list(),
-            "health": self.health_payload(now_ms),
-            "stateVersion": {"presence": self.presence.version(), "health": self.health_version},
-            "uptimeMs": now_ms.saturating_sub(self.started_at),
-            "sessionDefaults": {
-                "defaultAgentId": self.config.default_agent_id,
-                "modelConfigured": false,
-                "mainKey": self.config.main_key,
-                "mainSessionKey": format!("agent:{}:{}", self.config.default_agent_id, self.config.main_key),
-                "scope": "per-sender",
-            },
-        });
-        if session.is_admin() {
-            snapshot["configPath"] = json!(self.config.config_path);
-            snapshot["stateDir"] = json!(self.config.state_dir);
-            snapshot["authMode"] = json!(self.config.auth.mode.as_str());
+    ) -> Box<RawValue> {
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Snapshot<'a> {
+            presence: &'a RawValue,
+            health: &'a RawValue,
+            state_version: StateVersion,
+            uptime_ms: u64,
+            session_defaults: &'a RawValue,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            config_path: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            state_dir: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            auth_mode: Option<&'a str>,
         }
-        HelloOk {
-            ty: HelloOk::TYPE.into(),
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Server<'a> {
+            version: &'a str,
+            conn_id: &'a str,
+        }
+        #[derive(serde::Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Auth<'a> {
+            method: &'a str,
+            role: &'a str,
+            scopes: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            device_token: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            issued_at_ms: Option<u64>,
+        }
+        #[derive(serde::Serialize)]
+        struct Hello<'a> {
+            #[serde(rename = "type")]
+            ty: &'static str,
+            protocol: u32,
+            server: Server<'a>,
+            features: &'a RawValue,
+            snapshot: Snapshot<'a>,
+            auth: Auth<'a>,
+            policy: &'a RawValue,
+        }
+        self.refresh_snapshots(now_ms);
+        let admin = session.is_admin();
+        let hello = Hello {
+            ty: HelloOk::TYPE,
             protocol: clawgate_proto::limits::PROTOCOL_VERSION,
-            server: HelloServer {
-                version: self.config.server_version.clone(),
-                conn_id: session.conn_uuid.clone(),
-                extra: Extra::new(),
+            server: Server {
+                version: &self.config.server_version,
+                conn_id: &session.conn_uuid,
             },
-            features: HelloFeatures {
-                methods: crate::methods::METHODS.iter().map(|m| (*m).to_owned()).collect(),
-                events: crate::methods::EVENTS.iter().map(|e| (*e).to_owned()).collect(),
-                capabilities: None,
-                extra: Extra::new(),
+            features: &self.cache.features,
+            snapshot: Snapshot {
+                presence: &self.cache.presence.1,
+                health: &self.cache.health.1,
+                state_version: StateVersion {
+                    presence: self.presence.version(),
+                    health: self.health_version,
+                },
+                uptime_ms: now_ms.saturating_sub(self.started_at),
+                session_defaults: &self.cache.session_defaults,
+                config_path: admin.then_some(self.config.config_path.as_str()),
+                state_dir: admin.then_some(self.config.state_dir.as_str()),
+                auth_mode: admin.then_some(self.config.auth.mode.as_str()),
             },
-            snapshot,
-            auth: HelloAuth {
-                method: Some(method.as_str().to_owned()),
-                role: session.role.as_str().to_owned(),
-                scopes: session.scope_names.clone(),
+            auth: Auth {
+                method: method.as_str(),
+                role: session.role.as_str(),
+                scopes: &session.scope_names,
                 device_token,
                 issued_at_ms,
-                device_tokens: None,
-                extra: Extra::new(),
             },
-            policy: HelloPolicy {
-                max_payload: self.config.max_payload as u64,
-                max_buffered_bytes: self.config.max_buffered_bytes as u64,
-                tick_interval_ms: self.config.tick_interval_ms,
-                extra: Extra::new(),
-            },
-            extra: Extra::new(),
+            policy: &self.cache.policy,
+        };
+        to_raw(&hello)
+    }
+
+    /// Re-serializes the cached health and presence snapshots if they changed.
+    pub(crate) fn refresh_snapshots(&mut self, now_ms: u64) {
+        if self.cache.health.0 != self.health_version {
+            let health = to_raw(&self.health_payload(now_ms));
+            self.cache.health = (self.health_version, health);
+        }
+        if self.cache.presence.0 != self.presence.version() {
+            let presence = to_raw(&self.presence.list());
+            self.cache.presence = (self.presence.version(), presence);
         }
     }
 
@@ -1165,7 +1244,11 @@ impl Gateway {
 
     fn broadcast_presence(&mut self, now_ms: u64) {
         self.presence.expire(now_ms);
-        let payload = to_raw(&json!({"presence": self.presence.list()}));
+        self.refresh_snapshots(now_ms);
+        let text = format!("{{\"presence\":{}}}", self.cache.presence.1.get());
+        let Ok(payload) = RawValue::from_string(text) else {
+            return;
+        };
         let sv = StateVersion {
             presence: self.presence.version(),
             health: self.health_version,
@@ -1206,7 +1289,8 @@ impl Gateway {
                 Timer::Health => {
                     if !self.stopping {
                         self.health_version += 1;
-                        let payload = to_raw(&self.health_payload(now_ms));
+                        self.refresh_snapshots(now_ms);
+                        let payload = self.cache.health.1.clone();
                         let sv = StateVersion {
                             presence: self.presence.version(),
                             health: self.health_version,

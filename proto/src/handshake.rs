@@ -456,6 +456,12 @@ impl AcceptedConnect {
         ResponseFrame::ok(self.request_id, hello)
     }
 
+    /// Completes the handshake with a `hello-ok` payload that is already JSON text (a gateway
+    /// that assembles it from cached pieces avoids building a [`HelloOk`] per connection).
+    pub fn accept_raw(self, hello: Box<serde_json::value::RawValue>) -> ResponseFrame {
+        ResponseFrame::ok_raw(self.request_id, hello)
+    }
+
     /// Fails the handshake with `why`.
     pub fn reject(&self, why: &ConnectRejection) -> Rejection {
         why.rejection(Some(&self.request_id))

@@ -10,7 +10,7 @@
 //! 100, 1000 and 10000 authenticated connections, as far as the time budget allows). Every loop
 //! is bounded by a count and by `--seconds`; only the given loopback address is contacted.
 
-use clawgate_benches::{rss_kib, BlockingClient};
+use clawgate_benches::{cpu_seconds, rss_kib, BlockingClient};
 use clawgate_proto::device::DeviceIdentity;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -301,7 +301,9 @@ fn main() {
     }
     let mut report = serde_json::Map::new();
     for s in scenarios {
-        let r = match s {
+        let cpu_before = o.pid.and_then(|p| cpu_seconds(p).ok());
+        let wall = Instant::now();
+        let mut r = match s {
             "handshake-seq" => handshakes(&o, 1, false),
             "handshake-10" => handshakes(&o, 10, false),
             "device-seq" => handshakes(&o, 1, true),
@@ -314,6 +316,17 @@ fn main() {
             "wait-hello" => wait_hello(&o),
             other => json!({"error": format!("unknown scenario {other}")}),
         };
+        // With the load client on the same cores, the gateway's own CPU time tells its capacity:
+        // work done per second of gateway CPU.
+        if let (Some(before), Some(pid)) = (cpu_before, o.pid) {
+            if let (Ok(after), Some(done)) = (cpu_seconds(pid), r.get("completed").and_then(Value::as_u64)) {
+                let used = after - before;
+                r["gateway_cpu_share"] = json!(used / wall.elapsed().as_secs_f64());
+                if used > 0.0 {
+                    r["per_gateway_cpu_second"] = json!(done as f64 / used);
+                }
+            }
+        }
         eprintln!("{s}: {r}");
         report.insert(s.to_owned(), r);
     }
