@@ -5,7 +5,7 @@ use crate::presence::{Presence, PresenceEntry};
 use clawgate_proto::auth::{AuthFailure, AuthMethod, AuthMode};
 use clawgate_proto::close::{code, CloseFrame};
 use clawgate_proto::connect::{ClientId, ClientMode, HelloOk, Role};
-use clawgate_proto::device::{base64url_encode, hex_lower, DeviceIdentity};
+use clawgate_proto::device::{base64url_encode, DeviceIdentity};
 use clawgate_proto::frame::{to_raw, ErrorShape, EventFrame, Extra, Frame, FrameError, ResponseFrame, StateVersion};
 use clawgate_proto::handshake::{AcceptedConnect, ConnectRejection, NonceRedeemer, PairingReason, ServerHandshake};
 use clawgate_proto::http::{HttpLimits, Request, RequestParser, Response};
@@ -267,19 +267,30 @@ pub struct Gateway {
     stopped_reported: bool,
 }
 
+/// A random (version 4) UUID in its 36-character text form.
 fn uuid_v4(bytes: [u8; 16]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut b = bytes;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex_lower(&b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut s = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(DIGITS[(byte >> 4) as usize] as char);
+        s.push(DIGITS[(byte & 15) as usize] as char);
+    }
+    s
+}
+
+#[cfg(test)]
+mod uuid_tests {
+    #[test]
+    fn uuids_have_the_v4_layout() {
+        assert_eq!(super::uuid_v4([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_eq!(super::uuid_v4([0; 16]), "00000000-0000-4000-8000-000000000000");
+    }
 }
 
 fn is_loopback(ip: IpAddr) -> bool {
