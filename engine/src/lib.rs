@@ -18,6 +18,7 @@ mod http_routes;
 pub mod idempotency;
 mod methods;
 mod metrics;
+pub mod pairing;
 mod presence;
 
 pub use config::GatewayConfig;
