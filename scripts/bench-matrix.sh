@@ -47,8 +47,8 @@ openclaw_env() {
 # gateway_command NAME PORT TOKEN STATE -> the command line that starts that gateway
 gateway_command() {
   case "$1" in
-    clawgate-smol) echo "$PWD/target/release/clawgate gateway run --port $2 --token $3 --runtime smol" ;;
-    clawgate-mio) echo "$PWD/target/release/clawgate gateway run --port $2 --token $3 --runtime mio" ;;
+    clawgate-smol) echo "$PWD/target/release/clawgate gateway run --port $2 --token $3 --runtime smol --state-dir $4/clawgate" ;;
+    clawgate-mio) echo "$PWD/target/release/clawgate gateway run --port $2 --token $3 --runtime mio --state-dir $4/clawgate" ;;
     openclaw) echo "$(openclaw_env "$4") node $OPENCLAW gateway run --allow-unconfigured --bind loopback --port $2 --auth token --token $3" ;;
   esac
 }

@@ -40,7 +40,7 @@ URL=ws://127.0.0.1:$PORT
 
 runtime_flag=()
 if [ "$RUNTIME" != smol ]; then runtime_flag=(--runtime "$RUNTIME"); fi
-"$BINARY" gateway run --port "$PORT" --token "$TOKEN" "${runtime_flag[@]}" > "$WORK/gateway.log" 2>&1 &
+"$BINARY" gateway run --port "$PORT" --token "$TOKEN" --state-dir "$WORK/gateway-state" "${runtime_flag[@]}" > "$WORK/gateway.log" 2>&1 &
 GW_PID=$!
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$PORT/health" > /dev/null 2>&1 && break

@@ -17,12 +17,13 @@ clawgate - a small, fast OpenClaw-compatible gateway
 
 USAGE:
   clawgate gateway run [--port P] [--bind loopback|lan|<ip>] [--token T | --password P | --auth none]
-                       [--runtime smol|mio]
+                       [--runtime smol|mio] [--state-dir DIR] [--no-auto-approve-local]
   clawgate call <method> [--params JSON] [--url ws://HOST:PORT] [--token T | --password P]
   clawgate status [--url ...] [--token T]
   clawgate logs [--follow] [--url ...] [--token T]
 
-Environment: OPENCLAW_GATEWAY_PORT, OPENCLAW_GATEWAY_TOKEN, OPENCLAW_GATEWAY_PASSWORD.
+Environment: OPENCLAW_GATEWAY_PORT, OPENCLAW_GATEWAY_TOKEN, OPENCLAW_GATEWAY_PASSWORD,
+OPENCLAW_STATE_DIR (pairings are kept there; default ~/.openclaw).
 Without --token or --password, `gateway run` generates a token and prints it once.
 ";
 
@@ -34,6 +35,7 @@ struct Args {
 const VALUE_FLAGS: &[&str] = &[
     "--port",
     "--runtime",
+    "--state-dir",
     "--bind",
     "--token",
     "--password",
@@ -41,7 +43,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--params",
     "--url",
 ];
-const SWITCH_FLAGS: &[&str] = &["--follow", "--json", "--help", "-h"];
+const SWITCH_FLAGS: &[&str] = &["--follow", "--json", "--help", "-h", "--no-auto-approve-local"];
 
 fn parse_args(raw: &[String]) -> Result<Args, String> {
     let mut positional = Vec::new();
@@ -103,6 +105,31 @@ fn resolve_port(args: &Args) -> Result<u16, String> {
         return parse_port(&p).ok_or_else(|| format!("invalid OPENCLAW_GATEWAY_PORT {p}"));
     }
     Ok(DEFAULT_PORT)
+}
+
+/// `--state-dir`, else `$OPENCLAW_STATE_DIR`, else `~/.openclaw`.
+fn state_dir(args: &Args) -> std::path::PathBuf {
+    if let Some(d) = args.value("--state-dir") {
+        return d.into();
+    }
+    if let Some(d) = env_nonempty("OPENCLAW_STATE_DIR") {
+        return d.into();
+    }
+    let home = env_nonempty("HOME").unwrap_or_else(|| ".".into());
+    std::path::Path::new(&home).join(".openclaw")
+}
+
+/// Reads the pairing files back; a file that cannot be read or parsed stops the start (it is
+/// left untouched).
+fn load_pairing(dir: &std::path::Path) -> Result<clawgate_engine::pairing::PairingStore, (u8, String)> {
+    let read = |rel: &str| {
+        clawgate_runtime_smol::read_state_file(dir, rel)
+            .map_err(|e| (1u8, format!("cannot read {}: {e}", dir.join(rel).display())))
+    };
+    let paired = read("devices/paired.json")?;
+    let pending = read("devices/pending.json")?;
+    clawgate_engine::pairing::PairingStore::load(paired.as_deref(), pending.as_deref())
+        .map_err(|(file, problem)| (1, format!("{} is corrupt: {problem}", dir.join(file).display())))
 }
 
 fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
@@ -210,18 +237,24 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     if let Some(t) = &generated {
         println!("clawgate: generated gateway token (pass --token to choose your own): {t}");
     }
+    let state_dir = state_dir(args);
+    let store = load_pairing(&state_dir)?;
     let mut config = GatewayConfig::new(auth);
+    config.auto_approve_local = !args.has("--no-auto-approve-local");
+    config.state_dir = state_dir.display().to_string();
     config.host_name = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-    let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms());
+    let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms()).with_pairing(store);
     let signals = |e: std::io::Error| (1, format!("cannot install signal handlers: {e}"));
     if runtime == "mio" {
-        let rt = clawgate_runtime_mio::MioRuntime::new(listeners).map_err(|e| (1, e.to_string()))?;
+        let rt = clawgate_runtime_mio::MioRuntime::new(listeners)
+            .map_err(|e| (1, e.to_string()))?
+            .with_state_dir(Some(state_dir));
         clawgate_runtime_mio::stop_on_signals(rt.stop_handle()).map_err(signals)?;
         return rt.run(gateway).map_err(|e| (1, e.to_string()));
     }
     let (stop, stop_rx) = stop_channel();
     stop_on_signals(stop).map_err(signals)?;
-    run(gateway, listeners, stop_rx).map_err(|e| (1, e.to_string()))
+    run(gateway, listeners, stop_rx, Some(state_dir)).map_err(|e| (1, e.to_string()))
 }
 
 fn client_target(args: &Args, scopes: &[&str]) -> Result<client::Target, String> {

@@ -30,6 +30,8 @@ impl Running {
             .stderr(Stdio::null());
         cmd.env_remove("OPENCLAW_GATEWAY_TOKEN")
             .env_remove("OPENCLAW_GATEWAY_PASSWORD");
+        let state = std::env::temp_dir().join(format!("clawgate-cli-test-{}-{port}", std::process::id()));
+        cmd.env("OPENCLAW_STATE_DIR", &state);
         if !envs.iter().any(|(k, _)| *k == "OPENCLAW_GATEWAY_PORT") && !args.contains(&"--port") {
             cmd.env("OPENCLAW_GATEWAY_PORT", port.to_string());
         }

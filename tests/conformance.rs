@@ -37,7 +37,8 @@ impl Server {
                 let listeners = bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
                 let addr = listeners[0].local_addr().unwrap();
                 let (stop, rx) = clawgate_runtime_smol::stop_channel();
-                let thread = std::thread::spawn(move || clawgate_runtime_smol::run(gateway, listeners, rx).unwrap());
+                let thread =
+                    std::thread::spawn(move || clawgate_runtime_smol::run(gateway, listeners, rx, None).unwrap());
                 Server {
                     addr,
                     stop: Box::new(move || stop.stop()),

@@ -55,6 +55,9 @@ pub struct GatewayConfig {
     pub state_dir: String,
     /// The config file path, reported to admins.
     pub config_path: String,
+    /// Approve first pairings and role upgrades of devices on this host without an operator
+    /// (`gateway.nodes.pairing.autoApproveLocal`).
+    pub auto_approve_local: bool,
 }
 
 impl GatewayConfig {
@@ -75,6 +78,7 @@ impl GatewayConfig {
             main_key: "main".to_owned(),
             state_dir: String::new(),
             config_path: String::new(),
+            auto_approve_local: true,
         }
     }
 

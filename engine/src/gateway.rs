@@ -1,6 +1,7 @@
 //! The gateway state machine.
 
 use crate::config::{GatewayConfig, HTTP_NONCE_TTL_MS, LOG_RING_LINES, MAX_HTTP_NONCES};
+use crate::pairing::{DeviceClaim, PairingStore};
 use crate::presence::{Presence, PresenceEntry};
 use clawgate_proto::auth::{AuthFailure, AuthMethod, AuthMode};
 use clawgate_proto::close::{code, CloseFrame};
@@ -130,6 +131,16 @@ pub enum Output {
     },
     /// Print this log line.
     Log(LogLine),
+    /// Write `contents` to `path` (relative to the state directory) atomically and durably, then
+    /// call [`Gateway::handle_persisted`] with `seq` (or [`Gateway::handle_persist_failed`]).
+    Persist {
+        /// Relative path, e.g. `devices/paired.json`.
+        path: &'static str,
+        /// The whole new file.
+        contents: String,
+        /// Acknowledge with this number.
+        seq: u64,
+    },
     /// The gateway stopped: every connection was told and closed; the runtime may exit.
     Stopped,
 }
@@ -142,6 +153,7 @@ enum Timer {
 }
 
 pub(crate) struct Session {
+    pub device_id: Option<String>,
     pub role: Role,
     pub scopes: ScopeSet,
     pub scope_names: Vec<String>,
@@ -187,6 +199,12 @@ struct Conn {
     seq: u64,
     /// Set once a close was decided: nothing more is read or sent.
     closing: bool,
+    /// While set, bytes for this connection wait until that `persist` is durable (an
+    /// acknowledgement must not overtake the write it acknowledges).
+    hold_until: Option<u64>,
+    held: Vec<u8>,
+    /// Close with this frame once the answer being prepared has been sent.
+    close_after_answer: Option<CloseFrame>,
 }
 
 /// Nonces issued over HTTP for devices to sign instead of the socket's challenge nonce.
@@ -245,7 +263,7 @@ impl Cache {
 /// The gateway.
 pub struct Gateway {
     pub(crate) config: GatewayConfig,
-    entropy: Box<dyn Entropy + Send>,
+    pub(crate) entropy: Box<dyn Entropy + Send>,
     pub(crate) started_at: u64,
     next_conn: u64,
     conns: HashMap<ConnId, Conn>,
@@ -261,10 +279,22 @@ pub struct Gateway {
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) cache: Cache,
     pub(crate) identity: DeviceIdentity,
-    device_tokens: HashMap<String, (String, u64)>,
+    pub(crate) pairing: PairingStore,
+    /// Sequence of the last `persist` output, and of the last one the runtime made durable.
+    persist_seq: u64,
+    persisted_seq: u64,
+    /// Events that may go out only once the pairing state they announce is durable.
+    deferred_broadcasts: Vec<(u64, &'static str, Box<RawValue>)>,
     pub(crate) instance_id: String,
     stopping: bool,
     stopped_reported: bool,
+}
+
+/// A device token: 32 random bytes, base64url (43 characters).
+pub(crate) fn mint_token(entropy: &mut (dyn Entropy + Send)) -> String {
+    let mut bytes = [0u8; 32];
+    entropy.fill(&mut bytes);
+    base64url_encode(&bytes)
 }
 
 /// A random (version 4) UUID in its 36-character text form.
@@ -374,7 +404,10 @@ impl Gateway {
             idempotency: crate::idempotency::IdempotencyCache::default(),
             metrics: crate::metrics::Metrics::default(),
             cache,
-            device_tokens: HashMap::new(),
+            pairing: PairingStore::default(),
+            persist_seq: 0,
+            persisted_seq: 0,
+            deferred_broadcasts: Vec::new(),
             stopping: false,
             stopped_reported: false,
         };
@@ -429,6 +462,105 @@ impl Gateway {
         self.outputs.push_back(Output::Log(line));
     }
 
+    /// Replaces the pairing state (read back from disk by the runtime at start).
+    pub fn with_pairing(mut self, store: PairingStore) -> Self {
+        self.pairing = store;
+        self
+    }
+
+    /// Emits the pairing files for the runtime to write; returns the sequence number to wait for.
+    pub(crate) fn persist_pairing(&mut self, _now_ms: u64) -> u64 {
+        self.persist_seq += 1;
+        let seq = self.persist_seq;
+        self.outputs.push_back(Output::Persist {
+            path: "devices/paired.json",
+            contents: self.pairing.paired_json(),
+            seq,
+        });
+        self.persist_seq += 1;
+        let seq = self.persist_seq;
+        self.outputs.push_back(Output::Persist {
+            path: "devices/pending.json",
+            contents: self.pairing.pending_json(),
+            seq,
+        });
+        seq
+    }
+
+    /// Holds everything sent to `conn` until the last `persist` is durable.
+    pub(crate) fn hold_for_persist(&mut self, conn: ConnId) {
+        if self.persist_seq > self.persisted_seq {
+            let seq = self.persist_seq;
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.hold_until = Some(c.hold_until.map_or(seq, |s| s.max(seq)));
+            }
+        }
+    }
+
+    /// Broadcasts `event` once the last `persist` output is durable.
+    pub(crate) fn broadcast_after_persist(&mut self, event: &'static str, payload: Box<RawValue>) {
+        self.deferred_broadcasts.push((self.persist_seq, event, payload));
+    }
+
+    /// The runtime made the `persist` output `seq` (and all before it) durable.
+    pub fn handle_persisted(&mut self, now_ms: u64, seq: u64) {
+        self.persisted_seq = self.persisted_seq.max(seq);
+        self.release_persisted(now_ms);
+    }
+
+    /// The runtime could not write `persist` output `seq`: what waited for it is dropped and the
+    /// connections that waited are closed (the change is not acknowledged to anyone).
+    pub fn handle_persist_failed(&mut self, now_ms: u64, seq: u64, error: &str) {
+        self.log(
+            now_ms,
+            LogLevel::Error,
+            format!("could not persist pairing state: {error}"),
+        );
+        self.deferred_broadcasts.retain(|(s, _, _)| *s > seq);
+        let waiting: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.hold_until.is_some_and(|h| h <= seq))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in waiting {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.hold_until = None;
+                c.held.clear();
+                c.closing = false;
+            }
+            self.close_ws(conn, &CloseFrame::new(code::INTERNAL_ERROR, "state could not be saved"));
+        }
+    }
+
+    fn release_persisted(&mut self, now_ms: u64) {
+        let done = self.persisted_seq;
+        let ready: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.hold_until.is_some_and(|h| h <= done))
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in ready {
+            let Some(c) = self.conns.get_mut(&conn) else { continue };
+            c.hold_until = None;
+            let held = std::mem::take(&mut c.held);
+            let closing = c.closing;
+            c.closing = false;
+            self.push_bytes(conn, held);
+            if closing {
+                self.close_now(conn);
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred_broadcasts)
+            .into_iter()
+            .partition(|(s, _, _)| *s <= done);
+        self.deferred_broadcasts = later;
+        for (_, event, payload) in due {
+            self.broadcast(now_ms, event, &payload, true, None);
+        }
+    }
+
     /// Logs a line on behalf of the runtime (e.g. "listening on ...").
     pub fn handle_log(&mut self, now_ms: u64, level: LogLevel, message: String) {
         self.log(now_ms, level, message);
@@ -457,6 +589,9 @@ impl Gateway {
                 buffered: 0,
                 seq: 0,
                 closing: false,
+                hold_until: None,
+                held: Vec::new(),
+                close_after_answer: None,
             },
         );
         if self.stopping {
@@ -505,6 +640,12 @@ impl Gateway {
             return;
         }
         if let Some(c) = self.conns.get_mut(&conn) {
+            if c.hold_until.is_some() {
+                c.held.extend_from_slice(&bytes);
+                return;
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
             c.buffered += bytes.len();
         }
         self.metrics.bytes_out += bytes.len() as u64;
@@ -526,8 +667,39 @@ impl Gateway {
             if c.closing {
                 return;
             }
+            if c.hold_until.is_some() {
+                // Released (bytes, then the close) once the write is durable.
+                c.closing = true;
+                return;
+            }
             c.closing = true;
             self.outputs.push_back(Output::Close { conn });
+        }
+    }
+
+    /// The open connections of `device_id` (for `role`, when given).
+    pub(crate) fn connections_of_device(&self, device_id: &str, role: Option<&str>) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| match &c.phase {
+                Phase::Open { session, .. } => {
+                    session.device_id.as_deref() == Some(device_id) && role.is_none_or(|r| session.role.as_str() == r)
+                }
+                _ => false,
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Sends a close frame and closes the connection.
+    pub(crate) fn close_connection(&mut self, conn: ConnId, frame: &CloseFrame) {
+        self.close_ws(conn, frame);
+    }
+
+    /// Closes the connection right after the answer now being prepared for it.
+    pub(crate) fn close_after_answer(&mut self, conn: ConnId, frame: &CloseFrame) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.close_after_answer = Some(frame.clone());
         }
     }
 
@@ -811,6 +983,8 @@ impl Gateway {
     /// The decisions that need gateway state: origin, shared secret, device admission, scopes.
     fn admit(
         &mut self,
+        now_ms: u64,
+        peer: SocketAddr,
         accepted: &AcceptedConnect,
         upgrade: &UpgradeInfo,
     ) -> Result<(AuthMethod, Vec<String>), ConnectRejection> {
@@ -866,15 +1040,87 @@ impl Gateway {
                 };
                 Ok((method, scopes))
             }
-            Some(_) => {
-                let method = secret.map_err(|f| accepted.unauthorized(f))?;
-                if !upgrade.local_direct {
-                    // Remote devices need an operator's approval (pairing); until a pairing store
-                    // exists, the request is refused with a fresh request id.
-                    return Err(ConnectRejection::PairingRequired {
-                        request_id: self.random_uuid(),
-                        reason: PairingReason::NotPaired,
-                    });
+            Some(device) => {
+                let params = &accepted.params;
+                let public_key = base64url_encode(&device.public_key);
+                let role = accepted.role.as_str();
+                let method = match secret {
+                    Ok(m) => m,
+                    Err(failure) => {
+                        // The shared secret failed: the device may authenticate with its own token
+                        // (`auth.deviceToken`, else `auth.token` as the fallback).
+                        let auth = params.auth.as_ref();
+                        let explicit = auth.and_then(|a| a.device_token.as_deref()).filter(|t| !t.is_empty());
+                        let candidate = explicit.or(auth.and_then(|a| a.token.as_deref()).filter(|t| !t.is_empty()));
+                        match candidate {
+                            Some(token)
+                                if self
+                                    .pairing
+                                    .verify_token(&device.id, token, role, &requested, now_ms)
+                                    .is_ok() =>
+                            {
+                                AuthMethod::DeviceToken
+                            }
+                            Some(_) if explicit.is_some() => {
+                                return Err(accepted.unauthorized(AuthFailure::DeviceTokenMismatch));
+                            }
+                            _ => return Err(accepted.unauthorized(failure)),
+                        }
+                    }
+                };
+                let claim = DeviceClaim {
+                    device_id: &device.id,
+                    public_key: &public_key,
+                    role,
+                    scopes: &requested,
+                    display_name: params.client.display_name.as_deref(),
+                    platform: &params.client.platform,
+                    device_family: params.client.device_family.as_deref(),
+                    client_id: params.client.id.as_str(),
+                    client_mode: params.client.mode.as_str(),
+                    remote_ip: (!is_loopback(peer.ip())).then(|| canonical_ip(peer.ip()).to_string()),
+                };
+                if let Err(reason) = self.pairing.check(&claim) {
+                    let request_id = self.random_uuid();
+                    let (request, new) = self.pairing.request(&claim, request_id, now_ms);
+                    let browser_ok = upgrade.origin.is_none() || client.id == ClientId::ControlUi;
+                    let silent = self.config.auto_approve_local
+                        && upgrade.local_direct
+                        && browser_ok
+                        && matches!(reason, PairingReason::NotPaired | PairingReason::RoleUpgrade);
+                    if !silent {
+                        self.persist_pairing(now_ms);
+                        if new {
+                            self.broadcast_after_persist("device.pair.requested", to_raw(&request));
+                        }
+                        return Err(ConnectRejection::PairingRequired {
+                            request_id: request.request_id,
+                            reason,
+                        });
+                    }
+                    let granted = ScopeSet::from_names(&requested);
+                    let entropy = &mut self.entropy;
+                    let mut mint = || mint_token(entropy.as_mut());
+                    let approved = self.pairing.approve(&request.request_id, granted, now_ms, &mut mint);
+                    if let Err(e) = approved {
+                        self.log(
+                            now_ms,
+                            LogLevel::Warn,
+                            format!("silent pairing of {} failed: {e:?}", device.id),
+                        );
+                        return Err(ConnectRejection::PairingRequired {
+                            request_id: request.request_id,
+                            reason,
+                        });
+                    }
+                    self.log(
+                        now_ms,
+                        LogLevel::Info,
+                        format!("paired device {} silently ({})", device.id, reason.as_str()),
+                    );
+                    self.persist_pairing(now_ms);
+                    let resolved = json!({"requestId": request.request_id, "deviceId": device.id, "decision": "approved", "ts": now_ms});
+                    self.broadcast_after_persist("device.pair.resolved", to_raw(&resolved));
                 }
                 Ok((method, requested))
             }
@@ -890,7 +1136,10 @@ impl Gateway {
         accepted: AcceptedConnect,
         upgrade: UpgradeInfo,
     ) {
-        let (method, scope_names) = match self.admit(&accepted, &upgrade) {
+        let admitted = self.admit(now_ms, peer, &accepted, &upgrade);
+        // Whatever the answer, it must not overtake the pairing write it reports.
+        self.hold_for_persist(conn);
+        let (method, scope_names) = match admitted {
             Ok(ok) => ok,
             Err(why) => {
                 let rejection = accepted.reject(&why);
@@ -921,8 +1170,24 @@ impl Gateway {
         let device_id = accepted.device.as_ref().map(|d| d.id.clone());
         let (device_token, issued_at) = match &device_id {
             Some(id) => {
-                let (token, at) = self.device_token_for(id, now_ms);
-                (Some(token), Some(at))
+                let before = self
+                    .pairing
+                    .paired
+                    .get(id)
+                    .and_then(|d| d.tokens.get(accepted.role.as_str()))
+                    .cloned();
+                let entropy = &mut self.entropy;
+                let mut mint = || mint_token(entropy.as_mut());
+                let token = self
+                    .pairing
+                    .ensure_token(id, accepted.role.as_str(), &scope_names, now_ms, &mut mint);
+                if token.as_ref().map(|t| &t.token) != before.as_ref().map(|t| &t.token) {
+                    self.persist_pairing(now_ms);
+                }
+                match token {
+                    Some(t) => (Some(t.token), Some(t.rotated_at_ms.unwrap_or(t.created_at_ms))),
+                    None => (None, None),
+                }
             }
             None => (None, None),
         };
@@ -936,7 +1201,9 @@ impl Gateway {
                     .unwrap_or_else(|| conn_uuid.clone()),
             )
         };
+        self.hold_for_persist(conn);
         let session = Session {
+            device_id: device_id.clone(),
             role: accepted.role,
             scopes,
             scope_names: scope_names.clone(),
@@ -995,18 +1262,6 @@ impl Gateway {
             self.presence.upsert(key, entry);
             self.broadcast_presence(now_ms);
         }
-    }
-
-    /// The device token of a silently paired local device: reused while it exists.
-    fn device_token_for(&mut self, device_id: &str, now_ms: u64) -> (String, u64) {
-        if let Some((token, at)) = self.device_tokens.get(device_id) {
-            return (token.clone(), *at);
-        }
-        let mut bytes = [0u8; 32];
-        self.entropy.fill(&mut bytes);
-        let token = base64url_encode(&bytes);
-        self.device_tokens.insert(device_id.to_owned(), (token.clone(), now_ms));
-        (token, now_ms)
     }
 
     /// The `hello-ok` payload as JSON text, assembled from cached pieces: the features and the
@@ -1149,6 +1404,16 @@ impl Gateway {
         };
         let response = match authorize(session.role, session.scopes, &request.method) {
             Err(denied) => ResponseFrame::err(request.id.clone(), denied.to_error()),
+            Ok(()) if crate::pairing_methods::PAIRING_METHODS.contains(&request.method.as_str()) => {
+                let caller = crate::pairing_methods::Caller {
+                    scopes: session.scopes,
+                    device_id: session.device_id.clone(),
+                };
+                match self.call_pairing(now_ms, conn, &caller, &request) {
+                    Ok(payload) => ResponseFrame::ok_raw(request.id.clone(), payload),
+                    Err(e) => ResponseFrame::err(request.id.clone(), e),
+                }
+            }
             Ok(()) => {
                 use crate::idempotency::{CachedAnswer, IdempotencyCache};
                 let admin = session.is_admin();
@@ -1177,6 +1442,9 @@ impl Gateway {
         let known = crate::methods::METHODS.contains(&request.method.as_str()) || request.method == "connect";
         self.metrics.request(&request.method, known, response.ok);
         self.send_text(conn, &response.encode());
+        if let Some(frame) = self.conns.get_mut(&conn).and_then(|c| c.close_after_answer.take()) {
+            self.close_ws(conn, &frame);
+        }
     }
 
     /// Reports how long the runtime spent on one turn of its event loop.

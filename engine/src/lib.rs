@@ -19,6 +19,7 @@ pub mod idempotency;
 mod methods;
 mod metrics;
 pub mod pairing;
+mod pairing_methods;
 mod presence;
 
 pub use config::GatewayConfig;

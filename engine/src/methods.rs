@@ -15,10 +15,25 @@ pub const METHODS: &[&str] = &[
     "gateway.identity.get",
     "config.get",
     "sessions.list",
+    "device.pair.list",
+    "device.pair.approve",
+    "device.pair.reject",
+    "device.pair.remove",
+    "device.pair.rename",
+    "device.token.rotate",
+    "device.token.revoke",
 ];
 
 /// Events this gateway emits, advertised in `hello-ok.features.events`.
-pub const EVENTS: &[&str] = &["connect.challenge", "presence", "tick", "health", "shutdown"];
+pub const EVENTS: &[&str] = &[
+    "connect.challenge",
+    "presence",
+    "tick",
+    "health",
+    "shutdown",
+    "device.pair.requested",
+    "device.pair.resolved",
+];
 
 /// Placeholder the reference gateway puts where a secret would be.
 pub const REDACTED: &str = "__OPENCLAW_REDACTED__";

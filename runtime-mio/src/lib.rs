@@ -12,6 +12,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,6 +90,7 @@ pub struct MioRuntime {
     read_buf: Vec<u8>,
     /// Connections whose read budget ran out while data was still pending.
     pending_reads: Vec<usize>,
+    state_dir: Option<PathBuf>,
 }
 
 impl MioRuntime {
@@ -116,7 +118,14 @@ impl MioRuntime {
             },
             read_buf: vec![0; READ_BUFFER_BYTES],
             pending_reads: Vec::new(),
+            state_dir: None,
         })
+    }
+
+    /// Keeps state files (pairings) under `dir`; without it they live in memory only.
+    pub fn with_state_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.state_dir = dir;
+        self
     }
 
     /// A handle that stops [`MioRuntime::run`].
@@ -361,6 +370,10 @@ impl MioRuntime {
                 }
                 Output::Log(line) => eprintln!("{}", line.render()),
                 Output::Stopped => *stopped = true,
+                // Small, rare writes: done in place so nothing is acknowledged before it is durable.
+                Output::Persist { path, contents, seq } => {
+                    clawgate_runtime_smol::persist(gateway, self.state_dir.as_deref(), path, &contents, seq);
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,6 +67,49 @@ pub fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
+/// Writes `contents` to `state_dir/relative` so that a crash at any moment leaves either the old
+/// or the new file: a temporary file is written and synced, renamed over the target, and the
+/// directory is synced. Directories are created 0700, files 0600.
+pub fn write_atomically(state_dir: &Path, relative: &str, contents: &str) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let target = state_dir.join(relative);
+    let dir = target.parent().unwrap_or(state_dir).to_path_buf();
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        std::io::Write::write_all(&mut f, contents.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&temp, &target)?;
+    std::fs::File::open(&dir)?.sync_all()
+}
+
+/// Reads `state_dir/relative`; `Ok(None)` when it does not exist.
+pub fn read_state_file(state_dir: &Path, relative: &str) -> io::Result<Option<String>> {
+    match std::fs::read_to_string(state_dir.join(relative)) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Carries out a `persist` output: with a state directory the file is written durably first;
+/// without one (tests, ephemeral gateways) the state lives in memory only.
+pub fn persist(gateway: &mut Gateway, state_dir: Option<&Path>, path: &str, contents: &str, seq: u64) {
+    match state_dir.map(|dir| write_atomically(dir, path, contents)) {
+        None | Some(Ok(())) => gateway.handle_persisted(now_ms(), seq),
+        Some(Err(e)) => gateway.handle_persist_failed(now_ms(), seq, &format!("{path}: {e}")),
+    }
+}
+
 /// A way to stop a running gateway from another thread.
 #[derive(Debug, Clone)]
 pub struct StopHandle(Sender<()>);
@@ -113,6 +157,7 @@ struct Shared {
     read_buf: RefCell<Vec<u8>>,
     timer_wake: Sender<()>,
     stopped: Sender<()>,
+    state_dir: Option<PathBuf>,
 }
 
 impl Shared {
@@ -143,6 +188,17 @@ impl Shared {
                 Output::Log(line) => eprintln!("{}", line.render()),
                 Output::Stopped => {
                     let _ = self.stopped.try_send(());
+                }
+                // Small, rare writes (pairing changes): done in place, so that nothing is
+                // acknowledged before it is durable.
+                Output::Persist { path, contents, seq } => {
+                    persist(
+                        &mut self.gateway.borrow_mut(),
+                        self.state_dir.as_deref(),
+                        path,
+                        &contents,
+                        seq,
+                    );
                 }
             }
         }
@@ -283,8 +339,13 @@ async fn timer_loop(shared: Rc<Shared>, ex: Rc<LocalExecutor<'static>>, wake: Re
 }
 
 /// Runs the gateway on the bound listeners until `stop` receives a message (or all its senders
-/// are gone), then shuts down gracefully and returns.
-pub fn run(gateway: Gateway, listeners: Vec<TcpListener>, stop: Receiver<()>) -> io::Result<()> {
+/// are gone), then shuts down gracefully and returns. State files go under `state_dir`.
+pub fn run(
+    gateway: Gateway,
+    listeners: Vec<TcpListener>,
+    stop: Receiver<()>,
+    state_dir: Option<PathBuf>,
+) -> io::Result<()> {
     let ex = Rc::new(LocalExecutor::new());
     let (timer_wake, wake_rx) = smol::channel::bounded(1);
     let (stopped_tx, stopped_rx) = smol::channel::bounded(1);
@@ -294,6 +355,7 @@ pub fn run(gateway: Gateway, listeners: Vec<TcpListener>, stop: Receiver<()>) ->
         read_buf: RefCell::new(vec![0; READ_BUFFER_BYTES]),
         timer_wake,
         stopped: stopped_tx,
+        state_dir,
     });
     let mut urls = Vec::new();
     for listener in listeners {

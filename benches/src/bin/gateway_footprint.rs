@@ -19,6 +19,10 @@ fn main() -> std::io::Result<()> {
     let started = Instant::now();
     let mut child = Command::new(binary)
         .args(["gateway", "run", "--port", &port.to_string(), "--token", token])
+        .env(
+            "OPENCLAW_STATE_DIR",
+            std::env::temp_dir().join(format!("clawgate-footprint-{port}")),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;

@@ -16,7 +16,7 @@ pub const START: u64 = 1_800_000_000_000;
 pub const TOKEN: &str = "tok123";
 
 /// Deterministic randomness.
-pub struct FakeEntropy(u64);
+pub struct FakeEntropy(pub u64);
 
 impl Entropy for FakeEntropy {
     fn fill(&mut self, buf: &mut [u8]) {
@@ -49,6 +49,11 @@ pub struct Bench {
     pub peers: HashMap<ConnId, Peer>,
     pub logs: Vec<String>,
     pub stopped: bool,
+    /// Files the gateway asked to persist, by path.
+    pub disk: HashMap<&'static str, String>,
+    /// While set, persists are not acknowledged (a slow disk).
+    pub hold_persists: bool,
+    pub unacked: Vec<u64>,
 }
 
 pub fn loopback() -> SocketAddr {
@@ -72,6 +77,9 @@ impl Bench {
             peers: HashMap::new(),
             logs: Vec::new(),
             stopped: false,
+            disk: HashMap::new(),
+            hold_persists: false,
+            unacked: Vec::new(),
         };
         b.pump();
         b
@@ -109,6 +117,14 @@ impl Bench {
                 }
                 Output::Log(line) => self.logs.push(line.render()),
                 Output::Stopped => self.stopped = true,
+                Output::Persist { path, contents, seq } => {
+                    self.disk.insert(path, contents);
+                    if self.hold_persists {
+                        self.unacked.push(seq);
+                    } else {
+                        self.gw.handle_persisted(self.now, seq);
+                    }
+                }
             }
         }
         for p in self.peers.values_mut() {
@@ -237,6 +253,15 @@ impl Bench {
 
     pub fn nonce(&self, conn: ConnId) -> String {
         self.peers[&conn].challenge.as_ref().unwrap().nonce.clone()
+    }
+
+    /// Acknowledges the persists held back by `hold_persists`.
+    pub fn ack_persists(&mut self) {
+        self.hold_persists = false;
+        for seq in std::mem::take(&mut self.unacked) {
+            self.gw.handle_persisted(self.now, seq);
+        }
+        self.pump();
     }
 
     /// Stops reading on `conn`: what the gateway sends piles up and counts as buffered.
