@@ -21,6 +21,9 @@ USAGE:
   clawgate call <method> [--params JSON] [--url ws://HOST:PORT] [--token T | --password P]
   clawgate status [--url ...] [--token T]
   clawgate logs [--follow] [--url ...] [--token T]
+  clawgate devices list|approve <requestId>|reject <requestId>|remove <deviceId>
+                   |rename <deviceId> <label>|rotate <deviceId> [--role R]|revoke <deviceId> [--role R]
+                   [--url ...] [--token T] [--json]
 
 Environment: OPENCLAW_GATEWAY_PORT, OPENCLAW_GATEWAY_TOKEN, OPENCLAW_GATEWAY_PASSWORD,
 OPENCLAW_STATE_DIR (pairings are kept there; default ~/.openclaw).
@@ -35,6 +38,7 @@ struct Args {
 const VALUE_FLAGS: &[&str] = &[
     "--port",
     "--runtime",
+    "--role",
     "--state-dir",
     "--bind",
     "--token",
@@ -330,6 +334,68 @@ fn logs(args: &Args) -> Result<(), (u8, String)> {
     }
 }
 
+/// `clawgate devices ...`: pairing administration over RPC.
+fn devices(args: &Args, words: &[&str]) -> Result<(), (u8, String)> {
+    use serde_json::json;
+    let role = args.value("--role").unwrap_or("operator");
+    let (method, params) = match words {
+        ["list"] | [] => ("device.pair.list", json!({})),
+        ["approve", id] => ("device.pair.approve", json!({"requestId": id})),
+        ["reject", id] => ("device.pair.reject", json!({"requestId": id})),
+        ["remove", id] => ("device.pair.remove", json!({"deviceId": id})),
+        ["rename", id, label] => ("device.pair.rename", json!({"deviceId": id, "label": label})),
+        ["rotate", id] => ("device.token.rotate", json!({"deviceId": id, "role": role})),
+        ["revoke", id] => ("device.token.revoke", json!({"deviceId": id, "role": role})),
+        _ => return Err((2, format!("unknown devices command: {}\n\n{USAGE}", words.join(" ")))),
+    };
+    if args.has("--json") || method != "device.pair.list" {
+        return call(args, method, &params, ALL_SCOPES);
+    }
+    let target = client_target(args, ALL_SCOPES).map_err(|m| (2, m))?;
+    let mut session = client::Session::connect(&target).map_err(describe)?;
+    let payload = session.call(method, &params).map_err(describe)?;
+    let list: serde_json::Value = payload
+        .and_then(|p| serde_json::from_str(p.get()).ok())
+        .unwrap_or_default();
+    let pending = list["pending"].as_array().cloned().unwrap_or_default();
+    let paired = list["paired"].as_array().cloned().unwrap_or_default();
+    println!("Pending ({})", pending.len());
+    for p in &pending {
+        println!(
+            "  {}  device {}  role {}  scopes {}",
+            p["requestId"].as_str().unwrap_or(""),
+            p["deviceId"].as_str().unwrap_or(""),
+            p["role"].as_str().unwrap_or(""),
+            p["scopes"]
+                .as_array()
+                .map(|s| s.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(","))
+                .unwrap_or_default()
+        );
+    }
+    println!("Paired ({})", paired.len());
+    for d in &paired {
+        let name = d["operatorLabel"]
+            .as_str()
+            .or(d["displayName"].as_str())
+            .or(d["clientId"].as_str())
+            .unwrap_or("");
+        println!(
+            "  {}  {}  roles {}  scopes {}",
+            d["deviceId"].as_str().unwrap_or(""),
+            name,
+            d["roles"]
+                .as_array()
+                .map(|s| s.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(","))
+                .unwrap_or_default(),
+            d["scopes"]
+                .as_array()
+                .map(|s| s.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(","))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let args = match parse_args(&raw) {
@@ -365,6 +431,7 @@ fn main() -> ExitCode {
         }
         ["status"] => call(&args, "status", &serde_json::json!({}), &["operator.read"]),
         ["logs"] => logs(&args),
+        ["devices", rest @ ..] => devices(&args, rest),
         _ => Err((2, format!("unknown command: {}\n\n{USAGE}", words.join(" ")))),
     };
     match result {

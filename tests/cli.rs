@@ -23,6 +23,11 @@ struct Running {
 impl Running {
     fn start(args: &[&str], envs: &[(&str, String)]) -> Running {
         let port = free_port();
+        let state = std::env::temp_dir().join(format!("clawgate-cli-test-{}-{port}", std::process::id()));
+        Running::start_in(args, envs, port, &state)
+    }
+
+    fn start_in(args: &[&str], envs: &[(&str, String)], port: u16, state: &std::path::Path) -> Running {
         let mut cmd = bin();
         cmd.args(["gateway", "run"])
             .args(args)
@@ -30,8 +35,7 @@ impl Running {
             .stderr(Stdio::null());
         cmd.env_remove("OPENCLAW_GATEWAY_TOKEN")
             .env_remove("OPENCLAW_GATEWAY_PASSWORD");
-        let state = std::env::temp_dir().join(format!("clawgate-cli-test-{}-{port}", std::process::id()));
-        cmd.env("OPENCLAW_STATE_DIR", &state);
+        cmd.env("OPENCLAW_STATE_DIR", state);
         if !envs.iter().any(|(k, _)| *k == "OPENCLAW_GATEWAY_PORT") && !args.contains(&"--port") {
             cmd.env("OPENCLAW_GATEWAY_PORT", port.to_string());
         }
@@ -208,4 +212,74 @@ fn sigterm_on(runtime: &str) {
         .rposition(|w| w == [0x03, 0xf4])
         .expect("a 1012 close frame");
     assert!(text[close..].contains("service restart"));
+}
+
+fn device_client(port: u16, token: &str, seed: u8) -> std::io::Result<clawgate_benches::BlockingClient> {
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let identity = clawgate_proto::device::DeviceIdentity::from_seed(&[seed; 32]);
+    clawgate_benches::BlockingClient::connect(addr, token, &["operator.read"], Some(identity), seed as u64)
+}
+
+#[test]
+fn pairing_is_approved_with_the_devices_command_survives_a_restart_and_revocation_locks_out() {
+    use std::os::unix::fs::PermissionsExt;
+    let state = std::env::temp_dir().join(format!("clawgate-pairing-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let port = free_port();
+    let mut gw = Running::start_in(&["--token", "pt", "--no-auto-approve-local"], &[], port, &state);
+    let refused = device_client(port, "pt", 21)
+        .err()
+        .expect("an unpaired device is refused")
+        .to_string();
+    assert!(refused.contains("pairing required"), "{refused}");
+
+    let list = gw.client(&["devices", "list", "--json"], "pt");
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let request_id = list["pending"][0]["requestId"].as_str().unwrap().to_owned();
+    let human = gw.client(&["devices", "list"], "pt");
+    assert!(String::from_utf8_lossy(&human.stdout).contains(&request_id));
+    let approved = gw.client(&["devices", "approve", &request_id], "pt");
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    assert!(device_client(port, "pt", 21).is_ok(), "an approved device connects");
+
+    let devices = state.join("devices");
+    assert_eq!(std::fs::metadata(&devices).unwrap().permissions().mode() & 0o777, 0o700);
+    let paired = devices.join("paired.json");
+    assert_eq!(std::fs::metadata(&paired).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // Restart on the same state: the pairing is still there.
+    assert!(gw.sigterm().success());
+    drop(gw);
+    let gw = Running::start_in(&["--token", "pt", "--no-auto-approve-local"], &[], port, &state);
+    assert!(
+        device_client(port, "pt", 21).is_ok(),
+        "the pairing survived the restart"
+    );
+    let device_id = clawgate_proto::device::DeviceIdentity::from_seed(&[21; 32])
+        .device_id()
+        .to_owned();
+    let revoked = gw.client(&["devices", "revoke", &device_id], "pt");
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    assert!(device_client(port, "pt", 21).is_err(), "a revoked device is locked out");
+}
+
+#[test]
+fn a_corrupt_pairing_file_stops_the_start_and_is_left_untouched() {
+    let state = std::env::temp_dir().join(format!("clawgate-corrupt-test-{}", std::process::id()));
+    std::fs::create_dir_all(state.join("devices")).unwrap();
+    let file = state.join("devices/paired.json");
+    std::fs::write(&file, "{ this is not json").unwrap();
+    let out = bin()
+        .args(["gateway", "run", "--port", &free_port().to_string(), "--token", "x"])
+        .env("OPENCLAW_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("paired.json is corrupt"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "{ this is not json");
 }
