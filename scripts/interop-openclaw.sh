@@ -111,5 +111,45 @@ check "gateway probe --json (probe mode)" 0 "d['ok'] is True and d['targets'][0]
 cli node "$OPENCLAW" logs --url "$URL" --token "$TOKEN" --plain
 check "logs (the gateway's own log through logs.tail)" 0 "'listening on ws://127.0.0.1:$PORT' in out and 'connected' in out"
 
+# Pairing: a second gateway with silent approval off; a device (the proto example client with a
+# fixed identity) asks, the real CLI lists and approves, the device gets in, a revocation locks it out.
+cargo build --quiet -p clawgate-proto --example call
+DEVICE_CLIENT=target/debug/examples/call
+PAIR_PORT=$(free_port)
+"$BINARY" gateway run --port "$PAIR_PORT" --token "$TOKEN" --state-dir "$WORK/pairing-state" --no-auto-approve-local \
+  "${runtime_flag[@]}" > "$WORK/pairing-gateway.log" 2>&1 &
+PAIR_PID=$!
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PAIR_PORT/health" > /dev/null 2>&1 && break; sleep 0.05; done
+PAIR_URL=ws://127.0.0.1:$PAIR_PORT
+export CLAWGATE_DEVICE_SEED=$(python3 -c 'import os; print(os.urandom(32).hex())')
+device() { set +e; DEVICE_OUT=$("$DEVICE_CLIENT" "$PAIR_URL" "$TOKEN" health 2>&1); DEVICE_RC=$?; set -e; }
+
+device
+OUT=$DEVICE_OUT RC=$DEVICE_RC
+check "an unpaired device is told pairing required" 1 "'pairing required' in out"
+
+cli node "$OPENCLAW" devices list --url "$PAIR_URL" --token "$TOKEN" --json
+check "openclaw devices list --json shows the pending request" 0 "len(d['pending']) == 1 and d['paired'] == []"
+REQUEST_ID=$(echo "$OUT" | python3 -c 'import json,sys; t=sys.stdin.read(); print(json.loads(t[t.index("{"):])["pending"][0]["requestId"])')
+DEVICE_ID=$(echo "$OUT" | python3 -c 'import json,sys; t=sys.stdin.read(); print(json.loads(t[t.index("{"):])["pending"][0]["deviceId"])')
+
+cli node "$OPENCLAW" devices approve "$REQUEST_ID" --url "$PAIR_URL" --token "$TOKEN"
+check "openclaw devices approve" 0 "'Approved' in out"
+
+device
+OUT=$DEVICE_OUT RC=$DEVICE_RC
+check "the approved device connects" 0 "'\"ok\":true' in out.replace(' ', '')"
+
+cli node "$OPENCLAW" devices list --url "$PAIR_URL" --token "$TOKEN" --json
+check "openclaw devices list shows it paired, without its token" 0 "d['paired'][0]['deviceId'] == '$DEVICE_ID' and 'token' not in d['paired'][0]['tokens'][0]"
+
+cli node "$OPENCLAW" devices revoke --device "$DEVICE_ID" --role operator --url "$PAIR_URL" --token "$TOKEN" --json
+check "openclaw devices revoke" 0 "d['deviceId'] == '$DEVICE_ID' and 'revokedAtMs' in d"
+
+device
+OUT=$DEVICE_OUT RC=$DEVICE_RC
+check "a revoked device is locked out" 1 "'pairing required' in out"
+kill "$PAIR_PID" 2>/dev/null; wait "$PAIR_PID" 2>/dev/null || true
+
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -5,8 +5,8 @@
 //! ```
 //!
 //! It opens a TCP connection, performs the WebSocket upgrade, answers the challenge with a signed
-//! `connect` (a throwaway device identity made from the seed below), calls one method and prints
-//! the response payload. The same steps work against Clawgate and the real OpenClaw gateway.
+//! `connect` (a throwaway device identity, or the one whose seed is in `CLAWGATE_DEVICE_SEED`),
+//! calls one method and prints the response payload. The same steps work against Clawgate and the real OpenClaw gateway.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use clawgate_proto::client::{ClientConnection, ClientEvent, ClientOptions};
@@ -75,7 +75,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     options.scopes = vec!["operator.read".into()];
     options.auth.token = token;
-    options.device = Some(DeviceIdentity::from_seed(&entropy()));
+    // A fixed identity (64 hex digits in CLAWGATE_DEVICE_SEED) lets a device come back after pairing.
+    let seed = std::env::var("CLAWGATE_DEVICE_SEED")
+        .ok()
+        .and_then(|hex| {
+            (0..32)
+                .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()
+        })
+        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        .unwrap_or_else(entropy);
+    options.device = Some(DeviceIdentity::from_seed(&seed));
     let mut client = ClientConnection::new(options, now_ms());
     let request_id = client.request(method, &serde_json::json!({}));
 
