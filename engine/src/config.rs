@@ -58,6 +58,8 @@ pub struct GatewayConfig {
     /// Approve first pairings and role upgrades of devices on this host without an operator
     /// (`gateway.nodes.pairing.autoApproveLocal`).
     pub auto_approve_local: bool,
+    /// The failed-authentication limiter (`gateway.auth.rateLimit`).
+    pub rate_limit: crate::rate_limit::RateLimitConfig,
 }
 
 impl GatewayConfig {
@@ -79,6 +81,7 @@ impl GatewayConfig {
             state_dir: String::new(),
             config_path: String::new(),
             auto_approve_local: true,
+            rate_limit: crate::rate_limit::RateLimitConfig::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 use crate::config::{GatewayConfig, HTTP_NONCE_TTL_MS, LOG_RING_LINES, MAX_HTTP_NONCES};
 use crate::pairing::{DeviceClaim, PairingStore};
 use crate::presence::{Presence, PresenceEntry};
+use crate::rate_limit::{canonical_ip, limiter_key, AuthLimiter, CredentialClass};
 use clawgate_proto::auth::{AuthFailure, AuthMethod, AuthMode};
 use clawgate_proto::close::{code, CloseFrame};
 use clawgate_proto::connect::{ClientId, ClientMode, HelloOk, Role};
@@ -278,6 +279,7 @@ pub struct Gateway {
     idempotency: crate::idempotency::IdempotencyCache,
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) cache: Cache,
+    limiter: AuthLimiter,
     pub(crate) identity: DeviceIdentity,
     pub(crate) pairing: PairingStore,
     /// Sequence of the last `persist` output, and of the last one the runtime made durable.
@@ -330,13 +332,6 @@ fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
-fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
-
 const FORWARDING_HEADERS: &[&str] = &[
     "forwarded",
     "x-forwarded-for",
@@ -385,6 +380,7 @@ impl Gateway {
         let mut instance = [0u8; 16];
         entropy.fill(&mut instance);
         let cache = Cache::new(&config);
+        let limiter = AuthLimiter::new(config.rate_limit);
         let mut g = Gateway {
             identity: DeviceIdentity::from_seed(&seed),
             instance_id: uuid_v4(instance),
@@ -404,6 +400,7 @@ impl Gateway {
             idempotency: crate::idempotency::IdempotencyCache::default(),
             metrics: crate::metrics::Metrics::default(),
             cache,
+            limiter,
             pairing: PairingStore::default(),
             persist_seq: 0,
             persisted_seq: 0,
@@ -1016,11 +1013,37 @@ impl Gateway {
                 return Err(ConnectRejection::OriginNotAllowed { reason: reason.into() });
             }
         }
+        // Failed attempts are counted per client (per origin for browsers); a clean request from
+        // this host is exempt, a browser never is.
+        let exempt = self.limiter.config.exempt_loopback && upgrade.local_direct && upgrade.origin.is_none();
+        let origin = upgrade.origin.as_deref();
+        let secret_key = limiter_key(CredentialClass::SharedSecret, peer.ip(), origin);
+        if !exempt {
+            if let Err(retry_after_ms) = self.limiter.check(&secret_key, now_ms) {
+                return Err(accepted.unauthorized(AuthFailure::RateLimited { retry_after_ms }));
+            }
+        }
         let secret = self.config.auth.check(accepted.params.auth.as_ref());
+        if secret.is_ok() {
+            self.limiter.reset(&secret_key);
+        }
+        // A failed shared secret counts only if nothing else authenticates the connection (a
+        // device may offer its device token in `auth.token`).
+        let count_secret_failure = |limiter: &mut AuthLimiter, failure: &AuthFailure| {
+            if failure.counts_as_attempt() && !exempt {
+                limiter.record_failure(&secret_key, now_ms);
+            }
+        };
         let requested = accepted.params.scopes().to_vec();
         match &accepted.device {
             None => {
-                let method = secret.map_err(|f| accepted.unauthorized(f))?;
+                let method = match secret {
+                    Ok(m) => m,
+                    Err(f) => {
+                        count_secret_failure(&mut self.limiter, &f);
+                        return Err(accepted.unauthorized(f));
+                    }
+                };
                 if client.id == ClientId::ControlUi || client.id == ClientId::Tui {
                     return Err(ConnectRejection::ControlUiDeviceIdentityRequired);
                 }
@@ -1052,19 +1075,37 @@ impl Gateway {
                         let auth = params.auth.as_ref();
                         let explicit = auth.and_then(|a| a.device_token.as_deref()).filter(|t| !t.is_empty());
                         let candidate = explicit.or(auth.and_then(|a| a.token.as_deref()).filter(|t| !t.is_empty()));
-                        match candidate {
-                            Some(token)
-                                if self
-                                    .pairing
-                                    .verify_token(&device.id, token, role, &requested, now_ms)
-                                    .is_ok() =>
-                            {
+                        // Device tokens have a failure bucket of their own.
+                        let token_key = limiter_key(CredentialClass::DeviceToken, peer.ip(), origin);
+                        if candidate.is_some() && !exempt {
+                            if let Err(retry_after_ms) = self.limiter.check(&token_key, now_ms) {
+                                return Err(accepted.unauthorized(AuthFailure::RateLimited { retry_after_ms }));
+                            }
+                        }
+                        let verified = candidate.map(|t| {
+                            self.pairing
+                                .verify_token(&device.id, t, role, &requested, now_ms)
+                                .is_ok()
+                        });
+                        match verified {
+                            Some(true) => {
+                                self.limiter.reset(&token_key);
                                 AuthMethod::DeviceToken
                             }
-                            Some(_) if explicit.is_some() => {
-                                return Err(accepted.unauthorized(AuthFailure::DeviceTokenMismatch));
+                            Some(false) => {
+                                if !exempt {
+                                    self.limiter.record_failure(&token_key, now_ms);
+                                }
+                                count_secret_failure(&mut self.limiter, &failure);
+                                if explicit.is_some() {
+                                    return Err(accepted.unauthorized(AuthFailure::DeviceTokenMismatch));
+                                }
+                                return Err(accepted.unauthorized(failure));
                             }
-                            _ => return Err(accepted.unauthorized(failure)),
+                            None => {
+                                count_secret_failure(&mut self.limiter, &failure);
+                                return Err(accepted.unauthorized(failure));
+                            }
                         }
                     }
                 };

@@ -21,6 +21,7 @@ mod metrics;
 pub mod pairing;
 mod pairing_methods;
 mod presence;
+pub mod rate_limit;
 
 pub use config::GatewayConfig;
 pub use gateway::{ConnId, Entropy, Gateway, LogLevel, LogLine, Output};

@@ -603,3 +603,67 @@ fn metrics_count_handshakes_requests_and_bytes_for_local_or_authorized_callers()
     );
     assert!(raw.starts_with("HTTP/1.1 200"));
 }
+
+fn attempt(b: &mut Bench, peer: std::net::SocketAddr, headers: &[(&str, &str)], token: Option<&str>) -> Value {
+    let c = b.ws(peer, headers);
+    let res = b.connect(c, cli_params(&[], token));
+    if res.ok {
+        return json!("ok");
+    }
+    let e = res.error.unwrap();
+    json!({"code": e.details.clone().unwrap_or_default()["code"], "retryAfterMs": e.retry_after_ms})
+}
+
+#[test]
+fn ten_bad_tokens_from_one_address_lock_it_out_for_five_minutes() {
+    let mut b = Bench::with_token();
+    for _ in 0..10 {
+        assert_eq!(
+            attempt(&mut b, remote(), &[], Some("bad"))["code"],
+            "AUTH_TOKEN_MISMATCH"
+        );
+    }
+    let locked = attempt(&mut b, remote(), &[], Some(TOKEN));
+    assert_eq!(
+        locked["code"], "AUTH_RATE_LIMITED",
+        "even the right token waits out the lock"
+    );
+    assert_eq!(locked["retryAfterMs"], 300_000);
+    // Another address is not affected; the same one is again after the lock.
+    let other: std::net::SocketAddr = "198.51.100.9:4000".parse().unwrap();
+    assert_eq!(attempt(&mut b, other, &[], Some(TOKEN)), json!("ok"));
+    b.advance(300_001);
+    assert_eq!(attempt(&mut b, remote(), &[], Some(TOKEN)), json!("ok"));
+}
+
+#[test]
+fn missing_tokens_do_not_count_and_clean_loopback_is_exempt() {
+    let mut b = Bench::with_token();
+    for _ in 0..15 {
+        assert_eq!(attempt(&mut b, remote(), &[], None)["code"], "AUTH_TOKEN_MISSING");
+        assert_eq!(
+            attempt(&mut b, loopback(), &[], Some("bad"))["code"],
+            "AUTH_TOKEN_MISMATCH"
+        );
+    }
+    assert_eq!(attempt(&mut b, remote(), &[], Some(TOKEN)), json!("ok"));
+    assert_eq!(attempt(&mut b, loopback(), &[], Some(TOKEN)), json!("ok"));
+}
+
+#[test]
+fn browsers_are_never_exempt_and_are_counted_by_origin() {
+    let mut b = Bench::with_token();
+    let origin = [("Origin", "http://localhost:5173")];
+    for _ in 0..10 {
+        assert_eq!(
+            attempt(&mut b, loopback(), &origin, Some("bad"))["code"],
+            "AUTH_TOKEN_MISMATCH"
+        );
+    }
+    assert_eq!(
+        attempt(&mut b, loopback(), &origin, Some(TOKEN))["code"],
+        "AUTH_RATE_LIMITED"
+    );
+    // The same host without that origin is a different key (and exempt).
+    assert_eq!(attempt(&mut b, loopback(), &[], Some(TOKEN)), json!("ok"));
+}

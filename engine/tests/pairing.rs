@@ -233,3 +233,24 @@ fn a_restarted_gateway_reads_its_pairings_back() {
     let (_, res) = device_connect(&mut again, &id, &["operator.read"], json!({"deviceToken": token}));
     assert_eq!(payload(&res)["auth"]["method"], "device-token");
 }
+
+#[test]
+fn device_token_guesses_have_their_own_failure_bucket() {
+    let mut b = bench(true);
+    let id = DeviceIdentity::from_seed(&[19; 32]);
+    let attempt = |b: &mut Bench| {
+        let c = b.ws(remote(), &[]);
+        let nonce = b.nonce(c);
+        let mut params = cli_params(&["operator.read"], None);
+        params["auth"] = json!({"deviceToken": "guess"});
+        let res = b.connect(c, with_device(&params, &id, &nonce, b.now));
+        error_code(&res).2["code"].as_str().unwrap().to_owned()
+    };
+    for _ in 0..10 {
+        assert_eq!(attempt(&mut b), "AUTH_DEVICE_TOKEN_MISMATCH");
+    }
+    assert_eq!(attempt(&mut b), "AUTH_RATE_LIMITED");
+    // The shared secret from the same address still works: the buckets are apart.
+    let c = b.ws(remote(), &[]);
+    assert!(b.connect(c, cli_params(&[], Some(TOKEN))).ok);
+}
