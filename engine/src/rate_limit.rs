@@ -233,6 +233,17 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn the_key_of_an_address_is_canonical(octets in proptest::prelude::any::<[u8; 4]>(), class in 0..2u8) {
+            let class = if class == 0 { CredentialClass::SharedSecret } else { CredentialClass::DeviceToken };
+            let v4 = std::net::Ipv4Addr::from(octets);
+            let mapped = IpAddr::V6(v4.to_ipv6_mapped());
+            proptest::prop_assert_eq!(limiter_key(class, IpAddr::V4(v4), None), limiter_key(class, mapped, None));
+            proptest::prop_assert!(!limiter_key(class, mapped, None).contains("::ffff"));
+        }
+    }
+
     #[test]
     fn memory_stays_bounded_under_a_flood_of_keys() {
         let mut l = AuthLimiter::new(RateLimitConfig::default());
