@@ -5,7 +5,8 @@
 //! clawgate-bench --spawn-hello --token T --port PORT -- COMMAND ARGS...
 //! ```
 //!
-//! Scenarios (all by default): `handshake-seq`, `handshake-10`, `device-seq`, `device-10`,
+//! Scenarios (all by default): `handshake-seq`, `handshake-10`, `device-seq`, `device-10` (one
+//! device identity per client thread: the first handshake pairs it, the rest reconnect it),
 //! `health-1x1`, `health-1x32`, `health-10`, `health-100`, `rss` (needs `--pid`; idle RSS at 0,
 //! 100, 1000 and 10000 authenticated connections, as far as the time budget allows). Every loop
 //! is bounded by a count and by `--seconds`; only the given loopback address is contacted.
@@ -57,6 +58,7 @@ fn handshakes(o: &Opts, concurrency: usize, device: bool) -> Value {
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + o.budget;
     let started = Instant::now();
+    let run_seed = seed();
     let threads: Vec<_> = (0..concurrency)
         .map(|t| {
             let (done, failed) = (done.clone(), failed.clone());
@@ -66,9 +68,11 @@ fn handshakes(o: &Opts, concurrency: usize, device: bool) -> Value {
                 let mut n = 0u64;
                 while Instant::now() < deadline && n < 1_000_000 {
                     n += 1;
+                    // One device per thread: its first handshake pairs it (silently, on loopback),
+                    // the following ones are reconnects of a paired device, the steady state.
                     let identity = device.then(|| {
                         let mut s = [0u8; 32];
-                        s[..8].copy_from_slice(&seed().to_le_bytes());
+                        s[..8].copy_from_slice(&run_seed.to_le_bytes());
                         s[8] = t as u8;
                         DeviceIdentity::from_seed(&s)
                     });
