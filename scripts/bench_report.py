@@ -42,8 +42,11 @@ FIGURES = [
     ("token handshakes/s, 10 concurrent", "load", ["handshake-10", "per_second"], "/s", True, "> 20 000"),
     ("device-signed handshakes/s, sequential", "load", ["device-seq", "per_second"], "/s", True, ""),
     ("device-signed handshakes/s, 10 concurrent", "load", ["device-10", "per_second"], "/s", True, "> 5 000"),
+    ("token handshakes per gateway CPU-second, 10 concurrent", "load", ["handshake-10", "per_gateway_cpu_second"], "/s", True, ""),
+    ("device-signed handshakes per gateway CPU-second, 10 concurrent", "load", ["device-10", "per_gateway_cpu_second"], "/s", True, ""),
     ("`health` req/s, 1 connection, 1 in flight", "load", ["health-1x1", "per_second"], "/s", True, ""),
     ("`health` req/s, 1 connection, window 32", "load", ["health-1x32", "per_second"], "/s", True, "> 100 000"),
+    ("`health` req per gateway CPU-second, 1 connection, window 32", "load", ["health-1x32", "per_gateway_cpu_second"], "/s", True, ""),
     ("`health` req/s, 10 connections", "load", ["health-10", "per_second"], "/s", True, ""),
     ("`health` req/s, 100 connections", "load", ["health-100", "per_second"], "/s", True, ""),
     ("`health` p50 latency, 1 connection", "load", ["health-1x1", "latency", "p50_ms"], "ms", False, ""),
@@ -131,6 +134,8 @@ for label, kind, path, unit, higher, target in FIGURES:
     lines.append(line + " |")
 lines.append("")
 lines.append("\"x better\" is the throughput ratio for rates and the inverse ratio for times and memory.")
+lines.append("\"Per gateway CPU-second\" divides the work done by the CPU time the gateway process itself used "
+             "(from /proc): with the load client on the same two cores, it is the gateway's own capacity.")
 if "openclaw" in gateways:
     lines.append("OpenClaw's RSS is its main process only (its two worker processes come on top).")
 lines.append("")
