@@ -149,6 +149,51 @@ check "openclaw devices revoke" 0 "d['deviceId'] == '$DEVICE_ID' and 'revokedAtM
 device
 OUT=$DEVICE_OUT RC=$DEVICE_RC
 check "a revoked device is locked out" 1 "'pairing required' in out"
+
+# The real OpenClaw node host is a CLI that carries a device identity (role node): it is told
+# "pairing required", keeps retrying, gets in once `openclaw devices approve` approved it, and is
+# locked out again by a revocation.
+NODE_STATE=$(mktemp -d "$WORK/node.XXXX"); mkdir -p "$NODE_STATE/home"
+(cd "$NODE_STATE" && exec env HOME="$NODE_STATE/home" OPENCLAW_STATE_DIR="$NODE_STATE" OPENCLAW_CONFIG_PATH="$NODE_STATE/openclaw.json" \
+  OPENCLAW_GATEWAY_TOKEN="$TOKEN" OPENCLAW_DISABLE_BONJOUR=1 OPENCLAW_NO_RESPAWN=1 \
+  timeout 180 node "$OPENCLAW" node run --host 127.0.0.1 --port "$PAIR_PORT" --display-name interop-node) > "$WORK/node.log" 2>&1 &
+NODE_PID=$!
+NODE_REQUEST=
+for _ in $(seq 1 60); do
+  cli node "$OPENCLAW" devices list --url "$PAIR_URL" --token "$TOKEN" --json
+  NODE_REQUEST=$(echo "$OUT" | python3 -c 'import json,sys
+t=sys.stdin.read()
+try:
+    d=json.loads(t[t.index("{"):])
+    print(next(p["requestId"] for p in d["pending"] if p.get("role")=="node"))
+except Exception:
+    pass')
+  [ -n "$NODE_REQUEST" ] && break
+  sleep 0.5
+done
+OUT="request ${NODE_REQUEST:-none}" RC=0
+check "the OpenClaw node host (with a device identity) asks for pairing" 0 "'none' not in out"
+cli node "$OPENCLAW" devices list --url "$PAIR_URL" --token "$TOKEN" --json
+NODE_DEVICE=$(echo "$OUT" | python3 -c 'import json,sys
+t=sys.stdin.read(); d=json.loads(t[t.index("{"):])
+print(next(p["deviceId"] for p in d["pending"] if p.get("role")=="node"))' 2>/dev/null || true)
+
+cli node "$OPENCLAW" devices approve "$NODE_REQUEST" --url "$PAIR_URL" --token "$TOKEN"
+check "openclaw devices approve (a node role, approved as admin)" 0 "'Approved' in out"
+for _ in $(seq 1 60); do grep -q "node-host/node role=node" "$WORK/pairing-gateway.log" && break; sleep 0.5; done
+OUT=$(cat "$WORK/pairing-gateway.log") RC=0
+check "the approved node host connects with its device" 0 "'node-host/node role=node' in out"
+
+refusals_before=$(grep -c "refused: 1008 pairing required" "$WORK/pairing-gateway.log" || true)
+cli node "$OPENCLAW" devices revoke --device "$NODE_DEVICE" --role node --url "$PAIR_URL" --token "$TOKEN" --json
+check "openclaw devices revoke (node role)" 0 "d['deviceId'] == '$NODE_DEVICE' and d['role'] == 'node'"
+for _ in $(seq 1 60); do
+  [ "$(grep -c "refused: 1008 pairing required" "$WORK/pairing-gateway.log" || true)" -gt "$refusals_before" ] && break
+  sleep 0.5
+done
+OUT="$(grep -c "refused: 1008 pairing required" "$WORK/pairing-gateway.log" || true)" RC=0
+check "the revoked node host is locked out again" 0 "int(out) > $refusals_before"
+kill "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null || true
 kill "$PAIR_PID" 2>/dev/null; wait "$PAIR_PID" 2>/dev/null || true
 
 echo "interop: $passed passed, $failed failed"

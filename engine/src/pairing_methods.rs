@@ -80,23 +80,33 @@ impl Gateway {
         }
         let value = match request.method.as_str() {
             "device.pair.list" => {
-                let mut pending: Vec<_> = self.pairing.pending.values().cloned().collect();
+                // A non-admin device sees only its own entries.
+                let visible =
+                    |device_id: &str| caller.admin() || caller.device_id.as_deref().is_none_or(|own| own == device_id);
+                let mut pending: Vec<_> = self
+                    .pairing
+                    .pending
+                    .values()
+                    .filter(|p| visible(&p.device_id))
+                    .cloned()
+                    .collect();
                 pending.sort_by_key(|p| std::cmp::Reverse(p.ts));
-                let mut paired: Vec<_> = self.pairing.paired.values().collect();
+                let mut paired: Vec<_> = self.pairing.paired.values().filter(|d| visible(&d.device_id)).collect();
                 paired.sort_by_key(|d| std::cmp::Reverse(d.approved_at_ms));
                 let paired: Vec<_> = paired.into_iter().map(PairingStore::redacted).collect();
                 json!({"pending": pending, "paired": paired})
             }
             "device.pair.approve" => {
                 let p: RequestIdParams = params(request)?;
-                let pending = self
-                    .pairing
-                    .pending
-                    .get(&p.request_id)
-                    .cloned()
-                    .ok_or_else(|| invalid("unknown requestId"))?;
-                if pending.roles.iter().any(|r| r != "operator") && !caller.admin() {
-                    return Err(invalid("missing scope: operator.admin"));
+                if !caller.admin() {
+                    // A non-admin may approve operator access for a device it may touch; anything
+                    // else is denied in one message, which clients answer by retrying as admin.
+                    let allowed = self.pairing.pending.get(&p.request_id).is_some_and(|pending| {
+                        caller.may_touch(&pending.device_id) && pending.roles.iter().all(|r| r == "operator")
+                    });
+                    if !allowed {
+                        return Err(invalid("device pairing approval denied"));
+                    }
                 }
                 let entropy = self.entropy.as_mut();
                 let mut mint = || mint_token(entropy);

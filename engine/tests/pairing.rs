@@ -153,6 +153,12 @@ fn the_approver_must_hold_the_scopes_it_grants() {
     let request_id = error_code(&res).2["requestId"].as_str().unwrap().to_owned();
     let denied = b.request(pairer, "a", "device.pair.approve", json!({"requestId": request_id}));
     assert_eq!(error_code(&denied).1, "missing scope: operator.admin");
+    let unknown = b.request(pairer, "u", "device.pair.approve", json!({"requestId": "nope"}));
+    assert_eq!(
+        error_code(&unknown).1,
+        "device pairing approval denied",
+        "non-admins learn nothing about unknown ids"
+    );
     assert!(
         b.request(admin, "a", "device.pair.approve", json!({"requestId": request_id}))
             .ok
@@ -253,4 +259,26 @@ fn device_token_guesses_have_their_own_failure_bucket() {
     // The shared secret from the same address still works: the buckets are apart.
     let c = b.ws(remote(), &[]);
     assert!(b.connect(c, cli_params(&[], Some(TOKEN))).ok);
+}
+
+#[test]
+fn node_role_approvals_need_an_admin() {
+    let mut b = bench(false);
+    let pairer = b.operator(&["operator.pairing"]);
+    let admin = b.operator(&["operator.admin"]);
+    let id = DeviceIdentity::from_seed(&[20; 32]);
+    let c = b.ws(loopback(), &[]);
+    let nonce = b.nonce(c);
+    let mut params = cli_params(&[], Some(TOKEN));
+    params["role"] = "node".into();
+    params["client"]["id"] = "node-host".into();
+    params["client"]["mode"] = "node".into();
+    let res = b.connect(c, with_device(&params, &id, &nonce, b.now));
+    let request_id = error_code(&res).2["requestId"].as_str().unwrap().to_owned();
+    let denied = b.request(pairer, "a", "device.pair.approve", json!({"requestId": request_id}));
+    assert_eq!(error_code(&denied).1, "device pairing approval denied");
+    assert!(
+        b.request(admin, "b", "device.pair.approve", json!({"requestId": request_id}))
+            .ok
+    );
 }

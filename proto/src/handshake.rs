@@ -223,7 +223,16 @@ impl ConnectRejection {
                 e
             }
             ConnectRejection::PairingRequired { request_id, reason } => ErrorShape::new(ErrorCode::NotPaired, "pairing required")
-                .with_details(json!({"code": "PAIRING_REQUIRED", "requestId": request_id, "reason": reason.as_str()})),
+                // Current clients keep retrying (rather than pausing) while the request waits for an
+                // operator, so an approval lets them in without a restart.
+                .with_details(json!({
+                    "code": "PAIRING_REQUIRED",
+                    "requestId": request_id,
+                    "reason": reason.as_str(),
+                    "recommendedNextStep": "wait_then_retry",
+                    "retryable": true,
+                    "pauseReconnect": false,
+                })),
             ConnectRejection::Starting => ErrorShape::new(ErrorCode::Unavailable, "gateway starting; retry shortly")
                 .retry_after(500)
                 .with_details(json!({"reason": "startup-sidecars"})),
