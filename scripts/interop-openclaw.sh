@@ -193,6 +193,21 @@ for _ in $(seq 1 60); do
 done
 OUT="$(grep -c "refused: 1008 pairing required" "$WORK/pairing-gateway.log" || true)" RC=0
 check "the revoked node host is locked out again" 0 "int(out) > $refusals_before"
+
+# Its new request (a role upgrade now) approved with Clawgate's own command lets it in again.
+connects_before=$(grep -c "node-host/node role=node" "$WORK/pairing-gateway.log" || true)
+set +e
+AGAIN=$("$BINARY" devices list --json --url "$PAIR_URL" --token "$TOKEN" | python3 -c 'import json,sys
+d=json.load(sys.stdin); print(next(p["requestId"] for p in d["pending"] if p.get("role")=="node"))')
+OUT=$("$BINARY" devices approve "$AGAIN" --url "$PAIR_URL" --token "$TOKEN" 2>&1); RC=$?
+set -e
+check "clawgate devices approve (the node host's role upgrade)" 0 "'$NODE_DEVICE' in out"
+for _ in $(seq 1 60); do
+  [ "$(grep -c "node-host/node role=node" "$WORK/pairing-gateway.log" || true)" -gt "$connects_before" ] && break
+  sleep 0.5
+done
+OUT="$(grep -c "node-host/node role=node" "$WORK/pairing-gateway.log" || true)" RC=0
+check "the node host is back in after the second approval" 0 "int(out) > $connects_before"
 kill "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null || true
 kill "$PAIR_PID" 2>/dev/null; wait "$PAIR_PID" 2>/dev/null || true
 
