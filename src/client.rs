@@ -106,18 +106,12 @@ impl Session {
     }
 
     fn options(target: &Target) -> ClientOptions {
-        let mut o = ClientOptions::new(ClientInfo {
-            id: ClientId::Cli,
-            display_name: None,
-            version: env!("CARGO_PKG_VERSION").into(),
-            build_id: None,
-            platform: std::env::consts::OS.into(),
-            device_family: None,
-            model_identifier: None,
-            time_zone: None,
-            mode: ClientMode::Cli,
-            instance_id: None,
-        });
+        let mut o = ClientOptions::new(ClientInfo::new(
+            ClientId::Cli,
+            ClientMode::Cli,
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+        ));
         o.scopes = target.scopes.clone();
         o.auth.token = target.token.clone();
         o.auth.password = target.password.clone();

@@ -4,8 +4,8 @@
 use clawgate_engine::{Gateway, GatewayConfig};
 use clawgate_proto::auth::{AuthMode, SharedSecretConfig};
 use clawgate_proto::close::CloseFrame;
-use clawgate_proto::connect::{ConnectChallenge, ConnectParams};
-use clawgate_proto::device::{DeviceIdentity, SignaturePayload, SignatureVersion};
+use clawgate_proto::connect::{ConnectChallenge, ConnectParams, DeviceProof};
+use clawgate_proto::device::DeviceIdentity;
 use clawgate_proto::frame::{Frame, RequestFrame};
 use clawgate_proto::ws::{encode_frame, ClientUpgrade, Message, OpCode, SeededMasks, WsCodec};
 use clawgate_runtime_smol::{bind, now_ms, OsEntropy};
@@ -172,24 +172,8 @@ fn cli_params(scopes: &[&str], token: Option<&str>) -> Value {
 
 fn signed(params: Value, identity: &DeviceIdentity, nonce: &str, signed_at: u64) -> Value {
     let parsed = ConnectParams::parse(&params.to_string()).unwrap();
-    let payload = SignaturePayload {
-        device_id: identity.device_id(),
-        client_id: "cli",
-        client_mode: "cli",
-        role: "operator",
-        scopes: parsed.scopes(),
-        signed_at_ms: signed_at,
-        token: parsed.auth.as_ref().map_or("", |a| a.signature_token()),
-        nonce,
-        platform: "linux",
-        device_family: "",
-    };
     let mut p = params;
-    p["device"] = json!({
-        "id": identity.device_id(), "publicKey": identity.public_key_b64url(),
-        "signature": identity.sign(&payload.render(SignatureVersion::V3)),
-        "signedAt": signed_at, "nonce": nonce,
-    });
+    p["device"] = serde_json::to_value(DeviceProof::sign(identity, &parsed, nonce, signed_at)).unwrap();
     p
 }
 

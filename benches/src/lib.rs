@@ -41,18 +41,12 @@ impl BlockingClient {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut options = ClientOptions::new(ClientInfo {
-            id: ClientId::Cli,
-            display_name: None,
-            version: "clawgate-bench".into(),
-            build_id: None,
-            platform: "linux".into(),
-            device_family: None,
-            model_identifier: None,
-            time_zone: None,
-            mode: ClientMode::Cli,
-            instance_id: None,
-        });
+        let mut options = ClientOptions::new(ClientInfo::new(
+            ClientId::Cli,
+            ClientMode::Cli,
+            "clawgate-bench",
+            "linux",
+        ));
         options.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
         options.auth.token = Some(token.to_owned());
         options.device = device;

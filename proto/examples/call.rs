@@ -61,18 +61,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. WebSocket codec and protocol client.
     let mut ws = WsCodec::client(25 * 1024 * 1024, Box::new(SeededMasks::new(entropy())));
     ws.feed(&buf[head_len..]);
-    let mut options = ClientOptions::new(ClientInfo {
-        id: ClientId::Cli,
-        display_name: None,
-        version: env!("CARGO_PKG_VERSION").into(),
-        build_id: None,
-        platform: std::env::consts::OS.into(),
-        device_family: None,
-        model_identifier: None,
-        time_zone: None,
-        mode: ClientMode::Cli,
-        instance_id: None,
-    });
+    let mut options = ClientOptions::new(ClientInfo::new(
+        ClientId::Cli,
+        ClientMode::Cli,
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+    ));
     options.scopes = vec!["operator.read".into()];
     options.auth.token = token;
     // A fixed identity (64 hex digits in CLAWGATE_DEVICE_SEED) lets a device come back after pairing.

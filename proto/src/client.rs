@@ -8,7 +8,7 @@
 
 use crate::close::{code, CloseFrame};
 use crate::connect::{ClientInfo, ConnectAuth, ConnectChallenge, ConnectParams, DeviceProof, HelloOk, Role};
-use crate::device::{DeviceIdentity, SignaturePayload, SignatureVersion};
+use crate::device::DeviceIdentity;
 use crate::frame::{ErrorShape, EventFrame, Frame, RequestFrame};
 use crate::limits::{PROTOCOL_VERSION, TICK_INTERVAL_MS};
 use serde::Serialize;
@@ -283,31 +283,9 @@ impl ClientConnection {
 
     fn connect_params(&self, challenge: &ConnectChallenge) -> ConnectParams {
         let o = &self.options;
-        let device = o.device.as_ref().map(|identity| {
-            let signed_at_ms = challenge.ts;
-            let payload = SignaturePayload {
-                device_id: identity.device_id(),
-                client_id: o.client.id.as_str(),
-                client_mode: o.client.mode.as_str(),
-                role: o.role.as_str(),
-                scopes: &o.scopes,
-                signed_at_ms,
-                token: o.auth.signature_token(),
-                nonce: &challenge.nonce,
-                platform: &o.client.platform,
-                device_family: o.client.device_family.as_deref().unwrap_or(""),
-            };
-            DeviceProof {
-                id: identity.device_id().to_owned(),
-                public_key: identity.public_key_b64url().to_owned(),
-                signature: identity.sign(&payload.render(SignatureVersion::V3)),
-                signed_at: signed_at_ms,
-                nonce: challenge.nonce.clone(),
-            }
-        });
         let auth = o.auth.clone();
         let has_auth = auth != ConnectAuth::default();
-        ConnectParams {
+        let mut params = ConnectParams {
             min_protocol: o.min_protocol,
             max_protocol: o.max_protocol,
             client: o.client.clone(),
@@ -317,12 +295,18 @@ impl ClientConnection {
             path_env: None,
             role: Some(o.role.as_str().to_owned()),
             scopes: Some(o.scopes.clone()),
-            device,
+            device: None,
             auth: has_auth.then_some(auth),
             locale: None,
             user_agent: None,
             model_catalog: None,
-        }
+        };
+        // Signed at the challenge's time, so the client's clock does not matter.
+        params.device = o
+            .device
+            .as_ref()
+            .map(|identity| DeviceProof::sign(identity, &params, &challenge.nonce, challenge.ts));
+        params
     }
 
     /// The next text frame to send.
@@ -369,18 +353,7 @@ mod tests {
     use serde_json::json;
 
     fn options() -> ClientOptions {
-        let mut o = ClientOptions::new(ClientInfo {
-            id: ClientId::Cli,
-            display_name: None,
-            version: "1".into(),
-            build_id: None,
-            platform: "linux".into(),
-            device_family: None,
-            model_identifier: None,
-            time_zone: None,
-            mode: ClientMode::Cli,
-            instance_id: None,
-        });
+        let mut o = ClientOptions::new(ClientInfo::new(ClientId::Cli, ClientMode::Cli, "1", "linux"));
         o.scopes = vec!["operator.read".into()];
         o.auth.token = Some("t".into());
         o

@@ -5,6 +5,7 @@
 //! schema (`client.buildId`, `client.timeZone`, `modelCatalog`). `hello-ok` is decoded leniently:
 //! clients must ignore fields they do not know, so every object keeps its unknown fields in `extra`.
 
+use crate::device::{DeviceIdentity, SignaturePayload, SignatureVersion};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -144,6 +145,24 @@ pub struct ClientInfo {
     pub instance_id: Option<String>,
 }
 
+impl ClientInfo {
+    /// A client description with the required fields; the optional ones are left out.
+    pub fn new(id: ClientId, mode: ClientMode, version: impl Into<String>, platform: impl Into<String>) -> Self {
+        ClientInfo {
+            id,
+            display_name: None,
+            version: version.into(),
+            build_id: None,
+            platform: platform.into(),
+            device_family: None,
+            model_identifier: None,
+            time_zone: None,
+            mode,
+            instance_id: None,
+        }
+    }
+}
+
 /// `connect.params.auth`: the credentials a client offers.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -194,6 +213,21 @@ pub struct DeviceProof {
     pub signed_at: u64,
     /// The challenge nonce.
     pub nonce: String,
+}
+
+impl DeviceProof {
+    /// Signs `params` (everything but its `device` field) for the challenge `nonce`, with the v3
+    /// payload that current servers verify first.
+    pub fn sign(identity: &DeviceIdentity, params: &ConnectParams, nonce: &str, signed_at_ms: u64) -> DeviceProof {
+        let payload = params.signature_payload(identity.device_id(), signed_at_ms, nonce);
+        DeviceProof {
+            id: identity.device_id().to_owned(),
+            public_key: identity.public_key_b64url().to_owned(),
+            signature: identity.sign(&payload.render(SignatureVersion::V3)),
+            signed_at: signed_at_ms,
+            nonce: nonce.to_owned(),
+        }
+    }
 }
 
 /// The params of the `connect` request.
@@ -306,6 +340,29 @@ impl ConnectParams {
     /// The requested scopes (`[]` when absent).
     pub fn scopes(&self) -> &[String] {
         self.scopes.as_deref().unwrap_or(&[])
+    }
+
+    /// The fields a device signs, filled from these params exactly as the server fills them when
+    /// it verifies: scopes as sent, the role defaulting to `operator`, and the token
+    /// `auth.token ?? auth.deviceToken ?? auth.bootstrapToken ?? ""`.
+    pub fn signature_payload<'a>(
+        &'a self,
+        device_id: &'a str,
+        signed_at_ms: u64,
+        nonce: &'a str,
+    ) -> SignaturePayload<'a> {
+        SignaturePayload {
+            device_id,
+            client_id: self.client.id.as_str(),
+            client_mode: self.client.mode.as_str(),
+            role: self.role_str(),
+            scopes: self.scopes(),
+            signed_at_ms,
+            token: self.auth.as_ref().map_or("", |a| a.signature_token()),
+            nonce,
+            platform: &self.client.platform,
+            device_family: self.client.device_family.as_deref().unwrap_or(""),
+        }
     }
 
     /// The client capabilities (`[]` when absent).

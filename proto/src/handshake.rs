@@ -12,9 +12,7 @@ use crate::close::{code, CloseFrame};
 use crate::connect::{
     ClientId, ClientMode, ConnectChallenge, ConnectParams, DeviceProof, HelloOk, Role, CHALLENGE_CAPABILITIES,
 };
-use crate::device::{
-    device_id_from_raw_public_key, parse_public_key, verify_payload, SignaturePayload, SignatureVersion,
-};
+use crate::device::{device_id_from_raw_public_key, parse_public_key, verify_payload, SignatureVersion};
 use crate::frame::{ErrorCode, ErrorShape, EventFrame, Frame, FrameError, ResponseFrame};
 use crate::limits::{
     DEVICE_SIGNATURE_SKEW_MS, MIN_NODE_PROTOCOL_VERSION, MIN_PROBE_PROTOCOL_VERSION, PROTOCOL_VERSION,
@@ -324,18 +322,7 @@ pub fn verify_device_proof(
     let Some(public_key) = public_key else {
         return Err(DeviceProofFailure::PublicKeyInvalid);
     };
-    let payload = SignaturePayload {
-        device_id: &device.id,
-        client_id: params.client.id.as_str(),
-        client_mode: params.client.mode.as_str(),
-        role: params.role_str(),
-        scopes: params.scopes(),
-        signed_at_ms: device.signed_at,
-        token: params.auth.as_ref().map_or("", |a| a.signature_token()),
-        nonce,
-        platform: &params.client.platform,
-        device_family: params.client.device_family.as_deref().unwrap_or(""),
-    };
+    let payload = params.signature_payload(&device.id, device.signed_at, nonce);
     let Some(signature_version) = verify_payload(&public_key, &payload, &device.signature) else {
         return Err(DeviceProofFailure::SignatureInvalid);
     };
@@ -569,27 +556,11 @@ mod tests {
     }
 
     fn signed_params(identity: &DeviceIdentity, nonce: &str, signed_at: u64) -> serde_json::Value {
-        let scopes = vec!["operator.read".to_owned()];
-        let payload = SignaturePayload {
-            device_id: identity.device_id(),
-            client_id: "cli",
-            client_mode: "cli",
-            role: "operator",
-            scopes: &scopes,
-            signed_at_ms: signed_at,
-            token: "tok",
-            nonce,
-            platform: "linux",
-            device_family: "",
-        };
         let mut p = base_params();
-        p["scopes"] = json!(scopes);
+        p["scopes"] = json!(["operator.read"]);
         p["auth"] = json!({"token": "tok"});
-        p["device"] = json!({
-            "id": identity.device_id(), "publicKey": identity.public_key_b64url(),
-            "signature": identity.sign(&payload.render(SignatureVersion::V3)),
-            "signedAt": signed_at, "nonce": nonce,
-        });
+        let parsed = ConnectParams::parse(&p.to_string()).unwrap();
+        p["device"] = serde_json::to_value(DeviceProof::sign(identity, &parsed, nonce, signed_at)).unwrap();
         p
     }
 

@@ -29,11 +29,7 @@
 //! use clawgate_proto::handshake::{ChallengeNonceOnly, ServerHandshake};
 //!
 //! let now = 1_800_000_000_000;
-//! let mut options = ClientOptions::new(ClientInfo {
-//!     id: ClientId::Cli, display_name: None, version: "1.0".into(), build_id: None,
-//!     platform: "linux".into(), device_family: None, model_identifier: None,
-//!     time_zone: None, mode: ClientMode::Cli, instance_id: None,
-//! });
+//! let mut options = ClientOptions::new(ClientInfo::new(ClientId::Cli, ClientMode::Cli, "1.0", "linux"));
 //! options.scopes = vec!["operator.read".into()];
 //! options.auth.token = Some("secret".into());
 //! options.device = Some(DeviceIdentity::from_seed(&[42; 32])); // seed: 32 random bytes you keep

@@ -2,8 +2,8 @@
 //! device proofs and scope grants.
 #![allow(clippy::disallowed_methods)]
 
-use clawgate_proto::connect::{ClientId, ClientMode, ConnectParams};
-use clawgate_proto::device::{DeviceIdentity, SignaturePayload, SignatureVersion};
+use clawgate_proto::connect::{ClientId, ClientMode, ConnectParams, DeviceProof};
+use clawgate_proto::device::DeviceIdentity;
 use clawgate_proto::frame::{ErrorShape, EventFrame, Frame, RequestFrame, ResponseFrame, StateVersion};
 use clawgate_proto::handshake::{verify_device_proof, ChallengeNonceOnly, DeviceProofFailure};
 use clawgate_proto::http::{HttpLimits, RequestParser};
@@ -158,24 +158,8 @@ fn base_params(scopes: Vec<String>) -> Value {
 
 fn sign(identity: &DeviceIdentity, params: &Value, nonce: &str, signed_at: u64) -> Value {
     let parsed = ConnectParams::parse(&params.to_string()).unwrap();
-    let payload = SignaturePayload {
-        device_id: identity.device_id(),
-        client_id: parsed.client.id.as_str(),
-        client_mode: parsed.client.mode.as_str(),
-        role: parsed.role_str(),
-        scopes: parsed.scopes(),
-        signed_at_ms: signed_at,
-        token: parsed.auth.as_ref().map_or("", |a| a.signature_token()),
-        nonce,
-        platform: &parsed.client.platform,
-        device_family: parsed.client.device_family.as_deref().unwrap_or(""),
-    };
     let mut p = params.clone();
-    p["device"] = json!({
-        "id": identity.device_id(), "publicKey": identity.public_key_b64url(),
-        "signature": identity.sign(&payload.render(SignatureVersion::V3)),
-        "signedAt": signed_at, "nonce": nonce,
-    });
+    p["device"] = serde_json::to_value(DeviceProof::sign(identity, &parsed, nonce, signed_at)).unwrap();
     p
 }
 

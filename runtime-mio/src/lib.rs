@@ -56,15 +56,7 @@ impl StopHandle {
 
 /// Sends a stop request on SIGINT and SIGTERM.
 pub fn stop_on_signals(handle: StopHandle) -> io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
-    std::thread::Builder::new()
-        .name("clawgate-signals".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                handle.stop();
-            }
-        })?;
-    Ok(())
+    clawgate_runtime_smol::on_stop_signals(move || handle.stop())
 }
 
 struct Connection {

@@ -127,17 +127,22 @@ pub fn stop_channel() -> (StopHandle, Receiver<()>) {
     (StopHandle(tx), rx)
 }
 
-/// Sends a stop request on SIGINT and SIGTERM.
-pub fn stop_on_signals(handle: StopHandle) -> io::Result<()> {
+/// Calls `stop` (on a thread of its own) whenever SIGINT or SIGTERM arrives.
+pub fn on_stop_signals(stop: impl Fn() + Send + 'static) -> io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     std::thread::Builder::new()
         .name("clawgate-signals".into())
         .spawn(move || {
             for _ in signals.forever() {
-                handle.stop();
+                stop();
             }
         })?;
     Ok(())
+}
+
+/// Sends a stop request on SIGINT and SIGTERM.
+pub fn stop_on_signals(handle: StopHandle) -> io::Result<()> {
+    on_stop_signals(move || handle.stop())
 }
 
 enum WriteCmd {

@@ -4,8 +4,8 @@
 
 use clawgate_engine::{ConnId, Entropy, Gateway, GatewayConfig, Output};
 use clawgate_proto::close::CloseFrame;
-use clawgate_proto::connect::{ConnectChallenge, ConnectParams};
-use clawgate_proto::device::{DeviceIdentity, SignaturePayload, SignatureVersion};
+use clawgate_proto::connect::{ConnectChallenge, ConnectParams, DeviceProof};
+use clawgate_proto::device::DeviceIdentity;
 use clawgate_proto::frame::{EventFrame, Frame, RequestFrame, ResponseFrame};
 use clawgate_proto::ws::{ClientUpgrade, Message, SeededMasks, WsCodec};
 use serde_json::{json, Value};
@@ -337,24 +337,8 @@ pub fn cli_params(scopes: &[&str], token: Option<&str>) -> Value {
 /// Adds a signed device proof to `params` for `nonce`, signed at `signed_at`.
 pub fn with_device(params: &Value, identity: &DeviceIdentity, nonce: &str, signed_at: u64) -> Value {
     let parsed = ConnectParams::parse(&params.to_string()).unwrap();
-    let payload = SignaturePayload {
-        device_id: identity.device_id(),
-        client_id: parsed.client.id.as_str(),
-        client_mode: parsed.client.mode.as_str(),
-        role: parsed.role_str(),
-        scopes: parsed.scopes(),
-        signed_at_ms: signed_at,
-        token: parsed.auth.as_ref().map_or("", |a| a.signature_token()),
-        nonce,
-        platform: &parsed.client.platform,
-        device_family: parsed.client.device_family.as_deref().unwrap_or(""),
-    };
     let mut p = params.clone();
-    p["device"] = json!({
-        "id": identity.device_id(), "publicKey": identity.public_key_b64url(),
-        "signature": identity.sign(&payload.render(SignatureVersion::V3)),
-        "signedAt": signed_at, "nonce": nonce,
-    });
+    p["device"] = serde_json::to_value(DeviceProof::sign(identity, &parsed, nonce, signed_at)).unwrap();
     p
 }
 
