@@ -22,6 +22,8 @@ pub mod pairing;
 mod pairing_methods;
 mod presence;
 pub mod rate_limit;
+pub mod reload;
+pub mod settings;
 
 pub use config::GatewayConfig;
 pub use gateway::{ConnId, Entropy, Gateway, LogLevel, LogLine, Output};

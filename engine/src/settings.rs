@@ -1,0 +1,478 @@
+//! The configuration file (`openclaw.json`, JSON5) as Clawgate reads it: the keys it uses, typed;
+//! the keys of OpenClaw's schema it does not use, accepted with one warning; anything else
+//! refused with the file position. Pure: the caller reads the file and supplies the environment.
+
+use serde_json::{Map, Value};
+
+/// A configuration error, with the position in the file when it is known (1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+/// The settings Clawgate takes from the file. `None` means "not set in the file".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FileSettings {
+    pub port: Option<u16>,
+    pub bind: Option<String>,
+    pub custom_bind_host: Option<String>,
+    pub auth_mode: Option<String>,
+    pub auth_token: Option<String>,
+    pub auth_password: Option<String>,
+    pub rate_limit: Option<crate::rate_limit::RateLimitConfig>,
+    pub trusted_proxies: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub reload_mode: Option<String>,
+    pub reload_debounce_ms: Option<u64>,
+    pub auto_approve_local: Option<bool>,
+    pub main_key: Option<String>,
+    /// The whole document after `${ENV}` substitution, for `config get` and for diffing on reload.
+    pub document: Value,
+}
+
+/// Top-level sections of OpenClaw's schema. Keys under them that Clawgate does not read are
+/// accepted (with a warning) so that a real `openclaw.json` works.
+const OPENCLAW_SECTIONS: &[&str] = &[
+    "$schema",
+    "meta",
+    "identity",
+    "wizard",
+    "logging",
+    "agents",
+    "tools",
+    "bindings",
+    "audio",
+    "agent",
+    "routing",
+    "messages",
+    "session",
+    "talk",
+    "skills",
+    "secrets",
+    "ui",
+    "plugins",
+    "gateway",
+    "discovery",
+    "canvasHost",
+    "browser",
+    "web",
+    "models",
+    "hooks",
+    "cron",
+    "channels",
+    "diagnostics",
+    "update",
+    "env",
+    "commands",
+    "approvals",
+    "memory",
+    "auth",
+    "media",
+    "mcp",
+    "nodeHost",
+    "broadcast",
+];
+
+/// Keys of OpenClaw's `gateway` section (current and recent releases).
+const OPENCLAW_GATEWAY_KEYS: &[&str] = &[
+    "port",
+    "mode",
+    "bind",
+    "customBindHost",
+    "controlUi",
+    "auth",
+    "tailscale",
+    "remote",
+    "reload",
+    "tls",
+    "http",
+    "push",
+    "nodes",
+    "trustedProxies",
+    "allowRealIpFallback",
+    "tools",
+    "webchat",
+    "channelHealthCheckMinutes",
+    "channelStaleEventThresholdMinutes",
+    "channelMaxRestartsPerHour",
+    "publicOrigin",
+    "roles",
+    "terminal",
+    "cliAgents",
+];
+
+/// Dotted paths Clawgate reads (a path is "used" when it equals one of these or lies below one).
+const USED: &[&str] = &[
+    "gateway.port",
+    "gateway.mode",
+    "gateway.bind",
+    "gateway.customBindHost",
+    "gateway.auth.mode",
+    "gateway.auth.token",
+    "gateway.auth.password",
+    "gateway.auth.rateLimit",
+    "gateway.auth.trustedProxy",
+    "gateway.trustedProxies",
+    "gateway.controlUi.enabled",
+    "gateway.controlUi.root",
+    "gateway.controlUi.basePath",
+    "gateway.controlUi.allowedOrigins",
+    "gateway.reload.mode",
+    "gateway.reload.debounceMs",
+    "gateway.http.endpoints",
+    "gateway.nodes.pairing.autoApproveLocal",
+    "tools.allow",
+    "tools.deny",
+    "agents.list",
+    "session.mainKey",
+    "$schema",
+];
+
+/// Where `needle` (a key) first appears in `text`, as 1-based line and column.
+fn locate(text: &str, needle: &str) -> (usize, usize) {
+    let candidates = [format!("\"{needle}\""), format!("'{needle}'"), needle.to_owned()];
+    for c in candidates {
+        if let Some(at) = text.find(&c) {
+            let before = &text[..at];
+            let line = before.matches('\n').count() + 1;
+            let column = at - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            return (line, column);
+        }
+    }
+    (1, 1)
+}
+
+/// Replaces `${NAME}` in every string with the variable's value; a missing variable is an error.
+/// `$${NAME}` stays literal as `${NAME}`.
+fn substitute(value: &mut Value, env: &dyn Fn(&str) -> Option<String>, path: &str) -> Result<(), String> {
+    match value {
+        Value::String(s) if s.contains("${") => {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("${") {
+                let escaped = i > 0 && rest.as_bytes()[i - 1] == b'$';
+                let Some(end) = rest[i..].find('}') else { break };
+                let name = &rest[i + 2..i + end];
+                if escaped {
+                    out.push_str(&rest[..i - 1]);
+                    out.push_str(&rest[i..i + end + 1]);
+                } else {
+                    out.push_str(&rest[..i]);
+                    let v = env(name).ok_or_else(|| format!("{path}: environment variable {name} is not set"))?;
+                    out.push_str(&v);
+                }
+                rest = &rest[i + end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+            Ok(())
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                substitute(item, env, &format!("{path}[{i}]"))?;
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                substitute(
+                    v,
+                    env,
+                    &if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    },
+                )?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Every leaf path of the document (objects recursed, arrays as one leaf).
+pub fn leaf_paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                leaf_paths(v, &path, out);
+            }
+        }
+        _ => out.push(prefix.to_owned()),
+    }
+}
+
+fn used(path: &str) -> bool {
+    USED.iter().any(|u| path == *u || path.starts_with(&format!("{u}.")))
+}
+
+fn get<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(doc, |v, k| v.get(k))
+}
+
+/// The value at a dotted path, for `config get`.
+pub fn get_path<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    get(doc, path)
+}
+
+/// Parses and checks a configuration file. Returns the settings and the warnings to print.
+pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSettings, Vec<String>), ConfigError> {
+    let mut doc: Value = json5::from_str(text).map_err(|e| {
+        let msg = e.to_string();
+        // json5 reports "... at line L column C" (1-based).
+        let pos = msg
+            .rsplit_once(" at line ")
+            .and_then(|(_, rest)| rest.split_once(" column "))
+            .and_then(|(l, c)| Some((l.trim().parse().ok()?, c.trim().parse().ok()?)));
+        let (line, column) = pos.unwrap_or((1, 1));
+        ConfigError {
+            line,
+            column,
+            message: format!("invalid JSON5: {}", msg.split(" at line ").next().unwrap_or(&msg)),
+        }
+    })?;
+    let Some(root) = doc.as_object() else {
+        return Err(ConfigError {
+            line: 1,
+            column: 1,
+            message: "the configuration must be an object".into(),
+        });
+    };
+    for key in root.keys() {
+        if !OPENCLAW_SECTIONS.contains(&key.as_str()) {
+            let (line, column) = locate(text, key);
+            return Err(ConfigError {
+                line,
+                column,
+                message: format!("unknown key: {key}"),
+            });
+        }
+    }
+    if let Some(gateway) = root.get("gateway").and_then(Value::as_object) {
+        for key in gateway.keys() {
+            if !OPENCLAW_GATEWAY_KEYS.contains(&key.as_str()) {
+                let (line, column) = locate(text, key);
+                return Err(ConfigError {
+                    line,
+                    column,
+                    message: format!("unknown key: gateway.{key}"),
+                });
+            }
+        }
+    }
+    substitute(&mut doc, env, "").map_err(|message| ConfigError {
+        line: 1,
+        column: 1,
+        message,
+    })?;
+
+    let type_error = |path: &str, expected: &str| {
+        let key = path.rsplit('.').next().unwrap_or(path);
+        let (line, column) = locate(text, key);
+        ConfigError {
+            line,
+            column,
+            message: format!("{path}: expected {expected}"),
+        }
+    };
+    let string = |path: &str| -> Result<Option<String>, ConfigError> {
+        match get(&doc, path) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(type_error(path, "a string")),
+        }
+    };
+    let uint = |path: &str| -> Result<Option<u64>, ConfigError> {
+        match get(&doc, path) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| type_error(path, "a non-negative integer")),
+        }
+    };
+    let boolean = |path: &str| -> Result<Option<bool>, ConfigError> {
+        match get(&doc, path) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| type_error(path, "true or false")),
+        }
+    };
+    let strings = |path: &str| -> Result<Vec<String>, ConfigError> {
+        match get(&doc, path) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| type_error(path, "a list of strings"))
+                })
+                .collect(),
+            Some(_) => Err(type_error(path, "a list of strings")),
+        }
+    };
+
+    let port = match uint("gateway.port")? {
+        None => None,
+        Some(p) if (1..=65535).contains(&p) => Some(p as u16),
+        Some(_) => return Err(type_error("gateway.port", "a port between 1 and 65535")),
+    };
+    let bind = string("gateway.bind")?;
+    if let Some(b) = &bind {
+        if !matches!(b.as_str(), "loopback" | "lan" | "tailnet" | "auto" | "custom") {
+            return Err(type_error("gateway.bind", "loopback, lan, tailnet, auto or custom"));
+        }
+    }
+    let auth_mode = string("gateway.auth.mode")?;
+    if let Some(m) = &auth_mode {
+        if clawgate_proto::auth::AuthMode::parse(m).is_none() {
+            return Err(type_error(
+                "gateway.auth.mode",
+                "none, token, password or trusted-proxy",
+            ));
+        }
+    }
+    let reload_mode = string("gateway.reload.mode")?;
+    if let Some(m) = &reload_mode {
+        if !matches!(m.as_str(), "off" | "hot" | "restart" | "hybrid") {
+            return Err(type_error("gateway.reload.mode", "off, hot, restart or hybrid"));
+        }
+    }
+    let rate_limit = match get(&doc, "gateway.auth.rateLimit") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(_)) => {
+            let defaults = crate::rate_limit::RateLimitConfig::default();
+            Some(crate::rate_limit::RateLimitConfig {
+                max_attempts: uint("gateway.auth.rateLimit.maxAttempts")?.map_or(defaults.max_attempts, |v| v as usize),
+                window_ms: uint("gateway.auth.rateLimit.windowMs")?.unwrap_or(defaults.window_ms),
+                lockout_ms: uint("gateway.auth.rateLimit.lockoutMs")?.unwrap_or(defaults.lockout_ms),
+                exempt_loopback: boolean("gateway.auth.rateLimit.exemptLoopback")?.unwrap_or(defaults.exempt_loopback),
+            })
+        }
+        Some(_) => return Err(type_error("gateway.auth.rateLimit", "an object")),
+    };
+    let settings = FileSettings {
+        port,
+        bind,
+        custom_bind_host: string("gateway.customBindHost")?,
+        auth_mode,
+        auth_token: string("gateway.auth.token")?,
+        auth_password: string("gateway.auth.password")?,
+        rate_limit,
+        trusted_proxies: strings("gateway.trustedProxies")?,
+        allowed_origins: strings("gateway.controlUi.allowedOrigins")?,
+        reload_mode,
+        reload_debounce_ms: uint("gateway.reload.debounceMs")?,
+        auto_approve_local: boolean("gateway.nodes.pairing.autoApproveLocal")?,
+        main_key: string("session.mainKey")?,
+        document: doc.clone(),
+    };
+    let mut paths = Vec::new();
+    leaf_paths(&doc, "", &mut paths);
+    let unused: Vec<String> = paths.into_iter().filter(|p| !p.is_empty() && !used(p)).collect();
+    let warnings = if unused.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "keys of OpenClaw's schema that Clawgate does not use (accepted, ignored): {}",
+            unused.join(", ")
+        )]
+    };
+    Ok((settings, warnings))
+}
+
+/// A copy of the document with secrets replaced, for `config get` and `config.get`.
+pub fn redacted(doc: &Value) -> Value {
+    fn walk(v: &mut Value) {
+        if let Value::Object(map) = v {
+            for (k, val) in map.iter_mut() {
+                let secret = matches!(k.as_str(), "token" | "password" | "apiKey" | "secret");
+                if secret && val.is_string() {
+                    *val = Value::String(crate::methods::REDACTED.to_owned());
+                } else {
+                    walk(val);
+                }
+            }
+        }
+    }
+    let mut copy = doc.clone();
+    walk(&mut copy);
+    copy
+}
+
+/// An empty document, for a gateway started without a file.
+pub fn empty_document() -> Value {
+    Value::Object(Map::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn a_realistic_openclaw_file_is_accepted_with_one_warning() {
+        let text = r#"{
+          // written by openclaw config set
+          gateway: { mode: "local", port: 18853, auth: { mode: "token", token: "t" },
+                     http: { endpoints: { chatCompletions: { enabled: true } } } },
+          agents: { defaults: { model: { primary: "fakeai/fake-golden" } } },
+          models: { mode: "merge", providers: {} },
+        }"#;
+        let (s, warnings) = parse(text, &no_env).unwrap();
+        assert_eq!(s.port, Some(18853));
+        assert_eq!(s.auth_token.as_deref(), Some("t"));
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("agents.defaults.model.primary"));
+        assert!(warnings[0].contains("models.mode"));
+        assert!(!warnings[0].contains("gateway.port"));
+    }
+
+    #[test]
+    fn unknown_keys_wrong_types_and_bad_json5_carry_positions() {
+        let e = parse("{\n  gateway: {},\n  frobnicate: 1\n}", &no_env).unwrap_err();
+        assert_eq!((e.line, e.column), (3, 3));
+        assert!(e.message.contains("unknown key: frobnicate"));
+        let e = parse("{\n  gateway: { warp: 1 }\n}", &no_env).unwrap_err();
+        assert!(e.message.contains("gateway.warp"));
+        let e = parse("{\n gateway: {\n   port: \"x\" } }", &no_env).unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("gateway.port"));
+        let e = parse("{\n  gateway: { port: 1,\n", &no_env).unwrap_err();
+        assert!(e.message.starts_with("invalid JSON5"));
+        assert!(e.line >= 2);
+    }
+
+    #[test]
+    fn environment_variables_are_substituted() {
+        let env = |n: &str| (n == "GW_TOKEN").then(|| "from-env".to_owned());
+        let (s, _) = parse(r#"{ gateway: { auth: { token: "${GW_TOKEN}" } } }"#, &env).unwrap();
+        assert_eq!(s.auth_token.as_deref(), Some("from-env"));
+        let (s, _) = parse(r#"{ gateway: { auth: { token: "a$${GW_TOKEN}b" } } }"#, &env).unwrap();
+        assert_eq!(s.auth_token.as_deref(), Some("a${GW_TOKEN}b"));
+        assert!(parse(r#"{ gateway: { auth: { token: "${MISSING}" } } }"#, &env).is_err());
+    }
+
+    #[test]
+    fn redaction_hides_secrets() {
+        let (s, _) = parse(r#"{ gateway: { auth: { token: "sekrit" } } }"#, &no_env).unwrap();
+        assert!(!redacted(&s.document).to_string().contains("sekrit"));
+    }
+}
