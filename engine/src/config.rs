@@ -60,6 +60,55 @@ pub struct GatewayConfig {
     pub auto_approve_local: bool,
     /// The failed-authentication limiter (`gateway.auth.rateLimit`).
     pub rate_limit: crate::rate_limit::RateLimitConfig,
+    /// Browser origins allowed besides the gateway's own (`gateway.controlUi.allowedOrigins`;
+    /// `*` allows any).
+    pub allowed_origins: Vec<String>,
+    /// `gateway.reload.mode`.
+    pub reload_mode: crate::reload::ReloadMode,
+    /// What the command line fixed, which a reloaded file does not override.
+    pub overrides: Overrides,
+}
+
+/// Settings given on the command line (they win over the file) and secrets from the environment
+/// (the file wins over them), captured at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub auth_mode: Option<clawgate_proto::auth::AuthMode>,
+    pub token: Option<String>,
+    pub password: Option<String>,
+    pub auto_approve_local: Option<bool>,
+    pub env_token: Option<String>,
+    pub env_password: Option<String>,
+}
+
+impl Overrides {
+    /// The shared secret in force: command line, then file, then environment. Without any
+    /// secret the result is token mode without a token (every connect is refused) unless the
+    /// caller generated one.
+    pub fn effective_auth(&self, file: &crate::settings::FileSettings) -> Option<SharedSecretConfig> {
+        use clawgate_proto::auth::AuthMode;
+        let file_mode = file.auth_mode.as_deref().and_then(AuthMode::parse);
+        let token = self
+            .token
+            .clone()
+            .or_else(|| file.auth_token.clone())
+            .or_else(|| self.env_token.clone());
+        let password = self
+            .password
+            .clone()
+            .or_else(|| file.auth_password.clone())
+            .or_else(|| self.env_password.clone());
+        let mode = self.auth_mode.or(file_mode).or_else(|| {
+            if self.password.is_some() || (self.token.is_none() && password.is_some() && token.is_none()) {
+                Some(AuthMode::Password)
+            } else if token.is_some() {
+                Some(AuthMode::Token)
+            } else {
+                None
+            }
+        })?;
+        Some(SharedSecretConfig { mode, token, password })
+    }
 }
 
 impl GatewayConfig {
@@ -82,6 +131,9 @@ impl GatewayConfig {
             config_path: String::new(),
             auto_approve_local: true,
             rate_limit: crate::rate_limit::RateLimitConfig::default(),
+            allowed_origins: Vec::new(),
+            reload_mode: crate::reload::ReloadMode::Hybrid,
+            overrides: Overrides::default(),
         }
     }
 

@@ -155,6 +155,8 @@ enum Timer {
 
 pub(crate) struct Session {
     pub device_id: Option<String>,
+    /// The shared-secret generation this socket authenticated with (token or password only).
+    pub secret_generation: Option<u64>,
     pub role: Role,
     pub scopes: ScopeSet,
     pub scope_names: Vec<String>,
@@ -280,6 +282,13 @@ pub struct Gateway {
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) cache: Cache,
     limiter: AuthLimiter,
+    /// Incremented whenever the shared secret changes.
+    secret_generation: u64,
+    /// The configuration document in force, for diffing on reload.
+    document: serde_json::Value,
+    /// `health.configReload`.
+    pub(crate) config_reload_status: serde_json::Value,
+    restart_requested: bool,
     pub(crate) identity: DeviceIdentity,
     pub(crate) pairing: PairingStore,
     /// Sequence of the last `persist` output, and of the last one the runtime made durable.
@@ -401,6 +410,10 @@ impl Gateway {
             metrics: crate::metrics::Metrics::default(),
             cache,
             limiter,
+            secret_generation: 1,
+            document: crate::settings::empty_document(),
+            config_reload_status: json!({"hotReloadStatus": "active"}),
+            restart_requested: false,
             pairing: PairingStore::default(),
             persist_seq: 0,
             persisted_seq: 0,
@@ -556,6 +569,116 @@ impl Gateway {
         for (_, event, payload) in due {
             self.broadcast(now_ms, event, &payload, true, None);
         }
+    }
+
+    /// The configuration document the gateway started with (for diffing later changes).
+    pub fn with_config_document(mut self, document: serde_json::Value) -> Self {
+        self.document = document;
+        self
+    }
+
+    /// The configuration document in force.
+    pub fn document(&self) -> &serde_json::Value {
+        &self.document
+    }
+
+    /// Whether the last reload asked for a restart: once [`Output::Stopped`] arrives the runtime
+    /// starts the gateway again with the same arguments.
+    pub fn restart_requested(&self) -> bool {
+        self.restart_requested
+    }
+
+    /// The configuration file was read again (file change, SIGHUP, `config.reload`): `text` is its
+    /// contents or why it could not be read; `env` looks up `${NAME}` substitutions. A file that does
+    /// not parse or validate leaves everything as it is and is reported in `health.configReload`.
+    pub fn handle_config_text(&mut self, now_ms: u64, text: Result<&str, &str>, env: &dyn Fn(&str) -> Option<String>) {
+        use crate::reload::{plan, HotAction, ReloadMode};
+        let parsed = match text {
+            Err(e) => Err(e.to_owned()),
+            Ok(t) => crate::settings::parse(t, env).map_err(|e| e.to_string()),
+        };
+        let (settings, warnings) = match parsed {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.log(
+                    now_ms,
+                    LogLevel::Error,
+                    format!("config reload skipped (invalid config): {e}"),
+                );
+                self.config_reload_status =
+                    json!({"hotReloadStatus": "error", "lastError": e, "lastAttemptAtMs": now_ms});
+                self.health_version += 1;
+                return;
+            }
+        };
+        for w in warnings {
+            self.log(now_ms, LogLevel::Warn, w);
+        }
+        let mode = settings
+            .reload_mode
+            .as_deref()
+            .and_then(ReloadMode::parse)
+            .unwrap_or(self.config.reload_mode);
+        let plan = plan(mode, &self.document, &settings.document);
+        if plan.changed.is_empty() {
+            return;
+        }
+        self.log(
+            now_ms,
+            LogLevel::Info,
+            format!("config changed: {}", plan.changed.join(", ")),
+        );
+        if !plan.ignored.is_empty() {
+            self.log(
+                now_ms,
+                LogLevel::Warn,
+                format!(
+                    "config changes NOT applied (reload mode {mode:?} needs a restart for them): {}",
+                    plan.ignored.join(", ")
+                ),
+            );
+        }
+        self.config.reload_mode = mode;
+        self.config_reload_status =
+            json!({"hotReloadStatus": "active", "lastReloadAtMs": now_ms, "changed": plan.changed});
+        self.health_version += 1;
+        if plan.restart {
+            self.document = settings.document;
+            self.restart_requested = true;
+            self.handle_shutdown(now_ms, "gateway restarting", Some(1500));
+            return;
+        }
+        for action in &plan.hot {
+            match action {
+                HotAction::AuthSecret => {
+                    if let Some(auth) = self.config.overrides.effective_auth(&settings) {
+                        if auth != self.config.auth {
+                            self.config.auth = auth;
+                            self.secret_generation += 1;
+                            self.log(
+                                now_ms,
+                                LogLevel::Info,
+                                "shared secret changed; sockets that used the old one close at their next request"
+                                    .into(),
+                            );
+                        }
+                    }
+                }
+                HotAction::RateLimit => {
+                    self.config.rate_limit = settings.rate_limit.unwrap_or_default();
+                    self.limiter.config = self.config.rate_limit;
+                }
+                HotAction::AllowedOrigins => self.config.allowed_origins = settings.allowed_origins.clone(),
+                HotAction::PairingPolicy => {
+                    if self.config.overrides.auto_approve_local.is_none() {
+                        self.config.auto_approve_local = settings.auto_approve_local.unwrap_or(true);
+                    }
+                }
+                // Read by parts of the gateway that are not built yet; nothing to refresh.
+                HotAction::TrustedProxies | HotAction::ToolPolicy | HotAction::Agents | HotAction::HttpEndpoints => {}
+            }
+        }
+        self.document = settings.document;
     }
 
     /// Logs a line on behalf of the runtime (e.g. "listening on ...").
@@ -1001,7 +1124,13 @@ impl Gateway {
                         || origin
                             .trim_end_matches('/')
                             .eq_ignore_ascii_case(&upgrade.own_origin.replacen("http://", "https://", 1));
-                    own || (upgrade.local_direct && origin_is_loopback(origin))
+                    let listed = self.config.allowed_origins.iter().any(|o| {
+                        o == "*"
+                            || o.trim_end_matches('/')
+                                .eq_ignore_ascii_case(origin.trim_end_matches('/'))
+                    });
+                    own || listed
+                        || (upgrade.local_direct && origin_is_loopback(origin))
                         || (same_host && origin_is_loopback(origin))
                 }
             };
@@ -1244,6 +1373,7 @@ impl Gateway {
         };
         self.hold_for_persist(conn);
         let session = Session {
+            secret_generation: method.is_shared_secret().then_some(self.secret_generation),
             device_id: device_id.clone(),
             role: accepted.role,
             scopes,
@@ -1436,6 +1566,18 @@ impl Gateway {
                 return;
             }
         };
+        let Some(Conn {
+            phase: Phase::Open { session, .. },
+            ..
+        }) = self.conns.get(&conn)
+        else {
+            return;
+        };
+        if session.secret_generation.is_some_and(|g| g != self.secret_generation) {
+            // Authenticated with a secret that no longer holds: the next request ends the socket.
+            self.close_ws(conn, &CloseFrame::new(code::AUTH_CHANGED, "gateway auth changed"));
+            return;
+        }
         let Some(Conn {
             phase: Phase::Open { session, .. },
             ..

@@ -58,7 +58,7 @@ impl Gateway {
             "ts": now_ms,
             "durationMs": 0,
             "plugins": {"loaded": [], "errors": [], "unavailable": []},
-            "configReload": {"hotReloadStatus": "off"},
+            "configReload": self.config_reload_status,
             "channels": {},
             "channelOrder": [],
             "channelLabels": {},
@@ -159,10 +159,15 @@ impl Gateway {
                     clawgate_proto::auth::AuthMode::Password => json!({"mode": "password", "password": REDACTED}),
                     other => json!({"mode": other.as_str()}),
                 };
+                let mut config = crate::settings::redacted(self.document());
+                if config.get("gateway").is_none() {
+                    config["gateway"] = json!({"mode": "local"});
+                }
+                config["gateway"]["auth"] = secret;
                 json!({
                     "path": self.config.config_path,
-                    "exists": false,
-                    "config": {"gateway": {"mode": "local", "auth": secret}},
+                    "exists": self.document().as_object().is_some_and(|m| !m.is_empty()),
+                    "config": config,
                     "hash": null,
                 })
             }

@@ -99,6 +99,14 @@ fn rule_for(path: &str) -> Rule {
 /// Dotted paths whose values differ (objects recursed, arrays and scalars compared whole).
 pub fn changed_paths(old: &Value, new: &Value) -> Vec<String> {
     fn walk(old: Option<&Value>, new: Option<&Value>, path: &str, out: &mut Vec<String>) {
+        let empty = Value::Object(serde_json::Map::new());
+        // A section that appears or disappears changes each of its leaves, not the section as a
+        // whole: `gateway.controlUi.allowedOrigins` added is hot even if `gateway.controlUi` was absent.
+        let (old, new) = match (old, new) {
+            (None, Some(b @ Value::Object(_))) => (Some(&empty), Some(b)),
+            (Some(a @ Value::Object(_)), None) => (Some(a), Some(&empty)),
+            other => other,
+        };
         match (old, new) {
             (Some(Value::Object(a)), Some(Value::Object(b))) => {
                 let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
@@ -258,6 +266,16 @@ mod tests {
         );
         assert_eq!(rule_for("gateway.auth.modeX"), Rule::Restart);
         assert_eq!(rule_for("browser.enabled"), Rule::Restart, "no rule means restart");
+    }
+
+    #[test]
+    fn an_added_section_is_judged_by_its_leaves() {
+        let mut new = base();
+        new["gateway"]["controlUi"] = json!({"allowedOrigins": ["https://x"]});
+        let p = plan(ReloadMode::Hybrid, &base(), &new);
+        assert_eq!(p.changed, vec!["gateway.controlUi.allowedOrigins"]);
+        assert_eq!(p.hot, vec![HotAction::AllowedOrigins]);
+        assert!(!p.restart);
     }
 
     #[test]

@@ -1,0 +1,164 @@
+//! Configuration reloads: what applies live, what restarts, what is refused.
+
+mod common;
+
+use clawgate_engine::config::Overrides;
+use clawgate_engine::GatewayConfig;
+use clawgate_proto::close::CloseFrame;
+use clawgate_proto::device::DeviceIdentity;
+use common::*;
+use serde_json::{json, Value};
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn file(token: &str, extra: &str) -> String {
+    format!(
+        "{{ gateway: {{ mode: \"local\", port: 18789, auth: {{ mode: \"token\", token: \"{token}\" }} {extra} }} }}"
+    )
+}
+
+/// A gateway started from `file(TOKEN, "")` with no command-line secrets.
+fn bench_from_file() -> Bench {
+    let text = file(TOKEN, "");
+    let (settings, _) = clawgate_engine::settings::parse(&text, &no_env).unwrap();
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.overrides = Overrides::default();
+    let mut b = Bench::new(config);
+    b.gw = clawgate_engine::Gateway::new(b.gw.config().clone(), Box::new(FakeEntropy(5)), b.now)
+        .with_config_document(settings.document);
+    b
+}
+
+fn reload(b: &mut Bench, text: &str) {
+    b.gw.handle_config_text(b.now, Ok(text), &no_env);
+    b.pump();
+}
+
+#[test]
+fn a_new_token_in_the_file_applies_at_once_and_ends_sockets_of_the_old_one() {
+    let mut b = bench_from_file();
+    let old = b.operator(&["operator.read"]);
+    let id = DeviceIdentity::from_seed(&[31; 32]);
+    let dev = b.ws(loopback(), &[]);
+    let nonce = b.nonce(dev);
+    let hello = payload(&b.connect(
+        dev,
+        with_device(&cli_params(&["operator.read"], Some(TOKEN)), &id, &nonce, b.now),
+    ));
+    let device_token = hello["auth"]["deviceToken"].as_str().unwrap().to_owned();
+
+    reload(&mut b, &file("rotated", ""));
+
+    // The old socket is closed 4001 at its next request, without an answer.
+    b.send_text(
+        old,
+        &clawgate_proto::frame::RequestFrame::new("x", "health", &json!({})).encode(),
+    );
+    assert!(b.responses(old).is_empty());
+    assert_eq!(b.closed(old), Some(CloseFrame::new(4001, "gateway auth changed")));
+    // New connects: the old token is refused, the new one works.
+    let c = b.ws(loopback(), &[]);
+    assert_eq!(
+        error_code(&b.connect(c, cli_params(&[], Some(TOKEN)))).2["code"],
+        "AUTH_TOKEN_MISMATCH"
+    );
+    let c = b.ws(loopback(), &[]);
+    assert!(b.connect(c, cli_params(&[], Some("rotated"))).ok);
+    // A device that authenticates with its own token is not affected.
+    let c = b.ws(loopback(), &[]);
+    let nonce = b.nonce(c);
+    let mut p = cli_params(&["operator.read"], None);
+    p["auth"] = json!({"deviceToken": device_token});
+    assert_eq!(
+        payload(&b.connect(c, with_device(&p, &id, &nonce, b.now)))["auth"]["method"],
+        "device-token"
+    );
+}
+
+#[test]
+fn an_invalid_file_leaves_the_running_config_alone_and_says_so_in_health() {
+    let mut b = bench_from_file();
+    reload(&mut b, "{ gateway: { auth: { token: \"x\" }, ");
+    let c = b.operator(&["operator.read"]);
+    let health = payload(&b.request(c, "h", "health", json!({})));
+    assert_eq!(health["configReload"]["hotReloadStatus"], "error");
+    assert!(health["configReload"]["lastError"]
+        .as_str()
+        .unwrap()
+        .contains("invalid JSON5"));
+    assert!(b.logs.iter().any(|l| l.contains("config reload skipped")));
+}
+
+#[test]
+fn a_port_change_restarts_with_a_shutdown_notice() {
+    let mut b = bench_from_file();
+    let c = b.operator(&[]);
+    b.take_texts(c);
+    reload(&mut b, &file(TOKEN, "").replace("18789", "18790"));
+    let events = b.events(c);
+    let shutdown: Value = events
+        .iter()
+        .find(|e| e.event == "shutdown")
+        .unwrap()
+        .parse_payload()
+        .unwrap();
+    assert_eq!(
+        shutdown,
+        json!({"reason": "gateway restarting", "restartExpectedMs": 1500})
+    );
+    assert_eq!(b.closed(c), Some(CloseFrame::new(1012, "service restart")));
+    assert!(b.gw.restart_requested());
+    assert!(b.stopped);
+}
+
+#[test]
+fn hot_mode_applies_what_it_can_and_says_what_it_ignored() {
+    let mut b = bench_from_file();
+    let text = file("rotated", ", reload: { mode: \"hot\" }").replace("18789", "18790");
+    reload(&mut b, &text);
+    assert!(!b.gw.restart_requested());
+    assert!(b
+        .logs
+        .iter()
+        .any(|l| l.contains("NOT applied") && l.contains("gateway.port")));
+    let c = b.ws(loopback(), &[]);
+    assert!(
+        b.connect(c, cli_params(&[], Some("rotated"))).ok,
+        "the token change was applied"
+    );
+}
+
+#[test]
+fn allowed_origins_apply_live() {
+    let mut b = bench_from_file();
+    let origin = [("Origin", "https://ui.example")];
+    let c = b.ws(remote(), &origin);
+    assert_eq!(
+        error_code(&b.connect(c, cli_params(&[], Some(TOKEN)))).2["code"],
+        "CONTROL_UI_ORIGIN_NOT_ALLOWED"
+    );
+    reload(
+        &mut b,
+        &file(TOKEN, ", controlUi: { allowedOrigins: [\"https://ui.example\"] }"),
+    );
+    let c = b.ws(remote(), &origin);
+    assert!(b.connect(c, cli_params(&[], Some(TOKEN))).ok);
+}
+
+#[test]
+fn a_token_given_on_the_command_line_wins_over_the_file() {
+    let mut b = bench_from_file();
+    let mut config = b.gw.config().clone();
+    config.overrides.token = Some(TOKEN.into());
+    b.gw = clawgate_engine::Gateway::new(config, Box::new(FakeEntropy(6)), b.now).with_config_document(
+        clawgate_engine::settings::parse(&file(TOKEN, ""), &no_env)
+            .unwrap()
+            .0
+            .document,
+    );
+    reload(&mut b, &file("from-file", ""));
+    let c = b.ws(loopback(), &[]);
+    assert!(b.connect(c, cli_params(&[], Some(TOKEN))).ok);
+}
