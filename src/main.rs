@@ -136,20 +136,75 @@ fn load_pairing(dir: &std::path::Path) -> Result<clawgate_engine::pairing::Pairi
         .map_err(|(file, problem)| (1, format!("{} is corrupt: {problem}", dir.join(file).display())))
 }
 
+/// `$OPENCLAW_CONFIG_PATH`, else `<state dir>/openclaw.json`.
+fn config_path(state_dir: &std::path::Path) -> std::path::PathBuf {
+    env_nonempty("OPENCLAW_CONFIG_PATH").map_or_else(|| state_dir.join("openclaw.json"), Into::into)
+}
+
+/// Reads and checks the configuration file (absent: an empty one). Invalid: exit 78 with the
+/// file, line and column.
+fn load_config(path: &std::path::Path) -> Result<clawgate_engine::settings::FileSettings, (u8, String)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err((78, format!("{}: {e}", path.display()))),
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    let (settings, warnings) = clawgate_engine::settings::parse(&text, &env)
+        .map_err(|e| (78, format!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message)))?;
+    for w in warnings {
+        eprintln!("clawgate: {}: {w}", path.display());
+    }
+    Ok(settings)
+}
+
 fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     let usage = |m: String| (2u8, m);
-    let port = resolve_port(args).map_err(usage)?;
     let runtime = args.value("--runtime").unwrap_or("smol");
     if !matches!(runtime, "smol" | "mio") {
         return Err(usage(format!("invalid --runtime {runtime} (smol or mio)")));
     }
-    let bind_mode = args.value("--bind").unwrap_or("loopback");
-    let addrs: Vec<SocketAddr> = match bind_mode {
-        "loopback" => vec![
+    let explicit_mode = match args.value("--auth") {
+        None => None,
+        Some(m) => Some(
+            AuthMode::parse(m)
+                .filter(|m| *m != AuthMode::TrustedProxy)
+                .ok_or_else(|| usage(format!("invalid --auth {m} (none, token or password)")))?,
+        ),
+    };
+    if let Some(p) = args.value("--port") {
+        p.parse::<u16>().map_err(|_| usage(format!("invalid --port {p}")))?;
+    }
+    let state_dir = state_dir(args);
+    let config_file = config_path(&state_dir);
+    let file = load_config(&config_file)?;
+
+    // Port: flag, environment, file, default. Bind: flag, file, loopback.
+    let port = match (args.value("--port"), env_nonempty("OPENCLAW_GATEWAY_PORT")) {
+        (Some(_), _) | (None, Some(_)) => resolve_port(args).map_err(usage)?,
+        (None, None) => file.port.unwrap_or(DEFAULT_PORT),
+    };
+    let bind_mode = args
+        .value("--bind")
+        .map(str::to_owned)
+        .or(file.bind.clone())
+        .unwrap_or_else(|| "loopback".into());
+    let addrs: Vec<SocketAddr> = match bind_mode.as_str() {
+        "loopback" | "auto" => vec![
             SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
             SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port),
         ],
         "lan" => vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)],
+        "custom" => match file.custom_bind_host.as_deref().map(str::parse::<Ipv4Addr>) {
+            Some(Ok(ip)) => vec![SocketAddr::new(IpAddr::V4(ip), port)],
+            _ => {
+                return Err((
+                    78,
+                    "gateway.bind is custom but gateway.customBindHost is not an IPv4 address".into(),
+                ))
+            }
+        },
+        "tailnet" => return Err((1, "bind mode tailnet is not supported yet; use lan or custom".into())),
         other => match other.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => {
@@ -159,45 +214,25 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
             }
         },
     };
-    let token = args
-        .value("--token")
-        .map(str::to_owned)
-        .or_else(|| env_nonempty("OPENCLAW_GATEWAY_TOKEN"));
-    let password = args
-        .value("--password")
-        .map(str::to_owned)
-        .or_else(|| env_nonempty("OPENCLAW_GATEWAY_PASSWORD"));
-    let explicit_mode = match args.value("--auth") {
-        None => None,
-        Some(m) => Some(
-            AuthMode::parse(m)
-                .filter(|m| *m != AuthMode::TrustedProxy)
-                .ok_or_else(|| usage(format!("invalid --auth {m} (none, token or password)")))?,
-        ),
+
+    // Secrets: command line, then file, then environment; none at all: a generated token.
+    let overrides = clawgate_engine::config::Overrides {
+        auth_mode: explicit_mode,
+        token: args.value("--token").map(str::to_owned),
+        password: args.value("--password").map(str::to_owned),
+        auto_approve_local: args.has("--no-auto-approve-local").then_some(false),
+        env_token: env_nonempty("OPENCLAW_GATEWAY_TOKEN"),
+        env_password: env_nonempty("OPENCLAW_GATEWAY_PASSWORD"),
     };
     let mut generated = None;
-    let auth = match (explicit_mode, token, password) {
-        (Some(AuthMode::None), _, _) => SharedSecretConfig {
-            mode: AuthMode::None,
-            token: None,
-            password: None,
-        },
-        (Some(AuthMode::Password), _, None) => {
+    let auth = match overrides.effective_auth(&file) {
+        Some(a) if a.mode == AuthMode::Password && a.password.is_none() => {
             return Err(usage(
-                "--auth password needs --password or OPENCLAW_GATEWAY_PASSWORD".into(),
+                "--auth password needs --password, gateway.auth.password or OPENCLAW_GATEWAY_PASSWORD".into(),
             ))
         }
-        (Some(AuthMode::Password) | None, _, Some(p)) if explicit_mode != Some(AuthMode::Token) => SharedSecretConfig {
-            mode: AuthMode::Password,
-            token: None,
-            password: Some(p),
-        },
-        (_, Some(t), _) => SharedSecretConfig {
-            mode: AuthMode::Token,
-            token: Some(t),
-            password: None,
-        },
-        (_, None, _) => {
+        Some(a) if a.mode != AuthMode::Token || a.token.is_some() => a,
+        _ => {
             let mut bytes = [0u8; 24];
             OsEntropy.fill(&mut bytes);
             let t = base64url_encode(&bytes);
@@ -241,24 +276,59 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     if let Some(t) = &generated {
         println!("clawgate: generated gateway token (pass --token to choose your own): {t}");
     }
-    let state_dir = state_dir(args);
     let store = load_pairing(&state_dir)?;
     let mut config = GatewayConfig::new(auth);
-    config.auto_approve_local = !args.has("--no-auto-approve-local");
+    config.auto_approve_local = overrides.auto_approve_local.or(file.auto_approve_local).unwrap_or(true);
     config.state_dir = state_dir.display().to_string();
+    config.config_path = config_file.display().to_string();
     config.host_name = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-    let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms()).with_pairing(store);
+    config.rate_limit = file.rate_limit.unwrap_or_default();
+    config.allowed_origins = file.allowed_origins.clone();
+    if let Some(mode) = file
+        .reload_mode
+        .as_deref()
+        .and_then(clawgate_engine::reload::ReloadMode::parse)
+    {
+        config.reload_mode = mode;
+    }
+    if let Some(key) = &file.main_key {
+        config.main_key = key.clone();
+    }
+    config.overrides = overrides;
+    let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms())
+        .with_pairing(store)
+        .with_config_document(file.document.clone());
     let signals = |e: std::io::Error| (1, format!("cannot install signal handlers: {e}"));
-    if runtime == "mio" {
+    let exit = if runtime == "mio" {
         let rt = clawgate_runtime_mio::MioRuntime::new(listeners)
             .map_err(|e| (1, e.to_string()))?
-            .with_state_dir(Some(state_dir));
+            .with_state_dir(Some(state_dir))
+            .with_config_file(Some(config_file));
         clawgate_runtime_mio::stop_on_signals(rt.stop_handle()).map_err(signals)?;
-        return rt.run(gateway).map_err(|e| (1, e.to_string()));
+        rt.run(gateway).map_err(|e| (1, e.to_string()))?
+    } else {
+        let (stop, stop_rx) = stop_channel();
+        stop_on_signals(stop).map_err(signals)?;
+        let options = clawgate_runtime_smol::Options {
+            state_dir: Some(state_dir),
+            config_file: Some(config_file),
+        };
+        run(gateway, listeners, stop_rx, options).map_err(|e| (1, e.to_string()))?
+    };
+    if exit == clawgate_runtime_smol::Exit::Restart {
+        restart_in_place()?;
     }
-    let (stop, stop_rx) = stop_channel();
-    stop_on_signals(stop).map_err(signals)?;
-    run(gateway, listeners, stop_rx, Some(state_dir)).map_err(|e| (1, e.to_string()))
+    Ok(())
+}
+
+/// Starts this program again in this process, with the same arguments (after a configuration
+/// change that cannot apply live). The listeners are closed on exec.
+fn restart_in_place() -> Result<(), (u8, String)> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| (1, format!("cannot restart: {e}")))?;
+    eprintln!("clawgate: restarting for a configuration change");
+    let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
+    Err((1, format!("cannot restart: {err}")))
 }
 
 fn client_target(args: &Args, scopes: &[&str]) -> Result<client::Target, String> {

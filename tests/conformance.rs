@@ -37,8 +37,9 @@ impl Server {
                 let listeners = bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
                 let addr = listeners[0].local_addr().unwrap();
                 let (stop, rx) = clawgate_runtime_smol::stop_channel();
-                let thread =
-                    std::thread::spawn(move || clawgate_runtime_smol::run(gateway, listeners, rx, None).unwrap());
+                let thread = std::thread::spawn(move || {
+                    clawgate_runtime_smol::run(gateway, listeners, rx, Default::default()).unwrap();
+                });
                 Server {
                     addr,
                     stop: Box::new(move || stop.stop()),
@@ -51,7 +52,9 @@ impl Server {
                 Server {
                     addr: addrs[0],
                     stop: Box::new(move || stop.stop()),
-                    thread: Some(std::thread::spawn(move || thread.join().unwrap().unwrap())),
+                    thread: Some(std::thread::spawn(move || {
+                        thread.join().unwrap().unwrap();
+                    })),
                 }
             }
         }

@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // Binding, the clock and the OS random source are the same for both runtimes.
-pub use clawgate_runtime_smol::{bind, now_ms, OsEntropy};
+pub use clawgate_runtime_smol::{bind, now_ms, Exit, OsEntropy};
+use clawgate_runtime_smol::{file_stamp, reload_config};
 
 /// Size of the read buffer shared by all connections.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -37,6 +38,7 @@ const FIRST_CONN: usize = 1 << 20;
 #[derive(Clone)]
 pub struct StopHandle {
     flag: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
     waker: Arc<Waker>,
 }
 
@@ -52,11 +54,17 @@ impl StopHandle {
         self.flag.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
     }
+
+    /// Asks the gateway to read its configuration file again.
+    pub fn reload(&self) {
+        self.reload.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
 }
 
-/// Sends a stop request on SIGINT and SIGTERM.
+/// Stops on SIGINT and SIGTERM, reloads on SIGHUP.
 pub fn stop_on_signals(handle: StopHandle) -> io::Result<()> {
-    clawgate_runtime_smol::on_stop_signals(move || handle.stop())
+    clawgate_runtime_smol::on_signals(move |stop| if stop { handle.stop() } else { handle.reload() })
 }
 
 struct Connection {
@@ -83,6 +91,47 @@ pub struct MioRuntime {
     /// Connections whose read budget ran out while data was still pending.
     pending_reads: Vec<usize>,
     state_dir: Option<PathBuf>,
+    config_file: Option<PathBuf>,
+}
+
+/// How often the configuration file is checked, and how long a change must settle.
+const CONFIG_POLL: Duration = Duration::from_millis(300);
+
+type Stamp = Option<(std::time::SystemTime, u64)>;
+
+/// Change detection for the configuration file, debounced by one poll period.
+struct ConfigWatch {
+    seen: Stamp,
+    pending: Option<(Stamp, Instant)>,
+    next_check: Instant,
+}
+
+impl ConfigWatch {
+    /// Whether the file changed and then stayed unchanged for a poll period.
+    fn due(&mut self, path: &std::path::Path) -> bool {
+        let now = Instant::now();
+        if now < self.next_check {
+            return false;
+        }
+        self.next_check = now + CONFIG_POLL;
+        let stamp = file_stamp(path);
+        match self.pending {
+            _ if stamp == self.seen => {
+                self.pending = None;
+                false
+            }
+            Some((pending, since)) if pending == stamp && now.duration_since(since) >= CONFIG_POLL => {
+                self.seen = stamp;
+                self.pending = None;
+                true
+            }
+            Some((pending, _)) if pending == stamp => false,
+            _ => {
+                self.pending = Some((stamp, now));
+                false
+            }
+        }
+    }
 }
 
 impl MioRuntime {
@@ -106,12 +155,20 @@ impl MioRuntime {
             next_slot: FIRST_CONN,
             stop: StopHandle {
                 flag: Arc::new(AtomicBool::new(false)),
+                reload: Arc::new(AtomicBool::new(false)),
                 waker,
             },
             read_buf: vec![0; READ_BUFFER_BYTES],
             pending_reads: Vec::new(),
             state_dir: None,
+            config_file: None,
         })
+    }
+
+    /// Watches `file` (polled every 300 ms, debounced) and reads it again on SIGHUP.
+    pub fn with_config_file(mut self, file: Option<PathBuf>) -> Self {
+        self.config_file = file;
+        self
     }
 
     /// Keeps state files (pairings) under `dir`; without it they live in memory only.
@@ -126,7 +183,7 @@ impl MioRuntime {
     }
 
     /// Runs until stopped, then shuts down gracefully.
-    pub fn run(mut self, mut gateway: Gateway) -> io::Result<()> {
+    pub fn run(mut self, mut gateway: Gateway) -> io::Result<Exit> {
         let urls: Vec<String> = self
             .listeners
             .iter()
@@ -137,14 +194,42 @@ impl MioRuntime {
         let mut events = Events::with_capacity(1024);
         let mut stopping_since: Option<Instant> = None;
         let mut stopped = false;
+        let mut watch = self.config_file.as_deref().map(|path| ConfigWatch {
+            seen: file_stamp(path),
+            pending: None,
+            next_check: Instant::now() + CONFIG_POLL,
+        });
+        let exit = |gateway: &Gateway| {
+            if gateway.restart_requested() {
+                Exit::Restart
+            } else {
+                Exit::Stopped
+            }
+        };
         loop {
             self.drain(&mut gateway, &mut stopped);
             if stopped && self.conns.is_empty() {
-                return Ok(());
+                return Ok(exit(&gateway));
             }
             if let Some(since) = stopping_since {
                 if since.elapsed() > SHUTDOWN_GRACE {
-                    return Ok(());
+                    return Ok(exit(&gateway));
+                }
+            }
+            let file_changed = match (watch.as_mut(), self.config_file.as_deref()) {
+                (Some(w), Some(path)) => w.due(path),
+                _ => false,
+            };
+            if (self.stop.reload.swap(false, Ordering::SeqCst) || file_changed) && stopping_since.is_none() {
+                if let Some(path) = &self.config_file {
+                    reload_config(&mut gateway, path);
+                    if gateway.restart_requested() {
+                        stopping_since = Some(Instant::now());
+                        for l in &mut self.listeners {
+                            let _ = self.poll.registry().deregister(l);
+                        }
+                    }
+                    continue;
                 }
             }
             let timeout = self.poll_timeout(&gateway, stopping_since);
@@ -207,6 +292,9 @@ impl MioRuntime {
         if let Some(since) = stopping_since {
             let d = (since + SHUTDOWN_GRACE).saturating_duration_since(now);
             timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        }
+        if self.config_file.is_some() {
+            timeout = Some(timeout.map_or(CONFIG_POLL, |t| t.min(CONFIG_POLL)));
         }
         timeout
     }
@@ -375,7 +463,7 @@ impl MioRuntime {
 pub fn spawn(
     gateway: Gateway,
     addrs: &[SocketAddr],
-) -> io::Result<(Vec<SocketAddr>, StopHandle, std::thread::JoinHandle<io::Result<()>>)> {
+) -> io::Result<(Vec<SocketAddr>, StopHandle, std::thread::JoinHandle<io::Result<Exit>>)> {
     let listeners = bind(addrs)?;
     let local: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let runtime = MioRuntime::new(listeners)?;

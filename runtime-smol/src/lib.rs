@@ -110,39 +110,90 @@ pub fn persist(gateway: &mut Gateway, state_dir: Option<&Path>, path: &str, cont
     }
 }
 
-/// A way to stop a running gateway from another thread.
+/// What another thread can ask of a running gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Shut down gracefully.
+    Stop,
+    /// Read the configuration file again.
+    Reload,
+}
+
+/// How [`run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Stopped on request.
+    Stopped,
+    /// A configuration change needs a restart: start the gateway again with the same arguments.
+    Restart,
+}
+
+/// Where the runtime keeps state and finds its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// State files (pairings); without it they live in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// The configuration file to watch (polled every 300 ms, debounced) and to read on reload.
+    pub config_file: Option<PathBuf>,
+}
+
+/// A way to stop or reload a running gateway from another thread.
 #[derive(Debug, Clone)]
-pub struct StopHandle(Sender<()>);
+pub struct StopHandle(Sender<Control>);
 
 impl StopHandle {
     /// Asks the gateway to shut down gracefully.
     pub fn stop(&self) {
-        let _ = self.0.try_send(());
+        let _ = self.0.try_send(Control::Stop);
+    }
+
+    /// Asks the gateway to read its configuration file again.
+    pub fn reload(&self) {
+        let _ = self.0.try_send(Control::Reload);
     }
 }
 
 /// A stop handle and the receiver [`run`] listens on.
-pub fn stop_channel() -> (StopHandle, Receiver<()>) {
-    let (tx, rx) = smol::channel::bounded(4);
+pub fn stop_channel() -> (StopHandle, Receiver<Control>) {
+    let (tx, rx) = smol::channel::bounded(16);
     (StopHandle(tx), rx)
 }
 
-/// Calls `stop` (on a thread of its own) whenever SIGINT or SIGTERM arrives.
-pub fn on_stop_signals(stop: impl Fn() + Send + 'static) -> io::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+/// How often the configuration file is checked for changes, and how long it must stay unchanged.
+const CONFIG_POLL: Duration = Duration::from_millis(300);
+
+/// The file's identity for change detection: modification time and length.
+pub fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Reads the configuration file and hands it to the engine.
+pub fn reload_config(gateway: &mut Gateway, path: &Path) {
+    let env = |name: &str| std::env::var(name).ok();
+    match std::fs::read_to_string(path) {
+        Ok(text) => gateway.handle_config_text(now_ms(), Ok(&text), &env),
+        Err(e) => gateway.handle_config_text(now_ms(), Err(&format!("{}: {e}", path.display())), &env),
+    }
+}
+
+/// Calls `on_signal(true)` for SIGINT/SIGTERM and `on_signal(false)` for SIGHUP, on a thread.
+pub fn on_signals(on_signal: impl Fn(bool) + Send + 'static) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new()
         .name("clawgate-signals".into())
         .spawn(move || {
-            for _ in signals.forever() {
-                stop();
+            for signal in signals.forever() {
+                on_signal(signal != SIGHUP);
             }
         })?;
     Ok(())
 }
 
-/// Sends a stop request on SIGINT and SIGTERM.
+/// Stops on SIGINT and SIGTERM, reloads on SIGHUP.
 pub fn stop_on_signals(handle: StopHandle) -> io::Result<()> {
-    on_stop_signals(move || handle.stop())
+    on_signals(move |stop| if stop { handle.stop() } else { handle.reload() })
 }
 
 enum WriteCmd {
@@ -163,6 +214,29 @@ struct Shared {
     timer_wake: Sender<()>,
     stopped: Sender<()>,
     state_dir: Option<PathBuf>,
+}
+
+async fn watch_config(path: PathBuf, control: Sender<Control>) {
+    let mut seen = file_stamp(&path);
+    loop {
+        Timer::after(CONFIG_POLL).await;
+        let now = file_stamp(&path);
+        if now == seen {
+            continue;
+        }
+        // Debounce: wait until the file stays the same for one more period.
+        let mut last = now;
+        loop {
+            Timer::after(CONFIG_POLL).await;
+            let again = file_stamp(&path);
+            if again == last {
+                break;
+            }
+            last = again;
+        }
+        seen = last;
+        let _ = control.send(Control::Reload).await;
+    }
 }
 
 impl Shared {
@@ -343,14 +417,15 @@ async fn timer_loop(shared: Rc<Shared>, ex: Rc<LocalExecutor<'static>>, wake: Re
     }
 }
 
-/// Runs the gateway on the bound listeners until `stop` receives a message (or all its senders
-/// are gone), then shuts down gracefully and returns. State files go under `state_dir`.
+/// Runs the gateway on the bound listeners until a [`Control::Stop`] arrives (or every sender is
+/// gone), or until a configuration change needs a restart.
 pub fn run(
     gateway: Gateway,
     listeners: Vec<TcpListener>,
-    stop: Receiver<()>,
-    state_dir: Option<PathBuf>,
-) -> io::Result<()> {
+    control: Receiver<Control>,
+    options: Options,
+) -> io::Result<Exit> {
+    let state_dir = options.state_dir.clone();
     let ex = Rc::new(LocalExecutor::new());
     let (timer_wake, wake_rx) = smol::channel::bounded(1);
     let (stopped_tx, stopped_rx) = smol::channel::bounded(1);
@@ -374,21 +449,83 @@ pub fn run(
         .handle_log(now_ms(), LogLevel::Info, format!("listening on {}", urls.join(", ")));
     shared.drain(&ex);
     ex.spawn(timer_loop(shared.clone(), ex.clone(), wake_rx)).detach();
-    let main = async {
-        let _ = stop.recv().await;
-        shared
-            .gateway
-            .borrow_mut()
-            .handle_shutdown(now_ms(), "gateway stopping", None);
-        shared.drain(&ex);
-        let stopped = async {
-            let _ = stopped_rx.recv().await;
-        };
-        smol::future::or(stopped, async {
-            Timer::after(SHUTDOWN_GRACE).await;
+    // One channel for the main loop: external controls (forwarded; a closed channel means stop)
+    // and reloads from the configuration file watcher.
+    let (control_tx, control_rx) = smol::channel::unbounded::<Control>();
+    {
+        let tx = control_tx.clone();
+        ex.spawn(async move {
+            loop {
+                match control.recv().await {
+                    Ok(c) => {
+                        let _ = tx.send(c).await;
+                    }
+                    Err(_) => {
+                        let _ = tx.send(Control::Stop).await;
+                        return;
+                    }
+                }
+            }
         })
-        .await;
+        .detach();
+    }
+    if let Some(path) = options.config_file.clone() {
+        ex.spawn(watch_config(path, control_tx.clone())).detach();
+    }
+    let control = control_rx;
+    let main = async {
+        enum Next {
+            Control(Option<Control>),
+            Stopped,
+        }
+        loop {
+            let next = smol::future::or(async { Next::Control(control.recv().await.ok()) }, async {
+                let _ = stopped_rx.recv().await;
+                Next::Stopped
+            })
+            .await;
+            match next {
+                Next::Stopped => {
+                    let restart = shared.gateway.borrow().restart_requested();
+                    return if restart { Exit::Restart } else { Exit::Stopped };
+                }
+                Next::Control(Some(Control::Reload)) => {
+                    if let Some(path) = &options.config_file {
+                        reload_config(&mut shared.gateway.borrow_mut(), path);
+                        shared.drain(&ex);
+                    }
+                    if shared.gateway.borrow().restart_requested() {
+                        smol::future::or(
+                            async {
+                                let _ = stopped_rx.recv().await;
+                            },
+                            async {
+                                Timer::after(SHUTDOWN_GRACE).await;
+                            },
+                        )
+                        .await;
+                        return Exit::Restart;
+                    }
+                }
+                Next::Control(Some(Control::Stop) | None) => {
+                    shared
+                        .gateway
+                        .borrow_mut()
+                        .handle_shutdown(now_ms(), "gateway stopping", None);
+                    shared.drain(&ex);
+                    smol::future::or(
+                        async {
+                            let _ = stopped_rx.recv().await;
+                        },
+                        async {
+                            Timer::after(SHUTDOWN_GRACE).await;
+                        },
+                    )
+                    .await;
+                    return Exit::Stopped;
+                }
+            }
+        }
     };
-    smol::block_on(ex.run(main));
-    Ok(())
+    Ok(smol::block_on(ex.run(main)))
 }
