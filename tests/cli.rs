@@ -283,3 +283,167 @@ fn a_corrupt_pairing_file_stops_the_start_and_is_left_untouched() {
     assert!(stderr.contains("paired.json is corrupt"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "{ this is not json");
 }
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn config_state(name: &str) -> std::path::PathBuf {
+    let state = std::env::temp_dir().join(format!("clawgate-config-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).unwrap();
+    state
+}
+
+fn health_with(port: u16, token: &str) -> bool {
+    bin()
+        .args([
+            "call",
+            "health",
+            "--url",
+            &format!("ws://127.0.0.1:{port}"),
+            "--token",
+            token,
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_token_edited_in_the_file_applies_within_a_second_and_bad_edits_are_ignored() {
+    for runtime in ["smol", "mio"] {
+        let state = config_state(&format!("token-{runtime}"));
+        let port = free_port();
+        let file = state.join("openclaw.json");
+        std::fs::write(
+            &file,
+            format!("{{ gateway: {{ port: {port}, auth: {{ mode: 'token', token: 'first' }} }} }}"),
+        )
+        .unwrap();
+        let gw = Running::start_in(
+            &["--runtime", runtime],
+            &[("OPENCLAW_GATEWAY_PORT", port.to_string())],
+            port,
+            &state,
+        );
+        assert!(health_with(port, "first"));
+        std::fs::write(
+            &file,
+            format!("{{ gateway: {{ port: {port}, auth: {{ mode: 'token', token: 'second' }} }} }}"),
+        )
+        .unwrap();
+        let changed = Instant::now();
+        wait_until("the new token", || health_with(port, "second"));
+        assert!(
+            changed.elapsed() < Duration::from_secs(2),
+            "{runtime}: took {:?}",
+            changed.elapsed()
+        );
+        assert!(!health_with(port, "first"), "{runtime}: the old token still works");
+        // A file that does not parse leaves the gateway serving with what it had.
+        std::fs::write(&file, "{ gateway: { auth: ").unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        assert!(
+            health_with(port, "second"),
+            "{runtime}: an invalid file broke the running config"
+        );
+        let logs = gw.client(&["logs"], "second");
+        assert!(String::from_utf8_lossy(&logs.stdout).contains("config reload skipped"));
+    }
+}
+
+#[test]
+fn a_port_change_restarts_the_gateway_on_the_new_port() {
+    let state = config_state("port");
+    let (first, second) = (free_port(), free_port());
+    let file = state.join("openclaw.json");
+    std::fs::write(
+        &file,
+        format!("{{ gateway: {{ port: {first}, auth: {{ token: 'pt' }} }} }}"),
+    )
+    .unwrap();
+    let mut cmd = bin();
+    cmd.args(["gateway", "run"])
+        .env("OPENCLAW_STATE_DIR", &state)
+        .env_remove("OPENCLAW_GATEWAY_PORT");
+    cmd.env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    wait_until("the first port", || health_with(first, "pt"));
+    std::fs::write(
+        &file,
+        format!("{{ gateway: {{ port: {second}, auth: {{ token: 'pt' }} }} }}"),
+    )
+    .unwrap();
+    wait_until("the new port", || health_with(second, "pt"));
+    assert!(!health_with(first, "pt"), "the old port still answers");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn an_invalid_file_stops_the_start_with_exit_78_and_its_position() {
+    let state = config_state("invalid");
+    std::fs::write(
+        state.join("openclaw.json"),
+        "{\n  gateway: { port: 1 },\n  nonsense: true\n}",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["gateway", "run"])
+        .env("OPENCLAW_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("openclaw.json:3:3: unknown key: nonsense"), "{err}");
+}
+
+#[test]
+fn a_realistic_openclaw_file_starts_with_one_warning() {
+    let state = config_state("realistic");
+    let port = free_port();
+    std::fs::write(
+        state.join("openclaw.json"),
+        format!(
+            r#"{{
+  "gateway": {{ "mode": "local", "port": {port}, "auth": {{ "mode": "token", "token": "rt" }},
+               "http": {{ "endpoints": {{ "chatCompletions": {{ "enabled": true }} }} }} }},
+  "agents": {{ "defaults": {{ "model": {{ "primary": "fakeai/fake-golden" }} }} }},
+  "models": {{ "mode": "merge", "providers": {{}} }}
+}}"#
+        ),
+    )
+    .unwrap();
+    let mut child = bin()
+        .args(["gateway", "run"])
+        .env("OPENCLAW_STATE_DIR", &state)
+        .env_remove("OPENCLAW_GATEWAY_PORT")
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the configured port", || health_with(port, "rt"));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("does not use")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("agents.defaults.model.primary"));
+}
