@@ -427,7 +427,7 @@ fn a_realistic_openclaw_file_starts_with_one_warning() {
         ),
     )
     .unwrap();
-    let mut child = bin()
+    let child = bin()
         .args(["gateway", "run"])
         .env("OPENCLAW_STATE_DIR", &state)
         .env_remove("OPENCLAW_GATEWAY_PORT")
