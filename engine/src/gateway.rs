@@ -967,10 +967,6 @@ impl Gateway {
                 return;
             }
         };
-        *self.preauth_per_ip.entry(ip).or_insert(0) += 1;
-        let nonce = self.random_uuid();
-        let handshake = ServerHandshake::new(nonce, now_ms);
-        let mut codec = WsCodec::server(self.config.max_preauth_payload);
         let local = self.conns.get(&conn).map(|c| c.local).unwrap_or(peer);
         let upgrade = UpgradeInfo {
             local_direct: Self::is_local_direct(peer, request),
@@ -978,6 +974,17 @@ impl Gateway {
             origin: request.header("origin").map(str::to_owned),
             host: request.header("host").map(str::to_owned),
         };
+        if upgrade.origin.is_some() && !self.origin_allowed(&upgrade) {
+            // A browser page from a foreign origin never gets a WebSocket.
+            let r = Response::text(403, "Origin not allowed");
+            self.send_http(conn, &r, false, false);
+            self.metrics.handshake("origin_refused");
+            return;
+        }
+        *self.preauth_per_ip.entry(ip).or_insert(0) += 1;
+        let nonce = self.random_uuid();
+        let handshake = ServerHandshake::new(nonce, now_ms);
+        let mut codec = WsCodec::server(self.config.max_preauth_payload);
         let mut out = accepted.response_bytes();
         codec.encode_text(&handshake.challenge().encode(), &mut out);
         codec.feed(&leftover);
@@ -1100,6 +1107,31 @@ impl Gateway {
         self.close_ws(conn, close);
     }
 
+    /// Whether a browser origin may connect: the gateway's own origin, one listed in
+    /// `gateway.controlUi.allowedOrigins` (or `*`), or a loopback origin on a direct-local
+    /// connection (or matching a loopback `Host`). `null`, empty or absent origins never are.
+    fn origin_allowed(&self, upgrade: &UpgradeInfo) -> bool {
+        match upgrade.origin.as_deref() {
+            None | Some("null") | Some("") => false,
+            Some(origin) => {
+                let origin = origin.trim_end_matches('/');
+                let same_host = upgrade.host.as_deref().is_some_and(|h| {
+                    origin
+                        .split_once("://")
+                        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(h))
+                });
+                let own = origin.eq_ignore_ascii_case(&upgrade.own_origin)
+                    || origin.eq_ignore_ascii_case(&upgrade.own_origin.replacen("http://", "https://", 1));
+                let listed = self
+                    .config
+                    .allowed_origins
+                    .iter()
+                    .any(|o| o == "*" || o.trim_end_matches('/').eq_ignore_ascii_case(origin));
+                own || listed || ((upgrade.local_direct || same_host) && origin_is_loopback(origin))
+            }
+        }
+    }
+
     /// The decisions that need gateway state: origin, shared secret, device admission, scopes.
     fn admit(
         &mut self,
@@ -1112,28 +1144,7 @@ impl Gateway {
         let browser =
             client.id == ClientId::ControlUi || client.mode == ClientMode::Webchat || client.id == ClientId::WebchatUi;
         if upgrade.origin.is_some() || browser {
-            let allowed = match upgrade.origin.as_deref() {
-                None | Some("null") | Some("") => false,
-                Some(origin) => {
-                    let same_host = upgrade.host.as_deref().is_some_and(|h| {
-                        origin
-                            .split_once("://")
-                            .is_some_and(|(_, rest)| rest.trim_end_matches('/').eq_ignore_ascii_case(h))
-                    });
-                    let own = origin.trim_end_matches('/').eq_ignore_ascii_case(&upgrade.own_origin)
-                        || origin
-                            .trim_end_matches('/')
-                            .eq_ignore_ascii_case(&upgrade.own_origin.replacen("http://", "https://", 1));
-                    let listed = self.config.allowed_origins.iter().any(|o| {
-                        o == "*"
-                            || o.trim_end_matches('/')
-                                .eq_ignore_ascii_case(origin.trim_end_matches('/'))
-                    });
-                    own || listed
-                        || (upgrade.local_direct && origin_is_loopback(origin))
-                        || (same_host && origin_is_loopback(origin))
-                }
-            };
+            let allowed = self.origin_allowed(upgrade);
             if !allowed {
                 let reason = match upgrade.origin.as_deref() {
                     None | Some("null") | Some("") => "origin missing or invalid",

@@ -523,18 +523,20 @@ fn keep_alive_serves_several_requests_on_one_connection() {
 }
 
 #[test]
-fn cross_origin_browsers_are_refused() {
+fn cross_origin_browsers_are_refused_before_the_upgrade() {
     let mut b = Bench::with_token();
-    let c = b.ws(loopback(), &[("Origin", "https://evil.example")]);
-    let res = b.connect(c, cli_params(&["operator.read"], Some(TOKEN)));
-    assert_eq!(error_code(&res).2["code"], "CONTROL_UI_ORIGIN_NOT_ALLOWED");
+    let answer = b.upgrade_answer(loopback(), &[("Origin", "https://evil.example")]);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let answer = b.upgrade_answer(loopback(), &[("Origin", "null")]);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     let c = b.ws(loopback(), &[("Origin", "http://127.0.0.1:18789")]);
     assert!(b.connect(c, cli_params(&["operator.read"], Some(TOKEN))).ok);
-    let c = b.ws(loopback(), &[("Origin", "null")]);
-    assert_eq!(
-        error_code(&b.connect(c, cli_params(&[], Some(TOKEN)))).2["reason"],
-        "origin missing or invalid"
-    );
+    // A browser client that sends no Origin at all is refused at connect.
+    let c = b.ws(loopback(), &[]);
+    let mut p = cli_params(&[], Some(TOKEN));
+    p["client"]["id"] = "openclaw-control-ui".into();
+    p["client"]["mode"] = "webchat".into();
+    assert_eq!(error_code(&b.connect(c, p)).2["reason"], "origin missing or invalid");
 }
 
 #[test]
@@ -543,11 +545,8 @@ fn the_gateways_own_origin_is_accepted_from_remote_browsers() {
     let c = b.ws(remote(), &[("Origin", "http://192.0.2.10:18789")]);
     assert!(b.connect(c, cli_params(&[], Some(TOKEN))).ok);
     // A Host header that names the attacker's origin proves nothing.
-    let c = b.ws(remote(), &[("Origin", "http://evil.example:18789")]);
-    assert_eq!(
-        error_code(&b.connect(c, cli_params(&[], Some(TOKEN)))).2["code"],
-        "CONTROL_UI_ORIGIN_NOT_ALLOWED"
-    );
+    let answer = b.upgrade_answer(remote(), &[("Origin", "http://evil.example:18789")]);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
 }
 
 #[test]

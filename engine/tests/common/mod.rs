@@ -169,6 +169,13 @@ impl Bench {
         (conn, raw)
     }
 
+    /// Sends a WebSocket upgrade request and returns the raw HTTP answer.
+    pub fn upgrade_answer(&mut self, peer: SocketAddr, extra_headers: &[(&str, &str)]) -> String {
+        let request = ClientUpgrade::new([8; 16]).request("127.0.0.1:18789", "/", extra_headers);
+        let (_, raw) = self.http(peer, &String::from_utf8(request).unwrap());
+        raw
+    }
+
     /// Opens a WebSocket; returns the connection and the upgrade response head.
     pub fn ws(&mut self, peer: SocketAddr, extra_headers: &[(&str, &str)]) -> ConnId {
         let conn = self.gw.handle_connection(self.now, peer, gateway_addr());
