@@ -21,6 +21,8 @@ USAGE:
   clawgate call <method> [--params JSON] [--url ws://HOST:PORT] [--token T | --password P]
   clawgate status [--url ...] [--token T]
   clawgate logs [--follow] [--url ...] [--token T]
+  clawgate reload [--url ...] [--token T]           (the gateway reads its configuration file again)
+  clawgate config validate|get <path>|set <path> <value>   (the file at $OPENCLAW_CONFIG_PATH or <state dir>/openclaw.json)
   clawgate devices list|approve <requestId>|reject <requestId>|remove <deviceId>
                    |rename <deviceId> <label>|rotate <deviceId> [--role R]|revoke <deviceId> [--role R]
                    [--url ...] [--token T] [--json]
@@ -276,6 +278,7 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     if let Some(t) = &generated {
         println!("clawgate: generated gateway token (pass --token to choose your own): {t}");
     }
+    let _lock = StateLock::take(&state_dir, bound_port)?;
     let store = load_pairing(&state_dir)?;
     let mut config = GatewayConfig::new(auth);
     config.auto_approve_local = overrides.auto_approve_local.or(file.auto_approve_local).unwrap_or(true);
@@ -319,6 +322,42 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
         restart_in_place()?;
     }
     Ok(())
+}
+
+/// `<state dir>/gateway.lock`, naming the PID and port of the gateway that uses the directory, so
+/// that a second gateway on the same state is refused. Removed when the gateway exits; a lock
+/// left by a process that no longer runs is taken over.
+struct StateLock(std::path::PathBuf);
+
+impl StateLock {
+    fn take(state_dir: &std::path::Path, port: u16) -> Result<StateLock, (u8, String)> {
+        let path = state_dir.join("gateway.lock");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let held: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let pid = held["pid"].as_u64().unwrap_or(0) as u32;
+            let alive = pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists();
+            if alive && pid != std::process::id() {
+                return Err((
+                    1,
+                    format!(
+                        "another gateway (pid {pid}, port {}) uses the state directory {}",
+                        held["port"],
+                        state_dir.display()
+                    ),
+                ));
+            }
+        }
+        let body = serde_json::json!({"pid": std::process::id(), "port": port}).to_string();
+        clawgate_runtime_smol::write_atomically(state_dir, "gateway.lock", &body)
+            .map_err(|e| (1, format!("cannot write {}: {e}", path.display())))?;
+        Ok(StateLock(path))
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Starts this program again in this process, with the same arguments (after a configuration
@@ -401,6 +440,58 @@ fn logs(args: &Args) -> Result<(), (u8, String)> {
         }
         // Every event (a tick at the latest) is a cue to look for new lines.
         session.next_event().map_err(describe)?;
+    }
+}
+
+/// `clawgate config ...`: works on the file directly (the gateway picks changes up by itself).
+fn config_command(args: &Args, words: &[&str]) -> Result<(), (u8, String)> {
+    let path = config_path(&state_dir(args));
+    match words {
+        ["validate"] => {
+            load_config(&path)?;
+            println!("{}: valid", path.display());
+            Ok(())
+        }
+        ["get", key] => {
+            let file = load_config(&path)?;
+            match clawgate_engine::settings::get_path(&file.document, key) {
+                Some(v) => {
+                    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+                    Ok(())
+                }
+                None => Err((1, format!("{key} is not set in {}", path.display()))),
+            }
+        }
+        ["set", key, value] => {
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "{}".into());
+            let mut doc: serde_json::Value =
+                json5::from_str(&text).map_err(|e| (78, format!("{}: {e}", path.display())))?;
+            // The value is JSON5 when it parses as such (numbers, booleans, lists), else a string.
+            let new: serde_json::Value =
+                json5::from_str(value).unwrap_or_else(|_| serde_json::Value::String((*value).into()));
+            let mut cursor = &mut doc;
+            let parts: Vec<&str> = key.split('.').collect();
+            for part in &parts[..parts.len() - 1] {
+                if !cursor.get(*part).is_some_and(serde_json::Value::is_object) {
+                    cursor[*part] = serde_json::json!({});
+                }
+                cursor = &mut cursor[*part];
+            }
+            cursor[parts[parts.len() - 1]] = new;
+            let rendered = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
+            // Check the result as the gateway will before replacing the file.
+            let env = |name: &str| std::env::var(name).ok();
+            clawgate_engine::settings::parse(&rendered, &env).map_err(|e| (78, format!("{key}: {}", e.message)))?;
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("openclaw.json");
+            clawgate_runtime_smol::write_atomically(dir, name, &rendered)
+                .map_err(|e| (1, format!("cannot write {}: {e}", path.display())))?;
+            if text.contains("//") || text.contains("/*") {
+                eprintln!("clawgate: note: the file is rewritten as plain JSON; its comments were not kept");
+            }
+            Ok(())
+        }
+        _ => Err((2, format!("unknown config command: {}\n\n{USAGE}", words.join(" ")))),
     }
 }
 
@@ -502,6 +593,8 @@ fn main() -> ExitCode {
         ["status"] => call(&args, "status", &serde_json::json!({}), &["operator.read"]),
         ["logs"] => logs(&args),
         ["devices", rest @ ..] => devices(&args, rest),
+        ["reload"] => call(&args, "config.reload", &serde_json::json!({}), ALL_SCOPES),
+        ["config", rest @ ..] => config_command(&args, rest),
         _ => Err((2, format!("unknown command: {}\n\n{USAGE}", words.join(" ")))),
     };
     match result {

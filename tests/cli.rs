@@ -447,3 +447,65 @@ fn a_realistic_openclaw_file_starts_with_one_warning() {
     assert_eq!(warnings.len(), 1, "{err}");
     assert!(warnings[0].contains("agents.defaults.model.primary"));
 }
+
+#[test]
+fn a_second_gateway_on_the_same_state_directory_is_refused() {
+    let state = config_state("lock");
+    let port = free_port();
+    let _first = Running::start_in(&["--token", "lk"], &[], port, &state);
+    let out = bin()
+        .args(["gateway", "run", "--port", &free_port().to_string(), "--token", "lk"])
+        .env("OPENCLAW_STATE_DIR", &state)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another gateway") && err.contains(&format!("port {port}")),
+        "{err}"
+    );
+    // Another state directory and port: both run.
+    let other = config_state("lock-other");
+    let second = Running::start_in(&["--token", "lk"], &[], free_port(), &other);
+    assert!(health_with(second.port, "lk"));
+}
+
+#[test]
+fn config_commands_validate_get_and_set_the_file_the_gateway_watches() {
+    let state = config_state("commands");
+    let port = free_port();
+    let file = state.join("openclaw.json");
+    std::fs::write(
+        &file,
+        format!("{{\n  // ours\n  gateway: {{ port: {port}, auth: {{ token: 'one' }} }}\n}}"),
+    )
+    .unwrap();
+    let cfg = |args: &[&str]| {
+        bin()
+            .arg("config")
+            .args(args)
+            .env("OPENCLAW_STATE_DIR", &state)
+            .output()
+            .unwrap()
+    };
+    let out = cfg(&["validate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&cfg(&["get", "gateway.port"]).stdout).trim(),
+        port.to_string()
+    );
+    let gw = Running::start_in(&[], &[("OPENCLAW_GATEWAY_PORT", port.to_string())], port, &state);
+    assert!(health_with(port, "one"));
+    let out = cfg(&["set", "gateway.auth.token", "two"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("comments were not kept"));
+    wait_until("the token set with config set", || health_with(port, "two"));
+    // A value the gateway would refuse is not written.
+    let out = cfg(&["set", "gateway.port", "\"not a port\""]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(health_with(port, "two"));
+    let out = gw.client(&["reload"], "two");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&file, "{ broken").unwrap();
+    assert_eq!(cfg(&["validate"]).status.code(), Some(78));
+}

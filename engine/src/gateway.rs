@@ -144,6 +144,9 @@ pub enum Output {
     },
     /// The gateway stopped: every connection was told and closed; the runtime may exit.
     Stopped,
+    /// Read the configuration file again and pass it to [`Gateway::handle_config_text`]
+    /// (asked for over RPC with `config.reload`).
+    ReloadConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -575,6 +578,10 @@ impl Gateway {
     pub fn with_config_document(mut self, document: serde_json::Value) -> Self {
         self.document = document;
         self
+    }
+
+    pub(crate) fn request_config_reload(&mut self) {
+        self.outputs.push_back(Output::ReloadConfig);
     }
 
     /// The configuration document in force.

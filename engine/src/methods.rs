@@ -22,6 +22,7 @@ pub const METHODS: &[&str] = &[
     "device.pair.rename",
     "device.token.rotate",
     "device.token.revoke",
+    "config.reload",
 ];
 
 /// Events this gateway emits, advertised in `hello-ok.features.events`.
@@ -178,6 +179,10 @@ impl Gateway {
                 "defaults": {"model": null, "contextTokens": null},
                 "sessions": [],
             }),
+            "config.reload" => {
+                self.request_config_reload();
+                json!({"ok": true, "path": self.config.config_path})
+            }
             "connect" => {
                 return Err(ErrorShape::new(
                     ErrorCode::InvalidRequest,

@@ -158,3 +158,17 @@ fn a_token_given_on_the_command_line_wins_over_the_file() {
     let c = b.ws(loopback(), &[]);
     assert!(b.connect(c, cli_params(&[], Some(TOKEN))).ok);
 }
+
+#[test]
+fn config_reload_over_rpc_is_for_admins_and_asks_the_runtime_to_read_the_file() {
+    let mut b = bench_from_file();
+    let reader = b.operator(&["operator.read"]);
+    assert_eq!(
+        error_code(&b.request(reader, "r", "config.reload", json!({}))).0,
+        "FORBIDDEN"
+    );
+    assert_eq!(b.reload_requests, 0);
+    let admin = b.operator(&["operator.admin"]);
+    assert!(b.request(admin, "a", "config.reload", json!({})).ok);
+    assert_eq!(b.reload_requests, 1);
+}

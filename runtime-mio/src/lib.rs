@@ -451,6 +451,11 @@ impl MioRuntime {
                 Output::Log(line) => eprintln!("{}", line.render()),
                 Output::Stopped => *stopped = true,
                 // Small, rare writes: done in place so nothing is acknowledged before it is durable.
+                Output::ReloadConfig => {
+                    if let Some(path) = &self.config_file {
+                        reload_config(gateway, path);
+                    }
+                }
                 Output::Persist { path, contents, seq } => {
                     clawgate_runtime_smol::persist(gateway, self.state_dir.as_deref(), path, &contents, seq);
                 }

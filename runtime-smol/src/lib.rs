@@ -214,6 +214,7 @@ struct Shared {
     timer_wake: Sender<()>,
     stopped: Sender<()>,
     state_dir: Option<PathBuf>,
+    config_file: Option<PathBuf>,
 }
 
 async fn watch_config(path: PathBuf, control: Sender<Control>) {
@@ -270,6 +271,11 @@ impl Shared {
                 }
                 // Small, rare writes (pairing changes): done in place, so that nothing is
                 // acknowledged before it is durable.
+                Output::ReloadConfig => {
+                    if let Some(path) = &self.config_file {
+                        reload_config(&mut self.gateway.borrow_mut(), path);
+                    }
+                }
                 Output::Persist { path, contents, seq } => {
                     persist(
                         &mut self.gateway.borrow_mut(),
@@ -436,6 +442,7 @@ pub fn run(
         timer_wake,
         stopped: stopped_tx,
         state_dir,
+        config_file: options.config_file.clone(),
     });
     let mut urls = Vec::new();
     for listener in listeners {

@@ -54,6 +54,8 @@ pub struct Bench {
     /// While set, persists are not acknowledged (a slow disk).
     pub hold_persists: bool,
     pub unacked: Vec<u64>,
+    /// `config.reload` requests the gateway passed on.
+    pub reload_requests: usize,
 }
 
 pub fn loopback() -> SocketAddr {
@@ -80,6 +82,7 @@ impl Bench {
             disk: HashMap::new(),
             hold_persists: false,
             unacked: Vec::new(),
+            reload_requests: 0,
         };
         b.pump();
         b
@@ -117,6 +120,7 @@ impl Bench {
                 }
                 Output::Log(line) => self.logs.push(line.render()),
                 Output::Stopped => self.stopped = true,
+                Output::ReloadConfig => self.reload_requests += 1,
                 Output::Persist { path, contents, seq } => {
                     self.disk.insert(path, contents);
                     if self.hold_persists {
