@@ -246,6 +246,14 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
             }
         }
     };
+    if auth.mode == AuthMode::TrustedProxy
+        && (file.trusted_proxy.user_header.is_none() || file.trusted_proxies.is_empty())
+    {
+        return Err((
+            78,
+            "auth mode trusted-proxy needs gateway.auth.trustedProxy.userHeader and gateway.trustedProxies".into(),
+        ));
+    }
     let loopback_only = addrs.iter().all(|a| a.ip().is_loopback());
     if !loopback_only && auth.mode == AuthMode::None {
         return Err((
@@ -287,6 +295,8 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     config.host_name = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     config.rate_limit = file.rate_limit.unwrap_or_default();
     config.allowed_origins = file.allowed_origins.clone();
+    config.trusted_proxies = file.trusted_proxies.clone();
+    config.trusted_proxy = file.trusted_proxy.clone();
     if let Some(mode) = file
         .reload_mode
         .as_deref()

@@ -65,8 +65,54 @@ pub struct GatewayConfig {
     pub allowed_origins: Vec<String>,
     /// `gateway.reload.mode`.
     pub reload_mode: crate::reload::ReloadMode,
+    /// Reverse proxies whose forwarding headers are believed (`gateway.trustedProxies`: addresses
+    /// or CIDR ranges).
+    pub trusted_proxies: Vec<String>,
+    /// Identity headers for auth mode `trusted-proxy` (`gateway.auth.trustedProxy`).
+    pub trusted_proxy: TrustedProxyConfig,
     /// What the command line fixed, which a reloaded file does not override.
     pub overrides: Overrides,
+}
+
+/// `gateway.auth.trustedProxy`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxyConfig {
+    /// The header carrying the authenticated user (e.g. `x-forwarded-user`).
+    pub user_header: Option<String>,
+    /// Headers that must be present and non-empty.
+    pub required_headers: Vec<String>,
+    /// When non-empty, only these users are let in.
+    pub allow_users: Vec<String>,
+    /// Whether a proxy on loopback may vouch for users.
+    pub allow_loopback: bool,
+}
+
+/// Whether `ip` is one of `list` (addresses or CIDR ranges such as `10.0.0.0/8`).
+pub fn ip_in_list(ip: std::net::IpAddr, list: &[String]) -> bool {
+    use std::net::IpAddr;
+    let ip = crate::rate_limit::canonical_ip(ip);
+    list.iter().any(|entry| {
+        let (addr, bits) = match entry.split_once('/') {
+            Some((a, b)) => (a, b.parse::<u32>().ok()),
+            None => (entry.as_str(), None),
+        };
+        let Ok(net) = addr.trim().parse::<IpAddr>() else {
+            return false;
+        };
+        match (ip, crate::rate_limit::canonical_ip(net)) {
+            (IpAddr::V4(a), IpAddr::V4(n)) => {
+                let bits = bits.unwrap_or(32).min(32);
+                let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+                u32::from(a) & mask == u32::from(n) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(n)) => {
+                let bits = bits.unwrap_or(128).min(128);
+                let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+                u128::from(a) & mask == u128::from(n) & mask
+            }
+            _ => false,
+        }
+    })
 }
 
 /// Settings given on the command line (they win over the file) and secrets from the environment
@@ -133,6 +179,8 @@ impl GatewayConfig {
             rate_limit: crate::rate_limit::RateLimitConfig::default(),
             allowed_origins: Vec::new(),
             reload_mode: crate::reload::ReloadMode::Hybrid,
+            trusted_proxies: Vec::new(),
+            trusted_proxy: TrustedProxyConfig::default(),
             overrides: Overrides::default(),
         }
     }
@@ -144,5 +192,25 @@ impl GatewayConfig {
             token: Some(token.to_owned()),
             password: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ip_in_list;
+
+    #[test]
+    fn addresses_and_ranges_match() {
+        let list = vec!["10.0.0.0/8".to_owned(), "192.0.2.7".to_owned(), "fd00::/8".to_owned()];
+        assert!(ip_in_list("10.1.2.3".parse().unwrap(), &list));
+        assert!(
+            ip_in_list("::ffff:10.1.2.3".parse().unwrap(), &list),
+            "a mapped address is its IPv4 form"
+        );
+        assert!(ip_in_list("192.0.2.7".parse().unwrap(), &list));
+        assert!(!ip_in_list("192.0.2.8".parse().unwrap(), &list));
+        assert!(ip_in_list("fd12::1".parse().unwrap(), &list));
+        assert!(!ip_in_list("11.0.0.1".parse().unwrap(), &list));
+        assert!(!ip_in_list("10.0.0.1".parse().unwrap(), &["not an address".to_owned()]));
     }
 }

@@ -175,6 +175,12 @@ impl Session {
 
 struct UpgradeInfo {
     local_direct: bool,
+    /// The client's address: the peer, or what a trusted proxy says in `X-Forwarded-For`.
+    client_ip: IpAddr,
+    /// Whether the peer is a trusted proxy.
+    via_trusted_proxy: bool,
+    /// Identity headers (lower-cased name, value), kept for trusted-proxy auth.
+    identity_headers: Vec<(String, String)>,
     /// `http://<address the socket was accepted on>`: the gateway's own origin.
     own_origin: String,
     origin: Option<String>,
@@ -682,7 +688,11 @@ impl Gateway {
                     }
                 }
                 // Read by parts of the gateway that are not built yet; nothing to refresh.
-                HotAction::TrustedProxies | HotAction::ToolPolicy | HotAction::Agents | HotAction::HttpEndpoints => {}
+                HotAction::TrustedProxies => {
+                    self.config.trusted_proxies = settings.trusted_proxies.clone();
+                    self.config.trusted_proxy = settings.trusted_proxy.clone();
+                }
+                HotAction::ToolPolicy | HotAction::Agents | HotAction::HttpEndpoints => {}
             }
         }
         self.document = settings.document;
@@ -975,7 +985,33 @@ impl Gateway {
             }
         };
         let local = self.conns.get(&conn).map(|c| c.local).unwrap_or(peer);
+        let via_trusted_proxy = crate::config::ip_in_list(peer.ip(), &self.config.trusted_proxies);
+        // Forwarding headers count only from a trusted proxy; the leftmost address is the client.
+        let forwarded_ip = request
+            .header("x-forwarded-for")
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        let client_ip = if via_trusted_proxy {
+            forwarded_ip.unwrap_or(peer.ip())
+        } else {
+            peer.ip()
+        };
+        let mut identity_headers = Vec::new();
+        let wanted = self
+            .config
+            .trusted_proxy
+            .user_header
+            .iter()
+            .chain(self.config.trusted_proxy.required_headers.iter());
+        for name in wanted {
+            if let Some(v) = request.header(name) {
+                identity_headers.push((name.clone(), v.to_owned()));
+            }
+        }
         let upgrade = UpgradeInfo {
+            client_ip,
+            via_trusted_proxy,
+            identity_headers,
             local_direct: Self::is_local_direct(peer, request),
             own_origin: format!("http://{local}"),
             origin: request.header("origin").map(str::to_owned),
@@ -1139,6 +1175,40 @@ impl Gateway {
         }
     }
 
+    /// Auth mode `trusted-proxy`: the peer must be a trusted proxy (not loopback unless allowed)
+    /// and vouch for a user with the configured headers.
+    fn check_trusted_proxy(&self, peer: SocketAddr, upgrade: &UpgradeInfo) -> Result<(), AuthFailure> {
+        let tp = &self.config.trusted_proxy;
+        if !upgrade.via_trusted_proxy {
+            return Err(AuthFailure::TrustedProxy("trusted_proxy_untrusted_source".into()));
+        }
+        if is_loopback(peer.ip()) && !tp.allow_loopback {
+            return Err(AuthFailure::TrustedProxy("trusted_proxy_loopback_source".into()));
+        }
+        let header = |name: &str| {
+            upgrade
+                .identity_headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .filter(|v| !v.is_empty())
+        };
+        for required in &tp.required_headers {
+            if header(required).is_none() {
+                return Err(AuthFailure::TrustedProxy(format!(
+                    "trusted_proxy_missing_header_{required}"
+                )));
+            }
+        }
+        let Some(user) = tp.user_header.as_deref().and_then(header) else {
+            return Err(AuthFailure::TrustedProxy("trusted_proxy_user_missing".into()));
+        };
+        if !tp.allow_users.is_empty() && !tp.allow_users.iter().any(|u| u == user) {
+            return Err(AuthFailure::TrustedProxy("trusted_proxy_user_not_allowed".into()));
+        }
+        Ok(())
+    }
+
     /// The decisions that need gateway state: origin, shared secret, device admission, scopes.
     fn admit(
         &mut self,
@@ -1164,13 +1234,18 @@ impl Gateway {
         // this host is exempt, a browser never is.
         let exempt = self.limiter.config.exempt_loopback && upgrade.local_direct && upgrade.origin.is_none();
         let origin = upgrade.origin.as_deref();
-        let secret_key = limiter_key(CredentialClass::SharedSecret, peer.ip(), origin);
+        let secret_key = limiter_key(CredentialClass::SharedSecret, upgrade.client_ip, origin);
         if !exempt {
             if let Err(retry_after_ms) = self.limiter.check(&secret_key, now_ms) {
                 return Err(accepted.unauthorized(AuthFailure::RateLimited { retry_after_ms }));
             }
         }
-        let secret = self.config.auth.check(accepted.params.auth.as_ref());
+        let secret = self.config.auth.check(accepted.params.auth.as_ref()).and_then(|m| {
+            if m == AuthMethod::TrustedProxy {
+                self.check_trusted_proxy(peer, upgrade)?;
+            }
+            Ok(m)
+        });
         if secret.is_ok() {
             self.limiter.reset(&secret_key);
         }
@@ -1223,7 +1298,7 @@ impl Gateway {
                         let explicit = auth.and_then(|a| a.device_token.as_deref()).filter(|t| !t.is_empty());
                         let candidate = explicit.or(auth.and_then(|a| a.token.as_deref()).filter(|t| !t.is_empty()));
                         // Device tokens have a failure bucket of their own.
-                        let token_key = limiter_key(CredentialClass::DeviceToken, peer.ip(), origin);
+                        let token_key = limiter_key(CredentialClass::DeviceToken, upgrade.client_ip, origin);
                         if candidate.is_some() && !exempt {
                             if let Err(retry_after_ms) = self.limiter.check(&token_key, now_ms) {
                                 return Err(accepted.unauthorized(AuthFailure::RateLimited { retry_after_ms }));
@@ -1266,7 +1341,7 @@ impl Gateway {
                     device_family: params.client.device_family.as_deref(),
                     client_id: params.client.id.as_str(),
                     client_mode: params.client.mode.as_str(),
-                    remote_ip: (!is_loopback(peer.ip())).then(|| canonical_ip(peer.ip()).to_string()),
+                    remote_ip: (!is_loopback(upgrade.client_ip)).then(|| canonical_ip(upgrade.client_ip).to_string()),
                 };
                 if let Err(reason) = self.pairing.check(&claim) {
                     let request_id = self.random_uuid();

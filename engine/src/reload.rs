@@ -60,6 +60,7 @@ const RULES: &[(&str, Rule)] = &[
     ("gateway.auth.token", Rule::Hot(HotAction::AuthSecret)),
     ("gateway.auth.password", Rule::Hot(HotAction::AuthSecret)),
     ("gateway.auth.rateLimit", Rule::Hot(HotAction::RateLimit)),
+    ("gateway.auth.trustedProxy", Rule::Hot(HotAction::TrustedProxies)),
     ("gateway.trustedProxies", Rule::Hot(HotAction::TrustedProxies)),
     ("gateway.controlUi.allowedOrigins", Rule::Hot(HotAction::AllowedOrigins)),
     ("gateway.http.endpoints", Rule::Hot(HotAction::HttpEndpoints)),

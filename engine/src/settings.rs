@@ -29,6 +29,7 @@ pub struct FileSettings {
     pub auth_password: Option<String>,
     pub rate_limit: Option<crate::rate_limit::RateLimitConfig>,
     pub trusted_proxies: Vec<String>,
+    pub trusted_proxy: crate::config::TrustedProxyConfig,
     pub allowed_origins: Vec<String>,
     pub reload_mode: Option<String>,
     pub reload_debounce_ms: Option<u64>,
@@ -374,6 +375,15 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         auth_password: string("gateway.auth.password")?,
         rate_limit,
         trusted_proxies: strings("gateway.trustedProxies")?,
+        trusted_proxy: crate::config::TrustedProxyConfig {
+            user_header: string("gateway.auth.trustedProxy.userHeader")?.map(|h| h.to_ascii_lowercase()),
+            required_headers: strings("gateway.auth.trustedProxy.requiredHeaders")?
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            allow_users: strings("gateway.auth.trustedProxy.allowUsers")?,
+            allow_loopback: boolean("gateway.auth.trustedProxy.allowLoopback")?.unwrap_or(false),
+        },
         allowed_origins: strings("gateway.controlUi.allowedOrigins")?,
         reload_mode,
         reload_debounce_ms: uint("gateway.reload.debounceMs")?,

@@ -666,3 +666,75 @@ fn browsers_are_never_exempt_and_are_counted_by_origin() {
     // The same host without that origin is a different key (and exempt).
     assert_eq!(attempt(&mut b, loopback(), &[], Some(TOKEN)), json!("ok"));
 }
+
+fn trusted_proxy_bench() -> Bench {
+    let mut config = GatewayConfig::new(SharedSecretConfig {
+        mode: AuthMode::TrustedProxy,
+        token: None,
+        password: None,
+    });
+    config.trusted_proxies = vec!["203.0.113.0/24".into(), "127.0.0.1".into()];
+    config.trusted_proxy.user_header = Some("x-forwarded-user".into());
+    config.trusted_proxy.allow_users = vec!["alice".into(), "bob".into()];
+    Bench::new(config)
+}
+
+#[test]
+fn trusted_proxy_identity_is_believed_only_from_a_trusted_proxy() {
+    let mut b = trusted_proxy_bench();
+    let from = |b: &mut Bench, peer: std::net::SocketAddr, headers: &[(&str, &str)]| {
+        let c = b.ws(peer, headers);
+        let res = b.connect(c, cli_params(&["operator.read"], None));
+        if res.ok {
+            json!("ok")
+        } else {
+            error_code(&res).2["authReason"].clone()
+        }
+    };
+    assert_eq!(from(&mut b, remote(), &[("X-Forwarded-User", "alice")]), json!("ok"));
+    let forged: std::net::SocketAddr = "198.51.100.50:1234".parse().unwrap();
+    assert_eq!(
+        from(&mut b, forged, &[("X-Forwarded-User", "alice")]),
+        "trusted_proxy_untrusted_source"
+    );
+    assert_eq!(from(&mut b, remote(), &[]), "trusted_proxy_user_missing");
+    assert_eq!(
+        from(&mut b, remote(), &[("X-Forwarded-User", "mallory")]),
+        "trusted_proxy_user_not_allowed"
+    );
+    assert_eq!(
+        from(&mut b, loopback(), &[("X-Forwarded-User", "alice")]),
+        "trusted_proxy_loopback_source"
+    );
+}
+
+#[test]
+fn forwarded_addresses_count_only_through_trusted_proxies() {
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.trusted_proxies = vec!["203.0.113.7".into()];
+    let mut b = Bench::new(config);
+    let via_proxy =
+        |b: &mut Bench, client: &str, token: &str| attempt(b, remote(), &[("X-Forwarded-For", client)], Some(token));
+    for _ in 0..10 {
+        assert_eq!(via_proxy(&mut b, "198.51.100.1", "bad")["code"], "AUTH_TOKEN_MISMATCH");
+    }
+    assert_eq!(via_proxy(&mut b, "198.51.100.1", TOKEN)["code"], "AUTH_RATE_LIMITED");
+    assert_eq!(
+        via_proxy(&mut b, "198.51.100.2", TOKEN),
+        json!("ok"),
+        "another client behind the proxy"
+    );
+    // From an untrusted peer the header is ignored: the peer itself is counted.
+    let other: std::net::SocketAddr = "198.51.100.77:1".parse().unwrap();
+    for i in 0..10 {
+        let claimed = format!("192.0.2.{i}");
+        assert_eq!(
+            attempt(&mut b, other, &[("X-Forwarded-For", &claimed)], Some("bad"))["code"],
+            "AUTH_TOKEN_MISMATCH"
+        );
+    }
+    assert_eq!(
+        attempt(&mut b, other, &[("X-Forwarded-For", "192.0.2.99")], Some(TOKEN))["code"],
+        "AUTH_RATE_LIMITED"
+    );
+}
