@@ -211,5 +211,32 @@ check "the node host is back in after the second approval" 0 "int(out) > $connec
 kill "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null || true
 kill "$PAIR_PID" 2>/dev/null; wait "$PAIR_PID" 2>/dev/null || true
 
+# Configuration: a file written by the real `openclaw config set`, started on, and edited live.
+CFG_STATE=$(mktemp -d "$WORK/config.XXXX"); mkdir -p "$CFG_STATE/home"
+CFG_PORT=$(free_port)
+cfgset() {
+  (cd "$CFG_STATE" && env HOME="$CFG_STATE/home" OPENCLAW_STATE_DIR="$CFG_STATE" OPENCLAW_CONFIG_PATH="$CFG_STATE/openclaw.json" \
+    node "$OPENCLAW" config set "$@" > /dev/null 2>&1)
+}
+cfgset gateway.mode local
+cfgset gateway.port "$CFG_PORT"
+cfgset gateway.auth.token "cfg-$TOKEN"
+cfgset gateway.controlUi.allowedOrigins '["https://ui.example"]' --strict-json
+env -u OPENCLAW_GATEWAY_TOKEN -u OPENCLAW_GATEWAY_PORT OPENCLAW_CONFIG_PATH="$CFG_STATE/openclaw.json" \
+  "$BINARY" gateway run --state-dir "$CFG_STATE/gateway" "${runtime_flag[@]}" > "$WORK/config-gateway.log" 2>&1 &
+CFG_PID=$!
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$CFG_PORT/health" > /dev/null 2>&1 && break; sleep 0.05; done
+cli node "$OPENCLAW" gateway call health --url "ws://127.0.0.1:$CFG_PORT" --token "cfg-$TOKEN" --json
+check "starts on a file written by openclaw config set (port and token from it)" 0 "d['ok'] is True"
+OUT=$(cat "$WORK/config-gateway.log") RC=0
+check "one warning lists the OpenClaw keys Clawgate does not use" 0 "out.count('does not use') == 1 and 'meta.lastTouchedVersion' in out"
+cfgset gateway.auth.token "cfg2-$TOKEN"
+sleep 1.5
+cli node "$OPENCLAW" gateway call health --url "ws://127.0.0.1:$CFG_PORT" --token "cfg2-$TOKEN" --json
+check "a token changed with openclaw config set applies live" 0 "d['ok'] is True"
+cli node "$OPENCLAW" gateway call health --url "ws://127.0.0.1:$CFG_PORT" --token "cfg-$TOKEN" --json
+check "the old token is refused after the change" 1 "d['error']['details']['code'] == 'AUTH_TOKEN_MISMATCH'"
+kill "$CFG_PID" 2>/dev/null; wait "$CFG_PID" 2>/dev/null || true
+
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]
