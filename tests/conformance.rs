@@ -86,10 +86,14 @@ struct Client {
 
 impl Client {
     fn open(addr: SocketAddr) -> Client {
+        Client::open_with(addr, &[])
+    }
+
+    fn open_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Client {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let up = ClientUpgrade::new([9; 16]);
-        stream.write_all(&up.request(&addr.to_string(), "/", &[])).unwrap();
+        stream.write_all(&up.request(&addr.to_string(), "/", headers)).unwrap();
         let mut head = Vec::new();
         let mut buf = vec![0; 65536];
         let n = loop {
@@ -477,6 +481,51 @@ fn metrics_report_the_event_loop_and_traffic(rt: Runtime) {
     assert!(turns > 0, "the runtime reports no loop turns");
 }
 
+fn a_cross_origin_upgrade_gets_403(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let up = ClientUpgrade::new([4; 16]);
+    s.write_all(&up.request("x", "/", &[("Origin", "https://evil.example")]))
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+}
+
+fn eleven_bad_tokens_are_rate_limited_with_retry_after(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
+    // Forwarding headers make a loopback request not "clean", so it is counted.
+    let headers = [("X-Forwarded-For", "198.51.100.4")];
+    for _ in 0..10 {
+        let mut c = Client::open_with(server.addr, &headers);
+        let (_, details) = error_details(c.connect("wrong"));
+        assert_eq!(details["code"], "AUTH_TOKEN_MISMATCH");
+    }
+    let mut c = Client::open_with(server.addr, &headers);
+    match c.connect(TOKEN) {
+        Frame::Response(r) => {
+            let e = r.error.unwrap();
+            assert_eq!(e.details.unwrap()["code"], "AUTH_RATE_LIMITED");
+            assert!(e.retry_after_ms.is_some_and(|ms| ms > 290_000));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn a_forged_forwarded_user_from_an_untrusted_peer_is_refused(rt: Runtime) {
+    let mut config = GatewayConfig::new(SharedSecretConfig {
+        mode: AuthMode::TrustedProxy,
+        token: None,
+        password: None,
+    });
+    config.trusted_proxies = vec!["192.0.2.1".into()];
+    config.trusted_proxy.user_header = Some("x-forwarded-user".into());
+    let server = Server::start(rt, config);
+    let mut c = Client::open_with(server.addr, &[("X-Forwarded-User", "admin")]);
+    let (_, details) = error_details(c.connect_with(|_, _| cli_params(&["operator.admin"], None)));
+    assert_eq!(details["authReason"], "trusted_proxy_untrusted_source");
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod smol {
@@ -489,6 +538,9 @@ macro_rules! conformance {
 }
 
 conformance!(
+    a_cross_origin_upgrade_gets_403,
+    eleven_bad_tokens_are_rate_limited_with_retry_after,
+    a_forged_forwarded_user_from_an_untrusted_peer_is_refused,
     metrics_report_the_event_loop_and_traffic,
     a_token_client_connects_and_calls_health,
     a_bad_token_gets_an_error_then_close_1008,
