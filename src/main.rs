@@ -143,6 +143,39 @@ fn config_path(state_dir: &std::path::Path) -> std::path::PathBuf {
     env_nonempty("OPENCLAW_CONFIG_PATH").map_or_else(|| state_dir.join("openclaw.json"), Into::into)
 }
 
+/// The first local IPv4 address in 100.64.0.0/10 listed in `/proc/net/fib_trie` text.
+fn tailnet_address(fib_trie: &str) -> Option<Ipv4Addr> {
+    let mut last: Option<Ipv4Addr> = None;
+    for line in fib_trie.lines() {
+        let t = line.trim_start_matches([' ', '|', '-', '+']).trim();
+        if let Ok(ip) = t.parse::<Ipv4Addr>() {
+            last = Some(ip);
+        } else if t.starts_with("/32 host LOCAL") {
+            if let Some(ip) = last.filter(|ip| ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64) {
+                return Some(ip);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tailnet_address_is_found_among_local_addresses() {
+        let fib = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 100.64.0.0\n        /10 link UNICAST\n     |-- 100.101.102.103\n        /32 host LOCAL\n     |-- 127.0.0.1\n        /32 host LOCAL\n";
+        assert_eq!(tailnet_address(fib), Some(Ipv4Addr::new(100, 101, 102, 103)));
+        assert_eq!(tailnet_address("     |-- 127.0.0.1\n        /32 host LOCAL\n"), None);
+        assert_eq!(
+            tailnet_address("     |-- 100.128.0.1\n        /32 host LOCAL\n"),
+            None,
+            "outside 100.64.0.0/10"
+        );
+    }
+}
+
 /// Reads and checks the configuration file (absent: an empty one). Invalid: exit 78 with the
 /// file, line and column.
 fn load_config(path: &std::path::Path) -> Result<clawgate_engine::settings::FileSettings, (u8, String)> {
@@ -206,7 +239,17 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
                 ))
             }
         },
-        "tailnet" => return Err((1, "bind mode tailnet is not supported yet; use lan or custom".into())),
+        "tailnet" => {
+            // The host's Tailscale address (100.64.0.0/10), else loopback as the reference does.
+            let fib = std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default();
+            match tailnet_address(&fib) {
+                Some(ip) => vec![SocketAddr::new(IpAddr::V4(ip), port)],
+                None => {
+                    eprintln!("clawgate: no Tailscale (100.64.0.0/10) address on this host; binding loopback");
+                    vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)]
+                }
+            }
+        }
         other => match other.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
             Err(_) => {

@@ -213,4 +213,47 @@ mod tests {
         assert!(!ip_in_list("11.0.0.1".parse().unwrap(), &list));
         assert!(!ip_in_list("10.0.0.1".parse().unwrap(), &["not an address".to_owned()]));
     }
+
+    #[test]
+    fn secrets_come_from_the_command_line_then_the_file_then_the_environment() {
+        use super::Overrides;
+        use crate::settings::FileSettings;
+        use clawgate_proto::auth::AuthMode;
+        let file = FileSettings {
+            auth_token: Some("file".into()),
+            ..Default::default()
+        };
+        let env_only = Overrides {
+            env_token: Some("env".into()),
+            ..Default::default()
+        };
+        assert_eq!(env_only.effective_auth(&file).unwrap().token.as_deref(), Some("file"));
+        assert_eq!(
+            env_only
+                .effective_auth(&FileSettings::default())
+                .unwrap()
+                .token
+                .as_deref(),
+            Some("env")
+        );
+        let flag = Overrides {
+            token: Some("flag".into()),
+            ..env_only.clone()
+        };
+        assert_eq!(flag.effective_auth(&file).unwrap().token.as_deref(), Some("flag"));
+        let password_file = FileSettings {
+            auth_password: Some("pw".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Overrides::default().effective_auth(&password_file).unwrap().mode,
+            AuthMode::Password
+        );
+        let mode_file = FileSettings {
+            auth_mode: Some("none".into()),
+            ..Default::default()
+        };
+        assert_eq!(env_only.effective_auth(&mode_file).unwrap().mode, AuthMode::None);
+        assert!(Overrides::default().effective_auth(&FileSettings::default()).is_none());
+    }
 }
