@@ -159,23 +159,6 @@ fn tailnet_address(fib_trie: &str) -> Option<Ipv4Addr> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_tailnet_address_is_found_among_local_addresses() {
-        let fib = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 100.64.0.0\n        /10 link UNICAST\n     |-- 100.101.102.103\n        /32 host LOCAL\n     |-- 127.0.0.1\n        /32 host LOCAL\n";
-        assert_eq!(tailnet_address(fib), Some(Ipv4Addr::new(100, 101, 102, 103)));
-        assert_eq!(tailnet_address("     |-- 127.0.0.1\n        /32 host LOCAL\n"), None);
-        assert_eq!(
-            tailnet_address("     |-- 100.128.0.1\n        /32 host LOCAL\n"),
-            None,
-            "outside 100.64.0.0/10"
-        );
-    }
-}
-
 /// Reads and checks the configuration file (absent: an empty one). Invalid: exit 78 with the
 /// file, line and column.
 fn load_config(path: &std::path::Path) -> Result<clawgate_engine::settings::FileSettings, (u8, String)> {
@@ -656,5 +639,22 @@ fn main() -> ExitCode {
             eprintln!("clawgate: {message}");
             ExitCode::from(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tailnet_address_is_found_among_local_addresses() {
+        let fib = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 100.64.0.0\n        /10 link UNICAST\n     |-- 100.101.102.103\n        /32 host LOCAL\n     |-- 127.0.0.1\n        /32 host LOCAL\n";
+        assert_eq!(tailnet_address(fib), Some(Ipv4Addr::new(100, 101, 102, 103)));
+        assert_eq!(tailnet_address("     |-- 127.0.0.1\n        /32 host LOCAL\n"), None);
+        assert_eq!(
+            tailnet_address("     |-- 100.128.0.1\n        /32 host LOCAL\n"),
+            None,
+            "outside 100.64.0.0/10"
+        );
     }
 }
