@@ -337,12 +337,14 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms())
         .with_pairing(store)
         .with_config_document(file.document.clone());
+    let debounce = file.reload_debounce_ms.map(std::time::Duration::from_millis);
     let signals = |e: std::io::Error| (1, format!("cannot install signal handlers: {e}"));
     let exit = if runtime == "mio" {
         let rt = clawgate_runtime_mio::MioRuntime::new(listeners)
             .map_err(|e| (1, e.to_string()))?
             .with_state_dir(Some(state_dir))
-            .with_config_file(Some(config_file));
+            .with_config_file(Some(config_file))
+            .with_config_debounce(debounce);
         clawgate_runtime_mio::stop_on_signals(rt.stop_handle()).map_err(signals)?;
         rt.run(gateway).map_err(|e| (1, e.to_string()))?
     } else {
@@ -351,6 +353,7 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
         let options = clawgate_runtime_smol::Options {
             state_dir: Some(state_dir),
             config_file: Some(config_file),
+            config_debounce: debounce,
         };
         run(gateway, listeners, stop_rx, options).map_err(|e| (1, e.to_string()))?
     };

@@ -335,6 +335,9 @@ fn a_token_edited_in_the_file_applies_within_a_second_and_bad_edits_are_ignored(
             &state,
         );
         assert!(health_with(port, "first"));
+        let paired = device_client(port, "first", 41).unwrap();
+        let device_token = paired.device_token.clone().expect("a device token");
+        drop(paired);
         std::fs::write(
             &file,
             format!("{{ gateway: {{ port: {port}, auth: {{ mode: 'token', token: 'second' }} }} }}"),
@@ -348,6 +351,11 @@ fn a_token_edited_in_the_file_applies_within_a_second_and_bad_edits_are_ignored(
             changed.elapsed()
         );
         assert!(!health_with(port, "first"), "{runtime}: the old token still works");
+        // A device that authenticates with its own token is not affected by the change.
+        assert!(
+            device_client(port, &device_token, 41).is_ok(),
+            "{runtime}: the device token stopped working"
+        );
         // A file that does not parse leaves the gateway serving with what it had.
         std::fs::write(&file, "{ gateway: { auth: ").unwrap();
         std::thread::sleep(Duration::from_millis(1200));

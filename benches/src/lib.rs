@@ -23,6 +23,8 @@ fn other(e: impl std::fmt::Display) -> io::Error {
 
 /// A blocking, authenticated gateway connection.
 pub struct BlockingClient {
+    /// The device token the gateway issued in `hello-ok`, if any.
+    pub device_token: Option<String>,
     stream: TcpStream,
     ws: WsCodec,
     client: ClientConnection,
@@ -51,6 +53,7 @@ impl BlockingClient {
         options.auth.token = Some(token.to_owned());
         options.device = device;
         let mut c = BlockingClient {
+            device_token: None,
             stream,
             ws: WsCodec::client(64 << 20, Box::new(SeededMasks::new(seed.to_le_bytes()))),
             client: ClientConnection::new(options, now_ms()),
@@ -73,7 +76,10 @@ impl BlockingClient {
         loop {
             c.flush()?;
             match c.client.poll_event() {
-                Some(ClientEvent::Connected(_)) => return Ok(c),
+                Some(ClientEvent::Connected(hello)) => {
+                    c.device_token = hello.auth.device_token.clone();
+                    return Ok(c);
+                }
                 Some(ClientEvent::ConnectFailed(e)) => return Err(other(format!("{} {}", e.code, e.message))),
                 Some(ClientEvent::Close(f)) => return Err(other(f.reason)),
                 Some(_) => continue,

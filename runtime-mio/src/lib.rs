@@ -92,6 +92,7 @@ pub struct MioRuntime {
     pending_reads: Vec<usize>,
     state_dir: Option<PathBuf>,
     config_file: Option<PathBuf>,
+    config_debounce: Duration,
 }
 
 /// How often the configuration file is checked, and how long a change must settle.
@@ -101,6 +102,7 @@ type Stamp = Option<(std::time::SystemTime, u64)>;
 
 /// Change detection for the configuration file, debounced by one poll period.
 struct ConfigWatch {
+    debounce: Duration,
     seen: Stamp,
     pending: Option<(Stamp, Instant)>,
     next_check: Instant,
@@ -120,7 +122,7 @@ impl ConfigWatch {
                 self.pending = None;
                 false
             }
-            Some((pending, since)) if pending == stamp && now.duration_since(since) >= CONFIG_POLL => {
+            Some((pending, since)) if pending == stamp && now.duration_since(since) >= self.debounce => {
                 self.seen = stamp;
                 self.pending = None;
                 true
@@ -162,12 +164,19 @@ impl MioRuntime {
             pending_reads: Vec::new(),
             state_dir: None,
             config_file: None,
+            config_debounce: CONFIG_POLL,
         })
     }
 
     /// Watches `file` (polled every 300 ms, debounced) and reads it again on SIGHUP.
     pub fn with_config_file(mut self, file: Option<PathBuf>) -> Self {
         self.config_file = file;
+        self
+    }
+
+    /// How long the file must stay unchanged before it is read (default 300 ms).
+    pub fn with_config_debounce(mut self, debounce: Option<Duration>) -> Self {
+        self.config_debounce = debounce.unwrap_or(CONFIG_POLL);
         self
     }
 
@@ -194,7 +203,9 @@ impl MioRuntime {
         let mut events = Events::with_capacity(1024);
         let mut stopping_since: Option<Instant> = None;
         let mut stopped = false;
+        let debounce = self.config_debounce;
         let mut watch = self.config_file.as_deref().map(|path| ConfigWatch {
+            debounce,
             seen: file_stamp(path),
             pending: None,
             next_check: Instant::now() + CONFIG_POLL,

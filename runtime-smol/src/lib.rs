@@ -133,8 +133,11 @@ pub enum Exit {
 pub struct Options {
     /// State files (pairings); without it they live in memory only.
     pub state_dir: Option<PathBuf>,
-    /// The configuration file to watch (polled every 300 ms, debounced) and to read on reload.
+    /// The configuration file to watch (polled every 300 ms) and to read on reload.
     pub config_file: Option<PathBuf>,
+    /// How long the file must stay unchanged before it is read (`gateway.reload.debounceMs`;
+    /// 300 ms when unset).
+    pub config_debounce: Option<Duration>,
 }
 
 /// A way to stop or reload a running gateway from another thread.
@@ -217,7 +220,7 @@ struct Shared {
     config_file: Option<PathBuf>,
 }
 
-async fn watch_config(path: PathBuf, control: Sender<Control>) {
+async fn watch_config(path: PathBuf, debounce: Duration, control: Sender<Control>) {
     let mut seen = file_stamp(&path);
     loop {
         Timer::after(CONFIG_POLL).await;
@@ -225,10 +228,10 @@ async fn watch_config(path: PathBuf, control: Sender<Control>) {
         if now == seen {
             continue;
         }
-        // Debounce: wait until the file stays the same for one more period.
+        // Debounce: wait until the file stays the same for the debounce period.
         let mut last = now;
         loop {
-            Timer::after(CONFIG_POLL).await;
+            Timer::after(debounce).await;
             let again = file_stamp(&path);
             if again == last {
                 break;
@@ -477,7 +480,8 @@ pub fn run(
         .detach();
     }
     if let Some(path) = options.config_file.clone() {
-        ex.spawn(watch_config(path, control_tx.clone())).detach();
+        let debounce = options.config_debounce.unwrap_or(CONFIG_POLL);
+        ex.spawn(watch_config(path, debounce, control_tx.clone())).detach();
     }
     let control = control_rx;
     let main = async {
