@@ -51,6 +51,8 @@ pub struct GatewayConfig {
     pub default_agent_id: String,
     /// The main session key suffix (`session.mainKey`).
     pub main_key: String,
+    /// `session.scope`: whether the main session is per agent or the single `global` one.
+    pub session_scope: clawgate_proto::session::SessionScope,
     /// Where the gateway keeps its state, reported to admins.
     pub state_dir: String,
     /// The config file path, reported to admins.
@@ -158,6 +160,15 @@ impl Overrides {
 }
 
 impl GatewayConfig {
+    /// Where request session keys point under this config's default agent, main key and scope.
+    pub fn session_routing(&self) -> clawgate_proto::session::SessionRouting {
+        clawgate_proto::session::SessionRouting {
+            default_agent: clawgate_proto::session::AgentId::normalize(&self.default_agent_id),
+            main_key: self.main_key.clone(),
+            scope: self.session_scope,
+        }
+    }
+
     /// Settings with the protocol's default limits and the given auth.
     pub fn new(auth: SharedSecretConfig) -> Self {
         GatewayConfig {
@@ -173,6 +184,7 @@ impl GatewayConfig {
             health_refresh_interval_ms: HEALTH_REFRESH_INTERVAL_MS,
             default_agent_id: "main".to_owned(),
             main_key: "main".to_owned(),
+            session_scope: clawgate_proto::session::SessionScope::PerSender,
             state_dir: String::new(),
             config_path: String::new(),
             auto_approve_local: true,

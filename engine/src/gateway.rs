@@ -235,6 +235,21 @@ impl NonceRedeemer for HttpNonces {
     }
 }
 
+/// The `snapshot.sessionDefaults` of `hello-ok`.
+fn session_defaults(config: &GatewayConfig) -> Box<RawValue> {
+    let routing = config.session_routing();
+    to_raw(&json!({
+        "defaultAgentId": config.default_agent_id,
+        "modelConfigured": false,
+        "mainKey": routing.effective_main_key(),
+        "mainSessionKey": routing.main_session(None),
+        "scope": match config.session_scope {
+            clawgate_proto::session::SessionScope::PerSender => "per-sender",
+            clawgate_proto::session::SessionScope::Global => "global",
+        },
+    }))
+}
+
 /// JSON text reused across requests and handshakes.
 pub(crate) struct Cache {
     features: Box<RawValue>,
@@ -258,13 +273,7 @@ impl Cache {
                 "maxBufferedBytes": config.max_buffered_bytes,
                 "tickIntervalMs": config.tick_interval_ms,
             })),
-            session_defaults: to_raw(&json!({
-                "defaultAgentId": config.default_agent_id,
-                "modelConfigured": false,
-                "mainKey": config.main_key,
-                "mainSessionKey": format!("agent:{}:{}", config.default_agent_id, config.main_key),
-                "scope": "per-sender",
-            })),
+            session_defaults: session_defaults(config),
             // Version 0 is never current: the first use fills these.
             health: (0, to_raw(&json!({}))),
             presence: (0, to_raw(&json!([]))),
@@ -692,7 +701,19 @@ impl Gateway {
                     self.config.trusted_proxies = settings.trusted_proxies.clone();
                     self.config.trusted_proxy = settings.trusted_proxy.clone();
                 }
-                HotAction::ToolPolicy | HotAction::Agents | HotAction::HttpEndpoints => {}
+                HotAction::Agents | HotAction::SessionRouting => {
+                    self.config.default_agent_id = settings
+                        .default_agent_id
+                        .clone()
+                        .unwrap_or_else(|| clawgate_proto::session::DEFAULT_AGENT_ID.to_owned());
+                    self.config.main_key = settings
+                        .main_key
+                        .clone()
+                        .unwrap_or_else(|| clawgate_proto::session::DEFAULT_MAIN_KEY.to_owned());
+                    self.config.session_scope = settings.session_scope.unwrap_or_default();
+                    self.cache.session_defaults = session_defaults(&self.config);
+                }
+                HotAction::ToolPolicy | HotAction::HttpEndpoints => {}
             }
         }
         self.document = settings.document;

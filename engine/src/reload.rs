@@ -40,7 +40,10 @@ pub enum HotAction {
     TrustedProxies,
     AllowedOrigins,
     ToolPolicy,
+    /// The agent list: the default agent may change.
     Agents,
+    /// `session.mainKey` / `session.scope`: where `main` points.
+    SessionRouting,
     HttpEndpoints,
     PairingPolicy,
 }
@@ -78,6 +81,8 @@ const RULES: &[(&str, Rule)] = &[
     ("agent", Rule::Nothing),
     ("routing", Rule::Nothing),
     ("messages", Rule::Nothing),
+    ("session.mainKey", Rule::Hot(HotAction::SessionRouting)),
+    ("session.scope", Rule::Hot(HotAction::SessionRouting)),
     ("session", Rule::Nothing),
     ("talk", Rule::Nothing),
     ("skills", Rule::Nothing),
@@ -260,6 +265,8 @@ mod tests {
     fn the_longest_prefix_wins() {
         assert_eq!(rule_for("agents.list"), Rule::Hot(HotAction::Agents));
         assert_eq!(rule_for("agents.defaults.model"), Rule::Nothing);
+        assert_eq!(rule_for("session.scope"), Rule::Hot(HotAction::SessionRouting));
+        assert_eq!(rule_for("session.dmScope"), Rule::Nothing);
         assert_eq!(rule_for("gateway.reload.mode"), Rule::Nothing);
         assert_eq!(
             rule_for("gateway.auth.rateLimit.maxAttempts"),

@@ -35,6 +35,10 @@ pub struct FileSettings {
     pub reload_debounce_ms: Option<u64>,
     pub auto_approve_local: Option<bool>,
     pub main_key: Option<String>,
+    /// `session.scope`: `per-sender` or `global`.
+    pub session_scope: Option<clawgate_proto::session::SessionScope>,
+    /// The id of the `agents.list` entry marked `default`, else of the first entry.
+    pub default_agent_id: Option<String>,
     /// The whole document after `${ENV}` substitution, for `config get` and for diffing on reload.
     pub document: Value,
 }
@@ -134,6 +138,7 @@ const USED: &[&str] = &[
     "tools.deny",
     "agents.list",
     "session.mainKey",
+    "session.scope",
     "$schema",
 ];
 
@@ -353,6 +358,36 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
             return Err(type_error("gateway.reload.mode", "off, hot, restart or hybrid"));
         }
     }
+    let session_scope = match string("session.scope")?.as_deref() {
+        None => None,
+        Some("per-sender") => Some(clawgate_proto::session::SessionScope::PerSender),
+        Some("global") => Some(clawgate_proto::session::SessionScope::Global),
+        Some(_) => return Err(type_error("session.scope", "per-sender or global")),
+    };
+    let default_agent_id = match get(&doc, "agents.list") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(agents)) => {
+            let mut ids = Vec::with_capacity(agents.len());
+            for agent in agents {
+                match agent.get("id").and_then(Value::as_str) {
+                    Some(id) if !id.trim().is_empty() => {
+                        ids.push((id, agent.get("default").and_then(Value::as_bool) == Some(true)))
+                    }
+                    _ => {
+                        return Err(type_error(
+                            "agents.list",
+                            "a list of agents, each with a non-empty string id",
+                        ))
+                    }
+                }
+            }
+            ids.iter()
+                .find(|(_, default)| *default)
+                .or(ids.first())
+                .map(|(id, _)| clawgate_proto::session::AgentId::normalize(id).as_str().to_owned())
+        }
+        Some(_) => return Err(type_error("agents.list", "a list of agents")),
+    };
     let rate_limit = match get(&doc, "gateway.auth.rateLimit") {
         None | Some(Value::Null) => None,
         Some(Value::Object(_)) => {
@@ -389,6 +424,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         reload_debounce_ms: uint("gateway.reload.debounceMs")?,
         auto_approve_local: boolean("gateway.nodes.pairing.autoApproveLocal")?,
         main_key: string("session.mainKey")?,
+        session_scope,
+        default_agent_id,
         document: doc.clone(),
     };
     let mut paths = Vec::new();
@@ -478,6 +515,30 @@ mod tests {
         let (s, _) = parse(r#"{ gateway: { auth: { token: "a$${GW_TOKEN}b" } } }"#, &env).unwrap();
         assert_eq!(s.auth_token.as_deref(), Some("a${GW_TOKEN}b"));
         assert!(parse(r#"{ gateway: { auth: { token: "${MISSING}" } } }"#, &env).is_err());
+    }
+
+    #[test]
+    fn session_scope_and_the_default_agent_are_read() {
+        let (s, warnings) = parse(
+            r#"{ session: { scope: "global", mainKey: "desk" },
+                 agents: { list: [{ id: "home", workspace: "/w" }, { id: "Ops", default: true }] } }"#,
+            &no_env,
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(s.session_scope, Some(clawgate_proto::session::SessionScope::Global));
+        assert_eq!(s.default_agent_id.as_deref(), Some("ops"));
+        let (s, _) = parse(r#"{ agents: { list: [{ id: "first" }, { id: "second" }] } }"#, &no_env).unwrap();
+        assert_eq!(s.default_agent_id.as_deref(), Some("first"));
+        let (s, _) = parse("{}", &no_env).unwrap();
+        assert_eq!((s.session_scope, s.default_agent_id), (None, None));
+
+        let e = parse("{\n  session: { scope: \"per-planet\" } }", &no_env).unwrap_err();
+        assert!(e.message.contains("session.scope") && e.message.contains("per-sender or global"));
+        assert_eq!(e.line, 2);
+        let e = parse("{ agents: { list: [{ default: true }] } }", &no_env).unwrap_err();
+        assert!(e.message.contains("agents.list"), "{}", e.message);
+        assert!(parse("{ agents: { list: { id: \"x\" } } }", &no_env).is_err());
     }
 
     #[test]

@@ -172,3 +172,34 @@ fn config_reload_over_rpc_is_for_admins_and_asks_the_runtime_to_read_the_file() 
     assert!(b.request(admin, "a", "config.reload", json!({})).ok);
     assert_eq!(b.reload_requests, 1);
 }
+
+#[test]
+fn the_main_session_follows_session_and_agent_settings_live() {
+    let mut b = bench_from_file();
+    let defaults = |b: &mut Bench| {
+        let c = b.ws(loopback(), &[]);
+        payload(&b.connect(c, cli_params(&[], Some(TOKEN))))["snapshot"]["sessionDefaults"].clone()
+    };
+    let before = defaults(&mut b);
+    assert_eq!(before["mainSessionKey"], "agent:main:main");
+    assert_eq!(before["scope"], "per-sender");
+
+    let text = format!(
+        "{{ gateway: {{ mode: \"local\", port: 18789, auth: {{ mode: \"token\", token: \"{TOKEN}\" }} }}, \
+         session: {{ mainKey: \"Desk\" }}, agents: {{ list: [{{ id: \"home\" }}, {{ id: \"Ops Team\", default: true }}] }} }}"
+    );
+    reload(&mut b, &text);
+    let after = defaults(&mut b);
+    assert_eq!(after["defaultAgentId"], "ops-team");
+    assert_eq!(after["mainSessionKey"], "agent:ops-team:desk");
+    assert_eq!(after["mainKey"], "desk");
+
+    reload(&mut b, &text.replace("mainKey: \"Desk\"", "scope: \"global\""));
+    let global = defaults(&mut b);
+    assert_eq!(global["mainSessionKey"], "global");
+    assert_eq!(global["scope"], "global");
+
+    // Back to a file without either: the defaults return.
+    reload(&mut b, &file(TOKEN, ""));
+    assert_eq!(defaults(&mut b), before);
+}

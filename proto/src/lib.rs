@@ -90,6 +90,7 @@ pub mod handshake;
 pub mod http;
 pub mod limits;
 pub mod scopes;
+pub mod session;
 pub mod ws;
 
 pub use connect::{ClientId, ClientMode, ConnectParams, HelloOk, Role};

@@ -9,6 +9,9 @@ use clawgate_proto::handshake::{verify_device_proof, ChallengeNonceOnly, DeviceP
 use clawgate_proto::http::{HttpLimits, RequestParser};
 use clawgate_proto::limits::DEVICE_SIGNATURE_SKEW_MS;
 use clawgate_proto::scopes::{authorize, Scope, ScopeSet};
+use clawgate_proto::session::{
+    AgentId, SessionKey, SessionRouting, SessionScope, MAX_AGENT_ID_LEN, MAX_SESSION_KEY_LEN,
+};
 use clawgate_proto::ws::{apply_mask, encode_frame, Message, OpCode, SeededMasks, WsCodec};
 use clawgate_proto::Role;
 use proptest::prelude::*;
@@ -382,5 +385,61 @@ fn the_message_limit_holds_at_its_edge() {
         let mut s = WsCodec::server(64 * 1024);
         s.feed(&wire);
         assert_eq!(s.poll_message().is_ok(), ok, "{len}");
+    }
+}
+
+/// Request keys: mostly key-like text, sometimes anything.
+fn request_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "(agent|AGENT|main|Main|global|x|)(:{0,2}[A-Za-z0-9 _-]{0,12}){0,4}",
+        ".{0,60}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    #[test]
+    fn agent_ids_normalise_to_safe_stable_ids(raw in ".{0,80}") {
+        let id = AgentId::normalize(&raw);
+        let text = id.as_str();
+        prop_assert!(!text.is_empty() && text.len() <= MAX_AGENT_ID_LEN);
+        prop_assert!(text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'));
+        prop_assert_eq!(&AgentId::normalize(text), &id);
+        if AgentId::is_valid(&raw) {
+            prop_assert_eq!(text, raw.trim().to_ascii_lowercase());
+        }
+    }
+
+    #[test]
+    fn resolved_session_keys_are_stable(
+        key in request_key(),
+        agent in prop::option::of("[A-Za-z !_-]{0,10}"),
+        global in any::<bool>(),
+    ) {
+        let routing = SessionRouting {
+            scope: if global { SessionScope::Global } else { SessionScope::PerSender },
+            ..SessionRouting::default()
+        };
+        let Ok(resolved) = routing.resolve(Some(&key), agent.as_deref()) else {
+            let only_separators = key.chars().all(|c| c == ':' || c.is_whitespace());
+            prop_assert!(
+                key.len() > MAX_SESSION_KEY_LEN || key.chars().any(char::is_control) || only_separators
+            );
+            return Ok(());
+        };
+        // Resolving a stored key again names the same session.
+        prop_assert_eq!(routing.resolve(Some(&resolved), None), Ok(resolved.clone()));
+        prop_assert_eq!(routing.resolve(Some(&resolved), Some("other")), Ok(resolved.clone()));
+        // Keys are case-insensitive.
+        prop_assert_eq!(routing.resolve(Some(&key.to_ascii_uppercase()), agent.as_deref()).map(|k| k.to_lowercase()), Ok(resolved.to_lowercase()));
+        // A key that was not already agent-scoped lands in the request's agent.
+        let lowered = key.trim().to_lowercase();
+        if !lowered.starts_with("agent:") && !(global && (lowered.is_empty() || lowered == "main" || lowered == "global")) {
+            let parsed = SessionKey::parse(&resolved);
+            prop_assert!(parsed.is_some(), "{} -> {}", key, resolved);
+            let want = agent.as_deref().filter(|a| !a.trim().is_empty()).map(AgentId::normalize).unwrap_or_default();
+            prop_assert_eq!(parsed.map(|p| p.agent_id().to_owned()), Some(want.as_str().to_owned()));
+        }
     }
 }
