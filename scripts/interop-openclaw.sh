@@ -236,6 +236,18 @@ cli node "$OPENCLAW" gateway call health --url "ws://127.0.0.1:$CFG_PORT" --toke
 check "a token changed with openclaw config set applies live" 0 "d['ok'] is True"
 cli node "$OPENCLAW" gateway call health --url "ws://127.0.0.1:$CFG_PORT" --token "cfg-$TOKEN" --json
 check "the old token is refused after the change" 1 "d['error']['details']['code'] == 'AUTH_TOKEN_MISMATCH'"
+# A tool policy written by the real CLI (it stores agents as agents.entries) applies live.
+cfgset tools.deny '["exec"]' --strict-json
+cfgset agents.list '[{"id":"main"},{"id":"ops","tools":{"allow":["group:fs"]},"sandbox":{"mode":"all","workspaceAccess":"ro"}}]' --strict-json
+sleep 1.5
+cli node "$OPENCLAW" gateway call tools.effective --params '{"sessionKey":"main"}' --url "ws://127.0.0.1:$CFG_PORT" --token "cfg2-$TOKEN" --json
+check "tools.deny set with openclaw config set applies live (tools.effective)" 0 \
+  "[t['id'] for t in d['groups'][0]['tools']] == ['read', 'ls', 'write', 'edit', 'process'] and d['notices'][0]['message'] == 'exec: denied by tools.deny entry \"exec\"'"
+cli node "$OPENCLAW" gateway call tools.effective --params '{"sessionKey":"agent:ops:main"}' --url "ws://127.0.0.1:$CFG_PORT" --token "cfg2-$TOKEN" --json
+check "an agent's allow list and read-only sandbox from agents.entries" 0 \
+  "d['agentId'] == 'ops' and [t['id'] for t in d['groups'][0]['tools']] == ['read', 'ls'] and any('read-only' in n['message'] for n in d['notices'])"
+cli node "$OPENCLAW" gateway call tools.catalog --url "ws://127.0.0.1:$CFG_PORT" --token "cfg2-$TOKEN" --json
+check "gateway call tools.catalog" 0 "[g['id'] for g in d['groups']] == ['fs', 'runtime'] and sum(len(g['tools']) for g in d['groups']) == 6"
 kill "$CFG_PID" 2>/dev/null; wait "$CFG_PID" 2>/dev/null || true
 
 echo "interop: $passed passed, $failed failed"

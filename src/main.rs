@@ -333,6 +333,7 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     if let Some(key) = &file.main_key {
         config.main_key = key.clone();
     }
+    config.tool_policy = file.tool_policy.clone();
     if let Some(scope) = file.session_scope {
         config.session_scope = scope;
     }

@@ -53,6 +53,8 @@ pub struct GatewayConfig {
     pub main_key: String,
     /// `session.scope`: whether the main session is per agent or the single `global` one.
     pub session_scope: clawgate_proto::session::SessionScope,
+    /// Which tools agents may run, and where.
+    pub tool_policy: crate::tool_policy::ToolPolicy,
     /// Where the gateway keeps its state, reported to admins.
     pub state_dir: String,
     /// The config file path, reported to admins.
@@ -185,6 +187,7 @@ impl GatewayConfig {
             default_agent_id: "main".to_owned(),
             main_key: "main".to_owned(),
             session_scope: clawgate_proto::session::SessionScope::PerSender,
+            tool_policy: crate::tool_policy::ToolPolicy::default(),
             state_dir: String::new(),
             config_path: String::new(),
             auto_approve_local: true,

@@ -702,6 +702,7 @@ impl Gateway {
                     self.config.trusted_proxy = settings.trusted_proxy.clone();
                 }
                 HotAction::Agents | HotAction::SessionRouting => {
+                    self.config.tool_policy = settings.tool_policy.clone();
                     self.config.default_agent_id = settings
                         .default_agent_id
                         .clone()
@@ -713,7 +714,8 @@ impl Gateway {
                     self.config.session_scope = settings.session_scope.unwrap_or_default();
                     self.cache.session_defaults = session_defaults(&self.config);
                 }
-                HotAction::ToolPolicy | HotAction::HttpEndpoints => {}
+                HotAction::ToolPolicy => self.config.tool_policy = settings.tool_policy.clone(),
+                HotAction::HttpEndpoints => {}
             }
         }
         self.document = settings.document;

@@ -24,6 +24,8 @@ mod presence;
 pub mod rate_limit;
 pub mod reload;
 pub mod settings;
+mod tool_catalog;
+pub mod tool_policy;
 
 pub use config::GatewayConfig;
 pub use gateway::{ConnId, Entropy, Gateway, LogLevel, LogLine, Output};

@@ -23,6 +23,8 @@ pub const METHODS: &[&str] = &[
     "device.token.rotate",
     "device.token.revoke",
     "config.reload",
+    "tools.catalog",
+    "tools.effective",
 ];
 
 /// Events this gateway emits, advertised in `hello-ok.features.events`.
@@ -38,6 +40,21 @@ pub const EVENTS: &[&str] = &[
 
 /// Placeholder the reference gateway puts where a secret would be.
 pub const REDACTED: &str = "__OPENCLAW_REDACTED__";
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ToolsCatalogParams {
+    agent_id: Option<String>,
+    #[allow(dead_code)]
+    include_plugins: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ToolsEffectiveParams {
+    agent_id: Option<String>,
+    session_key: String,
+}
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -74,6 +91,24 @@ impl Gateway {
             "sessions": {"path": "", "count": 0, "recent": []},
             "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
         })
+    }
+
+    /// The agent a request names (the default one when it names none); an agent the config does
+    /// not know is refused.
+    fn known_agent(&self, requested: Option<&str>) -> Result<clawgate_proto::session::AgentId, ErrorShape> {
+        let routing = self.config.session_routing();
+        let Some(raw) = requested.filter(|r| !r.trim().is_empty()) else {
+            return Ok(routing.default_agent);
+        };
+        let agent = clawgate_proto::session::AgentId::normalize(raw);
+        if agent == routing.default_agent || self.config.tool_policy.agent(&agent).is_some() {
+            Ok(agent)
+        } else {
+            Err(ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                format!("unknown agent id: {raw}"),
+            ))
+        }
     }
 
     fn status_payload(&self, now_ms: u64, admin: bool) -> Value {
@@ -171,6 +206,20 @@ impl Gateway {
                     "config": config,
                     "hash": null,
                 })
+            }
+            "tools.catalog" => {
+                let params: ToolsCatalogParams = request.parse_params().map_err(|e| invalid_params(method, e))?;
+                let agent = self.known_agent(params.agent_id.as_deref())?;
+                crate::tool_catalog::catalog(&agent)
+            }
+            "tools.effective" => {
+                let params: ToolsEffectiveParams = request.parse_params().map_err(|e| invalid_params(method, e))?;
+                let routing = self.config.session_routing();
+                let key = routing
+                    .resolve(Some(&params.session_key), params.agent_id.as_deref())
+                    .map_err(|e| invalid_params(method, e))?;
+                let agent = self.known_agent(Some(routing.agent_of(&key).as_str()))?;
+                crate::tool_catalog::effective(&self.config.tool_policy, &routing, &agent, &key)
             }
             "sessions.list" => json!({
                 "ts": now_ms,

@@ -71,6 +71,10 @@ const RULES: &[(&str, Rule)] = &[
     ("gateway", Rule::Restart),
     ("tools", Rule::Hot(HotAction::ToolPolicy)),
     ("agents.list", Rule::Hot(HotAction::Agents)),
+    ("agents.entries", Rule::Hot(HotAction::Agents)),
+    ("agents.defaults.systemAgent", Rule::Hot(HotAction::Agents)),
+    ("agents.defaults.sandbox", Rule::Hot(HotAction::ToolPolicy)),
+    ("agents.defaults.workspace", Rule::Hot(HotAction::ToolPolicy)),
     ("meta", Rule::Nothing),
     ("identity", Rule::Nothing),
     ("wizard", Rule::Nothing),
@@ -265,8 +269,17 @@ mod tests {
     fn the_longest_prefix_wins() {
         assert_eq!(rule_for("agents.list"), Rule::Hot(HotAction::Agents));
         assert_eq!(rule_for("agents.defaults.model"), Rule::Nothing);
+        assert_eq!(rule_for("agents.entries.ops.tools.deny"), Rule::Hot(HotAction::Agents));
+        assert_eq!(
+            rule_for("agents.defaults.systemAgent.agentId"),
+            Rule::Hot(HotAction::Agents)
+        );
         assert_eq!(rule_for("session.scope"), Rule::Hot(HotAction::SessionRouting));
         assert_eq!(rule_for("session.dmScope"), Rule::Nothing);
+        assert_eq!(
+            rule_for("agents.defaults.sandbox.mode"),
+            Rule::Hot(HotAction::ToolPolicy)
+        );
         assert_eq!(rule_for("gateway.reload.mode"), Rule::Nothing);
         assert_eq!(
             rule_for("gateway.auth.rateLimit.maxAttempts"),

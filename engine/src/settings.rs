@@ -39,6 +39,8 @@ pub struct FileSettings {
     pub session_scope: Option<clawgate_proto::session::SessionScope>,
     /// The id of the `agents.list` entry marked `default`, else of the first entry.
     pub default_agent_id: Option<String>,
+    /// Which tools agents may run, and where (`tools.*`, `agents.*`).
+    pub tool_policy: crate::tool_policy::ToolPolicy,
     /// The whole document after `${ENV}` substitution, for `config get` and for diffing on reload.
     pub document: Value,
 }
@@ -137,6 +139,11 @@ const USED: &[&str] = &[
     "tools.allow",
     "tools.deny",
     "agents.list",
+    "agents.defaults.workspace",
+    "agents.defaults.systemAgent.agentId",
+    "agents.defaults.sandbox.mode",
+    "agents.defaults.sandbox.scope",
+    "agents.defaults.sandbox.workspaceAccess",
     "session.mainKey",
     "session.scope",
     "$schema",
@@ -144,16 +151,34 @@ const USED: &[&str] = &[
 
 /// Where `needle` (a key) first appears in `text`, as 1-based line and column.
 fn locate(text: &str, needle: &str) -> (usize, usize) {
-    let candidates = [format!("\"{needle}\""), format!("'{needle}'"), needle.to_owned()];
-    for c in candidates {
-        if let Some(at) = text.find(&c) {
-            let before = &text[..at];
-            let line = before.matches('\n').count() + 1;
-            let column = at - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            return (line, column);
+    position(text, find_key(text, needle).unwrap_or(0))
+}
+
+/// The byte offset of `key` written as a key (quoted or bare) in `text`.
+fn find_key(text: &str, key: &str) -> Option<usize> {
+    let candidates = [format!("\"{key}\""), format!("'{key}'"), key.to_owned()];
+    candidates.iter().find_map(|c| text.find(c.as_str()))
+}
+
+/// Line and column (1-based) of a byte offset.
+fn position(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = at - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Where a dotted path's last key appears, looking for each key after the one before it, so that
+/// `agents.list[].sandbox.mode` is not found at `gateway.mode`.
+fn locate_path(text: &str, path: &str) -> (usize, usize) {
+    let mut at = 0;
+    for key in path.split('.').map(|k| k.trim_end_matches("[]")) {
+        match find_key(&text[at..], key) {
+            Some(offset) => at += offset,
+            None => break,
         }
     }
-    (1, 1)
+    position(text, at)
 }
 
 /// Replaces `${NAME}` in every string with the variable's value; a missing variable is an error.
@@ -222,8 +247,25 @@ pub fn leaf_paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
+/// Keys Clawgate reads inside each `agents.entries.<id>` (OpenClaw 2026.9's form of `agents.list`).
+const USED_IN_AGENT_ENTRY: &[&str] = &[
+    "workspace",
+    "tools.allow",
+    "tools.deny",
+    "sandbox.mode",
+    "sandbox.scope",
+    "sandbox.workspaceAccess",
+];
+
 fn used(path: &str) -> bool {
-    USED.iter().any(|u| path == *u || path.starts_with(&format!("{u}.")))
+    let under = |list: &[&str], path: &str| list.iter().any(|u| path == *u || path.starts_with(&format!("{u}.")));
+    if let Some((_, inside)) = path
+        .strip_prefix("agents.entries.")
+        .and_then(|rest| rest.split_once('.'))
+    {
+        return under(USED_IN_AGENT_ENTRY, inside);
+    }
+    under(USED, path)
 }
 
 fn get<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
@@ -287,8 +329,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
     })?;
 
     let type_error = |path: &str, expected: &str| {
-        let key = path.rsplit('.').next().unwrap_or(path);
-        let (line, column) = locate(text, key);
+        let (line, column) = locate_path(text, path);
         ConfigError {
             line,
             column,
@@ -388,6 +429,13 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         }
         Some(_) => return Err(type_error("agents.list", "a list of agents")),
     };
+    // OpenClaw 2026.9 keeps agents in `agents.entries` and names the default one here.
+    let default_agent_id = match string("agents.defaults.systemAgent.agentId")? {
+        Some(id) => Some(clawgate_proto::session::AgentId::normalize(&id).as_str().to_owned()),
+        None => default_agent_id,
+    };
+    let tool_policy =
+        crate::tool_policy::ToolPolicy::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let rate_limit = match get(&doc, "gateway.auth.rateLimit") {
         None | Some(Value::Null) => None,
         Some(Value::Object(_)) => {
@@ -426,6 +474,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         main_key: string("session.mainKey")?,
         session_scope,
         default_agent_id,
+        tool_policy,
         document: doc.clone(),
     };
     let mut paths = Vec::new();
@@ -539,6 +588,80 @@ mod tests {
         let e = parse("{ agents: { list: [{ default: true }] } }", &no_env).unwrap_err();
         assert!(e.message.contains("agents.list"), "{}", e.message);
         assert!(parse("{ agents: { list: { id: \"x\" } } }", &no_env).is_err());
+    }
+
+    #[test]
+    fn tool_policy_errors_point_at_the_offending_key() {
+        let text = "{\n  gateway: { mode: \"local\" },\n  agents: { list: [\n    { id: \"a\", sandbox: { mode: \"sometimes\" } } ] } }";
+        let e = parse(text, &no_env).unwrap_err();
+        assert!(
+            e.message
+                .contains("agents.list[].sandbox.mode: expected off, non-main or all"),
+            "{}",
+            e.message
+        );
+        assert_eq!((e.line, e.column), (4, 27));
+        let (s, warnings) = parse(
+            r#"{ tools: { deny: ["exec"] }, agents: { defaults: { sandbox: { mode: "all", docker: { image: "x" } } } } }"#,
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(s.tool_policy.global.deny.len(), 1);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("agents.defaults.sandbox.docker.image") && !warnings[0].contains("sandbox.mode"));
+    }
+
+    #[test]
+    fn the_agents_entries_form_written_by_openclaw_2026_9_is_read() {
+        // As `openclaw config set agents.list ...` leaves the file.
+        let text = r#"{
+          agents: {
+            ownership: "explicit",
+            defaults: { heartbeat: { agentId: "ops" }, systemAgent: { agentId: "Ops" } },
+            entries: {
+              main: { workspace: "/srv/main" },
+              ops: { tools: { allow: ["group:fs"] }, sandbox: { mode: "all", workspaceAccess: "ro" }, model: { primary: "m" } },
+            },
+          },
+          tools: { deny: ["exec"] },
+        }"#;
+        let (s, warnings) = parse(text, &no_env).unwrap();
+        assert_eq!(s.default_agent_id.as_deref(), Some("ops"));
+        let ops = s
+            .tool_policy
+            .agent(&clawgate_proto::session::AgentId::normalize("ops"))
+            .unwrap();
+        assert_eq!(ops.tools.allow.len(), 1);
+        assert_eq!(ops.sandbox.mode, Some(crate::tool_policy::SandboxMode::All));
+        assert_eq!(
+            s.tool_policy
+                .agent(&clawgate_proto::session::AgentId::normalize("main"))
+                .unwrap()
+                .workspace
+                .as_deref(),
+            Some("/srv/main")
+        );
+        assert_eq!(warnings.len(), 1);
+        let w = &warnings[0];
+        assert!(
+            w.contains("agents.entries.ops.model.primary") && w.contains("agents.ownership"),
+            "{w}"
+        );
+        assert!(
+            !w.contains("sandbox") && !w.contains("tools.") && !w.contains("systemAgent"),
+            "{w}"
+        );
+
+        let e = parse(
+            r#"{ agents: { entries: { ops: { sandbox: { scope: "planet" } } } } }"#,
+            &no_env,
+        )
+        .unwrap_err();
+        assert!(e
+            .message
+            .starts_with("agents.entries.ops.sandbox.scope: expected session, agent or shared"));
+        assert!(parse(r#"{ agents: { entries: { ops: 3 } } }"#, &no_env).is_err());
+        assert!(parse(r#"{ agents: { entries: [] } }"#, &no_env).is_err());
     }
 
     #[test]

@@ -203,3 +203,84 @@ fn the_main_session_follows_session_and_agent_settings_live() {
     reload(&mut b, &file(TOKEN, ""));
     assert_eq!(defaults(&mut b), before);
 }
+
+#[test]
+fn tool_catalog_and_effective_tools_follow_the_policy_live() {
+    let mut b = bench_from_file();
+    let op = b.operator(&["operator.read"]);
+
+    let catalog = payload(&b.request(op, "c1", "tools.catalog", json!({})));
+    assert_eq!(catalog["agentId"], "main");
+    let ids: Vec<&str> = catalog["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["tools"].as_array().unwrap())
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["read", "ls", "write", "edit", "exec", "process"]);
+
+    let effective = |b: &mut Bench, id: &str, params: Value| {
+        let v = payload(&b.request(op, id, "tools.effective", params));
+        let tools: Vec<String> = v["groups"][0]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect();
+        let notices: Vec<String> = v["notices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["message"].as_str().unwrap().to_owned())
+            .collect();
+        (v["agentId"].as_str().unwrap().to_owned(), tools, notices)
+    };
+    let (_, tools, notices) = effective(&mut b, "e1", json!({"sessionKey": "main"}));
+    assert_eq!(tools.len(), 6);
+    assert!(notices.is_empty(), "{notices:?}");
+
+    let policy = |deny: &str| {
+        format!(
+            "{{ gateway: {{ mode: \"local\", port: 18789, auth: {{ mode: \"token\", token: \"{TOKEN}\" }} }}, \
+             tools: {{ deny: [{deny}] }}, \
+             agents: {{ list: [{{ id: \"main\" }}, {{ id: \"ops\", tools: {{ allow: [\"group:fs\"] }}, \
+             sandbox: {{ mode: \"non-main\", workspaceAccess: \"ro\" }} }}] }} }}"
+        )
+    };
+    reload(&mut b, &policy("\"exec\""));
+    let (_, tools, notices) = effective(&mut b, "e2", json!({"sessionKey": "main"}));
+    assert!(!tools.contains(&"exec".to_owned()));
+    assert_eq!(notices, ["exec: denied by tools.deny entry \"exec\""]);
+    // The key names the agent: ops in a non-main session is sandboxed read-only.
+    let (agent, tools, notices) = effective(&mut b, "e3", json!({"sessionKey": "agent:ops:cron:nightly"}));
+    assert_eq!(agent, "ops");
+    assert_eq!(tools, ["read", "ls"]);
+    assert!(notices.contains(&"write: the sandbox grants read-only workspace access".to_owned()));
+    assert!(notices.contains(&"process: not in the agent's tools.allow".to_owned()));
+    assert!(notices.iter().any(|n| n.contains("run sandboxed with read-only")));
+    // A bare key with an agent id lands in that agent's sessions; its main session is not sandboxed.
+    let (_, tools, _) = effective(&mut b, "e4", json!({"sessionKey": "main", "agentId": "OPS"}));
+    assert_eq!(tools, ["read", "ls", "write", "edit"]);
+
+    // The next change applies to the next question.
+    reload(&mut b, &policy(""));
+    let (_, tools, _) = effective(&mut b, "e5", json!({"sessionKey": "main"}));
+    assert!(tools.contains(&"exec".to_owned()));
+
+    // Bad requests get INVALID_REQUEST with the reason.
+    for (id, params, want) in [
+        (
+            "b1",
+            json!({"sessionKey": "main", "agentId": "ghost"}),
+            "unknown agent id: ghost",
+        ),
+        ("b2", json!({}), "missing field `sessionKey`"),
+        ("b3", json!({"sessionKey": "x".repeat(600)}), "at most 512"),
+        ("b4", json!({"sessionKey": "main", "extra": 1}), "unknown field"),
+    ] {
+        let (code, message, _) = error_code(&b.request(op, id, "tools.effective", params));
+        assert_eq!(code, "INVALID_REQUEST");
+        assert!(message.contains(want), "{message}");
+    }
+}
