@@ -124,7 +124,6 @@ impl ToolSpec {
                     "args": {"type": "array", "items": {"type": "string"}},
                     "shell": {"type": "boolean", "description": "run command through /bin/sh -c"},
                     "timeoutMs": {"type": "integer", "minimum": 1},
-                    "background": {"type": "boolean"},
                 }),
                 json!(["command"]),
             ),

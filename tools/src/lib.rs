@@ -1,5 +1,5 @@
-//! The file tools Clawgate runs for agents (`read`, `ls`, `write`, `edit`), confined to the
-//! agent's workspace.
+//! The tools Clawgate runs for agents: `read`, `ls`, `write` and `edit` confined to the agent's
+//! workspace, and `exec` / `process` ([`ProcessTable`]) running commands there.
 //!
 //! These are blocking calls; a runtime runs them off its event loop. The engine has already
 //! decided that the call is allowed ([`clawgate_engine::tool_policy`]); this crate makes sure the
@@ -15,6 +15,9 @@
 //! by the kernel as well, which closes that gap.
 
 #![forbid(unsafe_code)]
+
+mod exec;
+pub use exec::{ProcessTable, DEFAULT_TIMEOUT, MAX_TIMEOUT};
 
 use clawgate_engine::tool_policy::WorkspaceAccess;
 use serde::Deserialize;

@@ -1,0 +1,219 @@
+//! `exec` and `process`: run a command in the workspace with a timeout and capped output, and
+//! list or stop the commands that are running.
+
+use crate::ToolError;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The timeout of a command that names none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The longest timeout a call may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The only variables a command sees: the gateway's own environment (tokens, keys) stays out.
+const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ExecArgs {
+    command: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    shell: bool,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcessArgs {
+    action: String,
+    pid: Option<u32>,
+}
+
+struct Running {
+    command: String,
+    started: Instant,
+    stop: Arc<AtomicBool>,
+}
+
+/// The commands `exec` is running, shared by every call of one gateway.
+#[derive(Clone, Default)]
+pub struct ProcessTable {
+    running: Arc<Mutex<BTreeMap<u32, Running>>>,
+}
+
+impl ProcessTable {
+    /// An empty table.
+    pub fn new() -> ProcessTable {
+        ProcessTable::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Running>> {
+        // A panic while holding the lock leaves a table that is still consistent.
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `exec` in `dir` with at most `output_cap` bytes of each stream kept.
+    pub fn exec(&self, dir: &Path, args: &Value, output_cap: usize) -> Result<Value, ToolError> {
+        let args: ExecArgs = crate::parse(args)?;
+        if args.command.trim().is_empty() {
+            return Err(ToolError::InvalidArguments("command must not be empty".into()));
+        }
+        let timeout = args
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_TIMEOUT)
+            .min(MAX_TIMEOUT);
+        let mut command = if args.shell {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(&args.command).arg("sh").args(&args.args);
+            c
+        } else {
+            let mut c = Command::new(&args.command);
+            c.args(&args.args);
+            c
+        };
+        command
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", PATH)
+            .env("HOME", dir)
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a timeout stops what it started too.
+            .process_group(0);
+        let started = Instant::now();
+        let mut child = command.spawn()?;
+        let pid = child.id();
+        let stop = Arc::new(AtomicBool::new(false));
+        self.lock().insert(
+            pid,
+            Running {
+                command: args.command.clone(),
+                started,
+                stop: stop.clone(),
+            },
+        );
+        let (tx, rx) = mpsc::channel();
+        for (stream, reader) in [
+            (
+                "stdout",
+                child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            ),
+            (
+                "stderr",
+                child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            ),
+        ] {
+            if let Some(reader) = reader {
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let _ = tx.send((stream, read_capped(reader, output_cap)));
+                });
+            }
+        }
+        drop(tx);
+        let mut ended_by = None;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() >= timeout {
+                ended_by = Some("timeout");
+            } else if stop.load(Ordering::Relaxed) {
+                ended_by = Some("killed");
+            }
+            if ended_by.is_some() {
+                kill_group(pid);
+                let _ = child.kill();
+                break child.wait()?;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        self.lock().remove(&pid);
+        let mut out = json!({
+            "exitCode": status.code(),
+            "signal": status.signal(),
+            "durationMs": started.elapsed().as_millis() as u64,
+            "timedOut": ended_by == Some("timeout"),
+            "killed": ended_by == Some("killed"),
+        });
+        // Something the command started may keep a pipe open; do not wait for it for long.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while let Ok((stream, (text, total))) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            out[stream] = json!(text);
+            out[format!("{stream}Bytes")] = json!(total);
+            out[format!("{stream}Truncated")] = json!(total > output_cap);
+        }
+        Ok(out)
+    }
+
+    /// Runs `process`: `list` what is running, or `kill` one by pid.
+    pub fn process(&self, args: &Value) -> Result<Value, ToolError> {
+        let args: ProcessArgs = crate::parse(args)?;
+        match (args.action.as_str(), args.pid) {
+            ("list", _) => {
+                let list: Vec<Value> = self
+                    .lock()
+                    .iter()
+                    .map(|(pid, r)| {
+                        json!({"pid": pid, "command": r.command, "runningMs": r.started.elapsed().as_millis() as u64})
+                    })
+                    .collect();
+                Ok(json!({"processes": list}))
+            }
+            ("kill", Some(pid)) => match self.lock().get(&pid) {
+                Some(running) => {
+                    running.stop.store(true, Ordering::Relaxed);
+                    Ok(json!({"pid": pid, "killed": true}))
+                }
+                None => Err(ToolError::InvalidArguments(format!(
+                    "no command started by exec has pid {pid}"
+                ))),
+            },
+            ("kill", None) => Err(ToolError::InvalidArguments("kill needs a pid".into())),
+            (other, _) => Err(ToolError::InvalidArguments(format!(
+                "unknown action {other:?}; use list or kill"
+            ))),
+        }
+    }
+}
+
+/// Reads everything, keeping the first `cap` bytes; returns the kept text and the total size.
+fn read_capped(mut reader: Box<dyn Read + Send>, cap: usize) -> (String, usize) {
+    let mut kept = Vec::new();
+    let mut total = 0;
+    let mut buf = [0u8; 8192];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = cap.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+                total += n;
+            }
+        }
+    }
+    (String::from_utf8_lossy(&kept).into_owned(), total)
+}
+
+/// Stops every process of the group `pgid` (the command and what it started).
+fn kill_group(pgid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
