@@ -31,14 +31,23 @@ struct Server {
 
 impl Server {
     fn start(runtime: Runtime, config: GatewayConfig) -> Server {
+        Server::start_in(runtime, config, None)
+    }
+
+    /// A server keeping its state (and the default agent workspace) under `state_dir`.
+    fn start_in(runtime: Runtime, config: GatewayConfig, state_dir: Option<std::path::PathBuf>) -> Server {
         let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms());
         match runtime {
             Runtime::Smol => {
                 let listeners = bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
                 let addr = listeners[0].local_addr().unwrap();
                 let (stop, rx) = clawgate_runtime_smol::stop_channel();
+                let options = clawgate_runtime_smol::Options {
+                    state_dir,
+                    ..Default::default()
+                };
                 let thread = std::thread::spawn(move || {
-                    clawgate_runtime_smol::run(gateway, listeners, rx, Default::default()).unwrap();
+                    clawgate_runtime_smol::run(gateway, listeners, rx, options).unwrap();
                 });
                 Server {
                     addr,
@@ -47,10 +56,15 @@ impl Server {
                 }
             }
             Runtime::Mio => {
-                let (addrs, stop, thread) =
-                    clawgate_runtime_mio::spawn(gateway, &["127.0.0.1:0".parse().unwrap()]).unwrap();
+                let listeners = bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+                let addr = listeners[0].local_addr().unwrap();
+                let runtime = clawgate_runtime_mio::MioRuntime::new(listeners)
+                    .unwrap()
+                    .with_state_dir(state_dir);
+                let stop = runtime.stop_handle();
+                let thread = std::thread::spawn(move || runtime.run(gateway));
                 Server {
-                    addr: addrs[0],
+                    addr,
                     stop: Box::new(move || stop.stop()),
                     thread: Some(std::thread::spawn(move || {
                         thread.join().unwrap().unwrap();
@@ -537,7 +551,93 @@ macro_rules! conformance {
     };
 }
 
+fn tools_run_in_the_workspace_under_policy_and_are_audited(rt: Runtime) {
+    let state = std::env::temp_dir().join(format!("clawgate-conf-tools-{}-{rt:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.tool_policy = clawgate_engine::tool_policy::ToolPolicy::from_document(&json!({
+        "tools": {"deny": ["process"]},
+        "agents": {"list": [{"id": "main"}, {"id": "boxed", "sandbox": {"mode": "all", "workspaceAccess": "rw"}}]},
+    }))
+    .unwrap();
+    let server = Server::start_in(rt, config, Some(state.clone()));
+    let mut c = Client::open(server.addr);
+    ok_payload(c.connect_with(|_, _| cli_params(&["operator.write"], Some(TOKEN))));
+    let mut invoke = |id: &str, params: Value| {
+        c.send(&RequestFrame::new(id, "tools.invoke", &params).encode());
+        loop {
+            match c.next_frame() {
+                Frame::Response(r) if r.id == id => {
+                    break serde_json::from_str::<Value>(r.payload.expect("payload").get()).unwrap()
+                }
+                Frame::Response(r) => panic!("unexpected answer {r:?}"),
+                _ => {}
+            }
+        }
+    };
+    let out = invoke(
+        "w",
+        json!({"name": "write", "args": {"path": "notes/hello.txt", "content": "hi there"}}),
+    );
+    assert_eq!(out["ok"], true, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(state.join("workspace/notes/hello.txt")).unwrap(),
+        "hi there"
+    );
+    let out = invoke(
+        "x",
+        json!({"name": "exec", "args": {"command": "cat", "args": ["notes/hello.txt"]}}),
+    );
+    assert_eq!(out["output"]["stdout"], "hi there", "{out}");
+    let out = invoke("r", json!({"name": "read", "args": {"path": "../devices/paired.json"}}));
+    assert_eq!(
+        (out["ok"].as_bool(), out["error"]["code"].as_str()),
+        (Some(false), Some("PATH_REFUSED"))
+    );
+    let out = invoke("p", json!({"name": "process", "args": {"action": "list"}}));
+    assert_eq!(out["error"]["code"], "TOOL_DENIED");
+    assert_eq!(
+        out["error"]["message"],
+        "process: denied by tools.deny entry \"process\""
+    );
+    let out = invoke("s", json!({"name": "ls", "args": {}, "sessionKey": "agent:boxed:main"}));
+    assert_eq!(out["error"]["code"], "SANDBOX_UNAVAILABLE");
+    let out = invoke("u", json!({"name": "teleport"}));
+    assert_eq!(out["error"]["code"], "TOOL_NOT_FOUND");
+    // Without operator.write, no tool runs.
+    let mut reader = Client::open(server.addr);
+    ok_payload(reader.connect(TOKEN));
+    reader.send(&RequestFrame::new("q", "tools.invoke", &json!({"name": "ls"})).encode());
+    let (message, _) = error_details(reader.next_frame());
+    assert_eq!(message, "missing scope: operator.write");
+
+    // One audit line per call, without file contents or output.
+    let audit = std::fs::read_to_string(state.join("logs/tool-audit.jsonl")).unwrap();
+    let lines: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let summary: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l["tool"].as_str().unwrap(), l["decision"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("write", "allowed"),
+            ("exec", "allowed"),
+            ("read", "allowed"),
+            ("process", "denied"),
+            ("ls", "denied"),
+            ("teleport", "denied")
+        ]
+    );
+    assert_eq!(lines[1]["detail"], 0);
+    assert_eq!(lines[2]["status"], "error");
+    assert!(!audit.contains("hi there"));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
 conformance!(
+    tools_run_in_the_workspace_under_policy_and_are_audited,
     a_cross_origin_upgrade_gets_403,
     eleven_bad_tokens_are_rate_limited_with_retry_after,
     a_forged_forwarded_user_from_an_untrusted_peer_is_refused,

@@ -147,6 +147,13 @@ pub enum Output {
     /// Read the configuration file again and pass it to [`Gateway::handle_config_text`]
     /// (asked for over RPC with `config.reload`).
     ReloadConfig,
+    /// Run a tool off the event loop, then call [`Gateway::handle_tool_result`] with its `call`.
+    RunTool(crate::tool_calls::ToolRun),
+    /// Append this line (JSON, no newline) to the tool audit log under the state directory.
+    AppendAudit {
+        /// The line.
+        line: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -296,7 +303,9 @@ pub struct Gateway {
     pub(crate) logs: VecDeque<(u64, LogLine)>,
     pub(crate) log_cursor: u64,
     http_nonces: HttpNonces,
-    idempotency: crate::idempotency::IdempotencyCache,
+    pub(crate) idempotency: crate::idempotency::IdempotencyCache,
+    pub(crate) tool_calls: HashMap<u64, crate::tool_calls::PendingToolCall>,
+    pub(crate) next_tool_call: u64,
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) cache: Cache,
     limiter: AuthLimiter,
@@ -425,6 +434,8 @@ impl Gateway {
             log_cursor: 0,
             http_nonces: HttpNonces::default(),
             idempotency: crate::idempotency::IdempotencyCache::default(),
+            tool_calls: HashMap::new(),
+            next_tool_call: 1,
             metrics: crate::metrics::Metrics::default(),
             cache,
             limiter,
@@ -878,7 +889,11 @@ impl Gateway {
         self.close_now(conn);
     }
 
-    fn send_text(&mut self, conn: ConnId, text: &str) {
+    pub(crate) fn push_output(&mut self, output: Output) {
+        self.outputs.push_back(output);
+    }
+
+    pub(crate) fn send_text(&mut self, conn: ConnId, text: &str) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if c.closing {
             return;
@@ -1703,6 +1718,15 @@ impl Gateway {
         };
         let response = match authorize(session.role, session.scopes, &request.method) {
             Err(denied) => ResponseFrame::err(request.id.clone(), denied.to_error()),
+            Ok(()) if request.method == "tools.invoke" => {
+                let caller = session.device_id.clone();
+                match self.start_tool_call(now_ms, conn, caller, &request) {
+                    // Answered when the tool has run.
+                    Ok(None) => return,
+                    Ok(Some(payload)) => ResponseFrame::ok_raw(request.id.clone(), payload),
+                    Err(e) => ResponseFrame::err(request.id.clone(), e),
+                }
+            }
             Ok(()) if crate::pairing_methods::PAIRING_METHODS.contains(&request.method.as_str()) => {
                 let caller = crate::pairing_methods::Caller {
                     scopes: session.scopes,

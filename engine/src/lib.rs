@@ -24,6 +24,7 @@ mod presence;
 pub mod rate_limit;
 pub mod reload;
 pub mod settings;
+pub mod tool_calls;
 mod tool_catalog;
 pub mod tool_policy;
 

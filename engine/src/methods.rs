@@ -25,6 +25,7 @@ pub const METHODS: &[&str] = &[
     "config.reload",
     "tools.catalog",
     "tools.effective",
+    "tools.invoke",
 ];
 
 /// Events this gateway emits, advertised in `hello-ok.features.events`.
@@ -95,7 +96,7 @@ impl Gateway {
 
     /// The agent a request names (the default one when it names none); an agent the config does
     /// not know is refused.
-    fn known_agent(&self, requested: Option<&str>) -> Result<clawgate_proto::session::AgentId, ErrorShape> {
+    pub(crate) fn known_agent(&self, requested: Option<&str>) -> Result<clawgate_proto::session::AgentId, ErrorShape> {
         let routing = self.config.session_routing();
         let Some(raw) = requested.filter(|r| !r.trim().is_empty()) else {
             return Ok(routing.default_agent);

@@ -93,6 +93,9 @@ pub struct MioRuntime {
     state_dir: Option<PathBuf>,
     config_file: Option<PathBuf>,
     config_debounce: Duration,
+    /// Tools run on threads of their own; results wait here for the event loop (woken by the waker).
+    tool_results: Arc<std::sync::Mutex<Vec<clawgate_runtime_smol::ToolResult>>>,
+    tools: Option<clawgate_tools::ToolRunner>,
 }
 
 /// How often the configuration file is checked, and how long a change must settle.
@@ -165,6 +168,8 @@ impl MioRuntime {
             state_dir: None,
             config_file: None,
             config_debounce: CONFIG_POLL,
+            tool_results: Arc::new(std::sync::Mutex::new(Vec::new())),
+            tools: None,
         })
     }
 
@@ -278,6 +283,11 @@ impl MioRuntime {
             readable.dedup();
             for token in readable {
                 self.read(&mut gateway, token);
+                self.drain(&mut gateway, &mut stopped);
+            }
+            let finished = std::mem::take(&mut *self.tool_results.lock().unwrap_or_else(|e| e.into_inner()));
+            for (call, result) in finished {
+                gateway.handle_tool_result(now_ms(), call, result);
                 self.drain(&mut gateway, &mut stopped);
             }
             self.cut_overdue(&mut gateway);
@@ -467,6 +477,19 @@ impl MioRuntime {
                         reload_config(gateway, path);
                     }
                 }
+                Output::RunTool(run) => {
+                    let state_dir = self.state_dir.clone();
+                    let runner = self.tools.get_or_insert_with(|| {
+                        clawgate_tools::ToolRunner::new(clawgate_runtime_smol::default_workspace(state_dir.as_deref()))
+                    });
+                    let results = self.tool_results.clone();
+                    let waker = self.stop.waker.clone();
+                    clawgate_runtime_smol::start_tool(runner, run, move |result| {
+                        results.lock().unwrap_or_else(|e| e.into_inner()).push(result);
+                        let _ = waker.wake();
+                    });
+                }
+                Output::AppendAudit { line } => clawgate_runtime_smol::audit(self.state_dir.as_deref(), &line),
                 Output::Persist { path, contents, seq } => {
                     clawgate_runtime_smol::persist(gateway, self.state_dir.as_deref(), path, &contents, seq);
                 }

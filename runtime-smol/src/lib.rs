@@ -218,6 +218,36 @@ struct Shared {
     stopped: Sender<()>,
     state_dir: Option<PathBuf>,
     config_file: Option<PathBuf>,
+    tools: clawgate_tools::ToolRunner,
+    tool_results: Sender<ToolResult>,
+}
+
+/// A finished tool run: its call number and outcome.
+pub type ToolResult = (u64, clawgate_tools::ToolOutcome);
+
+/// Starts `run` on its own thread (tools block); the result comes back through `results`.
+pub fn start_tool(
+    runner: &clawgate_tools::ToolRunner,
+    run: clawgate_engine::tool_calls::ToolRun,
+    results: impl FnOnce(ToolResult) + Send + 'static,
+) {
+    let runner = runner.clone();
+    std::thread::spawn(move || results((run.call, runner.run(&run))));
+}
+
+/// Appends an audit line under the state directory (nothing without one); a failure is reported
+/// on stderr and does not stop the gateway.
+pub fn audit(state_dir: Option<&Path>, line: &str) {
+    if let Some(dir) = state_dir {
+        if let Err(e) = clawgate_tools::append_audit(dir, line) {
+            eprintln!("clawgate: could not append to the tool audit log: {e}");
+        }
+    }
+}
+
+/// The default workspace of agents that name none: `<state dir>/workspace`.
+pub fn default_workspace(state_dir: Option<&Path>) -> Option<PathBuf> {
+    state_dir.map(|d| d.join("workspace"))
 }
 
 async fn watch_config(path: PathBuf, debounce: Duration, control: Sender<Control>) {
@@ -279,6 +309,13 @@ impl Shared {
                         reload_config(&mut self.gateway.borrow_mut(), path);
                     }
                 }
+                Output::RunTool(run) => {
+                    let tx = self.tool_results.clone();
+                    start_tool(&self.tools, run, move |result| {
+                        let _ = tx.send_blocking(result);
+                    });
+                }
+                Output::AppendAudit { line } => audit(self.state_dir.as_deref(), &line),
                 Output::Persist { path, contents, seq } => {
                     persist(
                         &mut self.gateway.borrow_mut(),
@@ -438,6 +475,8 @@ pub fn run(
     let ex = Rc::new(LocalExecutor::new());
     let (timer_wake, wake_rx) = smol::channel::bounded(1);
     let (stopped_tx, stopped_rx) = smol::channel::bounded(1);
+    let (tool_tx, tool_rx) = smol::channel::unbounded::<ToolResult>();
+    let tools = clawgate_tools::ToolRunner::new(default_workspace(options.state_dir.as_deref()));
     let shared = Rc::new(Shared {
         gateway: RefCell::new(gateway),
         writers: RefCell::new(HashMap::new()),
@@ -446,7 +485,20 @@ pub fn run(
         stopped: stopped_tx,
         state_dir,
         config_file: options.config_file.clone(),
+        tools,
+        tool_results: tool_tx,
     });
+    {
+        let shared = shared.clone();
+        let ex2 = ex.clone();
+        ex.spawn(async move {
+            while let Ok((call, result)) = tool_rx.recv().await {
+                shared.gateway.borrow_mut().handle_tool_result(now_ms(), call, result);
+                shared.drain(&ex2);
+            }
+        })
+        .detach();
+    }
     let mut urls = Vec::new();
     for listener in listeners {
         urls.push(format!("ws://{}", listener.local_addr()?));

@@ -19,6 +19,7 @@
 mod exec;
 pub use exec::{ProcessTable, DEFAULT_TIMEOUT, MAX_TIMEOUT};
 
+use clawgate_engine::tool_calls::{ToolFailure, ToolRun};
 use clawgate_engine::tool_policy::WorkspaceAccess;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -323,4 +324,74 @@ struct EditArgs {
     path: String,
     old_text: String,
     new_text: String,
+}
+
+/// What a tool run gives back to `Gateway::handle_tool_result`.
+pub type ToolOutcome = Result<Value, ToolFailure>;
+
+/// Runs the engine's [`ToolRun`]s: file tools in the agent's workspace, `exec` / `process`
+/// through one shared [`ProcessTable`].
+#[derive(Clone)]
+pub struct ToolRunner {
+    default_workspace: Option<PathBuf>,
+    processes: ProcessTable,
+    output_cap: usize,
+}
+
+impl ToolRunner {
+    /// A runner whose agents without a configured workspace use `default_workspace`
+    /// (usually `<state dir>/workspace`; created when first used).
+    pub fn new(default_workspace: Option<PathBuf>) -> ToolRunner {
+        ToolRunner {
+            default_workspace,
+            processes: ProcessTable::new(),
+            output_cap: DEFAULT_OUTPUT_CAP,
+        }
+    }
+
+    /// Carries out `run` (blocking); the result goes to `Gateway::handle_tool_result`.
+    pub fn run(&self, run: &ToolRun) -> Result<Value, ToolFailure> {
+        self.try_run(run).map_err(|e| ToolFailure {
+            code: e.code().to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    fn try_run(&self, run: &ToolRun) -> Result<Value, ToolError> {
+        let dir = match &run.workspace {
+            Some(configured) => match configured.strip_prefix("~/") {
+                Some(rest) => std::env::var_os("HOME")
+                    .map(|home| PathBuf::from(home).join(rest))
+                    .ok_or_else(|| ToolError::PathRefused("the workspace starts with ~ and HOME is not set".into()))?,
+                None => PathBuf::from(configured),
+            },
+            None => self.default_workspace.clone().ok_or_else(|| {
+                ToolError::PathRefused(format!(
+                    "agent {} has no workspace and there is no state directory",
+                    run.agent
+                ))
+            })?,
+        };
+        fs::create_dir_all(&dir)?;
+        let workspace = Workspace::open(&dir, run.access)?.with_output_cap(self.output_cap);
+        match run.tool {
+            "exec" => self.processes.exec(workspace.root(), &run.args, self.output_cap),
+            "process" => self.processes.process(&run.args),
+            other => workspace.run(other, &run.args),
+        }
+    }
+}
+
+/// Appends one line to `<state dir>/logs/tool-audit.jsonl` (created 0600).
+pub fn append_audit(state_dir: &Path, line: &str) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = state_dir.join("logs");
+    fs::create_dir_all(&dir)?;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(dir.join("tool-audit.jsonl"))?;
+    // One write per line, so concurrent appends do not interleave.
+    file.write_all(format!("{line}\n").as_bytes())
 }

@@ -56,6 +56,10 @@ pub struct Bench {
     pub unacked: Vec<u64>,
     /// `config.reload` requests the gateway passed on.
     pub reload_requests: usize,
+    /// Tool runs the gateway asked for, not yet answered.
+    pub tool_runs: Vec<clawgate_engine::tool_calls::ToolRun>,
+    /// Lines appended to the tool audit log.
+    pub audit: Vec<String>,
 }
 
 pub fn loopback() -> SocketAddr {
@@ -83,6 +87,8 @@ impl Bench {
             hold_persists: false,
             unacked: Vec::new(),
             reload_requests: 0,
+            tool_runs: Vec::new(),
+            audit: Vec::new(),
         };
         b.pump();
         b
@@ -121,6 +127,8 @@ impl Bench {
                 Output::Log(line) => self.logs.push(line.render()),
                 Output::Stopped => self.stopped = true,
                 Output::ReloadConfig => self.reload_requests += 1,
+                Output::RunTool(run) => self.tool_runs.push(run),
+                Output::AppendAudit { line } => self.audit.push(line),
                 Output::Persist { path, contents, seq } => {
                     self.disk.insert(path, contents);
                     if self.hold_persists {

@@ -1,0 +1,200 @@
+//! `tools.invoke`: the policy decides, the runtime runs the tool, the caller gets the result and
+//! the audit log gets one line.
+
+use crate::gateway::{ConnId, Gateway, LogLevel, Output};
+use crate::tool_policy::{ToolDecision, ToolDenial, WorkspaceAccess};
+use clawgate_proto::frame::{to_raw, ErrorCode, ErrorShape, RequestFrame, ResponseFrame};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+/// A tool call the runtime is to carry out ([`Output::RunTool`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolRun {
+    /// Hand this back to [`Gateway::handle_tool_result`].
+    pub call: u64,
+    /// The tool (one of [`crate::tool_policy::TOOLS`]).
+    pub tool: &'static str,
+    /// Its arguments, as the caller sent them (the tool checks them).
+    pub args: Value,
+    /// The agent's workspace from the config; `None` means the runtime's default one.
+    pub workspace: Option<String>,
+    /// The agent the call runs for.
+    pub agent: String,
+    /// What the call may do to the workspace.
+    pub access: WorkspaceAccess,
+}
+
+/// Why a tool run failed, as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolFailure {
+    /// A stable code, e.g. `PATH_REFUSED`.
+    pub code: String,
+    /// What happened.
+    pub message: String,
+}
+
+pub(crate) struct PendingToolCall {
+    conn: ConnId,
+    request_id: String,
+    tool: &'static str,
+    agent: String,
+    session_key: String,
+    caller: Option<String>,
+    started_ms: u64,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ToolsInvokeParams {
+    name: String,
+    args: Option<serde_json::Map<String, Value>>,
+    session_key: Option<String>,
+    agent_id: Option<String>,
+    #[allow(dead_code)]
+    confirm: Option<bool>,
+    idempotency_key: Option<String>,
+    #[allow(dead_code)]
+    conversation_read_origin: Option<String>,
+}
+
+fn refused(tool: &str, code: &str, message: String) -> Box<RawValue> {
+    to_raw(&json!({"ok": false, "toolName": tool, "error": {"code": code, "message": message}}))
+}
+
+impl Gateway {
+    /// Starts a `tools.invoke`: `Ok(None)` when the tool is running (the answer follows),
+    /// `Ok(Some(payload))` when it is answered at once (refused by policy, or a repeat).
+    pub(crate) fn start_tool_call(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        caller: Option<String>,
+        request: &RequestFrame,
+    ) -> Result<Option<Box<RawValue>>, ErrorShape> {
+        let params: ToolsInvokeParams = request
+            .parse_params()
+            .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid tools.invoke params: {e}")))?;
+        let idempotency_key = params.idempotency_key.as_ref().map(|k| format!("tools.invoke:{k}"));
+        if let Some(key) = &idempotency_key {
+            if let Some(crate::idempotency::CachedAnswer::Ok(payload)) = self.idempotency.get(key, now_ms) {
+                return Ok(Some(payload.clone()));
+            }
+        }
+        let routing = self.config.session_routing();
+        let session_key = routing
+            .resolve(params.session_key.as_deref(), params.agent_id.as_deref())
+            .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid tools.invoke params: {e}")))?;
+        let agent = self.known_agent(Some(routing.agent_of(&session_key).as_str()))?;
+        let decision = self
+            .config
+            .tool_policy
+            .decide(&routing, &agent, &session_key, &params.name);
+        let audit = |decision: &str, detail: &str| {
+            json!({
+                "ts": now_ms, "caller": caller, "agent": agent.as_str(), "sessionKey": session_key,
+                "tool": params.name, "decision": decision, "detail": detail,
+            })
+        };
+        let (tool, workspace) = match decision {
+            ToolDecision::Denied(why) => {
+                let code = if why == ToolDenial::UnknownTool {
+                    "TOOL_NOT_FOUND"
+                } else {
+                    "TOOL_DENIED"
+                };
+                let line = audit("denied", &why.to_string());
+                self.push_output(Output::AppendAudit { line: line.to_string() });
+                return Ok(Some(refused(&params.name, code, format!("{}: {why}", params.name))));
+            }
+            // Clawgate has no sandbox yet: a call the policy wants confined is not run at all.
+            ToolDecision::Allowed {
+                sandbox: Some(plan), ..
+            } => {
+                let message = format!(
+                    "{}: the policy runs this call in a sandbox ({:?} scope, {:?} workspace access) and no sandbox is available on this host",
+                    params.name, plan.scope, plan.access
+                );
+                let line = audit("denied", "sandbox unavailable");
+                self.push_output(Output::AppendAudit { line: line.to_string() });
+                return Ok(Some(refused(&params.name, "SANDBOX_UNAVAILABLE", message)));
+            }
+            ToolDecision::Allowed {
+                tool,
+                workspace,
+                sandbox: None,
+            } => (tool, workspace),
+        };
+        let call = self.next_tool_call;
+        self.next_tool_call += 1;
+        self.tool_calls.insert(
+            call,
+            PendingToolCall {
+                conn,
+                request_id: request.id.clone(),
+                tool: tool.name,
+                agent: agent.as_str().to_owned(),
+                session_key: session_key.clone(),
+                caller: caller.clone(),
+                started_ms: now_ms,
+                idempotency_key,
+            },
+        );
+        self.push_output(Output::RunTool(ToolRun {
+            call,
+            tool: tool.name,
+            args: Value::Object(params.args.unwrap_or_default()),
+            workspace,
+            agent: agent.as_str().to_owned(),
+            access: WorkspaceAccess::ReadWrite,
+        }));
+        Ok(None)
+    }
+
+    /// The runtime finished tool run `call`: answers the caller (if still connected) and writes
+    /// the audit line. Unknown calls are ignored.
+    pub fn handle_tool_result(&mut self, now_ms: u64, call: u64, result: Result<Value, ToolFailure>) {
+        let Some(pending) = self.tool_calls.remove(&call) else {
+            return;
+        };
+        let (payload, status, detail) = match &result {
+            Ok(output) => {
+                let exit = output.get("exitCode").cloned().unwrap_or(Value::Null);
+                (
+                    json!({"ok": true, "toolName": pending.tool, "output": output, "source": "core"}),
+                    "ok",
+                    exit,
+                )
+            }
+            Err(failure) => (
+                json!({"ok": false, "toolName": pending.tool, "error": {"code": failure.code, "message": failure.message}}),
+                "error",
+                json!(failure.code),
+            ),
+        };
+        let payload = to_raw(&payload);
+        // Output size only: the audit log never holds file contents or command output.
+        let output_bytes = result.as_ref().map(|v| v.to_string().len()).unwrap_or(0);
+        let line = json!({
+            "ts": pending.started_ms, "caller": pending.caller, "agent": pending.agent,
+            "sessionKey": pending.session_key, "tool": pending.tool, "decision": "allowed",
+            "status": status, "detail": detail, "durationMs": now_ms.saturating_sub(pending.started_ms),
+            "outputBytes": output_bytes,
+        });
+        self.push_output(Output::AppendAudit { line: line.to_string() });
+        if let Some(key) = pending.idempotency_key {
+            self.idempotency
+                .insert(key, crate::idempotency::CachedAnswer::Ok(payload.clone()), now_ms);
+        }
+        if status == "error" {
+            self.log(
+                now_ms,
+                LogLevel::Info,
+                format!("tool {} for agent {} failed: {}", pending.tool, pending.agent, detail),
+            );
+        }
+        let frame = ResponseFrame::ok_raw(pending.request_id, payload);
+        self.send_text(pending.conn, &frame.encode());
+    }
+}

@@ -1,0 +1,139 @@
+//! `tools.invoke` in the engine: decided by policy, run by the runtime, answered afterwards.
+
+mod common;
+
+use clawgate_engine::tool_calls::ToolFailure;
+use clawgate_engine::tool_policy::ToolPolicy;
+use clawgate_engine::GatewayConfig;
+use common::*;
+use serde_json::{json, Value};
+
+fn bench(policy: Value) -> Bench {
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.tool_policy = ToolPolicy::from_document(&policy).unwrap();
+    Bench::new(config)
+}
+
+fn answer(b: &mut Bench, conn: clawgate_engine::ConnId, id: &str) -> Option<Value> {
+    b.responses(conn).into_iter().find(|r| r.id == id).map(|r| payload(&r))
+}
+
+#[test]
+fn an_allowed_call_is_answered_when_the_runtime_reports_back() {
+    let mut b = bench(json!({}));
+    let op = b.operator(&["operator.write"]);
+    let req = clawgate_proto::frame::RequestFrame::new(
+        "t1",
+        "tools.invoke",
+        &json!({"name": "LS", "args": {"path": "."}, "idempotencyKey": "k1"}),
+    );
+    b.send_text(op, &req.encode());
+    b.pump();
+    assert!(b.responses(op).is_empty(), "answered before the tool ran");
+    let run = b.tool_runs.pop().expect("a tool run");
+    assert_eq!(
+        (run.tool, run.agent.as_str(), &run.args),
+        ("ls", "main", &json!({"path": "."}))
+    );
+    b.advance(40);
+    b.gw.handle_tool_result(b.now, run.call, Ok(json!({"entries": []})));
+    b.pump();
+    let out = answer(&mut b, op, "t1").unwrap();
+    assert_eq!(
+        out,
+        json!({"ok": true, "toolName": "ls", "output": {"entries": []}, "source": "core"})
+    );
+    let audit: Value = serde_json::from_str(b.audit.last().unwrap()).unwrap();
+    assert_eq!(
+        (audit["tool"].as_str(), audit["status"].as_str()),
+        (Some("ls"), Some("ok"))
+    );
+    assert_eq!(audit["durationMs"], 40);
+
+    // The same idempotency key replays the answer without running the tool again.
+    b.send_text(op, &req.encode());
+    b.pump();
+    assert!(b.tool_runs.is_empty());
+    assert_eq!(answer(&mut b, op, "t1").unwrap()["output"], json!({"entries": []}));
+    // A result nobody waits for is ignored.
+    b.gw.handle_tool_result(b.now, 999, Ok(json!({})));
+    b.pump();
+}
+
+#[test]
+fn failures_and_refusals_are_answers_not_frame_errors() {
+    let mut b = bench(json!({"tools": {"allow": ["group:fs"]}}));
+    let op = b.operator(&["operator.write"]);
+    let out = payload(&b.request(
+        op,
+        "d",
+        "tools.invoke",
+        json!({"name": "exec", "args": {"command": "id"}}),
+    ));
+    assert_eq!(
+        out["error"],
+        json!({"code": "TOOL_DENIED", "message": "exec: not in tools.allow"})
+    );
+    assert!(b.tool_runs.is_empty());
+    assert!(b.audit.last().unwrap().contains("\"decision\":\"denied\""));
+
+    b.send_text(
+        op,
+        &clawgate_proto::frame::RequestFrame::new("r", "tools.invoke", &json!({"name": "read", "args": {"path": "x"}}))
+            .encode(),
+    );
+    b.pump();
+    let run = b.tool_runs.pop().unwrap();
+    b.gw.handle_tool_result(
+        b.now,
+        run.call,
+        Err(ToolFailure {
+            code: "NOT_FOUND".into(),
+            message: "No such file or directory".into(),
+        }),
+    );
+    b.pump();
+    let out = answer(&mut b, op, "r").unwrap();
+    assert_eq!(
+        (out["ok"].as_bool(), out["error"]["code"].as_str()),
+        (Some(false), Some("NOT_FOUND"))
+    );
+
+    for (params, want) in [
+        (json!({}), "missing field `name`"),
+        (json!({"name": "read", "bogus": 1}), "unknown field"),
+        (
+            json!({"name": "read", "sessionKey": "main", "agentId": "nobody"}),
+            "unknown agent id",
+        ),
+    ] {
+        let (code, message, _) = error_code(&b.request(op, "bad", "tools.invoke", params));
+        assert_eq!(code, "INVALID_REQUEST");
+        assert!(message.contains(want), "{message}");
+    }
+}
+
+#[test]
+fn a_caller_that_left_still_gets_its_call_audited() {
+    let mut b = bench(json!({}));
+    let op = b.operator(&["operator.write"]);
+    b.send_text(
+        op,
+        &clawgate_proto::frame::RequestFrame::new(
+            "t",
+            "tools.invoke",
+            &json!({"name": "exec", "args": {"command": "true"}}),
+        )
+        .encode(),
+    );
+    b.pump();
+    let run = b.tool_runs.pop().unwrap();
+    b.gw.handle_closed(b.now, op);
+    b.gw.handle_tool_result(b.now, run.call, Ok(json!({"exitCode": 0})));
+    b.pump();
+    let audit: Value = serde_json::from_str(b.audit.last().unwrap()).unwrap();
+    assert_eq!(
+        (audit["tool"].as_str(), audit["detail"].as_i64()),
+        (Some("exec"), Some(0))
+    );
+}
