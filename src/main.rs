@@ -334,6 +334,16 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
         config.main_key = key.clone();
     }
     config.tool_policy = file.tool_policy.clone();
+    config.sandbox = match clawgate_tools::sandbox::probe() {
+        Ok(kind) => {
+            eprintln!("clawgate: sandboxed tool calls are confined with {kind}");
+            Some(kind)
+        }
+        Err(why) => {
+            eprintln!("clawgate: {why}; tool calls the policy wants sandboxed are refused");
+            None
+        }
+    };
     if let Some(scope) = file.session_scope {
         config.session_scope = scope;
     }

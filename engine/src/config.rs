@@ -55,6 +55,9 @@ pub struct GatewayConfig {
     pub session_scope: clawgate_proto::session::SessionScope,
     /// Which tools agents may run, and where.
     pub tool_policy: crate::tool_policy::ToolPolicy,
+    /// The sandbox the runtime can confine tool calls with (e.g. "Landlock"); `None` refuses
+    /// every call the policy wants sandboxed.
+    pub sandbox: Option<String>,
     /// Where the gateway keeps its state, reported to admins.
     pub state_dir: String,
     /// The config file path, reported to admins.
@@ -188,6 +191,7 @@ impl GatewayConfig {
             main_key: "main".to_owned(),
             session_scope: clawgate_proto::session::SessionScope::PerSender,
             tool_policy: crate::tool_policy::ToolPolicy::default(),
+            sandbox: None,
             state_dir: String::new(),
             config_path: String::new(),
             auto_approve_local: true,

@@ -23,6 +23,8 @@ pub struct ToolRun {
     pub agent: String,
     /// What the call may do to the workspace.
     pub access: WorkspaceAccess,
+    /// Whether the runtime must confine the call in its sandbox.
+    pub sandboxed: bool,
 }
 
 /// Why a tool run failed, as the runtime reports it.
@@ -97,7 +99,7 @@ impl Gateway {
                 "tool": params.name, "decision": decision, "detail": detail,
             })
         };
-        let (tool, workspace) = match decision {
+        let (tool, workspace, sandbox) = match decision {
             ToolDecision::Denied(why) => {
                 let code = if why == ToolDenial::UnknownTool {
                     "TOOL_NOT_FOUND"
@@ -108,13 +110,13 @@ impl Gateway {
                 self.push_output(Output::AppendAudit { line: line.to_string() });
                 return Ok(Some(refused(&params.name, code, format!("{}: {why}", params.name))));
             }
-            // Clawgate has no sandbox yet: a call the policy wants confined is not run at all.
+            // A call the policy wants confined never runs unconfined.
             ToolDecision::Allowed {
                 sandbox: Some(plan), ..
-            } => {
+            } if self.config.sandbox.is_none() => {
                 let message = format!(
-                    "{}: the policy runs this call in a sandbox ({:?} scope, {:?} workspace access) and no sandbox is available on this host",
-                    params.name, plan.scope, plan.access
+                    "{}: the policy runs this call in a sandbox ({:?} workspace access) and no sandbox is available on this host",
+                    params.name, plan.access
                 );
                 let line = audit("denied", "sandbox unavailable");
                 self.push_output(Output::AppendAudit { line: line.to_string() });
@@ -123,8 +125,8 @@ impl Gateway {
             ToolDecision::Allowed {
                 tool,
                 workspace,
-                sandbox: None,
-            } => (tool, workspace),
+                sandbox,
+            } => (tool, workspace, sandbox),
         };
         let call = self.next_tool_call;
         self.next_tool_call += 1;
@@ -147,7 +149,8 @@ impl Gateway {
             args: Value::Object(params.args.unwrap_or_default()),
             workspace,
             agent: agent.as_str().to_owned(),
-            access: WorkspaceAccess::ReadWrite,
+            access: sandbox.as_ref().map_or(WorkspaceAccess::ReadWrite, |plan| plan.access),
+            sandboxed: sandbox.is_some(),
         }));
         Ok(None)
     }

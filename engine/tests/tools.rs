@@ -137,3 +137,38 @@ fn a_caller_that_left_still_gets_its_call_audited() {
         (Some("exec"), Some(0))
     );
 }
+
+#[test]
+fn sandboxed_calls_run_only_when_the_runtime_has_a_sandbox() {
+    let policy = json!({"agents": {"list": [{"id": "main"}, {"id": "boxed", "sandbox": {"mode": "all", "workspaceAccess": "ro"}}]}});
+    let mut b = bench(policy.clone());
+    let op = b.operator(&["operator.write"]);
+    let params = json!({"name": "read", "args": {"path": "a"}, "sessionKey": "agent:boxed:main"});
+    let out = payload(&b.request(op, "n", "tools.invoke", params.clone()));
+    assert_eq!(out["error"]["code"], "SANDBOX_UNAVAILABLE");
+    assert!(b.tool_runs.is_empty());
+
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.tool_policy = ToolPolicy::from_document(&policy).unwrap();
+    config.sandbox = Some("Landlock".into());
+    let mut b = Bench::new(config);
+    let op = b.operator(&["operator.write"]);
+    b.send_text(
+        op,
+        &clawgate_proto::frame::RequestFrame::new("y", "tools.invoke", &params).encode(),
+    );
+    b.pump();
+    let run = b.tool_runs.pop().expect("the call runs");
+    assert!(run.sandboxed);
+    assert_eq!(run.access, clawgate_engine::tool_policy::WorkspaceAccess::ReadOnly);
+    // The main agent's calls are not sandboxed and get full access.
+    b.send_text(
+        op,
+        &clawgate_proto::frame::RequestFrame::new("z", "tools.invoke", &json!({"name": "read", "args": {"path": "a"}}))
+            .encode(),
+    );
+    b.pump();
+    let run = b.tool_runs.pop().unwrap();
+    assert!(!run.sandboxed);
+    assert_eq!(run.access, clawgate_engine::tool_policy::WorkspaceAccess::ReadWrite);
+}

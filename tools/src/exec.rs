@@ -126,6 +126,8 @@ impl ProcessTable {
         }
         drop(tx);
         let mut ended_by = None;
+        // Short commands are the common case: poll often at first, then back off.
+        let mut pause = Duration::from_micros(50);
         let status = loop {
             if let Some(status) = child.try_wait()? {
                 break status;
@@ -140,7 +142,8 @@ impl ProcessTable {
                 let _ = child.kill();
                 break child.wait()?;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
         };
         self.lock().remove(&pid);
         let mut out = json!({

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod exec;
+pub mod sandbox;
 pub use exec::{ProcessTable, DEFAULT_TIMEOUT, MAX_TIMEOUT};
 
 use clawgate_engine::tool_calls::{ToolFailure, ToolRun};
@@ -47,6 +48,8 @@ pub enum ToolError {
     EditMismatch(String),
     /// The file system said no.
     Io(io::Error),
+    /// The sandbox the call needs could not be set up; the call did not run.
+    SandboxFailed(String),
 }
 
 impl ToolError {
@@ -59,6 +62,7 @@ impl ToolError {
             ToolError::EditMismatch(_) => "EDIT_MISMATCH",
             ToolError::Io(e) if e.kind() == io::ErrorKind::NotFound => "NOT_FOUND",
             ToolError::Io(_) => "IO_ERROR",
+            ToolError::SandboxFailed(_) => "SANDBOX_UNAVAILABLE",
         }
     }
 }
@@ -71,6 +75,7 @@ impl fmt::Display for ToolError {
             ToolError::AccessDenied(m) => write!(f, "access denied: {m}"),
             ToolError::EditMismatch(m) => f.write_str(m),
             ToolError::Io(e) => write!(f, "{e}"),
+            ToolError::SandboxFailed(m) => write!(f, "sandbox could not be set up: {m}"),
         }
     }
 }
@@ -374,6 +379,21 @@ impl ToolRunner {
         };
         fs::create_dir_all(&dir)?;
         let workspace = Workspace::open(&dir, run.access)?.with_output_cap(self.output_cap);
+        if run.sandboxed {
+            // Landlock binds the thread it is applied on: use one that ends with the call.
+            return std::thread::scope(|s| {
+                s.spawn(|| {
+                    sandbox::confine_current_thread(workspace.root(), run.access)?;
+                    self.dispatch(&workspace, run)
+                })
+                .join()
+                .unwrap_or_else(|_| Err(ToolError::SandboxFailed("the sandboxed call panicked".into())))
+            });
+        }
+        self.dispatch(&workspace, run)
+    }
+
+    fn dispatch(&self, workspace: &Workspace, run: &ToolRun) -> Result<Value, ToolError> {
         match run.tool {
             "exec" => self.processes.exec(workspace.root(), &run.args, self.output_cap),
             "process" => self.processes.process(&run.args),
