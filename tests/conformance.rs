@@ -611,6 +611,22 @@ fn tools_run_in_the_workspace_under_policy_and_are_audited(rt: Runtime) {
     let (message, _) = error_details(reader.next_frame());
     assert_eq!(message, "missing scope: operator.write");
 
+    // The same over HTTP, as section 1.3 describes it.
+    let body = r#"{"tool":"read","args":{"path":"notes/hello.txt"}}"#;
+    let mut http = TcpStream::connect(server.addr).unwrap();
+    write!(
+        http,
+        "POST /tools/invoke HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    http.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    http.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let answer: Value = serde_json::from_str(raw.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(answer["result"]["content"], "hi there");
+
     // One audit line per call, without file contents or output.
     let audit = std::fs::read_to_string(state.join("logs/tool-audit.jsonl")).unwrap();
     let lines: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -626,7 +642,8 @@ fn tools_run_in_the_workspace_under_policy_and_are_audited(rt: Runtime) {
             ("read", "allowed"),
             ("process", "denied"),
             ("ls", "denied"),
-            ("teleport", "denied")
+            ("teleport", "denied"),
+            ("read", "allowed")
         ]
     );
     assert_eq!(lines[1]["detail"], 0);

@@ -224,6 +224,8 @@ struct Conn {
     held: Vec<u8>,
     /// Close with this frame once the answer being prepared has been sent.
     close_after_answer: Option<CloseFrame>,
+    /// An HTTP request is waiting for a tool; later pipelined requests wait behind it.
+    http_busy: bool,
 }
 
 /// Nonces issued over HTTP for devices to sign instead of the socket's challenge nonce.
@@ -763,6 +765,7 @@ impl Gateway {
                 hold_until: None,
                 held: Vec::new(),
                 close_after_answer: None,
+                http_busy: false,
             },
         );
         if self.stopping {
@@ -955,7 +958,7 @@ impl Gateway {
     fn drive_http(&mut self, now_ms: u64, conn: ConnId) {
         loop {
             let Some(c) = self.conns.get_mut(&conn) else { return };
-            if c.closing {
+            if c.closing || c.http_busy {
                 return;
             }
             let Phase::Http(parser) = &mut c.phase else { return };
@@ -976,9 +979,25 @@ impl Gateway {
             let peer = c.peer;
             let head_only = request.method == "HEAD";
             let keep_alive = request.keep_alive() && !self.stopping;
-            let response = self.route_http(now_ms, peer, &request);
-            self.send_http(conn, &response, head_only, keep_alive);
+            match self.route_http(now_ms, conn, peer, &request, keep_alive) {
+                Some(response) => self.send_http(conn, &response, head_only, keep_alive),
+                None => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.http_busy = true;
+                    }
+                    return;
+                }
+            }
         }
+    }
+
+    /// Sends the answer of an HTTP request that waited (for a tool), then serves what the client
+    /// pipelined behind it.
+    pub(crate) fn finish_deferred_http(&mut self, now_ms: u64, conn: ConnId, response: &Response, keep_alive: bool) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.http_busy = false;
+        self.send_http(conn, response, false, keep_alive && !self.stopping);
+        self.drive_http(now_ms, conn);
     }
 
     pub(crate) fn is_local_direct(peer: SocketAddr, request: &Request) -> bool {

@@ -1,9 +1,46 @@
 //! Plain HTTP requests on the gateway port.
 
-use crate::gateway::Gateway;
+use crate::gateway::{ConnId, Gateway};
+use crate::tool_calls::{ToolCallRequest, ToolReply, ToolStart};
 use clawgate_proto::http::{Request, Response};
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{json, Value};
 use std::net::SocketAddr;
+
+/// The body of `POST /tools/invoke`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct HttpToolCall {
+    tool: String,
+    action: Option<String>,
+    args: Option<serde_json::Map<String, Value>>,
+    session_key: Option<String>,
+}
+
+fn http_error(status: u16, kind: &str, message: &str) -> Response {
+    json_response(
+        status,
+        &json!({"ok": false, "error": {"type": kind, "message": message}}),
+    )
+}
+
+/// The HTTP answer for a finished tool run.
+pub(crate) fn tool_http_response(tool: &str, result: &Result<Value, crate::tool_calls::ToolFailure>) -> Response {
+    match result {
+        Ok(output) => json_response(200, &json!({"ok": true, "result": output})),
+        Err(failure) => {
+            let (status, kind) = match failure.code.as_str() {
+                "INVALID_ARGUMENTS" => (400, "invalid_request"),
+                "PATH_REFUSED" | "ACCESS_DENIED" => (403, "tool_call_blocked"),
+                _ => (500, "tool_error"),
+            };
+            json_response(
+                status,
+                &json!({"ok": false, "error": {"type": kind, "code": failure.code, "message": failure.message, "tool": tool}}),
+            )
+        }
+    }
+}
 
 fn json_response(status: u16, body: &serde_json::Value) -> Response {
     Response::json(status, body).header("Cache-Control", "no-store")
@@ -32,10 +69,23 @@ impl Gateway {
         )
     }
 
-    pub(crate) fn route_http(&mut self, now_ms: u64, peer: SocketAddr, request: &Request) -> Response {
+    /// The answer to an HTTP request; `None` when it waits for a tool (see
+    /// [`Gateway::finish_deferred_http`]).
+    pub(crate) fn route_http(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        peer: SocketAddr,
+        request: &Request,
+        keep_alive: bool,
+    ) -> Option<Response> {
         let path = request.path();
         let get_like = request.method == "GET" || request.method == "HEAD";
-        match path {
+        Some(match path {
+            "/tools/invoke" if request.method != "POST" => {
+                Response::text(405, "Method Not Allowed").header("Allow", "POST")
+            }
+            "/tools/invoke" => return self.http_tool_call(now_ms, conn, request, keep_alive),
             "/health" | "/healthz" | "/ready" | "/readyz" if !get_like => {
                 Response::text(405, "Method Not Allowed").header("Allow", "GET, HEAD")
             }
@@ -78,6 +128,45 @@ impl Gateway {
                 }
             }
             _ => Response::text(404, "Not Found"),
+        })
+    }
+
+    /// `POST /tools/invoke`: the shared secret as a bearer token is a full operator.
+    fn http_tool_call(&mut self, now_ms: u64, conn: ConnId, request: &Request, keep_alive: bool) -> Option<Response> {
+        if !self.bearer_ok(request) {
+            return Some(json_response(
+                401,
+                &json!({"error": {"message": "Unauthorized", "type": "unauthorized"}}),
+            ));
+        }
+        let call: HttpToolCall = match serde_json::from_slice(&request.body) {
+            Ok(call) => call,
+            Err(e) => return Some(http_error(400, "invalid_request", &format!("invalid body: {e}"))),
+        };
+        let mut args = call.args.unwrap_or_default();
+        if let Some(action) = call.action {
+            args.entry("action").or_insert(Value::String(action));
+        }
+        let header = |name: &str| request.header(name).map(str::to_owned);
+        let start = ToolCallRequest {
+            caller: Some("http".to_owned()),
+            name: call.tool.clone(),
+            args,
+            session_key: call.session_key.or_else(|| header("x-openclaw-session-key")),
+            agent_id: header("x-openclaw-agent-id").or_else(|| header("x-openclaw-agent")),
+            over_http: true,
+        };
+        match self.begin_tool_call(now_ms, start, ToolReply::Http { conn, keep_alive }, None) {
+            Ok(ToolStart::Running) => None,
+            Ok(ToolStart::Refused {
+                code: "TOOL_NOT_FOUND", ..
+            }) => Some(http_error(
+                404,
+                "not_found",
+                &format!("Tool not available: {}", call.tool),
+            )),
+            Ok(ToolStart::Refused { message, .. }) => Some(http_error(403, "tool_call_blocked", &message)),
+            Err(e) => Some(http_error(400, "invalid_request", &e.message)),
         }
     }
 }

@@ -68,6 +68,7 @@ const RULES: &[(&str, Rule)] = &[
     ("gateway.controlUi.allowedOrigins", Rule::Hot(HotAction::AllowedOrigins)),
     ("gateway.http.endpoints", Rule::Hot(HotAction::HttpEndpoints)),
     ("gateway.nodes.pairing", Rule::Hot(HotAction::PairingPolicy)),
+    ("gateway.tools", Rule::Hot(HotAction::ToolPolicy)),
     ("gateway", Rule::Restart),
     ("tools", Rule::Hot(HotAction::ToolPolicy)),
     ("agents.list", Rule::Hot(HotAction::Agents)),

@@ -136,6 +136,8 @@ const USED: &[&str] = &[
     "gateway.reload.debounceMs",
     "gateway.http.endpoints",
     "gateway.nodes.pairing.autoApproveLocal",
+    "gateway.tools.allow",
+    "gateway.tools.deny",
     "tools.allow",
     "tools.deny",
     "agents.list",

@@ -36,9 +36,16 @@ pub struct ToolFailure {
     pub message: String,
 }
 
+/// Where the answer of a running tool call goes.
+pub(crate) enum ToolReply {
+    /// A `res` frame for this request on this WebSocket.
+    Ws { conn: ConnId, request_id: String },
+    /// The HTTP response of `POST /tools/invoke` on this connection.
+    Http { conn: ConnId, keep_alive: bool },
+}
+
 pub(crate) struct PendingToolCall {
-    conn: ConnId,
-    request_id: String,
+    reply: ToolReply,
     tool: &'static str,
     agent: String,
     session_key: String,
@@ -61,13 +68,32 @@ struct ToolsInvokeParams {
     conversation_read_origin: Option<String>,
 }
 
+/// A call as both front doors (WebSocket and HTTP) describe it.
+pub(crate) struct ToolCallRequest {
+    pub caller: Option<String>,
+    pub name: String,
+    pub args: serde_json::Map<String, Value>,
+    pub session_key: Option<String>,
+    pub agent_id: Option<String>,
+    /// Calls over HTTP also pass `gateway.tools.*`.
+    pub over_http: bool,
+}
+
+/// What became of a call at once.
+pub(crate) enum ToolStart {
+    /// The tool is running; the answer follows.
+    Running,
+    /// Refused: a stable code and the reason.
+    Refused { code: &'static str, message: String },
+}
+
 fn refused(tool: &str, code: &str, message: String) -> Box<RawValue> {
     to_raw(&json!({"ok": false, "toolName": tool, "error": {"code": code, "message": message}}))
 }
 
 impl Gateway {
-    /// Starts a `tools.invoke`: `Ok(None)` when the tool is running (the answer follows),
-    /// `Ok(Some(payload))` when it is answered at once (refused by policy, or a repeat).
+    /// Starts a `tools.invoke` from a WebSocket: `Ok(None)` when the tool is running (the answer
+    /// follows), `Ok(Some(payload))` when it is answered at once (refused, or a repeat).
     pub(crate) fn start_tool_call(
         &mut self,
         now_ms: u64,
@@ -84,19 +110,53 @@ impl Gateway {
                 return Ok(Some(payload.clone()));
             }
         }
+        let name = params.name.clone();
+        let call = ToolCallRequest {
+            caller,
+            name: params.name,
+            args: params.args.unwrap_or_default(),
+            session_key: params.session_key,
+            agent_id: params.agent_id,
+            over_http: false,
+        };
+        let reply = ToolReply::Ws {
+            conn,
+            request_id: request.id.clone(),
+        };
+        match self.begin_tool_call(now_ms, call, reply, idempotency_key)? {
+            ToolStart::Running => Ok(None),
+            ToolStart::Refused { code, message } => Ok(Some(refused(&name, code, message))),
+        }
+    }
+
+    /// Decides a call and, when it may run, hands it to the runtime.
+    pub(crate) fn begin_tool_call(
+        &mut self,
+        now_ms: u64,
+        request: ToolCallRequest,
+        reply: ToolReply,
+        idempotency_key: Option<String>,
+    ) -> Result<ToolStart, ErrorShape> {
         let routing = self.config.session_routing();
         let session_key = routing
-            .resolve(params.session_key.as_deref(), params.agent_id.as_deref())
+            .resolve(request.session_key.as_deref(), request.agent_id.as_deref())
             .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid tools.invoke params: {e}")))?;
         let agent = self.known_agent(Some(routing.agent_of(&session_key).as_str()))?;
-        let decision = self
+        let mut decision = self
             .config
             .tool_policy
-            .decide(&routing, &agent, &session_key, &params.name);
+            .decide(&routing, &agent, &session_key, &request.name);
+        if request.over_http {
+            if let ToolDecision::Allowed { tool, .. } = &decision {
+                if let Err(why) = self.config.tool_policy.check_http(tool) {
+                    decision = ToolDecision::Denied(why);
+                }
+            }
+        }
         let audit = |decision: &str, detail: &str| {
             json!({
-                "ts": now_ms, "caller": caller, "agent": agent.as_str(), "sessionKey": session_key,
-                "tool": params.name, "decision": decision, "detail": detail,
+                "ts": now_ms, "caller": request.caller, "agent": agent.as_str(), "sessionKey": session_key,
+                "tool": request.name, "decision": decision, "detail": detail, "http": request.over_http,
             })
         };
         let (tool, workspace, sandbox) = match decision {
@@ -108,7 +168,10 @@ impl Gateway {
                 };
                 let line = audit("denied", &why.to_string());
                 self.push_output(Output::AppendAudit { line: line.to_string() });
-                return Ok(Some(refused(&params.name, code, format!("{}: {why}", params.name))));
+                return Ok(ToolStart::Refused {
+                    code,
+                    message: format!("{}: {why}", request.name),
+                });
             }
             // A call the policy wants confined never runs unconfined.
             ToolDecision::Allowed {
@@ -116,11 +179,14 @@ impl Gateway {
             } if self.config.sandbox.is_none() => {
                 let message = format!(
                     "{}: the policy runs this call in a sandbox ({:?} workspace access) and no sandbox is available on this host",
-                    params.name, plan.access
+                    request.name, plan.access
                 );
                 let line = audit("denied", "sandbox unavailable");
                 self.push_output(Output::AppendAudit { line: line.to_string() });
-                return Ok(Some(refused(&params.name, "SANDBOX_UNAVAILABLE", message)));
+                return Ok(ToolStart::Refused {
+                    code: "SANDBOX_UNAVAILABLE",
+                    message,
+                });
             }
             ToolDecision::Allowed {
                 tool,
@@ -133,12 +199,11 @@ impl Gateway {
         self.tool_calls.insert(
             call,
             PendingToolCall {
-                conn,
-                request_id: request.id.clone(),
+                reply,
                 tool: tool.name,
                 agent: agent.as_str().to_owned(),
                 session_key: session_key.clone(),
-                caller: caller.clone(),
+                caller: request.caller.clone(),
                 started_ms: now_ms,
                 idempotency_key,
             },
@@ -146,13 +211,13 @@ impl Gateway {
         self.push_output(Output::RunTool(ToolRun {
             call,
             tool: tool.name,
-            args: Value::Object(params.args.unwrap_or_default()),
+            args: Value::Object(request.args),
             workspace,
             agent: agent.as_str().to_owned(),
             access: sandbox.as_ref().map_or(WorkspaceAccess::ReadWrite, |plan| plan.access),
             sandboxed: sandbox.is_some(),
         }));
-        Ok(None)
+        Ok(ToolStart::Running)
     }
 
     /// The runtime finished tool run `call`: answers the caller (if still connected) and writes
@@ -183,7 +248,7 @@ impl Gateway {
             "ts": pending.started_ms, "caller": pending.caller, "agent": pending.agent,
             "sessionKey": pending.session_key, "tool": pending.tool, "decision": "allowed",
             "status": status, "detail": detail, "durationMs": now_ms.saturating_sub(pending.started_ms),
-            "outputBytes": output_bytes,
+            "outputBytes": output_bytes, "http": matches!(pending.reply, ToolReply::Http { .. }),
         });
         self.push_output(Output::AppendAudit { line: line.to_string() });
         if let Some(key) = pending.idempotency_key {
@@ -197,7 +262,15 @@ impl Gateway {
                 format!("tool {} for agent {} failed: {}", pending.tool, pending.agent, detail),
             );
         }
-        let frame = ResponseFrame::ok_raw(pending.request_id, payload);
-        self.send_text(pending.conn, &frame.encode());
+        match pending.reply {
+            ToolReply::Ws { conn, request_id } => {
+                let frame = ResponseFrame::ok_raw(request_id, payload);
+                self.send_text(conn, &frame.encode());
+            }
+            ToolReply::Http { conn, keep_alive } => {
+                let response = crate::http_routes::tool_http_response(pending.tool, &result);
+                self.finish_deferred_http(now_ms, conn, &response, keep_alive);
+            }
+        }
     }
 }

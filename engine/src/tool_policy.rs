@@ -305,6 +305,8 @@ pub struct ToolPolicy {
     pub default_sandbox: SandboxSettings,
     /// `agents.entries` and `agents.list[]`.
     pub agents: Vec<AgentToolPolicy>,
+    /// `gateway.tools.allow` / `gateway.tools.deny`: extra lists for `POST /tools/invoke`.
+    pub http: ToolLists,
 }
 
 /// Which list refused a tool.
@@ -314,6 +316,8 @@ pub enum PolicyLayer {
     Global,
     /// The agent's own `tools.*`.
     Agent,
+    /// `gateway.tools.*`, for calls over HTTP.
+    Http,
 }
 
 /// Why a tool call is refused.
@@ -333,6 +337,8 @@ pub enum ToolDenial {
         /// The list's layer.
         layer: PolicyLayer,
     },
+    /// Over HTTP, tools that run programs need naming in `gateway.tools.allow`.
+    ExecOverHttp,
     /// The call would be sandboxed and the sandbox's workspace access does not permit the tool.
     WorkspaceAccess {
         /// The access the sandbox grants.
@@ -345,9 +351,13 @@ impl fmt::Display for ToolDenial {
         let layer = |l: &PolicyLayer| match l {
             PolicyLayer::Global => "tools",
             PolicyLayer::Agent => "the agent's tools",
+            PolicyLayer::Http => "gateway.tools",
         };
         match self {
             ToolDenial::UnknownTool => f.write_str("unknown tool"),
+            ToolDenial::ExecOverHttp => {
+                f.write_str("tools that run programs are not served over HTTP unless gateway.tools.allow names them")
+            }
             ToolDenial::Denied { layer: l, entry } => write!(f, "denied by {}.deny entry {entry:?}", layer(l)),
             ToolDenial::NotAllowed { layer: l } => write!(f, "not in {}.allow", layer(l)),
             ToolDenial::WorkspaceAccess { access } => write!(
@@ -474,7 +484,23 @@ impl ToolPolicy {
             default_workspace: opt_string(doc.pointer("/agents/defaults/workspace"), "agents.defaults.workspace")?,
             default_sandbox: sandbox_settings(doc.pointer("/agents/defaults/sandbox"), "agents.defaults.sandbox")?,
             agents: agents(doc)?,
+            http: lists(doc.pointer("/gateway/tools"), "gateway.tools")?,
         })
+    }
+
+    /// The extra check of calls over HTTP: `gateway.tools.deny` refuses, and tools that run
+    /// programs need `gateway.tools.allow` to name them.
+    pub fn check_http(&self, tool: &ToolSpec) -> Result<(), ToolDenial> {
+        if let Some(entry) = self.http.deny.iter().find(|p| p.matches(tool.name)) {
+            return Err(ToolDenial::Denied {
+                layer: PolicyLayer::Http,
+                entry: entry.as_config(),
+            });
+        }
+        if tool.risk == RiskClass::Execute && !self.http.allow.iter().any(|p| p.matches(tool.name)) {
+            return Err(ToolDenial::ExecOverHttp);
+        }
+        Ok(())
     }
 }
 

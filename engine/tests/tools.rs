@@ -172,3 +172,105 @@ fn sandboxed_calls_run_only_when_the_runtime_has_a_sandbox() {
     assert!(!run.sandboxed);
     assert_eq!(run.access, clawgate_engine::tool_policy::WorkspaceAccess::ReadWrite);
 }
+
+fn post(body: &str, auth: Option<&str>) -> String {
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "POST /tools/invoke HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn status_and_body(raw: &str) -> (u16, Value) {
+    let status = raw.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn tools_over_http_follow_section_1_3() {
+    let mut b = bench(json!({"gateway": {"tools": {"deny": ["write"]}}}));
+    let (_, raw) = b.http(loopback(), "GET /tools/invoke HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 405") && raw.contains("Allow: POST"), "{raw}");
+    let (_, raw) = b.http(loopback(), &post(r#"{"tool":"ls"}"#, None));
+    assert_eq!(status_and_body(&raw).0, 401);
+    let (_, raw) = b.http(loopback(), &post(r#"{"tool":"ls"}"#, Some("wrong")));
+    assert_eq!(status_and_body(&raw).0, 401);
+    let (_, raw) = b.http(loopback(), &post("{not json", Some(TOKEN)));
+    assert_eq!(status_and_body(&raw), (400, status_and_body(&raw).1.clone()));
+    assert_eq!(status_and_body(&raw).1["error"]["type"], "invalid_request");
+    let (_, raw) = b.http(loopback(), &post(r#"{"tool":"teleport"}"#, Some(TOKEN)));
+    assert_eq!(status_and_body(&raw).0, 404);
+    assert_eq!(status_and_body(&raw).1["error"]["type"], "not_found");
+    // Tools that run programs are not served over HTTP unless gateway.tools.allow names them.
+    let (_, raw) = b.http(
+        loopback(),
+        &post(r#"{"tool":"exec","args":{"command":"id"}}"#, Some(TOKEN)),
+    );
+    let (status, body) = status_and_body(&raw);
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (403, Some("tool_call_blocked"))
+    );
+    let (_, raw) = b.http(
+        loopback(),
+        &post(r#"{"tool":"write","args":{"path":"a","content":""}}"#, Some(TOKEN)),
+    );
+    let (status, body) = status_and_body(&raw);
+    assert_eq!(status, 403);
+    assert_eq!(
+        body["error"]["message"],
+        "write: denied by gateway.tools.deny entry \"write\""
+    );
+    assert!(b.tool_runs.is_empty());
+
+    // An allowed call waits for the tool; `action` joins the arguments.
+    let (conn, raw) = b.http(
+        loopback(),
+        &post(
+            r#"{"tool":"ls","action":"x","args":{"path":"."},"sessionKey":"main"}"#,
+            Some(TOKEN),
+        ),
+    );
+    assert_eq!(raw, "", "answered before the tool ran");
+    let run = b.tool_runs.pop().unwrap();
+    assert_eq!(run.args, json!({"path": ".", "action": "x"}));
+    b.gw.handle_tool_result(b.now, run.call, Ok(json!({"entries": []})));
+    b.pump();
+    let (status, body) = status_and_body(&b.raw_text(conn));
+    assert_eq!((status, body), (200, json!({"ok": true, "result": {"entries": []}})));
+    assert!(b
+        .audit
+        .iter()
+        .any(|l| l.contains("\"http\":true") && l.contains("\"status\":\"ok\"")));
+}
+
+#[test]
+fn exec_over_http_runs_once_allowed_and_pipelined_requests_wait_their_turn() {
+    let mut b = bench(json!({"gateway": {"tools": {"allow": ["exec"]}}}));
+    let two = format!(
+        "{}{}",
+        post(r#"{"tool":"exec","args":{"command":"true"}}"#, Some(TOKEN)),
+        "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    );
+    let (conn, raw) = b.http(loopback(), &two);
+    assert_eq!(raw, "", "the health answer must not overtake the tool's");
+    let run = b.tool_runs.pop().unwrap();
+    assert_eq!(run.tool, "exec");
+    b.gw.handle_tool_result(
+        b.now,
+        run.call,
+        Err(ToolFailure {
+            code: "IO_ERROR".into(),
+            message: "boom".into(),
+        }),
+    );
+    b.pump();
+    let raw = b.raw_text(conn);
+    let first = raw.find("HTTP/1.1 500").expect("tool error first");
+    let second = raw.find("HTTP/1.1 200").expect("then the health answer");
+    assert!(first < second, "{raw}");
+    assert!(raw.contains("\"type\":\"tool_error\""));
+}

@@ -181,6 +181,11 @@ impl Bench {
         (conn, raw)
     }
 
+    /// Everything the gateway has sent on a plain HTTP connection so far.
+    pub fn raw_text(&self, conn: ConnId) -> String {
+        String::from_utf8_lossy(&self.peers[&conn].raw).into_owned()
+    }
+
     /// Sends a WebSocket upgrade request and returns the raw HTTP answer.
     pub fn upgrade_answer(&mut self, peer: SocketAddr, extra_headers: &[(&str, &str)]) -> String {
         let request = ClientUpgrade::new([8; 16]).request("127.0.0.1:18789", "/", extra_headers);
