@@ -19,6 +19,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest timeout a call may ask for.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// Resource limits of sandboxed commands: open files, address space (4 GiB), size of a written
+/// file (1 GiB), no core dumps.
+pub const SANDBOX_LIMITS: &[&str] = &["--nofile=256", "--as=4294967296", "--fsize=1073741824", "--core=0"];
+
+const PRLIMIT: &str = "/usr/bin/prlimit";
+
 /// The only variables a command sees: the gateway's own environment (tokens, keys) stays out.
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -65,6 +71,12 @@ impl ProcessTable {
 
     /// Runs `exec` in `dir` with at most `output_cap` bytes of each stream kept.
     pub fn exec(&self, dir: &Path, args: &Value, output_cap: usize) -> Result<Value, ToolError> {
+        self.exec_limited(dir, args, output_cap, false)
+    }
+
+    /// Runs `exec`; with `limited`, under [`SANDBOX_LIMITS`] (through `prlimit`, which sets them
+    /// on the command alone).
+    pub fn exec_limited(&self, dir: &Path, args: &Value, output_cap: usize, limited: bool) -> Result<Value, ToolError> {
         let args: ExecArgs = crate::parse(args)?;
         if args.command.trim().is_empty() {
             return Err(ToolError::InvalidArguments("command must not be empty".into()));
@@ -74,15 +86,34 @@ impl ProcessTable {
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_TIMEOUT)
             .min(MAX_TIMEOUT);
-        let mut command = if args.shell {
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c").arg(&args.command).arg("sh").args(&args.args);
-            c
+        let mut argv: Vec<String> = if args.shell {
+            let mut v = vec![
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                args.command.clone(),
+                "sh".to_owned(),
+            ];
+            v.extend(args.args.iter().cloned());
+            v
         } else {
-            let mut c = Command::new(&args.command);
-            c.args(&args.args);
-            c
+            let mut v = vec![args.command.clone()];
+            v.extend(args.args.iter().cloned());
+            v
         };
+        if limited {
+            if !Path::new(PRLIMIT).exists() {
+                return Err(ToolError::SandboxFailed(format!(
+                    "{PRLIMIT} (util-linux) is needed to limit sandboxed commands"
+                )));
+            }
+            let mut wrapped = vec![PRLIMIT.to_owned()];
+            wrapped.extend(SANDBOX_LIMITS.iter().map(|l| (*l).to_owned()));
+            wrapped.push("--".to_owned());
+            wrapped.append(&mut argv);
+            argv = wrapped;
+        }
+        let mut command = Command::new(&argv[0]);
+        command.args(&argv[1..]);
         command
             .current_dir(dir)
             .env_clear()

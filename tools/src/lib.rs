@@ -18,7 +18,7 @@
 
 mod exec;
 pub mod sandbox;
-pub use exec::{ProcessTable, DEFAULT_TIMEOUT, MAX_TIMEOUT};
+pub use exec::{ProcessTable, DEFAULT_TIMEOUT, MAX_TIMEOUT, SANDBOX_LIMITS};
 
 use clawgate_engine::tool_calls::{ToolFailure, ToolRun};
 use clawgate_engine::tool_policy::WorkspaceAccess;
@@ -395,7 +395,9 @@ impl ToolRunner {
 
     fn dispatch(&self, workspace: &Workspace, run: &ToolRun) -> Result<Value, ToolError> {
         match run.tool {
-            "exec" => self.processes.exec(workspace.root(), &run.args, self.output_cap),
+            "exec" => self
+                .processes
+                .exec_limited(workspace.root(), &run.args, self.output_cap, run.sandboxed),
             "process" => self.processes.process(&run.args),
             other => workspace.run(other, &run.args),
         }

@@ -114,3 +114,14 @@ fn read_only_and_no_access_are_enforced_by_the_kernel() {
     );
     assert_eq!(read["content"], "notes", "{read}");
 }
+
+#[test]
+fn sandboxed_commands_run_under_resource_limits() {
+    let (ws, _) = scratch();
+    let script = "ulimit -n; ulimit -f; ulimit -c";
+    let boxed = run(&ws, WorkspaceAccess::ReadWrite, true, "exec", sh(script));
+    // `ulimit -f` counts 512-byte blocks.
+    assert_eq!(boxed["stdout"], "256\n2097152\n0\n", "{boxed}");
+    let open = run(&ws, WorkspaceAccess::ReadWrite, false, "exec", sh(script));
+    assert_ne!(open["stdout"], boxed["stdout"]);
+}
