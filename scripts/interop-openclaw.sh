@@ -208,7 +208,17 @@ for _ in $(seq 1 60); do
 done
 OUT="$(grep -c "node-host/node role=node" "$WORK/pairing-gateway.log" || true)" RC=0
 check "the node host is back in after the second approval" 0 "int(out) > $connects_before"
+cli node "$OPENCLAW" nodes status --url "$PAIR_URL" --token "$TOKEN" --json
+check "openclaw nodes status --json lists the connected node host" 0 \
+  "[(n['nodeId'], n['displayName'], n['connected'], n['paired'], n['clientId']) for n in d['nodes']] == [('$NODE_DEVICE', 'interop-node', True, True, 'node-host')] and 'system.run' in d['nodes'][0]['commands']"
 kill "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null || true
+for _ in $(seq 1 40); do
+  cli node "$OPENCLAW" nodes status --url "$PAIR_URL" --token "$TOKEN" --json
+  echo "$OUT" | grep -q '"connected": false' && break
+  sleep 0.25
+done
+check "after the node host stops it is listed as paired and offline" 0 \
+  "[(n['nodeId'], n['connected'], n['paired']) for n in d['nodes']] == [('$NODE_DEVICE', False, True)]"
 kill "$PAIR_PID" 2>/dev/null; wait "$PAIR_PID" 2>/dev/null || true
 
 # Configuration: a file written by the real `openclaw config set`, started on, and edited live.

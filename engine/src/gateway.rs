@@ -172,6 +172,8 @@ pub(crate) struct Session {
     pub scope_names: Vec<String>,
     pub presence_key: Option<String>,
     pub conn_uuid: String,
+    /// What a node-role client declared when it connected, for `node.list`.
+    pub node: Option<Box<crate::nodes::NodeInfo>>,
 }
 
 impl Session {
@@ -892,6 +894,14 @@ impl Gateway {
         self.close_now(conn);
     }
 
+    /// The open node-role sessions and what each declared.
+    pub(crate) fn node_sessions(&self) -> impl Iterator<Item = (&Session, &crate::nodes::NodeInfo)> {
+        self.conns.values().filter_map(|c| match &c.phase {
+            Phase::Open { session, .. } if !c.closing => session.node.as_deref().map(|n| (&**session, n)),
+            _ => None,
+        })
+    }
+
     pub(crate) fn push_output(&mut self, output: Output) {
         self.outputs.push_back(output);
     }
@@ -1530,6 +1540,8 @@ impl Gateway {
             scope_names: scope_names.clone(),
             presence_key: presence_key.clone(),
             conn_uuid: conn_uuid.clone(),
+            node: (accepted.role == Role::Node)
+                .then(|| Box::new(crate::nodes::NodeInfo::from_connect(&accepted.params, now_ms))),
         };
         let hello = self.hello_ok(now_ms, &session, method, device_token, issued_at);
         let role = accepted.role;

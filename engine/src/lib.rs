@@ -18,6 +18,7 @@ mod http_routes;
 pub mod idempotency;
 mod methods;
 mod metrics;
+pub mod nodes;
 pub mod pairing;
 mod pairing_methods;
 mod presence;

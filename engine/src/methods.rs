@@ -26,6 +26,7 @@ pub const METHODS: &[&str] = &[
     "tools.catalog",
     "tools.effective",
     "tools.invoke",
+    "node.list",
 ];
 
 /// Events this gateway emits, advertised in `hello-ok.features.events`.
@@ -208,6 +209,7 @@ impl Gateway {
                     "hash": null,
                 })
             }
+            "node.list" => self.node_list(now_ms),
             "tools.catalog" => {
                 let params: ToolsCatalogParams = request.parse_params().map_err(|e| invalid_params(method, e))?;
                 let agent = self.known_agent(params.agent_id.as_deref())?;

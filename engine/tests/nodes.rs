@@ -1,0 +1,61 @@
+//! `node.list`: connected node clients with what they declared, and paired ones that are offline.
+
+mod common;
+
+use clawgate_engine::GatewayConfig;
+use common::*;
+use serde_json::json;
+
+#[test]
+fn node_list_shows_connected_nodes_and_forgets_them_when_they_leave() {
+    let mut b = Bench::new(GatewayConfig::with_token(TOKEN));
+    let op = b.operator(&["operator.read"]);
+    assert_eq!(payload(&b.request(op, "a", "node.list", json!({})))["nodes"], json!([]));
+
+    let node = b.ws(loopback(), &[]);
+    let mut params = cli_params(&[], Some(TOKEN));
+    params["role"] = json!("node");
+    params["client"] =
+        json!({"id": "node-host", "displayName": "shed", "version": "1.2", "platform": "linux", "mode": "node"});
+    params["caps"] = json!(["system"]);
+    params["commands"] = json!(["system.run", "system.which"]);
+    params["pathEnv"] = json!("/usr/bin:/bin");
+    let hello = b.connect(node, params);
+    assert!(hello.ok, "{hello:?}");
+
+    let list = payload(&b.request(op, "b", "node.list", json!({})));
+    let nodes = list["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1);
+    let n = &nodes[0];
+    assert_eq!(
+        (
+            n["displayName"].as_str(),
+            n["clientId"].as_str(),
+            n["clientMode"].as_str(),
+            n["version"].as_str()
+        ),
+        (Some("shed"), Some("node-host"), Some("node"), Some("1.2"))
+    );
+    assert_eq!(n["commands"], json!(["system.run", "system.which"]));
+    assert_eq!(
+        (n["connected"].as_bool(), n["paired"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(n["approvalState"], "unpaired");
+    assert_eq!(n["pathEnv"], "/usr/bin:/bin");
+    assert!(n.get("deviceFamily").is_none(), "undeclared fields are left out");
+
+    // Operators are not nodes.
+    let _other = b.operator(&["operator.admin"]);
+    assert_eq!(
+        payload(&b.request(op, "c", "node.list", json!({})))["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    b.gw.handle_closed(b.now, node);
+    b.pump();
+    assert_eq!(payload(&b.request(op, "d", "node.list", json!({})))["nodes"], json!([]));
+}
