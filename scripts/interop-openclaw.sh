@@ -211,6 +211,8 @@ check "the node host is back in after the second approval" 0 "int(out) > $connec
 cli node "$OPENCLAW" nodes status --url "$PAIR_URL" --token "$TOKEN" --json
 check "openclaw nodes status --json lists the connected node host" 0 \
   "[(n['nodeId'], n['displayName'], n['connected'], n['paired'], n['clientId']) for n in d['nodes']] == [('$NODE_DEVICE', 'interop-node', True, True, 'node-host')] and 'system.run' in d['nodes'][0]['commands']"
+cli node "$OPENCLAW" nodes describe --node "$NODE_DEVICE" --url "$PAIR_URL" --token "$TOKEN" --json
+check "openclaw nodes describe --json" 0 "d['nodeId'] == '$NODE_DEVICE' and d['displayName'] == 'interop-node' and d['connected'] is True"
 kill "$NODE_PID" 2>/dev/null; wait "$NODE_PID" 2>/dev/null || true
 for _ in $(seq 1 40); do
   cli node "$OPENCLAW" nodes status --url "$PAIR_URL" --token "$TOKEN" --json

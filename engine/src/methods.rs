@@ -27,6 +27,7 @@ pub const METHODS: &[&str] = &[
     "tools.effective",
     "tools.invoke",
     "node.list",
+    "node.describe",
 ];
 
 /// Events this gateway emits, advertised in `hello-ok.features.events`.
@@ -49,6 +50,12 @@ struct ToolsCatalogParams {
     agent_id: Option<String>,
     #[allow(dead_code)]
     include_plugins: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NodeDescribeParams {
+    node_id: String,
 }
 
 #[derive(Deserialize)]
@@ -210,6 +217,12 @@ impl Gateway {
                 })
             }
             "node.list" => self.node_list(now_ms),
+            "node.describe" => {
+                let params: NodeDescribeParams = request.parse_params().map_err(|e| invalid_params(method, e))?;
+                self.node_describe(now_ms, &params.node_id).ok_or_else(|| {
+                    ErrorShape::new(ErrorCode::InvalidRequest, format!("unknown nodeId: {}", params.node_id))
+                })?
+            }
             "tools.catalog" => {
                 let params: ToolsCatalogParams = request.parse_params().map_err(|e| invalid_params(method, e))?;
                 let agent = self.known_agent(params.agent_id.as_deref())?;

@@ -42,6 +42,17 @@ impl NodeInfo {
 impl Gateway {
     /// Connected node clients first (by node id), then paired node devices that are offline.
     pub(crate) fn node_list(&self, now_ms: u64) -> Value {
+        json!({"ts": now_ms, "nodes": self.node_entries()})
+    }
+
+    /// One node of [`Gateway::node_list`] by id, for `node.describe`.
+    pub(crate) fn node_describe(&self, now_ms: u64, node_id: &str) -> Option<Value> {
+        let mut entry = self.node_entries().into_iter().find(|n| n["nodeId"] == node_id)?;
+        entry["ts"] = json!(now_ms);
+        Some(entry)
+    }
+
+    fn node_entries(&self) -> Vec<Value> {
         let mut nodes: BTreeMap<String, Value> = BTreeMap::new();
         for (session, node) in self.node_sessions() {
             let node_id = session.device_id.clone().unwrap_or_else(|| session.conn_uuid.clone());
@@ -56,6 +67,8 @@ impl Gateway {
                 "deviceFamily": node.device_family,
                 "caps": node.caps,
                 "commands": node.commands,
+                "sessionHost": false,
+                "nodePluginTools": [],
                 "pathEnv": node.path_env,
                 "approvalState": if paired.is_some() { "approved" } else { "unpaired" },
                 "connectedAtMs": node.connected_at_ms,
@@ -103,6 +116,6 @@ impl Gateway {
                 map.retain(|_, v| !v.is_null());
             }
         }
-        json!({"ts": now_ms, "nodes": list})
+        list
     }
 }

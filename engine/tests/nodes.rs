@@ -55,6 +55,19 @@ fn node_list_shows_connected_nodes_and_forgets_them_when_they_leave() {
         1
     );
 
+    let id = n["nodeId"].as_str().unwrap().to_owned();
+    let one = payload(&b.request(op, "e", "node.describe", json!({"nodeId": id})));
+    assert_eq!(
+        (one["nodeId"].as_str(), one["displayName"].as_str()),
+        (Some(id.as_str()), Some("shed"))
+    );
+    assert!(one["ts"].is_u64());
+    let (code, message, _) = error_code(&b.request(op, "f", "node.describe", json!({"nodeId": "nope"})));
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("INVALID_REQUEST", "unknown nodeId: nope")
+    );
+
     b.gw.handle_closed(b.now, node);
     b.pump();
     assert_eq!(payload(&b.request(op, "d", "node.list", json!({})))["nodes"], json!([]));
