@@ -347,9 +347,6 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     if let Some(scope) = file.session_scope {
         config.session_scope = scope;
     }
-    if let Some(agent) = &file.default_agent_id {
-        config.default_agent_id = agent.clone();
-    }
     config.overrides = overrides;
     let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms())
         .with_pairing(store)

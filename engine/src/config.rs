@@ -47,8 +47,6 @@ pub struct GatewayConfig {
     pub max_preauth_per_ip: usize,
     /// Interval of the `health` broadcast.
     pub health_refresh_interval_ms: u64,
-    /// The default agent id.
-    pub default_agent_id: String,
     /// The main session key suffix (`session.mainKey`).
     pub main_key: String,
     /// `session.scope`: whether the main session is per agent or the single `global` one.
@@ -168,7 +166,7 @@ impl GatewayConfig {
     /// Where request session keys point under this config's default agent, main key and scope.
     pub fn session_routing(&self) -> clawgate_proto::session::SessionRouting {
         clawgate_proto::session::SessionRouting {
-            default_agent: clawgate_proto::session::AgentId::normalize(&self.default_agent_id),
+            default_agent: self.tool_policy.default_agent.clone().unwrap_or_default(),
             main_key: self.main_key.clone(),
             scope: self.session_scope,
         }
@@ -187,7 +185,6 @@ impl GatewayConfig {
             max_buffered_bytes: MAX_BUFFERED_BYTES,
             max_preauth_per_ip: MAX_PREAUTH_CONNECTIONS_PER_IP,
             health_refresh_interval_ms: HEALTH_REFRESH_INTERVAL_MS,
-            default_agent_id: "main".to_owned(),
             main_key: "main".to_owned(),
             session_scope: clawgate_proto::session::SessionScope::PerSender,
             tool_policy: crate::tool_policy::ToolPolicy::default(),

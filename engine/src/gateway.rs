@@ -250,7 +250,7 @@ impl NonceRedeemer for HttpNonces {
 fn session_defaults(config: &GatewayConfig) -> Box<RawValue> {
     let routing = config.session_routing();
     to_raw(&json!({
-        "defaultAgentId": config.default_agent_id,
+        "defaultAgentId": routing.default_agent.as_str(),
         "modelConfigured": false,
         "mainKey": routing.effective_main_key(),
         "mainSessionKey": routing.main_session(None),
@@ -718,10 +718,6 @@ impl Gateway {
                 }
                 HotAction::Agents | HotAction::SessionRouting => {
                     self.config.tool_policy = settings.tool_policy.clone();
-                    self.config.default_agent_id = settings
-                        .default_agent_id
-                        .clone()
-                        .unwrap_or_else(|| clawgate_proto::session::DEFAULT_AGENT_ID.to_owned());
                     self.config.main_key = settings
                         .main_key
                         .clone()

@@ -79,7 +79,7 @@ fn invalid_params(method: &str, e: impl std::fmt::Display) -> ErrorShape {
 
 impl Gateway {
     pub(crate) fn health_payload(&self, now_ms: u64) -> Value {
-        let agent = &self.config.default_agent_id;
+        let agent = self.config.session_routing().default_agent.as_str().to_owned();
         json!({
             "ok": true,
             "ts": now_ms,
@@ -121,7 +121,7 @@ impl Gateway {
     }
 
     fn status_payload(&self, now_ms: u64, admin: bool) -> Value {
-        let agent = &self.config.default_agent_id;
+        let agent = self.config.session_routing().default_agent.as_str().to_owned();
         let mut v = json!({
             "runtimeVersion": self.config.server_version,
             "heartbeat": {"defaultAgentId": agent, "agents": [{"agentId": agent, "enabled": false}]},

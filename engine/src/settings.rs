@@ -37,8 +37,6 @@ pub struct FileSettings {
     pub main_key: Option<String>,
     /// `session.scope`: `per-sender` or `global`.
     pub session_scope: Option<clawgate_proto::session::SessionScope>,
-    /// The id of the `agents.list` entry marked `default`, else of the first entry.
-    pub default_agent_id: Option<String>,
     /// Which tools agents may run, and where (`tools.*`, `agents.*`).
     pub tool_policy: crate::tool_policy::ToolPolicy,
     /// The whole document after `${ENV}` substitution, for `config get` and for diffing on reload.
@@ -407,35 +405,6 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         Some("global") => Some(clawgate_proto::session::SessionScope::Global),
         Some(_) => return Err(type_error("session.scope", "per-sender or global")),
     };
-    let default_agent_id = match get(&doc, "agents.list") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(agents)) => {
-            let mut ids = Vec::with_capacity(agents.len());
-            for agent in agents {
-                match agent.get("id").and_then(Value::as_str) {
-                    Some(id) if !id.trim().is_empty() => {
-                        ids.push((id, agent.get("default").and_then(Value::as_bool) == Some(true)))
-                    }
-                    _ => {
-                        return Err(type_error(
-                            "agents.list",
-                            "a list of agents, each with a non-empty string id",
-                        ))
-                    }
-                }
-            }
-            ids.iter()
-                .find(|(_, default)| *default)
-                .or(ids.first())
-                .map(|(id, _)| clawgate_proto::session::AgentId::normalize(id).as_str().to_owned())
-        }
-        Some(_) => return Err(type_error("agents.list", "a list of agents")),
-    };
-    // OpenClaw 2026.9 keeps agents in `agents.entries` and names the default one here.
-    let default_agent_id = match string("agents.defaults.systemAgent.agentId")? {
-        Some(id) => Some(clawgate_proto::session::AgentId::normalize(&id).as_str().to_owned()),
-        None => default_agent_id,
-    };
     let tool_policy =
         crate::tool_policy::ToolPolicy::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let rate_limit = match get(&doc, "gateway.auth.rateLimit") {
@@ -475,7 +444,6 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         auto_approve_local: boolean("gateway.nodes.pairing.autoApproveLocal")?,
         main_key: string("session.mainKey")?,
         session_scope,
-        default_agent_id,
         tool_policy,
         document: doc.clone(),
     };
@@ -578,11 +546,11 @@ mod tests {
         .unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(s.session_scope, Some(clawgate_proto::session::SessionScope::Global));
-        assert_eq!(s.default_agent_id.as_deref(), Some("ops"));
+        assert_eq!(s.tool_policy.default_agent.as_ref().map(|a| a.as_str()), Some("ops"));
         let (s, _) = parse(r#"{ agents: { list: [{ id: "first" }, { id: "second" }] } }"#, &no_env).unwrap();
-        assert_eq!(s.default_agent_id.as_deref(), Some("first"));
+        assert_eq!(s.tool_policy.default_agent.as_ref().map(|a| a.as_str()), Some("first"));
         let (s, _) = parse("{}", &no_env).unwrap();
-        assert_eq!((s.session_scope, s.default_agent_id), (None, None));
+        assert_eq!((s.session_scope, s.tool_policy.default_agent), (None, None));
 
         let e = parse("{\n  session: { scope: \"per-planet\" } }", &no_env).unwrap_err();
         assert!(e.message.contains("session.scope") && e.message.contains("per-sender or global"));
@@ -628,7 +596,7 @@ mod tests {
           tools: { deny: ["exec"] },
         }"#;
         let (s, warnings) = parse(text, &no_env).unwrap();
-        assert_eq!(s.default_agent_id.as_deref(), Some("ops"));
+        assert_eq!(s.tool_policy.default_agent.as_ref().map(|a| a.as_str()), Some("ops"));
         let ops = s
             .tool_policy
             .agent(&clawgate_proto::session::AgentId::normalize("ops"))

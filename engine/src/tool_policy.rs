@@ -307,6 +307,9 @@ pub struct ToolPolicy {
     pub agents: Vec<AgentToolPolicy>,
     /// `gateway.tools.allow` / `gateway.tools.deny`: extra lists for `POST /tools/invoke`.
     pub http: ToolLists,
+    /// The default agent the config names: `agents.defaults.systemAgent.agentId` (OpenClaw
+    /// 2026.9), else the `agents.list` entry marked `default`, else its first entry.
+    pub default_agent: Option<AgentId>,
 }
 
 /// Which list refused a tool.
@@ -478,13 +481,19 @@ impl ToolPolicy {
 
     /// Reads the policy from a configuration document. `Err((path, expected))` names the first
     /// key with a wrong type or value.
-    pub fn from_document(doc: &Value) -> Result<ToolPolicy, (String, &'static str)> {
+    pub fn from_document(doc: &Value) -> Checked<ToolPolicy> {
+        let (agents, list_default) = agents(doc)?;
+        let system_agent = opt_string(
+            doc.pointer("/agents/defaults/systemAgent/agentId"),
+            "agents.defaults.systemAgent.agentId",
+        )?;
         Ok(ToolPolicy {
             global: lists(doc.get("tools"), "tools")?,
             default_workspace: opt_string(doc.pointer("/agents/defaults/workspace"), "agents.defaults.workspace")?,
             default_sandbox: sandbox_settings(doc.pointer("/agents/defaults/sandbox"), "agents.defaults.sandbox")?,
-            agents: agents(doc)?,
+            agents,
             http: lists(doc.pointer("/gateway/tools"), "gateway.tools")?,
+            default_agent: system_agent.map(|id| AgentId::normalize(&id)).or(list_default),
         })
     }
 
@@ -505,9 +514,10 @@ impl ToolPolicy {
 }
 
 /// The agents of `agents.list[]` and of `agents.entries.<id>` (OpenClaw 2026.9 rewrites the list
-/// into the map); an agent in both takes the map's settings.
-fn agents(doc: &Value) -> Result<Vec<AgentToolPolicy>, (String, &'static str)> {
-    let one = |id: &str, entry: &Value, path: &str| -> Result<AgentToolPolicy, (String, &'static str)> {
+/// into the map); an agent in both takes the map's settings. Also the list's default agent: the
+/// entry marked `default`, else the first.
+fn agents(doc: &Value) -> Checked<(Vec<AgentToolPolicy>, Option<AgentId>)> {
+    let one = |id: &str, entry: &Value, path: &str| -> Checked<AgentToolPolicy> {
         Ok(AgentToolPolicy {
             id: AgentId::normalize(id),
             workspace: opt_string(entry.get("workspace"), &format!("{path}.workspace"))?,
@@ -516,6 +526,7 @@ fn agents(doc: &Value) -> Result<Vec<AgentToolPolicy>, (String, &'static str)> {
         })
     };
     let mut out: Vec<AgentToolPolicy> = Vec::new();
+    let mut list_default = None;
     match doc.pointer("/agents/list") {
         None | Some(Value::Null) => {}
         Some(Value::Array(list)) => {
@@ -523,9 +534,18 @@ fn agents(doc: &Value) -> Result<Vec<AgentToolPolicy>, (String, &'static str)> {
                 let id = entry
                     .get("id")
                     .and_then(Value::as_str)
-                    .ok_or(("agents.list".to_owned(), "a list of agents, each with a string id"))?;
-                out.push(one(id, entry, "agents.list[]")?);
+                    .filter(|id| !id.trim().is_empty())
+                    .ok_or((
+                        "agents.list".to_owned(),
+                        "a list of agents, each with a non-empty string id",
+                    ))?;
+                let agent = one(id, entry, "agents.list[]")?;
+                if entry.get("default").and_then(Value::as_bool) == Some(true) && list_default.is_none() {
+                    list_default = Some(agent.id.clone());
+                }
+                out.push(agent);
             }
+            list_default = list_default.or_else(|| out.first().map(|a| a.id.clone()));
         }
         Some(_) => return Err(("agents.list".to_owned(), "a list of agents")),
     }
@@ -544,10 +564,13 @@ fn agents(doc: &Value) -> Result<Vec<AgentToolPolicy>, (String, &'static str)> {
         }
         Some(_) => return Err(("agents.entries".to_owned(), "an object of agents by id")),
     }
-    Ok(out)
+    Ok((out, list_default))
 }
 
-fn opt_string(v: Option<&Value>, path: &str) -> Result<Option<String>, (String, &'static str)> {
+/// A value read from the config, or the dotted path of the first bad key and what it should be.
+pub type Checked<T> = Result<T, (String, &'static str)>;
+
+fn opt_string(v: Option<&Value>, path: &str) -> Checked<Option<String>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -555,8 +578,8 @@ fn opt_string(v: Option<&Value>, path: &str) -> Result<Option<String>, (String, 
     }
 }
 
-fn lists(section: Option<&Value>, path: &str) -> Result<ToolLists, (String, &'static str)> {
-    let list = |key: &str| -> Result<Vec<ToolPattern>, (String, &'static str)> {
+fn lists(section: Option<&Value>, path: &str) -> Checked<ToolLists> {
+    let list = |key: &str| -> Checked<Vec<ToolPattern>> {
         match section.and_then(|s| s.get(key)) {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::Array(items)) => items
@@ -578,8 +601,8 @@ fn lists(section: Option<&Value>, path: &str) -> Result<ToolLists, (String, &'st
     })
 }
 
-fn sandbox_settings(section: Option<&Value>, path: &str) -> Result<SandboxSettings, (String, &'static str)> {
-    let field = |key: &str| -> Result<Option<&str>, (String, &'static str)> {
+fn sandbox_settings(section: Option<&Value>, path: &str) -> Checked<SandboxSettings> {
+    let field = |key: &str| -> Checked<Option<&str>> {
         match section.and_then(|s| s.get(key)) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.as_str())),
