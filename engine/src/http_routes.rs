@@ -4,6 +4,7 @@ use crate::gateway::{ConnId, Gateway};
 use crate::tool_calls::{ToolCallRequest, ToolReply, ToolStart};
 use clawgate_proto::http::{Request, Response};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
@@ -25,9 +26,20 @@ fn http_error(status: u16, kind: &str, message: &str) -> Response {
 }
 
 /// The HTTP answer for a finished tool run.
-pub(crate) fn tool_http_response(tool: &str, result: &Result<Value, crate::tool_calls::ToolFailure>) -> Response {
+pub(crate) fn tool_http_response(tool: &str, result: Result<&RawValue, &crate::tool_calls::ToolFailure>) -> Response {
+    #[derive(serde::Serialize)]
+    struct Ran<'a> {
+        ok: bool,
+        result: &'a RawValue,
+    }
     match result {
-        Ok(output) => json_response(200, &json!({"ok": true, "result": output})),
+        Ok(output) => json_response(
+            200,
+            &Ran {
+                ok: true,
+                result: output,
+            },
+        ),
         Err(failure) => {
             let (status, kind) = match failure.code.as_str() {
                 "INVALID_ARGUMENTS" => (400, "invalid_request"),
@@ -42,7 +54,7 @@ pub(crate) fn tool_http_response(tool: &str, result: &Result<Value, crate::tool_
     }
 }
 
-fn json_response(status: u16, body: &serde_json::Value) -> Response {
+fn json_response<T: serde::Serialize + ?Sized>(status: u16, body: &T) -> Response {
     Response::json(status, body).header("Cache-Control", "no-store")
 }
 

@@ -87,6 +87,16 @@ pub(crate) enum ToolStart {
     Refused { code: &'static str, message: String },
 }
 
+/// The answer of a tool that ran.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InvokeAnswer<'a> {
+    ok: bool,
+    tool_name: &'a str,
+    output: &'a RawValue,
+    source: &'a str,
+}
+
 fn refused(tool: &str, code: &str, message: String) -> Box<RawValue> {
     to_raw(&json!({"ok": false, "toolName": tool, "error": {"code": code, "message": message}}))
 }
@@ -226,24 +236,25 @@ impl Gateway {
         let Some(pending) = self.tool_calls.remove(&call) else {
             return;
         };
-        let (payload, status, detail) = match &result {
-            Ok(output) => {
-                let exit = output.get("exitCode").cloned().unwrap_or(Value::Null);
-                (
-                    json!({"ok": true, "toolName": pending.tool, "output": output, "source": "core"}),
-                    "ok",
-                    exit,
-                )
+        // The output is serialized once, for the answer and for its size in the audit line.
+        let outcome = result.map(|output| (output.get("exitCode").cloned().unwrap_or(Value::Null), to_raw(&output)));
+        let (payload, status, detail, output_bytes) = match &outcome {
+            Ok((exit, output)) => {
+                let answer = InvokeAnswer {
+                    ok: true,
+                    tool_name: pending.tool,
+                    output,
+                    source: "core",
+                };
+                (to_raw(&answer), "ok", exit.clone(), output.get().len())
             }
             Err(failure) => (
-                json!({"ok": false, "toolName": pending.tool, "error": {"code": failure.code, "message": failure.message}}),
+                refused(pending.tool, &failure.code, failure.message.clone()),
                 "error",
                 json!(failure.code),
+                0,
             ),
         };
-        let payload = to_raw(&payload);
-        // Output size only: the audit log never holds file contents or command output.
-        let output_bytes = result.as_ref().map(|v| v.to_string().len()).unwrap_or(0);
         let line = json!({
             "ts": pending.started_ms, "caller": pending.caller, "agent": pending.agent,
             "sessionKey": pending.session_key, "tool": pending.tool, "decision": "allowed",
@@ -268,7 +279,8 @@ impl Gateway {
                 self.send_text(conn, &frame.encode());
             }
             ToolReply::Http { conn, keep_alive } => {
-                let response = crate::http_routes::tool_http_response(pending.tool, &result);
+                let outcome = outcome.as_ref().map(|(_, output)| &**output);
+                let response = crate::http_routes::tool_http_response(pending.tool, outcome);
                 self.finish_deferred_http(now_ms, conn, &response, keep_alive);
             }
         }

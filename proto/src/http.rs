@@ -347,11 +347,11 @@ impl Response {
             .body(body.as_bytes().to_vec())
     }
 
-    /// An `application/json` response.
-    pub fn json(status: u16, body: &serde_json::Value) -> Self {
+    /// An `application/json` response with `body` serialized.
+    pub fn json<T: serde::Serialize + ?Sized>(status: u16, body: &T) -> Self {
         Response::new(status)
             .header("Content-Type", "application/json; charset=utf-8")
-            .body(body.to_string().into_bytes())
+            .body(serde_json::to_vec(body).unwrap_or_else(|_| b"null".to_vec()))
     }
 
     /// Adds a header.
