@@ -463,6 +463,19 @@ async fn timer_loop(shared: Rc<Shared>, ex: Rc<LocalExecutor<'static>>, wake: Re
     }
 }
 
+/// Waits until the engine reports it stopped, or the shutdown grace has passed.
+async fn stopped_or_grace(stopped: &Receiver<()>) {
+    smol::future::or(
+        async {
+            let _ = stopped.recv().await;
+        },
+        async {
+            Timer::after(SHUTDOWN_GRACE).await;
+        },
+    )
+    .await;
+}
+
 /// Runs the gateway on the bound listeners until a [`Control::Stop`] arrives (or every sender is
 /// gone), or until a configuration change needs a restart.
 pub fn run(
@@ -558,15 +571,7 @@ pub fn run(
                         shared.drain(&ex);
                     }
                     if shared.gateway.borrow().restart_requested() {
-                        smol::future::or(
-                            async {
-                                let _ = stopped_rx.recv().await;
-                            },
-                            async {
-                                Timer::after(SHUTDOWN_GRACE).await;
-                            },
-                        )
-                        .await;
+                        stopped_or_grace(&stopped_rx).await;
                         return Exit::Restart;
                     }
                 }
@@ -576,15 +581,7 @@ pub fn run(
                         .borrow_mut()
                         .handle_shutdown(now_ms(), "gateway stopping", None);
                     shared.drain(&ex);
-                    smol::future::or(
-                        async {
-                            let _ = stopped_rx.recv().await;
-                        },
-                        async {
-                            Timer::after(SHUTDOWN_GRACE).await;
-                        },
-                    )
-                    .await;
+                    stopped_or_grace(&stopped_rx).await;
                     return Exit::Stopped;
                 }
             }
