@@ -276,7 +276,7 @@ impl Cache {
     fn new(config: &GatewayConfig) -> Cache {
         Cache {
             features: to_raw(&json!({
-                "methods": crate::methods::METHODS,
+                "methods": crate::methods::implemented_methods().collect::<Vec<_>>(),
                 "events": crate::methods::EVENTS,
             })),
             policy: to_raw(&json!({
@@ -1789,7 +1789,7 @@ impl Gateway {
                 }
             }
         };
-        let known = crate::methods::METHODS.contains(&request.method.as_str()) || request.method == "connect";
+        let known = request.method == "connect" || crate::methods::implemented_methods().any(|m| m == request.method);
         self.metrics.request(&request.method, known, response.ok);
         self.send_text(conn, &response.encode());
         if let Some(frame) = self.conns.get_mut(&conn).and_then(|c| c.close_after_answer.take()) {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-/// Methods this gateway implements, advertised in `hello-ok.features.methods`.
+/// Methods answered here; the pairing methods are in [`crate::pairing_methods::PAIRING_METHODS`].
 pub const METHODS: &[&str] = &[
     "health",
     "status",
@@ -15,13 +15,6 @@ pub const METHODS: &[&str] = &[
     "gateway.identity.get",
     "config.get",
     "sessions.list",
-    "device.pair.list",
-    "device.pair.approve",
-    "device.pair.reject",
-    "device.pair.remove",
-    "device.pair.rename",
-    "device.token.rotate",
-    "device.token.revoke",
     "config.reload",
     "tools.catalog",
     "tools.effective",
@@ -29,6 +22,11 @@ pub const METHODS: &[&str] = &[
     "node.list",
     "node.describe",
 ];
+
+/// Every method this gateway implements, as advertised in `hello-ok.features.methods`.
+pub fn implemented_methods() -> impl Iterator<Item = &'static str> {
+    METHODS.iter().chain(crate::pairing_methods::PAIRING_METHODS).copied()
+}
 
 /// Events this gateway emits, advertised in `hello-ok.features.events`.
 pub const EVENTS: &[&str] = &[
