@@ -1736,13 +1736,6 @@ impl Gateway {
             self.close_ws(conn, &CloseFrame::new(code::AUTH_CHANGED, "gateway auth changed"));
             return;
         }
-        let Some(Conn {
-            phase: Phase::Open { session, .. },
-            ..
-        }) = self.conns.get(&conn)
-        else {
-            return;
-        };
         let response = match authorize(session.role, session.scopes, &request.method) {
             Err(denied) => ResponseFrame::err(request.id.clone(), denied.to_error()),
             Ok(()) if request.method == "tools.invoke" => {
