@@ -43,6 +43,22 @@ pub struct Peer {
     pub held: Vec<u8>,
 }
 
+impl Peer {
+    fn new(upgrade: ClientUpgrade) -> Peer {
+        Peer {
+            ws: None,
+            upgrade,
+            raw: Vec::new(),
+            texts: Vec::new(),
+            close: None,
+            closed_by_gateway: false,
+            challenge: None,
+            paused: false,
+            held: Vec::new(),
+        }
+    }
+}
+
 pub struct Bench {
     pub gw: Gateway,
     pub now: u64,
@@ -161,20 +177,7 @@ impl Bench {
     /// Opens a TCP connection and sends raw HTTP.
     pub fn http(&mut self, peer: SocketAddr, request: &str) -> (ConnId, String) {
         let conn = self.gw.handle_connection(self.now, peer, gateway_addr());
-        self.peers.insert(
-            conn,
-            Peer {
-                ws: None,
-                upgrade: ClientUpgrade::new([0; 16]),
-                raw: Vec::new(),
-                texts: Vec::new(),
-                close: None,
-                closed_by_gateway: false,
-                challenge: None,
-                paused: false,
-                held: Vec::new(),
-            },
-        );
+        self.peers.insert(conn, Peer::new(ClientUpgrade::new([0; 16])));
         self.gw.handle_bytes(self.now, conn, request.as_bytes());
         self.pump();
         let raw = String::from_utf8_lossy(&self.peers[&conn].raw).into_owned();
@@ -198,20 +201,7 @@ impl Bench {
         let conn = self.gw.handle_connection(self.now, peer, gateway_addr());
         let upgrade = ClientUpgrade::new([7; 16]);
         let request = upgrade.request("127.0.0.1:18789", "/", extra_headers);
-        self.peers.insert(
-            conn,
-            Peer {
-                ws: None,
-                upgrade,
-                raw: Vec::new(),
-                texts: Vec::new(),
-                close: None,
-                closed_by_gateway: false,
-                challenge: None,
-                paused: false,
-                held: Vec::new(),
-            },
-        );
+        self.peers.insert(conn, Peer::new(upgrade));
         self.gw.handle_bytes(self.now, conn, &request);
         self.pump();
         let p = self.peers.get_mut(&conn).unwrap();
