@@ -92,10 +92,7 @@ fn handshakes(o: &Opts, concurrency: usize, device: bool) -> Value {
             })
         })
         .collect();
-    let mut all = Vec::new();
-    for t in threads {
-        all.extend(t.join().unwrap_or_default());
-    }
+    let all = join_latencies(threads);
     let secs = started.elapsed().as_secs_f64();
     json!({
         "per_second": done.load(Ordering::Relaxed) as f64 / secs,
@@ -103,6 +100,11 @@ fn handshakes(o: &Opts, concurrency: usize, device: bool) -> Value {
         "failed": failed.load(Ordering::Relaxed),
         "latency": latency_summary(all),
     })
+}
+
+/// Waits for the load threads and gathers their latencies (a thread that panicked adds none).
+fn join_latencies(threads: Vec<std::thread::JoinHandle<Vec<Duration>>>) -> Vec<Duration> {
+    threads.into_iter().flat_map(|t| t.join().unwrap_or_default()).collect()
 }
 
 /// `health` requests per second over `conns` connections, `window` in flight on each.
@@ -140,10 +142,7 @@ fn health(o: &Opts, conns: usize, window: usize) -> Value {
             })
         })
         .collect();
-    let mut all = Vec::new();
-    for t in threads {
-        all.extend(t.join().unwrap_or_default());
-    }
+    let all = join_latencies(threads);
     let secs = started.elapsed().as_secs_f64();
     let mut v =
         json!({"per_second": done.load(Ordering::Relaxed) as f64 / secs, "completed": done.load(Ordering::Relaxed)});
