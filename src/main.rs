@@ -288,6 +288,7 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
                 .into(),
         ));
     }
+    let mut lock = StateLock::take(&state_dir, port)?;
     let listeners = match bind(&addrs[..1]) {
         Ok(l) => l,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
@@ -312,7 +313,14 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     if let Some(t) = &generated {
         println!("clawgate: generated gateway token (pass --token to choose your own): {t}");
     }
-    let _lock = StateLock::take(&state_dir, bound_port)?;
+    if bound_port != port {
+        lock.record(bound_port).map_err(|e| {
+            (
+                1,
+                format!("cannot write {}: {e}", state_dir.join("gateway.lock").display()),
+            )
+        })?;
+    }
     let store = load_pairing(&state_dir)?;
     let mut config = GatewayConfig::new(auth);
     config.auto_approve_local = overrides.auto_approve_local.or(file.auto_approve_local).unwrap_or(true);
@@ -377,39 +385,65 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     Ok(())
 }
 
-/// `<state dir>/gateway.lock`, naming the PID and port of the gateway that uses the directory, so
-/// that a second gateway on the same state is refused. Removed when the gateway exits; a lock
-/// left by a process that no longer runs is taken over.
-struct StateLock(std::path::PathBuf);
+/// `<state dir>/gateway.lock`: an advisory lock held by the gateway that uses the directory, and
+/// the PID and port it serves on, so that a second gateway on the same state is refused with a
+/// message naming the first. The kernel releases the lock when the process exits or re-executes
+/// itself, so a crash never leaves the directory locked; the file itself stays (removing it would let
+/// a gateway that opened the old file and one that creates a new one both hold "the" lock).
+struct StateLock(std::fs::File);
 
 impl StateLock {
+    /// Takes the lock before the listeners are bound, so that a gateway answering on its port has
+    /// always already written who it is.
     fn take(state_dir: &std::path::Path, port: u16) -> Result<StateLock, (u8, String)> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
         let path = state_dir.join("gateway.lock");
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            let held: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            let pid = held["pid"].as_u64().unwrap_or(0) as u32;
-            let alive = pid != 0 && std::path::Path::new(&format!("/proc/{pid}")).exists();
-            if alive && pid != std::process::id() {
-                return Err((
-                    1,
-                    format!(
-                        "another gateway (pid {pid}, port {}) uses the state directory {}",
-                        held["port"],
-                        state_dir.display()
-                    ),
-                ));
-            }
+        let cannot = |e: std::io::Error| (1, format!("cannot use {}: {e}", path.display()));
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(state_dir)
+                .map_err(cannot)?;
         }
-        let body = serde_json::json!({"pid": std::process::id(), "port": port}).to_string();
-        clawgate_runtime_smol::write_atomically(state_dir, "gateway.lock", &body)
-            .map_err(|e| (1, format!("cannot write {}: {e}", path.display())))?;
-        Ok(StateLock(path))
+        let mut file = std::fs::OpenOptions::new()
+            .mode(0o600)
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(cannot)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let held: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                let who = match (held["pid"].as_u64(), held["port"].as_u64()) {
+                    (Some(pid), Some(port)) => format!("another gateway (pid {pid}, port {port})"),
+                    _ => "another gateway".to_owned(),
+                };
+                return Err((1, format!("{who} uses the state directory {}", state_dir.display())));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(cannot(e)),
+        }
+        let mut lock = StateLock(file);
+        lock.record(port).map_err(cannot)?;
+        Ok(lock)
     }
-}
 
-impl Drop for StateLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+    /// Writes this process's PID and port into the held lock file (again once an ephemeral port
+    /// is known).
+    fn record(&mut self, port: u16) -> std::io::Result<()> {
+        use std::io::{Seek, Write};
+        let body = serde_json::json!({"pid": std::process::id(), "port": port}).to_string();
+        self.0.set_len(0)?;
+        self.0.seek(std::io::SeekFrom::Start(0))?;
+        self.0.write_all(body.as_bytes())?;
+        self.0.sync_data()
     }
 }
 

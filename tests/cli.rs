@@ -14,6 +14,36 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Runs a command that is expected to exit by itself; a gateway that wrongly keeps running is
+/// killed after a while so that the test fails instead of hanging.
+fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{cmd:?} still ran after {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Runs a `clawgate` command to its end, failing the test if it has not ended within 30 s.
+trait RunToEnd {
+    fn run_to_end(&mut self) -> Output;
+}
+
+impl RunToEnd for Command {
+    fn run_to_end(&mut self) -> Output {
+        output_within(self, Duration::from_secs(30))
+    }
+}
+
 struct Running {
     child: Child,
     port: u16,
@@ -69,11 +99,7 @@ impl Running {
 
     fn client(&self, args: &[&str], token: &str) -> Output {
         let url = format!("ws://127.0.0.1:{}", self.port);
-        bin()
-            .args(args)
-            .args(["--url", &url, "--token", token])
-            .output()
-            .unwrap()
+        bin().args(args).args(["--url", &url, "--token", token]).run_to_end()
     }
 
     fn sigterm(&mut self) -> std::process::ExitStatus {
@@ -146,8 +172,8 @@ fn a_port_in_use_is_a_clear_error() {
     let port = holder.local_addr().unwrap().port().to_string();
     let out = bin()
         .args(["gateway", "run", "--port", &port, "--token", "x"])
-        .output()
-        .unwrap();
+        .env("OPENCLAW_STATE_DIR", config_state("port-in-use"))
+        .run_to_end();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already in use"),
@@ -165,7 +191,7 @@ fn bad_flags_exit_with_2() {
         &["gateway", "run", "--runtime", "tokio", "--token", "x"],
         &["frobnicate"],
     ] {
-        let out = bin().args(args).output().unwrap();
+        let out = bin().args(args).run_to_end();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty());
     }
@@ -175,8 +201,7 @@ fn bad_flags_exit_with_2() {
 fn auth_none_is_refused_beyond_loopback() {
     let out = bin()
         .args(["gateway", "run", "--bind", "lan", "--auth", "none", "--port", "0"])
-        .output()
-        .unwrap();
+        .run_to_end();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing"));
 }
@@ -276,8 +301,7 @@ fn a_corrupt_pairing_file_stops_the_start_and_is_left_untouched() {
     let out = bin()
         .args(["gateway", "run", "--port", &free_port().to_string(), "--token", "x"])
         .env("OPENCLAW_STATE_DIR", &state)
-        .output()
-        .unwrap();
+        .run_to_end();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("paired.json is corrupt"), "{stderr}");
@@ -312,9 +336,9 @@ fn health_with(port: u16, token: &str) -> bool {
             "--token",
             token,
         ])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+        .run_to_end()
+        .status
+        .success()
 }
 
 #[test]
@@ -412,8 +436,7 @@ fn an_invalid_file_stops_the_start_with_exit_78_and_its_position() {
     let out = bin()
         .args(["gateway", "run"])
         .env("OPENCLAW_STATE_DIR", &state)
-        .output()
-        .unwrap();
+        .run_to_end();
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("openclaw.json:3:3: unknown key: nonsense"), "{err}");
@@ -464,8 +487,7 @@ fn a_second_gateway_on_the_same_state_directory_is_refused() {
     let out = bin()
         .args(["gateway", "run", "--port", &free_port().to_string(), "--token", "lk"])
         .env("OPENCLAW_STATE_DIR", &state)
-        .output()
-        .unwrap();
+        .run_to_end();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -493,8 +515,7 @@ fn config_commands_validate_get_and_set_the_file_the_gateway_watches() {
             .arg("config")
             .args(args)
             .env("OPENCLAW_STATE_DIR", &state)
-            .output()
-            .unwrap()
+            .run_to_end()
     };
     let out = cfg(&["validate"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
