@@ -17,6 +17,8 @@ pub struct Target {
     pub token: Option<String>,
     pub password: Option<String>,
     pub scopes: Vec<String>,
+    /// Connect as a `node` with these caps and commands instead of as an operator.
+    pub node: Option<(Vec<String>, Vec<String>)>,
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -106,13 +108,22 @@ impl Session {
     }
 
     fn options(target: &Target) -> ClientOptions {
+        let (id, mode) = match target.node {
+            Some(_) => (ClientId::NodeHost, ClientMode::Node),
+            None => (ClientId::Cli, ClientMode::Cli),
+        };
         let mut o = ClientOptions::new(ClientInfo::new(
-            ClientId::Cli,
-            ClientMode::Cli,
+            id,
+            mode,
             env!("CARGO_PKG_VERSION"),
             std::env::consts::OS,
         ));
         o.scopes = target.scopes.clone();
+        if let Some((caps, commands)) = &target.node {
+            o.role = clawgate_proto::Role::Node;
+            o.caps = caps.clone();
+            o.commands = commands.clone();
+        }
         o.auth.token = target.token.clone();
         o.auth.password = target.password.clone();
         o
@@ -178,6 +189,12 @@ impl Session {
             }
             self.pump()?;
         }
+    }
+
+    /// Sends a request without waiting for its answer (answers are read and dropped).
+    pub fn send(&mut self, method: &str, params: &serde_json::Value) -> Result<(), CallError> {
+        self.client.request(method, params);
+        self.flush()
     }
 
     /// Waits for the next event (ticks included).

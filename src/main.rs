@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod worker;
 
 use clawgate_engine::{Entropy, Gateway, GatewayConfig};
 use clawgate_proto::auth::{AuthMode, SharedSecretConfig};
@@ -23,6 +24,10 @@ USAGE:
   clawgate logs [--follow] [--url ...] [--token T]
   clawgate reload [--url ...] [--token T]           (the gateway reads its configuration file again)
   clawgate config validate|get <path>|set <path> <value>   (the file at $OPENCLAW_CONFIG_PATH or <state dir>/openclaw.json)
+  clawgate agent [--agent ID] [--backend echo|openai] [--delay-ms N] [--base-url URL] [--model M]
+                 [--api-key K] [--url ws://HOST:PORT] [--token T | --password P]
+                 (an agent worker: serves agent ID, default main; openai streams from
+                  $OPENAI_BASE_URL, default http://127.0.0.1:11434/v1, model $OPENAI_MODEL)
   clawgate devices list|approve <requestId>|reject <requestId>|remove <deviceId>
                    |rename <deviceId> <label>|rotate <deviceId> [--role R]|revoke <deviceId> [--role R]
                    [--url ...] [--token T] [--json]
@@ -48,6 +53,12 @@ const VALUE_FLAGS: &[&str] = &[
     "--auth",
     "--params",
     "--url",
+    "--agent",
+    "--backend",
+    "--delay-ms",
+    "--base-url",
+    "--model",
+    "--api-key",
 ];
 const SWITCH_FLAGS: &[&str] = &["--follow", "--json", "--help", "-h", "--no-auto-approve-local"];
 
@@ -322,6 +333,10 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
         })?;
     }
     let store = load_pairing(&state_dir)?;
+    let transcripts = clawgate_runtime_smol::load_transcripts(&state_dir)
+        .map_err(|e| (1, format!("cannot read the session transcripts: {e}")))?;
+    let queue = clawgate_runtime_smol::read_state_file(&state_dir, clawgate_engine::agents::QUEUE_FILE)
+        .map_err(|e| (1, format!("cannot read {}: {e}", clawgate_engine::agents::QUEUE_FILE)))?;
     let mut config = GatewayConfig::new(auth);
     config.auto_approve_local = overrides.auto_approve_local.or(file.auto_approve_local).unwrap_or(true);
     config.state_dir = state_dir.display().to_string();
@@ -358,6 +373,8 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     config.overrides = overrides;
     let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms())
         .with_pairing(store)
+        .with_transcripts(transcripts)
+        .with_agent_queue(queue.as_deref().unwrap_or("{}"))
         .with_config_document(file.document.clone());
     let debounce = file.reload_debounce_ms.map(std::time::Duration::from_millis);
     let signals = |e: std::io::Error| (1, format!("cannot install signal handlers: {e}"));
@@ -457,6 +474,42 @@ fn restart_in_place() -> Result<(), (u8, String)> {
     Err((1, format!("cannot restart: {err}")))
 }
 
+/// `clawgate agent`: serves one agent until stopped.
+fn agent_worker(args: &Args) -> Result<(), (u8, String)> {
+    let agent = args.value("--agent").unwrap_or("main");
+    if !clawgate_proto::session::AgentId::is_valid(agent) {
+        return Err((2, format!("invalid --agent {agent}")));
+    }
+    let agent = clawgate_proto::session::AgentId::normalize(agent);
+    let backend = match args.value("--backend").unwrap_or("echo") {
+        "echo" => worker::Backend::Echo {
+            delay: std::time::Duration::from_millis(match args.value("--delay-ms") {
+                Some(v) => v.parse().map_err(|_| (2, format!("invalid --delay-ms {v}")))?,
+                None => 0,
+            }),
+        },
+        "openai" => worker::Backend::OpenAi {
+            base_url: args
+                .value("--base-url")
+                .map(str::to_owned)
+                .or_else(|| env_nonempty("OPENAI_BASE_URL"))
+                .unwrap_or_else(|| "http://127.0.0.1:11434/v1".to_owned()),
+            model: args
+                .value("--model")
+                .map(str::to_owned)
+                .or_else(|| env_nonempty("OPENAI_MODEL"))
+                .unwrap_or_else(|| "llama3.2".to_owned()),
+            api_key: args
+                .value("--api-key")
+                .map(str::to_owned)
+                .or_else(|| env_nonempty("OPENAI_API_KEY")),
+        },
+        other => return Err((2, format!("invalid --backend {other} (echo or openai)"))),
+    };
+    let target = client_target(args, &[]).map_err(|e| (2, e))?;
+    worker::run(target, agent.as_str(), &backend).map_err(|e| (1, e))
+}
+
 fn client_target(args: &Args, scopes: &[&str]) -> Result<client::Target, String> {
     let url = match args.value("--url") {
         Some(u) => u.to_owned(),
@@ -472,6 +525,7 @@ fn client_target(args: &Args, scopes: &[&str]) -> Result<client::Target, String>
             .value("--password")
             .map(str::to_owned)
             .or_else(|| env_nonempty("OPENCLAW_GATEWAY_PASSWORD")),
+        node: None,
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
     })
 }
@@ -680,6 +734,7 @@ fn main() -> ExitCode {
         ["status"] => call(&args, "status", &serde_json::json!({}), &["operator.read"]),
         ["logs"] => logs(&args),
         ["devices", rest @ ..] => devices(&args, rest),
+        ["agent"] => agent_worker(&args),
         ["reload"] => call(&args, "config.reload", &serde_json::json!({}), ALL_SCOPES),
         ["config", rest @ ..] => config_command(&args, rest),
         _ => Err((2, format!("unknown command: {}\n\n{USAGE}", words.join(" ")))),

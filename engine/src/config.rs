@@ -19,6 +19,9 @@ pub const IDEMPOTENCY_TTL_MS: u64 = 5 * 60_000;
 pub const IDEMPOTENCY_MAX_ENTRIES: usize = 1000;
 /// Interval of the `health` broadcast.
 pub const HEALTH_REFRESH_INTERVAL_MS: u64 = 60_000;
+/// Sessions idle this long are pruned unless `session.maintenance.pruneAfter` says otherwise
+/// (OpenClaw's default is 30 days too).
+pub const SESSION_PRUNE_AFTER_MS: u64 = 30 * 24 * 3_600_000;
 /// Presence entries expire after this long without a refresh.
 pub const PRESENCE_TTL_MS: u64 = 5 * 60_000;
 /// Most presence entries kept.
@@ -51,6 +54,9 @@ pub struct GatewayConfig {
     pub main_key: String,
     /// `session.scope`: whether the main session is per agent or the single `global` one.
     pub session_scope: clawgate_proto::session::SessionScope,
+    /// Sessions idle longer than this are pruned with their transcripts
+    /// (`session.maintenance.pruneAfter`); 0 keeps them forever.
+    pub session_prune_after_ms: u64,
     /// Which tools agents may run, and where.
     pub tool_policy: crate::tool_policy::ToolPolicy,
     /// The sandbox the runtime can confine tool calls with (e.g. "Landlock"); `None` refuses
@@ -187,6 +193,7 @@ impl GatewayConfig {
             health_refresh_interval_ms: HEALTH_REFRESH_INTERVAL_MS,
             main_key: "main".to_owned(),
             session_scope: clawgate_proto::session::SessionScope::PerSender,
+            session_prune_after_ms: SESSION_PRUNE_AFTER_MS,
             tool_policy: crate::tool_policy::ToolPolicy::default(),
             sandbox: None,
             state_dir: String::new(),

@@ -154,6 +154,20 @@ pub enum Output {
         /// The line.
         line: String,
     },
+    /// Append this line (JSON, no newline) to a session transcript, creating the file (0600) and
+    /// its folder (0700) if needed. Lines are written in order; the runtime syncs the files it
+    /// appended to before it reads more input.
+    AppendTranscript {
+        /// Relative to the state directory, e.g. `sessions/<sessionId>.jsonl`.
+        file: String,
+        /// The line.
+        line: String,
+    },
+    /// Delete a session transcript (the session was reset, deleted or pruned).
+    RemoveTranscript {
+        /// Relative to the state directory.
+        file: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -161,6 +175,7 @@ enum Timer {
     Handshake(ConnId),
     Tick,
     Health,
+    Agents,
 }
 
 pub(crate) struct Session {
@@ -309,6 +324,7 @@ pub struct Gateway {
     http_nonces: HttpNonces,
     pub(crate) idempotency: crate::idempotency::IdempotencyCache,
     pub(crate) tool_calls: HashMap<u64, crate::tool_calls::PendingToolCall>,
+    pub(crate) agents: crate::agents::AgentHub,
     pub(crate) next_tool_call: u64,
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) cache: Cache,
@@ -340,7 +356,7 @@ pub(crate) fn mint_token(entropy: &mut (dyn Entropy + Send)) -> String {
 }
 
 /// A random (version 4) UUID in its 36-character text form.
-fn uuid_v4(bytes: [u8; 16]) -> String {
+pub(crate) fn uuid_v4(bytes: [u8; 16]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut b = bytes;
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -439,6 +455,7 @@ impl Gateway {
             http_nonces: HttpNonces::default(),
             idempotency: crate::idempotency::IdempotencyCache::default(),
             tool_calls: HashMap::new(),
+            agents: crate::agents::AgentHub::default(),
             next_tool_call: 1,
             metrics: crate::metrics::Metrics::default(),
             cache,
@@ -483,6 +500,10 @@ impl Gateway {
             ),
             ts: now_ms,
         }
+    }
+
+    pub(crate) fn new_uuid(&mut self) -> String {
+        self.random_uuid()
     }
 
     fn random_uuid(&mut self) -> String {
@@ -538,6 +559,14 @@ impl Gateway {
                 c.hold_until = Some(c.hold_until.map_or(seq, |s| s.max(seq)));
             }
         }
+    }
+
+    /// Writes a state file durably (a `persist` output); answers held with
+    /// [`Gateway::hold_for_persist`] wait for it.
+    pub(crate) fn persist_file(&mut self, path: &'static str, contents: String) {
+        self.persist_seq += 1;
+        let seq = self.persist_seq;
+        self.outputs.push_back(Output::Persist { path, contents, seq });
     }
 
     /// Broadcasts `event` once the last `persist` output is durable.
@@ -791,6 +820,7 @@ impl Gateway {
                     self.presence.disconnect(&key, now_ms);
                     self.broadcast_presence(now_ms);
                 }
+                self.agent_conn_closed(now_ms, conn);
             }
             _ => {}
         }
@@ -896,6 +926,103 @@ impl Gateway {
             Phase::Open { session, .. } if !c.closing => session.node.as_deref().map(|n| (&**session, n)),
             _ => None,
         })
+    }
+
+    /// The session of an open connection.
+    pub(crate) fn session_of(&self, conn: ConnId) -> Option<&Session> {
+        match &self.conns.get(&conn)?.phase {
+            Phase::Open { session, .. } => Some(session),
+            _ => None,
+        }
+    }
+
+    /// The node id of a node-role connection: its device id, else its connection id.
+    pub(crate) fn node_id_of(&self, conn: ConnId) -> String {
+        self.session_of(conn)
+            .map(|s| s.device_id.clone().unwrap_or_else(|| s.conn_uuid.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The connection of a connected node, and the commands it declared.
+    pub(crate) fn node_conn(&self, node_id: &str) -> Option<(ConnId, Vec<String>)> {
+        self.conns.iter().find_map(|(id, c)| match &c.phase {
+            Phase::Open { session, .. } if !c.closing => {
+                let node = session.node.as_deref()?;
+                let this = session.device_id.as_deref().unwrap_or(&session.conn_uuid);
+                (this == node_id).then(|| (*id, node.commands().to_vec()))
+            }
+            _ => None,
+        })
+    }
+
+    /// Sends one event to one connection: with the connection's `seq` when `with_seq` (targeted
+    /// copies of broadcast-type events), without it for events aimed at one peer.
+    pub(crate) fn send_event(&mut self, conn: ConnId, event: &str, payload: &RawValue, with_seq: bool) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.closing {
+            return;
+        }
+        let seq = if with_seq {
+            c.seq += 1;
+            Some(c.seq)
+        } else {
+            None
+        };
+        let frame = EventFrame {
+            event: event.to_owned(),
+            payload: Some(payload.to_owned()),
+            seq,
+            state_version: None,
+            extra: Extra::new(),
+        };
+        let mut text = String::with_capacity(payload.get().len() + 64);
+        frame.encode_into(&mut text);
+        self.send_text(conn, &text);
+    }
+
+    /// Bytes for an HTTP connection whose answer streams.
+    pub(crate) fn send_raw(&mut self, conn: ConnId, bytes: Vec<u8>) {
+        self.push_bytes(conn, bytes);
+    }
+
+    /// The streamed answer of a deferred HTTP request is complete: later pipelined requests are
+    /// served, or the connection closes.
+    pub(crate) fn end_streamed_http(&mut self, now_ms: u64, conn: ConnId, keep_alive: bool) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.http_busy = false;
+        if !keep_alive || self.stopping {
+            self.close_now(conn);
+            return;
+        }
+        self.drive_http(now_ms, conn);
+    }
+
+    /// The HTTP bearer check with the failed-attempt limiter: `Err(None)` is a wrong or missing
+    /// secret, `Err(Some(ms))` a client locked out for that long. Clean requests from this host
+    /// are exempt, as on the WebSocket.
+    pub(crate) fn check_http_bearer(
+        &mut self,
+        now_ms: u64,
+        peer: SocketAddr,
+        request: &Request,
+    ) -> Result<(), Option<u64>> {
+        let exempt = self.limiter.config.exempt_loopback && Self::is_local_direct(peer, request);
+        let key = limiter_key(CredentialClass::SharedSecret, peer.ip(), request.header("origin"));
+        if !exempt {
+            self.limiter.check(&key, now_ms).map_err(Some)?;
+        }
+        if self.bearer_ok(request) {
+            self.limiter.reset(&key);
+            return Ok(());
+        }
+        if !exempt {
+            self.limiter.record_failure(&key, now_ms);
+        }
+        Err(None)
+    }
+
+    pub(crate) fn schedule_agents_timer(&mut self, at: u64) {
+        self.timers.push(Reverse((at, Timer::Agents)));
     }
 
     pub(crate) fn push_output(&mut self, output: Output) {
@@ -1551,6 +1678,9 @@ impl Gateway {
         }
         self.send_text(conn, &response.encode());
         self.metrics.handshake("ok");
+        if role == Role::Node {
+            self.worker_connected(now_ms, conn);
+        }
         self.log(
             now_ms,
             LogLevel::Info,
@@ -1747,6 +1877,16 @@ impl Gateway {
                     Err(e) => ResponseFrame::err(request.id.clone(), e),
                 }
             }
+            Ok(()) if crate::agents::AGENT_METHODS.contains(&request.method.as_str()) => {
+                match self.call_agent_method(now_ms, conn, &request) {
+                    None => {
+                        self.metrics.request(&request.method, true, true);
+                        return;
+                    }
+                    Some(Ok(payload)) => ResponseFrame::ok(request.id.clone(), &payload),
+                    Some(Err(e)) => ResponseFrame::err(request.id.clone(), e),
+                }
+            }
             Ok(()) if crate::pairing_methods::PAIRING_METHODS.contains(&request.method.as_str()) => {
                 let caller = crate::pairing_methods::Caller {
                     scopes: session.scopes,
@@ -1908,8 +2048,10 @@ impl Gateway {
                             .push(Reverse((now_ms + self.config.tick_interval_ms, Timer::Tick)));
                     }
                 }
+                Timer::Agents => self.on_agents_timer(now_ms),
                 Timer::Health => {
                     if !self.stopping {
+                        self.prune_idle_sessions(now_ms);
                         self.health_version += 1;
                         self.refresh_snapshots(now_ms);
                         let payload = self.cache.health.1.clone();

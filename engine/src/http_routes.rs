@@ -60,7 +60,7 @@ fn json_response<T: serde::Serialize + ?Sized>(status: u16, body: &T) -> Respons
 
 impl Gateway {
     /// Whether `Authorization: Bearer <secret>` carries the shared token or password.
-    fn bearer_ok(&self, request: &Request) -> bool {
+    pub(crate) fn bearer_ok(&self, request: &Request) -> bool {
         let Some(value) = request.header("authorization") else {
             return false;
         };
@@ -91,6 +91,9 @@ impl Gateway {
         request: &Request,
         keep_alive: bool,
     ) -> Option<Response> {
+        if let Some(answer) = self.route_agent_http(now_ms, conn, peer, request, keep_alive) {
+            return answer;
+        }
         let path = request.path();
         let get_like = request.method == "GET" || request.method == "HEAD";
         Some(match path {

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod agents;
 pub mod config;
 mod gateway;
 mod http_routes;
@@ -19,6 +20,7 @@ pub mod idempotency;
 mod methods;
 mod metrics;
 pub mod nodes;
+mod openai_http;
 pub mod pairing;
 mod pairing_methods;
 mod presence;

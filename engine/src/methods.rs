@@ -25,7 +25,11 @@ pub const METHODS: &[&str] = &[
 
 /// Every method this gateway implements, as advertised in `hello-ok.features.methods`.
 pub fn implemented_methods() -> impl Iterator<Item = &'static str> {
-    METHODS.iter().chain(crate::pairing_methods::PAIRING_METHODS).copied()
+    METHODS
+        .iter()
+        .chain(crate::pairing_methods::PAIRING_METHODS)
+        .chain(crate::agents::AGENT_METHODS)
+        .copied()
 }
 
 /// Events this gateway emits, advertised in `hello-ok.features.events`.
@@ -37,6 +41,11 @@ pub const EVENTS: &[&str] = &[
     "shutdown",
     "device.pair.requested",
     "device.pair.resolved",
+    "agent",
+    "chat",
+    "sessions.changed",
+    "session.message",
+    "node.invoke.request",
 ];
 
 /// Placeholder the reference gateway puts where a secret would be.
@@ -89,13 +98,8 @@ impl Gateway {
             "channelLabels": {},
             "heartbeatSeconds": 0,
             "defaultAgentId": agent,
-            "agents": [{
-                "agentId": agent,
-                "isDefault": true,
-                "heartbeat": {"enabled": false, "every": "disabled", "everyMs": null},
-                "sessions": {"path": "", "count": 0, "recent": []},
-            }],
-            "sessions": {"path": "", "count": 0, "recent": []},
+            "agents": self.agent_presence(),
+            "sessions": {"path": crate::agents::TRANSCRIPT_DIR, "count": self.agents.sessions.len(), "recent": []},
             "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
         })
     }
@@ -108,7 +112,10 @@ impl Gateway {
             return Ok(routing.default_agent);
         };
         let agent = clawgate_proto::session::AgentId::normalize(raw);
-        if agent == routing.default_agent || self.config.tool_policy.agent(&agent).is_some() {
+        if agent == routing.default_agent
+            || self.config.tool_policy.agent(&agent).is_some()
+            || self.agents.serves(agent.as_str())
+        {
             Ok(agent)
         } else {
             Err(ErrorShape::new(
@@ -120,18 +127,22 @@ impl Gateway {
 
     fn status_payload(&self, now_ms: u64, admin: bool) -> Value {
         let agent = self.config.session_routing().default_agent.as_str().to_owned();
+        let agents = self.agent_presence();
         let mut v = json!({
             "runtimeVersion": self.config.server_version,
             "heartbeat": {"defaultAgentId": agent, "agents": [{"agentId": agent, "enabled": false}]},
             "channelSummary": [],
             "queuedSystemEvents": [],
             "sessions": {
-                "paths": [],
-                "count": 0,
+                "paths": [crate::agents::TRANSCRIPT_DIR],
+                "count": self.agents.sessions.len(),
                 "defaults": {"model": null, "contextTokens": null},
                 "recent": [],
-                "byAgent": [{"agentId": agent, "count": 0, "recent": []}],
+                "byAgent": agents.iter().map(|a| json!({
+                    "agentId": a["agentId"], "count": a["sessions"]["count"], "recent": [],
+                })).collect::<Vec<_>>(),
             },
+            "agents": agents,
             "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
             "uptimeMs": now_ms.saturating_sub(self.started_at),
         });
@@ -235,13 +246,7 @@ impl Gateway {
                 let agent = self.known_agent(Some(routing.agent_of(&key).as_str()))?;
                 crate::tool_catalog::effective(&self.config.tool_policy, &routing, &agent, &key)
             }
-            "sessions.list" => json!({
-                "ts": now_ms,
-                "path": "",
-                "count": 0,
-                "defaults": {"model": null, "contextTokens": null},
-                "sessions": [],
-            }),
+            "sessions.list" => self.sessions_list_payload(now_ms, request)?,
             "config.reload" => {
                 self.request_config_reload();
                 json!({"ok": true, "path": self.config.config_path})

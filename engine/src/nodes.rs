@@ -21,6 +21,16 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
+    /// The caps the node declared.
+    pub fn caps(&self) -> &[String] {
+        &self.caps
+    }
+
+    /// The commands the node declared.
+    pub fn commands(&self) -> &[String] {
+        &self.commands
+    }
+
     /// Takes what `node.list` shows from the accepted `connect` params.
     pub fn from_connect(params: &ConnectParams, now_ms: u64) -> NodeInfo {
         let client = &params.client;
@@ -70,6 +80,7 @@ impl Gateway {
                 "sessionHost": false,
                 "nodePluginTools": [],
                 "pathEnv": node.path_env,
+                "agents": self.worker_agents(&node.caps, &node.commands),
                 "approvalState": if paired.is_some() { "approved" } else { "unpaired" },
                 "connectedAtMs": node.connected_at_ms,
                 "lastConnectedAtMs": node.connected_at_ms,

@@ -418,7 +418,12 @@ impl ToolLists {
 }
 
 impl ToolPolicy {
-    /// The part of the policy for `agent`, if the config lists it.
+    /// The ids of the agents the configuration lists.
+    pub fn agent_ids(&self) -> impl Iterator<Item = String> + '_ {
+        self.agents.iter().map(|a| a.id.as_str().to_owned())
+    }
+
+    /// The policy entry of `agent`, if the configuration has one.
     pub fn agent(&self, agent: &AgentId) -> Option<&AgentToolPolicy> {
         self.agents.iter().find(|a| &a.id == agent)
     }

@@ -26,6 +26,8 @@ pub struct ClientOptions {
     pub scopes: Vec<String>,
     /// Client capabilities.
     pub caps: Vec<String>,
+    /// Commands a `node`-role client serves (sent only when not empty).
+    pub commands: Vec<String>,
     /// Credentials to offer.
     pub auth: ConnectAuth,
     /// Device identity to prove, if any.
@@ -44,6 +46,7 @@ impl ClientOptions {
             role: Role::Operator,
             scopes: Vec::new(),
             caps: Vec::new(),
+            commands: Vec::new(),
             auth: ConnectAuth::default(),
             device: None,
             min_protocol: PROTOCOL_VERSION,
@@ -290,7 +293,7 @@ impl ClientConnection {
             max_protocol: o.max_protocol,
             client: o.client.clone(),
             caps: Some(o.caps.clone()),
-            commands: None,
+            commands: (!o.commands.is_empty()).then(|| o.commands.clone()),
             permissions: None,
             path_env: None,
             role: Some(o.role.as_str().to_owned()),

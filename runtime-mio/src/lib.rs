@@ -96,6 +96,7 @@ pub struct MioRuntime {
     /// Tools run on threads of their own; results wait here for the event loop (woken by the waker).
     tool_results: Arc<std::sync::Mutex<Vec<clawgate_runtime_smol::ToolResult>>>,
     tools: Option<clawgate_tools::ToolRunner>,
+    transcripts: clawgate_runtime_smol::Transcripts,
 }
 
 /// How often the configuration file is checked, and how long a change must settle.
@@ -170,6 +171,7 @@ impl MioRuntime {
             config_debounce: CONFIG_POLL,
             tool_results: Arc::new(std::sync::Mutex::new(Vec::new())),
             tools: None,
+            transcripts: clawgate_runtime_smol::Transcripts::default(),
         })
     }
 
@@ -490,11 +492,16 @@ impl MioRuntime {
                     });
                 }
                 Output::AppendAudit { line } => clawgate_runtime_smol::audit(self.state_dir.as_deref(), &line),
+                Output::AppendTranscript { file, line } => {
+                    self.transcripts.append(self.state_dir.as_deref(), &file, &line)
+                }
+                Output::RemoveTranscript { file } => self.transcripts.remove(self.state_dir.as_deref(), &file),
                 Output::Persist { path, contents, seq } => {
                     clawgate_runtime_smol::persist(gateway, self.state_dir.as_deref(), path, &contents, seq);
                 }
             }
         }
+        self.transcripts.sync();
     }
 }
 

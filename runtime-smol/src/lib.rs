@@ -220,6 +220,7 @@ struct Shared {
     config_file: Option<PathBuf>,
     tools: clawgate_tools::ToolRunner,
     tool_results: Sender<ToolResult>,
+    transcripts: RefCell<Transcripts>,
 }
 
 /// A finished tool run: its call number and outcome.
@@ -243,6 +244,90 @@ pub fn audit(state_dir: Option<&Path>, line: &str) {
             eprintln!("clawgate: could not append to the tool audit log: {e}");
         }
     }
+}
+
+/// Session transcripts under the state directory. Each line is written as soon as the engine
+/// emits it (so it survives a crash of the gateway); the files written to are synced together
+/// when the engine's outputs of one turn are done (a group commit: under load one sync covers
+/// many lines, and no line waits longer than one loop turn to be durable).
+#[derive(Default)]
+pub struct Transcripts {
+    dirty: HashMap<PathBuf, std::fs::File>,
+}
+
+impl Transcripts {
+    /// Appends `line` to `file` (relative to `state_dir`); nothing without a state directory.
+    pub fn append(&mut self, state_dir: Option<&Path>, file: &str, line: &str) {
+        let Some(dir) = state_dir else { return };
+        let path = dir.join(file);
+        if let Err(e) = self.write(&path, line) {
+            eprintln!("clawgate: could not append to {}: {e}", path.display());
+        }
+    }
+
+    fn write(&mut self, path: &Path, line: &str) -> io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if !self.dirty.contains_key(path) {
+            if let Some(parent) = path.parent() {
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(path)?;
+            self.dirty.insert(path.to_owned(), f);
+        }
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        match self.dirty.get_mut(path) {
+            // One write per line: lines of concurrent sessions never interleave within a file.
+            Some(f) => f.write_all(&bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes a transcript.
+    pub fn remove(&mut self, state_dir: Option<&Path>, file: &str) {
+        let Some(dir) = state_dir else { return };
+        let path = dir.join(file);
+        self.dirty.remove(&path);
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                eprintln!("clawgate: could not remove {}: {e}", path.display());
+            }
+        }
+    }
+
+    /// Makes every line appended since the last call durable.
+    pub fn sync(&mut self) {
+        for (path, f) in self.dirty.drain() {
+            if let Err(e) = f.sync_data() {
+                eprintln!("clawgate: could not sync {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// The text of every transcript under `<state dir>/sessions`, for
+/// [`Gateway::with_transcripts`](clawgate_engine::Gateway::with_transcripts).
+pub fn load_transcripts(state_dir: &Path) -> io::Result<Vec<String>> {
+    let dir = state_dir.join(clawgate_engine::agents::TRANSCRIPT_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut texts = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            texts.push(std::fs::read_to_string(&path)?);
+        }
+    }
+    Ok(texts)
 }
 
 /// The default workspace of agents that name none: `<state dir>/workspace`.
@@ -316,6 +401,14 @@ impl Shared {
                     });
                 }
                 Output::AppendAudit { line } => audit(self.state_dir.as_deref(), &line),
+                Output::AppendTranscript { file, line } => {
+                    self.transcripts
+                        .borrow_mut()
+                        .append(self.state_dir.as_deref(), &file, &line)
+                }
+                Output::RemoveTranscript { file } => {
+                    self.transcripts.borrow_mut().remove(self.state_dir.as_deref(), &file)
+                }
                 Output::Persist { path, contents, seq } => {
                     persist(
                         &mut self.gateway.borrow_mut(),
@@ -327,6 +420,7 @@ impl Shared {
                 }
             }
         }
+        self.transcripts.borrow_mut().sync();
         let _ = self.timer_wake.try_send(());
     }
 }
@@ -500,6 +594,7 @@ pub fn run(
         config_file: options.config_file.clone(),
         tools,
         tool_results: tool_tx,
+        transcripts: RefCell::new(Transcripts::default()),
     });
     {
         let shared = shared.clone();

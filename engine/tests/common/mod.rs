@@ -76,6 +76,8 @@ pub struct Bench {
     pub tool_runs: Vec<clawgate_engine::tool_calls::ToolRun>,
     /// Lines appended to the tool audit log.
     pub audit: Vec<String>,
+    /// Transcript files and their lines.
+    pub transcripts: HashMap<String, Vec<String>>,
 }
 
 pub fn loopback() -> SocketAddr {
@@ -105,6 +107,7 @@ impl Bench {
             reload_requests: 0,
             tool_runs: Vec::new(),
             audit: Vec::new(),
+            transcripts: HashMap::new(),
         };
         b.pump();
         b
@@ -145,6 +148,10 @@ impl Bench {
                 Output::ReloadConfig => self.reload_requests += 1,
                 Output::RunTool(run) => self.tool_runs.push(run),
                 Output::AppendAudit { line } => self.audit.push(line),
+                Output::AppendTranscript { file, line } => self.transcripts.entry(file).or_default().push(line),
+                Output::RemoveTranscript { file } => {
+                    self.transcripts.remove(&file);
+                }
                 Output::Persist { path, contents, seq } => {
                     self.disk.insert(path, contents);
                     if self.hold_persists {

@@ -1,0 +1,1739 @@
+//! Agent workers, runs and chat sessions.
+//!
+//! An agent worker is a `node`-role client that declares, in its `connect`, the command
+//! [`WORKER_COMMAND`] and one cap `agent:<agentId>` per agent it serves. The first worker of an
+//! agent is its active worker; later ones are standbys that take over when it leaves.
+//!
+//! A message (`chat.send`, `agent`, or one of the HTTP endpoints) becomes a run: its user message
+//! is appended to the session's transcript, then the run goes to the agent's active worker as a
+//! `node.invoke.request` event. The worker streams text with `node.event` (`agent.delta`) and
+//! ends with `node.invoke.result`. While no worker serves the agent, runs wait in a bounded queue
+//! that is persisted under the state directory and delivered in order when one connects. A worker
+//! that leaves mid-run ends its runs with an error, visibly, and the message can be sent again.
+
+use crate::gateway::{ConnId, Gateway, LogLevel, Output};
+use clawgate_proto::frame::{to_raw, ErrorCode, ErrorShape, RequestFrame, ResponseFrame};
+use clawgate_proto::session::AgentId;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+/// The command a worker declares, and that the gateway invokes for every run.
+pub const WORKER_COMMAND: &str = "agent.run";
+/// Caps `agent:<agentId>` name the agents a worker serves.
+pub const WORKER_CAP_PREFIX: &str = "agent:";
+/// The `node.event` a worker sends for each piece of reply text.
+pub const DELTA_EVENT: &str = "agent.delta";
+/// The file (under the state directory) holding the runs that wait for a worker.
+pub const QUEUE_FILE: &str = "agents/queue.json";
+/// The folder (under the state directory) of the transcripts, one `<sessionId>.jsonl` each.
+pub const TRANSCRIPT_DIR: &str = "sessions";
+
+/// Runs waiting for a worker, over all agents; beyond this a message is refused.
+pub const QUEUE_LIMIT: usize = 1000;
+/// Messages of a session kept in memory (for history and context); the transcript keeps all.
+const MEMORY_MESSAGES: usize = 400;
+/// Messages of history handed to a worker with each run.
+const CONTEXT_MESSAGES: usize = 40;
+/// At most one `chat` delta per run in this many milliseconds.
+pub const DELTA_INTERVAL_MS: u64 = 150;
+/// Finished runs remembered for `agent.wait` and idempotent replays.
+const FINISHED_KEPT: usize = 2048;
+/// How long a run may take when the caller gives no timeout.
+const DEFAULT_RUN_TIMEOUT_MS: u64 = 600_000;
+/// Messages a session may hold in its transcript line (bytes of text).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Who started a run and waits for its end.
+pub(crate) enum Origin {
+    /// Restored from the persisted queue after a restart: nobody waits.
+    Nobody,
+    /// `chat.send`: the answer was `started`; the reply goes out as events.
+    Chat { conn: ConnId },
+    /// `agent`: a second `res` on `request_id` carries the result.
+    Agent { conn: ConnId, request_id: String },
+    /// One of the HTTP endpoints.
+    Http(HttpRun),
+}
+
+/// An HTTP request answered by a run.
+pub(crate) struct HttpRun {
+    pub conn: ConnId,
+    pub keep_alive: bool,
+    pub shape: HttpShape,
+    /// Whether the answer streams as server-sent events (the head is already sent).
+    pub stream: bool,
+}
+
+/// What the HTTP answer looks like.
+pub(crate) enum HttpShape {
+    /// `POST /v1/chat/completions`.
+    Completion {
+        id: String,
+        model: String,
+        created: u64,
+        include_usage: bool,
+        prompt_chars: usize,
+    },
+    /// `POST /api/sessions/<key>/messages`.
+    SessionMessage,
+}
+
+pub(crate) struct Run {
+    pub session_key: String,
+    pub session_id: String,
+    pub agent_id: String,
+    message: String,
+    worker: Option<ConnId>,
+    pub origin: Origin,
+    seq: u64,
+    pub text: String,
+    /// Bytes of `text` already sent in `chat` deltas.
+    sent: usize,
+    last_delta_ms: u64,
+    /// When a held-back delta is due.
+    flush_at: Option<u64>,
+    accepted_at: u64,
+    started_at: u64,
+    deadline: u64,
+    item_id: String,
+}
+
+/// A run waiting for its agent's worker, as persisted in [`QUEUE_FILE`].
+#[derive(Serialize, Deserialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct Queued {
+    run_id: String,
+    session_key: String,
+    agent_id: String,
+    message: String,
+    accepted_at: u64,
+    timeout_ms: u64,
+}
+
+/// How a run ended, kept for `agent.wait` and replays.
+#[derive(Clone)]
+pub(crate) struct Finished {
+    pub status: &'static str,
+    pub ended_at: u64,
+    pub text: String,
+    pub error: Option<String>,
+    pub session_key: String,
+    pub agent_id: String,
+    pub duration_ms: u64,
+    pub session_id: String,
+}
+
+/// One chat session.
+pub(crate) struct ChatSession {
+    pub session_id: String,
+    pub agent_id: String,
+    created_at: u64,
+    pub updated_at: u64,
+    created_via: String,
+    messages: VecDeque<Value>,
+    total: u64,
+    last_run_id: Option<String>,
+    status: Option<&'static str>,
+}
+
+/// A caller waiting in `agent.wait`.
+struct Waiter {
+    conn: ConnId,
+    request_id: String,
+    run_id: String,
+    deadline: u64,
+}
+
+/// An operator's `node.invoke` waiting for the node's result.
+struct PendingInvoke {
+    conn: ConnId,
+    request_id: String,
+    node_conn: ConnId,
+    node_id: String,
+    command: String,
+    deadline: u64,
+}
+
+/// Everything the gateway knows about agents, runs and sessions.
+#[derive(Default)]
+pub(crate) struct AgentHub {
+    /// Workers per agent id, in the order they connected: the first is active.
+    workers: BTreeMap<String, Vec<ConnId>>,
+    pub runs: HashMap<String, Run>,
+    finished: HashMap<String, Finished>,
+    finished_order: VecDeque<String>,
+    queue: VecDeque<Queued>,
+    pub sessions: BTreeMap<String, ChatSession>,
+    waiters: Vec<Waiter>,
+    invokes: HashMap<String, PendingInvoke>,
+    session_subscribers: BTreeSet<ConnId>,
+    message_subscribers: BTreeMap<ConnId, BTreeSet<String>>,
+    timer_at: Option<u64>,
+}
+
+impl AgentHub {
+    /// Whether a worker serving `agent` is connected.
+    pub(crate) fn serves(&self, agent: &str) -> bool {
+        self.workers.contains_key(agent)
+    }
+}
+
+fn invalid(method: &str, e: impl std::fmt::Display) -> ErrorShape {
+    ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid {method} params: {e}"))
+}
+
+fn transcript_file(session_id: &str) -> String {
+    format!("{TRANSCRIPT_DIR}/{session_id}.jsonl")
+}
+
+fn user_message(text: &str, run_id: &str, now_ms: u64) -> Value {
+    json!({
+        "role": "user",
+        "content": text,
+        "timestamp": now_ms,
+        "idempotencyKey": format!("{run_id}:user"),
+    })
+}
+
+fn assistant_message(text: &str, now_ms: u64) -> Value {
+    json!({"role": "assistant", "content": [{"type": "text", "text": text}], "timestamp": now_ms})
+}
+
+/// The text of a transcript message (a string, or text parts).
+pub(crate) fn message_text(message: &Value) -> String {
+    match &message["content"] {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join(""),
+        _ => String::new(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChatSendParams {
+    session_key: String,
+    message: String,
+    idempotency_key: String,
+    agent_id: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AgentParams {
+    message: String,
+    idempotency_key: String,
+    agent_id: Option<String>,
+    session_key: Option<String>,
+    /// Seconds; 0 means no limit.
+    timeout: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AgentWaitParams {
+    run_id: String,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChatHistoryParams {
+    session_key: String,
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChatAbortParams {
+    session_key: String,
+    run_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionKeyParams {
+    key: String,
+    limit: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct SessionsListParams {
+    limit: Option<usize>,
+    agent_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NodeInvokeParams {
+    node_id: String,
+    command: String,
+    params: Option<Value>,
+    timeout_ms: Option<u64>,
+    idempotency_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeInvokeResultParams {
+    id: String,
+    #[allow(dead_code)]
+    node_id: Option<String>,
+    ok: bool,
+    payload: Option<Value>,
+    #[serde(rename = "payloadJSON")]
+    payload_json: Option<String>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeEventParams {
+    event: String,
+    payload: Option<Value>,
+    #[serde(rename = "payloadJSON")]
+    payload_json: Option<String>,
+}
+
+/// What a worker sends with [`DELTA_EVENT`].
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WorkerDelta {
+    run_id: String,
+    delta: String,
+}
+
+/// The methods answered by this module.
+pub const AGENT_METHODS: &[&str] = &[
+    "chat.send",
+    "chat.history",
+    "chat.abort",
+    "agent",
+    "agent.wait",
+    "agents.list",
+    "sessions.get",
+    "sessions.resolve",
+    "sessions.reset",
+    "sessions.delete",
+    "sessions.subscribe",
+    "sessions.unsubscribe",
+    "sessions.messages.subscribe",
+    "sessions.messages.unsubscribe",
+    "node.invoke",
+    "node.invoke.result",
+    "node.event",
+];
+
+/// Where a new run comes from, for [`Gateway::start_run`].
+pub(crate) struct RunRequest {
+    pub run_id: String,
+    pub session_key: String,
+    pub agent_id: String,
+    pub message: String,
+    pub origin: Origin,
+    pub timeout_ms: u64,
+    pub created_via: &'static str,
+    /// The answer that acknowledges the message: sent once the message is recorded (and, when
+    /// queued, held until the queue is durable), before any event of the run.
+    pub ack: Option<Ack>,
+}
+
+/// An acknowledgement of [`RunRequest::ack`].
+pub(crate) enum Ack {
+    /// A text frame on a WebSocket.
+    Ws(ConnId, String),
+    /// Bytes on an HTTP connection (the head of a stream).
+    Raw(ConnId, Vec<u8>),
+}
+
+impl Gateway {
+    // ----- workers -------------------------------------------------------------------------
+
+    /// The agents a node-role connection serves (empty for other nodes).
+    fn served_agents(caps: &[String], commands: &[String]) -> Vec<String> {
+        if !commands.iter().any(|c| c == WORKER_COMMAND) {
+            return Vec::new();
+        }
+        let mut agents: Vec<String> = caps
+            .iter()
+            .filter_map(|c| c.strip_prefix(WORKER_CAP_PREFIX))
+            .filter(|a| AgentId::is_valid(a))
+            .map(|a| AgentId::normalize(a).as_str().to_owned())
+            .collect();
+        agents.dedup();
+        agents
+    }
+
+    /// A node connected: if it is a worker, it serves (or stands by for) its agents, and what
+    /// waited for them is delivered.
+    pub(crate) fn worker_connected(&mut self, now_ms: u64, conn: ConnId) {
+        let Some(node) = self.session_of(conn).and_then(|s| s.node.as_deref()) else {
+            return;
+        };
+        let agents = Self::served_agents(node.caps(), node.commands());
+        if agents.is_empty() {
+            return;
+        }
+        for agent in &agents {
+            let list = self.agents.workers.entry(agent.clone()).or_default();
+            list.push(conn);
+            let role = if list.len() == 1 { "active" } else { "standby" };
+            self.log(
+                now_ms,
+                LogLevel::Info,
+                format!("agent {agent}: worker {} is {role}", conn.0),
+            );
+        }
+        self.health_version += 1;
+        self.deliver_queue(now_ms);
+    }
+
+    /// The active worker of `agent`, if one is online.
+    fn active_worker(&self, agent: &str) -> Option<ConnId> {
+        self.agents.workers.get(agent).and_then(|w| w.first().copied())
+    }
+
+    /// A connection is gone: a worker's runs end with an error, its agents fall to a standby,
+    /// and what the connection waited for is forgotten.
+    pub(crate) fn agent_conn_closed(&mut self, now_ms: u64, conn: ConnId) {
+        let mut was_worker = false;
+        let mut notes = Vec::new();
+        for (agent, list) in self.agents.workers.iter_mut() {
+            if let Some(pos) = list.iter().position(|c| *c == conn) {
+                list.remove(pos);
+                was_worker = true;
+                let next = list.first().map(|c| c.0);
+                let message = match next {
+                    Some(n) if pos == 0 => format!("agent {agent}: worker {} left; standby {n} takes over", conn.0),
+                    _ => format!("agent {agent}: worker {} left", conn.0),
+                };
+                notes.push(message);
+            }
+        }
+        self.agents.workers.retain(|_, l| !l.is_empty());
+        for message in notes {
+            self.log(now_ms, LogLevel::Info, message);
+        }
+        if was_worker {
+            self.health_version += 1;
+            let orphaned: Vec<String> = self
+                .agents
+                .runs
+                .iter()
+                .filter(|(_, r)| r.worker == Some(conn))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for run_id in orphaned {
+                self.fail_run(now_ms, &run_id, "the agent worker disconnected during the run");
+            }
+        }
+        // Operators waiting on this node's answers get an error.
+        let invokes: Vec<String> = self
+            .agents
+            .invokes
+            .iter()
+            .filter(|(_, p)| p.node_conn == conn)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in invokes {
+            if let Some(p) = self.agents.invokes.remove(&id) {
+                let e = ErrorShape::new(ErrorCode::Unavailable, "node disconnected before answering");
+                self.send_text(p.conn, &ResponseFrame::err(p.request_id, e).encode());
+            }
+        }
+        self.agents.waiters.retain(|w| w.conn != conn);
+        self.agents.invokes.retain(|_, p| p.conn != conn);
+        self.agents.session_subscribers.remove(&conn);
+        self.agents.message_subscribers.remove(&conn);
+        // A run whose requester left goes on (others may watch it); an HTTP answer has no reader.
+        for run in self.agents.runs.values_mut() {
+            let gone = match &run.origin {
+                Origin::Chat { conn: c } | Origin::Agent { conn: c, .. } => *c == conn,
+                Origin::Http(h) => h.conn == conn,
+                Origin::Nobody => false,
+            };
+            if gone {
+                run.origin = Origin::Nobody;
+            }
+        }
+        // Runs of agents that just lost their last worker wait for the next one.
+        self.deliver_queue(now_ms);
+    }
+
+    /// Presence of the agents: configured ones and the ones workers serve.
+    pub(crate) fn agent_presence(&self) -> Vec<Value> {
+        let routing = self.config.session_routing();
+        let mut ids: BTreeSet<String> = self.config.tool_policy.agent_ids().collect();
+        ids.insert(routing.default_agent.as_str().to_owned());
+        ids.extend(self.agents.workers.keys().cloned());
+        ids.iter()
+            .map(|id| {
+                let workers = self.agents.workers.get(id).map_or(0, Vec::len);
+                let active: Vec<&String> = self
+                    .agents
+                    .runs
+                    .iter()
+                    .filter(|(_, r)| &r.agent_id == id && r.worker.is_some())
+                    .map(|(k, _)| k)
+                    .collect();
+                let queued = self.agents.queue.iter().filter(|q| &q.agent_id == id).count();
+                let state = match (workers, active.is_empty()) {
+                    (0, _) => "offline",
+                    (_, true) => "online",
+                    (_, false) => "busy",
+                };
+                let sessions = self.agents.sessions.values().filter(|s| &s.agent_id == id).count();
+                json!({
+                    "agentId": id,
+                    "isDefault": *id == routing.default_agent.as_str(),
+                    "state": state,
+                    "workers": workers,
+                    "standbyWorkers": workers.saturating_sub(1),
+                    "activeRuns": active.len(),
+                    "queued": queued,
+                    "heartbeat": {"enabled": false, "every": "disabled", "everyMs": null},
+                    "sessions": {"path": TRANSCRIPT_DIR, "count": sessions, "recent": []},
+                })
+            })
+            .collect()
+    }
+
+    /// The agents a node serves, for `node.list`.
+    pub(crate) fn worker_agents(&self, caps: &[String], commands: &[String]) -> Vec<String> {
+        Self::served_agents(caps, commands)
+    }
+
+    // ----- runs ----------------------------------------------------------------------------
+
+    /// Accepts a message: records it in the transcript, then hands it to the agent's worker or
+    /// queues it. Returns the session id.
+    pub(crate) fn start_run(&mut self, now_ms: u64, request: RunRequest) -> Result<String, ErrorShape> {
+        let worker = self.active_worker(&request.agent_id);
+        if worker.is_none() && self.agents.queue.len() >= QUEUE_LIMIT {
+            return Err(ErrorShape::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "agent {} has no worker online and {QUEUE_LIMIT} messages already wait",
+                    request.agent_id
+                ),
+            )
+            .retry_after(1000));
+        }
+        let session_id = self.touch_session(now_ms, &request.session_key, &request.agent_id, request.created_via);
+        self.append_message(
+            now_ms,
+            &request.session_key,
+            user_message(&request.message, &request.run_id, now_ms),
+        );
+        if let Some(s) = self.agents.sessions.get_mut(&request.session_key) {
+            s.last_run_id = Some(request.run_id.clone());
+            s.status = Some("running");
+        }
+        let deadline = now_ms.saturating_add(if request.timeout_ms == 0 {
+            u64::MAX / 4
+        } else {
+            request.timeout_ms
+        });
+        let mut item = [0u8; 16];
+        self.entropy.fill(&mut item);
+        let run = Run {
+            session_key: request.session_key.clone(),
+            session_id: session_id.clone(),
+            agent_id: request.agent_id.clone(),
+            message: request.message.clone(),
+            worker: None,
+            origin: request.origin,
+            seq: 0,
+            text: String::new(),
+            sent: 0,
+            last_delta_ms: 0,
+            flush_at: None,
+            accepted_at: now_ms,
+            started_at: now_ms,
+            deadline,
+            item_id: format!("{}:1", crate::gateway::uuid_v4(item)),
+        };
+        self.agents.runs.insert(request.run_id.clone(), run);
+        self.session_changed(now_ms, &request.session_key, "run.accepted", Some(&request.run_id));
+        let ack = request.ack;
+        let send_ack = |gw: &mut Gateway| match &ack {
+            Some(Ack::Ws(conn, text)) => {
+                gw.hold_for_persist(*conn);
+                gw.send_text(*conn, text);
+            }
+            Some(Ack::Raw(conn, bytes)) => {
+                gw.hold_for_persist(*conn);
+                gw.send_raw(*conn, bytes.clone());
+            }
+            None => {}
+        };
+        match worker {
+            Some(w) => {
+                send_ack(self);
+                self.dispatch(now_ms, &request.run_id, w);
+            }
+            None => {
+                self.agents.queue.push_back(Queued {
+                    run_id: request.run_id.clone(),
+                    session_key: request.session_key,
+                    agent_id: request.agent_id.clone(),
+                    message: request.message,
+                    accepted_at: now_ms,
+                    timeout_ms: request.timeout_ms,
+                });
+                self.persist_queue();
+                send_ack(self);
+                self.log(
+                    now_ms,
+                    LogLevel::Info,
+                    format!(
+                        "agent {}: no worker online, run {} queued ({} waiting)",
+                        request.agent_id,
+                        request.run_id,
+                        self.agents.queue.len()
+                    ),
+                );
+            }
+        }
+        self.arm_agents_timer();
+        Ok(session_id)
+    }
+
+    fn persist_queue(&mut self) {
+        let contents = serde_json::to_string(&json!({"version": 1, "queue": self.agents.queue}))
+            .unwrap_or_else(|_| "{\"version\":1,\"queue\":[]}".to_owned());
+        self.persist_file(QUEUE_FILE, contents);
+    }
+
+    /// Delivers queued runs, in order, to agents that now have a worker.
+    fn deliver_queue(&mut self, now_ms: u64) {
+        if self.agents.queue.is_empty() {
+            return;
+        }
+        let mut kept = VecDeque::new();
+        let mut delivered = Vec::new();
+        for q in std::mem::take(&mut self.agents.queue) {
+            match self.active_worker(&q.agent_id) {
+                Some(w) => delivered.push((q, w)),
+                None => kept.push_back(q),
+            }
+        }
+        self.agents.queue = kept;
+        if delivered.is_empty() {
+            return;
+        }
+        self.persist_queue();
+        for (q, worker) in delivered {
+            if !self.agents.runs.contains_key(&q.run_id) {
+                // Restored after a restart: the run is known again, with nobody waiting.
+                let session_id = self.touch_session(now_ms, &q.session_key, &q.agent_id, "run");
+                let mut item = [0u8; 16];
+                self.entropy.fill(&mut item);
+                self.agents.runs.insert(
+                    q.run_id.clone(),
+                    Run {
+                        session_key: q.session_key.clone(),
+                        session_id,
+                        agent_id: q.agent_id.clone(),
+                        message: q.message.clone(),
+                        worker: None,
+                        origin: Origin::Nobody,
+                        seq: 0,
+                        text: String::new(),
+                        sent: 0,
+                        last_delta_ms: 0,
+                        flush_at: None,
+                        accepted_at: q.accepted_at,
+                        started_at: now_ms,
+                        deadline: now_ms.saturating_add(if q.timeout_ms == 0 { u64::MAX / 4 } else { q.timeout_ms }),
+                        item_id: format!("{}:1", crate::gateway::uuid_v4(item)),
+                    },
+                );
+            }
+            self.dispatch(now_ms, &q.run_id, worker);
+        }
+        self.arm_agents_timer();
+    }
+
+    /// Sends a run to a worker and announces its start.
+    fn dispatch(&mut self, now_ms: u64, run_id: &str, worker: ConnId) {
+        let node_id = self.node_id_of(worker);
+        let Some(run) = self.agents.runs.get_mut(run_id) else {
+            return;
+        };
+        run.worker = Some(worker);
+        run.started_at = now_ms;
+        let history: Vec<Value> = self
+            .agents
+            .sessions
+            .get(&run.session_key)
+            .map(|s| {
+                // The run's own user message is the last one; the context is what came before.
+                let n = s.messages.len().saturating_sub(1);
+                s.messages
+                    .iter()
+                    .take(n)
+                    .skip(n.saturating_sub(CONTEXT_MESSAGES))
+                    .map(|m| json!({"role": m["role"], "content": message_text(m)}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let timeout_ms = run.deadline.saturating_sub(now_ms).min(u64::MAX / 4);
+        let params = json!({
+            "runId": run_id,
+            "sessionKey": run.session_key,
+            "sessionId": run.session_id,
+            "agentId": run.agent_id,
+            "message": run.message,
+            "history": history,
+        });
+        let payload = json!({
+            "id": run_id,
+            "nodeId": node_id,
+            "command": WORKER_COMMAND,
+            "paramsJSON": params.to_string(),
+            "timeoutMs": timeout_ms,
+            "idempotencyKey": run_id,
+        });
+        self.send_event(worker, "node.invoke.request", &to_raw(&payload), false);
+        self.run_event(
+            now_ms,
+            run_id,
+            "lifecycle",
+            json!({"phase": "start", "startedAt": now_ms}),
+        );
+        self.session_changed(now_ms, &self.run_session(run_id), "run.started", Some(run_id));
+    }
+
+    fn run_session(&self, run_id: &str) -> String {
+        self.agents
+            .runs
+            .get(run_id)
+            .map(|r| r.session_key.clone())
+            .unwrap_or_default()
+    }
+
+    /// Broadcasts one `agent` event of a run (drawing the run's next seq).
+    fn run_event(&mut self, now_ms: u64, run_id: &str, stream: &str, data: Value) {
+        let Some(run) = self.agents.runs.get_mut(run_id) else {
+            return;
+        };
+        run.seq += 1;
+        let payload = json!({
+            "runId": run_id,
+            "stream": stream,
+            "data": data,
+            "sessionKey": run.session_key,
+            "sessionId": run.session_id,
+            "agentId": run.agent_id,
+            "seq": run.seq,
+            "ts": now_ms,
+        });
+        self.broadcast(now_ms, "agent", &to_raw(&payload), stream == "assistant", None);
+    }
+
+    /// Broadcasts one `chat` event of a run, with the run's current seq.
+    fn chat_event(&mut self, now_ms: u64, run_id: &str, state: &str, extra: Value) {
+        let Some(run) = self.agents.runs.get(run_id) else {
+            return;
+        };
+        let mut payload = json!({
+            "runId": run_id,
+            "sessionKey": run.session_key,
+            "agentId": run.agent_id,
+            "seq": run.seq,
+            "state": state,
+        });
+        if let (Some(map), Value::Object(more)) = (payload.as_object_mut(), extra) {
+            map.extend(more);
+        }
+        self.broadcast(now_ms, "chat", &to_raw(&payload), state == "delta", None);
+    }
+
+    /// Sends the text held back by the delta throttle as one `chat` delta.
+    fn flush_delta(&mut self, now_ms: u64, run_id: &str) {
+        let Some(run) = self.agents.runs.get_mut(run_id) else {
+            return;
+        };
+        run.flush_at = None;
+        if run.sent >= run.text.len() {
+            return;
+        }
+        let delta = run.text[run.sent..].to_owned();
+        run.sent = run.text.len();
+        run.last_delta_ms = now_ms;
+        let message = assistant_message(&run.text, now_ms);
+        self.chat_event(now_ms, run_id, "delta", json!({"deltaText": delta, "message": message}));
+    }
+
+    /// Text from a worker.
+    fn on_worker_delta(&mut self, now_ms: u64, conn: ConnId, delta: WorkerDelta) -> Result<(), ErrorShape> {
+        let Some(run) = self.agents.runs.get_mut(&delta.run_id) else {
+            // A run that already ended (aborted, timed out): its late text is dropped.
+            return Ok(());
+        };
+        if run.worker != Some(conn) {
+            return Err(ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                format!("run {} is not assigned to this node", delta.run_id),
+            ));
+        }
+        if run.text.len() + delta.delta.len() > MAX_MESSAGE_BYTES {
+            return Err(ErrorShape::new(ErrorCode::InvalidRequest, "reply too long"));
+        }
+        run.text.push_str(&delta.delta);
+        let data = json!({"text": run.text, "delta": delta.delta, "itemId": run.item_id});
+        let due = run.last_delta_ms + DELTA_INTERVAL_MS;
+        let hold = run.last_delta_ms != 0 && now_ms < due;
+        if hold && run.flush_at.is_none() {
+            run.flush_at = Some(due);
+        }
+        let run_id = delta.run_id;
+        self.run_event(now_ms, &run_id, "assistant", data);
+        if !hold {
+            self.flush_delta(now_ms, &run_id);
+        }
+        self.stream_http_delta(&run_id, &delta.delta);
+        self.arm_agents_timer();
+        Ok(())
+    }
+
+    /// A worker's result for a run.
+    fn finish_run(&mut self, now_ms: u64, run_id: &str, outcome: Result<String, String>) {
+        match outcome {
+            Ok(text) => {
+                if let Some(run) = self.agents.runs.get_mut(run_id) {
+                    if !text.is_empty() && text != run.text {
+                        // The result is the whole reply; text not streamed goes out as a last delta.
+                        if let Some(rest) = text.strip_prefix(run.text.as_str()) {
+                            let rest = rest.to_owned();
+                            run.text = text.clone();
+                            self.stream_http_delta(run_id, &rest);
+                        } else {
+                            run.text = text.clone();
+                        }
+                    }
+                }
+                self.end_run(now_ms, run_id, "ok", None);
+            }
+            Err(error) => self.end_run(now_ms, run_id, "error", Some(error)),
+        }
+    }
+
+    fn fail_run(&mut self, now_ms: u64, run_id: &str, error: &str) {
+        self.end_run(now_ms, run_id, "error", Some(error.to_owned()));
+    }
+
+    /// Ends a run: the last delta, the lifecycle end, `chat` final/error/aborted, the transcript,
+    /// and the answers of whoever waits.
+    fn end_run(&mut self, now_ms: u64, run_id: &str, status: &'static str, error: Option<String>) {
+        if !self.agents.runs.contains_key(run_id) {
+            return;
+        }
+        if self.agents.queue.iter().any(|q| q.run_id == run_id) {
+            self.agents.queue.retain(|q| q.run_id != run_id);
+            self.persist_queue();
+        }
+        if status == "ok" {
+            self.flush_delta(now_ms, run_id);
+        }
+        let Some(run) = self.agents.runs.get(run_id) else {
+            return;
+        };
+        let started_at = run.started_at;
+        let text = run.text.clone();
+        let session_key = run.session_key.clone();
+        match status {
+            "ok" => {
+                self.run_event(
+                    now_ms,
+                    run_id,
+                    "lifecycle",
+                    json!({
+                        "phase": "end", "startedAt": started_at, "endedAt": now_ms, "aborted": false,
+                        "stopReason": "stop", "livenessState": "working", "executionSettled": true,
+                        "terminalReply": {"disposition": "visible", "text": text},
+                    }),
+                );
+                self.chat_event(
+                    now_ms,
+                    run_id,
+                    "final",
+                    json!({"stopReason": "stop", "message": assistant_message(&text, now_ms)}),
+                );
+                self.append_message(now_ms, &session_key, {
+                    let mut m = assistant_message(&text, now_ms);
+                    m["stopReason"] = json!("stop");
+                    m["__openclaw"] = json!({"runId": run_id});
+                    m
+                });
+            }
+            "aborted" => {
+                self.run_event(
+                    now_ms,
+                    run_id,
+                    "lifecycle",
+                    json!({"phase": "end", "startedAt": started_at, "endedAt": now_ms, "aborted": true,
+                           "stopReason": "aborted", "executionSettled": true}),
+                );
+                self.chat_event(now_ms, run_id, "aborted", json!({}));
+                if !text.is_empty() {
+                    self.append_message(now_ms, &session_key, {
+                        let mut m = assistant_message(&text, now_ms);
+                        m["stopReason"] = json!("aborted");
+                        m["__openclaw"] = json!({"runId": run_id});
+                        m
+                    });
+                }
+            }
+            _ => {
+                let message = error.clone().unwrap_or_else(|| "the run failed".to_owned());
+                self.run_event(
+                    now_ms,
+                    run_id,
+                    "lifecycle",
+                    json!({"phase": "error", "error": message, "aborted": false, "livenessState": "blocked",
+                           "startedAt": started_at, "endedAt": now_ms, "executionSettled": true}),
+                );
+                let kind = if message.contains("timed out") {
+                    "timeout"
+                } else {
+                    "unknown"
+                };
+                self.chat_event(
+                    now_ms,
+                    run_id,
+                    "error",
+                    json!({"errorMessage": message, "errorKind": kind}),
+                );
+                self.append_message(now_ms, &session_key, {
+                    let mut m = assistant_message(&text, now_ms);
+                    m["stopReason"] = json!("error");
+                    m["errorMessage"] = json!(message);
+                    m["__openclaw"] = json!({"runId": run_id});
+                    m
+                });
+            }
+        }
+        let Some(run) = self.agents.runs.remove(run_id) else {
+            return;
+        };
+        let finished = Finished {
+            status,
+            ended_at: now_ms,
+            text: run.text.clone(),
+            error,
+            session_key: run.session_key.clone(),
+            agent_id: run.agent_id.clone(),
+            duration_ms: now_ms.saturating_sub(run.accepted_at),
+            session_id: run.session_id.clone(),
+        };
+        if let Some(s) = self.agents.sessions.get_mut(&run.session_key) {
+            s.status = Some(if status == "ok" { "done" } else { "failed" });
+            s.updated_at = now_ms;
+        }
+        self.answer_origin(now_ms, run_id, run.origin, &finished);
+        let waiting: Vec<Waiter> = {
+            let (hit, rest): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.agents.waiters)
+                .into_iter()
+                .partition(|w| w.run_id == run_id);
+            self.agents.waiters = rest;
+            hit
+        };
+        for w in waiting {
+            let payload = wait_payload(run_id, &finished);
+            self.send_text(w.conn, &ResponseFrame::ok(w.request_id, &payload).encode());
+        }
+        self.agents.finished.insert(run_id.to_owned(), finished);
+        self.agents.finished_order.push_back(run_id.to_owned());
+        while self.agents.finished_order.len() > FINISHED_KEPT {
+            if let Some(old) = self.agents.finished_order.pop_front() {
+                self.agents.finished.remove(&old);
+            }
+        }
+        self.session_changed(now_ms, &session_key, "run.ended", Some(run_id));
+        self.health_version += 1;
+    }
+
+    /// The answer owed to whoever started the run.
+    fn answer_origin(&mut self, now_ms: u64, run_id: &str, origin: Origin, finished: &Finished) {
+        match origin {
+            Origin::Nobody | Origin::Chat { .. } => {}
+            Origin::Agent { conn, request_id } => {
+                let frame = match finished.status {
+                    "ok" => ResponseFrame::ok(request_id, &agent_final_payload(run_id, finished)),
+                    status => ResponseFrame::err(
+                        request_id,
+                        ErrorShape::new(
+                            ErrorCode::Unavailable,
+                            finished.error.clone().unwrap_or_else(|| format!("run {status}")),
+                        )
+                        .with_details(json!({"runId": run_id, "status": status})),
+                    ),
+                };
+                self.send_text(conn, &frame.encode());
+            }
+            Origin::Http(http) => self.finish_http_run(now_ms, run_id, http, finished),
+        }
+    }
+
+    /// A caller stops a session's runs (`chat.abort`).
+    fn abort_runs(&mut self, now_ms: u64, session_key: &str, run_id: Option<&str>) -> Vec<String> {
+        let ids: Vec<String> = self
+            .agents
+            .runs
+            .iter()
+            .filter(|(id, r)| r.session_key == session_key && run_id.is_none_or(|want| want == id.as_str()))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            self.end_run(now_ms, id, "aborted", None);
+        }
+        ids
+    }
+
+    // ----- sessions ------------------------------------------------------------------------
+
+    /// Creates the session if new; returns its id.
+    fn touch_session(&mut self, now_ms: u64, key: &str, agent_id: &str, created_via: &str) -> String {
+        if let Some(s) = self.agents.sessions.get_mut(key) {
+            s.updated_at = now_ms;
+            return s.session_id.clone();
+        }
+        let mut b = [0u8; 16];
+        self.entropy.fill(&mut b);
+        let session_id = crate::gateway::uuid_v4(b);
+        let header = json!({
+            "type": "session", "key": key, "sessionId": session_id, "agentId": agent_id,
+            "createdAt": now_ms, "createdVia": created_via,
+        });
+        self.push_output(Output::AppendTranscript {
+            file: transcript_file(&session_id),
+            line: header.to_string(),
+        });
+        self.agents.sessions.insert(
+            key.to_owned(),
+            ChatSession {
+                session_id: session_id.clone(),
+                agent_id: agent_id.to_owned(),
+                created_at: now_ms,
+                updated_at: now_ms,
+                created_via: created_via.to_owned(),
+                messages: VecDeque::new(),
+                total: 0,
+                last_run_id: None,
+                status: None,
+            },
+        );
+        self.session_changed(now_ms, key, "created", None);
+        session_id
+    }
+
+    fn append_message(&mut self, now_ms: u64, key: &str, message: Value) {
+        let Some(s) = self.agents.sessions.get_mut(key) else {
+            return;
+        };
+        s.updated_at = now_ms;
+        s.total += 1;
+        let line = json!({"type": "message", "message": message}).to_string();
+        let file = transcript_file(&s.session_id);
+        s.messages.push_back(message.clone());
+        while s.messages.len() > MEMORY_MESSAGES {
+            s.messages.pop_front();
+        }
+        self.push_output(Output::AppendTranscript { file, line });
+        let targets: Vec<ConnId> = self
+            .agents
+            .message_subscribers
+            .iter()
+            .filter(|(_, keys)| keys.contains(key))
+            .map(|(c, _)| *c)
+            .collect();
+        if !targets.is_empty() {
+            let payload = to_raw(&json!({"sessionKey": key, "message": message, "ts": now_ms}));
+            for conn in targets {
+                self.send_event(conn, "session.message", &payload, true);
+            }
+        }
+    }
+
+    fn session_changed(&mut self, now_ms: u64, key: &str, phase: &str, run_id: Option<&str>) {
+        if self.agents.session_subscribers.is_empty() {
+            return;
+        }
+        let payload = to_raw(&json!({"sessionKey": key, "phase": phase, "runId": run_id, "ts": now_ms}));
+        let targets: Vec<ConnId> = self.agents.session_subscribers.iter().copied().collect();
+        for conn in targets {
+            self.send_event(conn, "sessions.changed", &payload, true);
+        }
+    }
+
+    fn session_row(&self, key: &str, s: &ChatSession) -> Value {
+        let active: Vec<&String> = self
+            .agents
+            .runs
+            .iter()
+            .filter(|(_, r)| r.session_key == key)
+            .map(|(id, _)| id)
+            .collect();
+        json!({
+            "key": key,
+            "kind": "direct",
+            "agentId": s.agent_id,
+            "sessionId": s.session_id,
+            "isMain": key == self.config.session_routing().main_session(Some(&AgentId::normalize(&s.agent_id))),
+            "createdAt": s.created_at,
+            "updatedAt": s.updated_at,
+            "createdVia": s.created_via,
+            "status": s.status,
+            "lastRunId": s.last_run_id,
+            "hasActiveRun": !active.is_empty(),
+            "activeRunIds": active,
+            "messageCount": s.total,
+        })
+    }
+
+    pub(crate) fn sessions_list_payload(&self, now_ms: u64, request: &RequestFrame) -> Result<Value, ErrorShape> {
+        let params: SessionsListParams = request.parse_params().map_err(|e| invalid("sessions.list", e))?;
+        let agent = params
+            .agent_id
+            .as_deref()
+            .map(|a| AgentId::normalize(a).as_str().to_owned());
+        let mut rows: Vec<(&String, &ChatSession)> = self
+            .agents
+            .sessions
+            .iter()
+            .filter(|(_, s)| agent.as_ref().is_none_or(|a| *a == s.agent_id))
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1.updated_at));
+        let total = rows.len();
+        let limit = params.limit.unwrap_or(100).clamp(1, 1000);
+        let sessions: Vec<Value> = rows.iter().take(limit).map(|(k, s)| self.session_row(k, s)).collect();
+        Ok(json!({
+            "ts": now_ms,
+            "path": format!("{}/{TRANSCRIPT_DIR}", self.config.state_dir),
+            "count": sessions.len(),
+            "totalCount": total,
+            "limitApplied": limit,
+            "hasMore": total > limit,
+            "defaults": {"model": null, "contextTokens": null},
+            "sessions": sessions,
+        }))
+    }
+
+    /// Prunes sessions idle longer than the configured time (their transcripts go too).
+    pub(crate) fn prune_idle_sessions(&mut self, now_ms: u64) {
+        let limit = self.config.session_prune_after_ms;
+        if limit == 0 {
+            return;
+        }
+        let idle: Vec<String> = self
+            .agents
+            .sessions
+            .iter()
+            .filter(|(k, s)| {
+                now_ms.saturating_sub(s.updated_at) > limit && !self.agents.runs.values().any(|r| &r.session_key == *k)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in idle {
+            self.log(now_ms, LogLevel::Info, format!("pruned idle session {key}"));
+            self.remove_session(now_ms, &key);
+        }
+    }
+
+    fn remove_session(&mut self, now_ms: u64, key: &str) -> bool {
+        let Some(s) = self.agents.sessions.remove(key) else {
+            return false;
+        };
+        self.push_output(Output::RemoveTranscript {
+            file: transcript_file(&s.session_id),
+        });
+        self.session_changed(now_ms, key, "deleted", None);
+        true
+    }
+
+    /// Restores sessions from their transcript files (read by the runtime at start).
+    pub fn with_transcripts(mut self, files: Vec<String>) -> Self {
+        for text in files {
+            let mut lines = text.lines();
+            let Some(header) = lines.next().and_then(|l| serde_json::from_str::<Value>(l).ok()) else {
+                continue;
+            };
+            let (Some(key), Some(id)) = (header["key"].as_str(), header["sessionId"].as_str()) else {
+                continue;
+            };
+            let mut session = ChatSession {
+                session_id: id.to_owned(),
+                agent_id: header["agentId"].as_str().unwrap_or("main").to_owned(),
+                created_at: header["createdAt"].as_u64().unwrap_or(0),
+                updated_at: header["createdAt"].as_u64().unwrap_or(0),
+                created_via: header["createdVia"].as_str().unwrap_or("run").to_owned(),
+                messages: VecDeque::new(),
+                total: 0,
+                last_run_id: None,
+                status: None,
+            };
+            // A torn last line (a crash mid-write) is skipped; every complete line counts.
+            for entry in lines.filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+                let message = &entry["message"];
+                if message.is_object() {
+                    session.total += 1;
+                    session.updated_at = session.updated_at.max(message["timestamp"].as_u64().unwrap_or(0));
+                    if let Some(r) = message["__openclaw"]["runId"].as_str() {
+                        session.last_run_id = Some(r.to_owned());
+                        session.status = Some(if message["stopReason"] == "stop" {
+                            "done"
+                        } else {
+                            "failed"
+                        });
+                    }
+                    session.messages.push_back(message.clone());
+                    if session.messages.len() > MEMORY_MESSAGES {
+                        session.messages.pop_front();
+                    }
+                }
+            }
+            let newer = self
+                .agents
+                .sessions
+                .get(key)
+                .is_some_and(|s| s.updated_at > session.updated_at);
+            if !newer {
+                self.agents.sessions.insert(key.to_owned(), session);
+            }
+        }
+        self
+    }
+
+    /// Restores the runs that waited for a worker when the gateway stopped.
+    pub fn with_agent_queue(mut self, text: &str) -> Self {
+        #[derive(Deserialize)]
+        struct File {
+            queue: Vec<Queued>,
+        }
+        if let Ok(file) = serde_json::from_str::<File>(text) {
+            self.agents.queue = file.queue.into_iter().take(QUEUE_LIMIT).collect();
+        }
+        self
+    }
+
+    // ----- timers --------------------------------------------------------------------------
+
+    fn arm_agents_timer(&mut self) {
+        let next = self
+            .agents
+            .runs
+            .values()
+            .flat_map(|r| [r.flush_at, Some(r.deadline)])
+            .flatten()
+            .chain(self.agents.waiters.iter().map(|w| w.deadline))
+            .chain(self.agents.invokes.values().map(|p| p.deadline))
+            .min();
+        if let Some(at) = next {
+            if self.agents.timer_at.is_none_or(|t| at < t) {
+                self.agents.timer_at = Some(at);
+                self.schedule_agents_timer(at);
+            }
+        }
+    }
+
+    pub(crate) fn on_agents_timer(&mut self, now_ms: u64) {
+        if self.agents.timer_at.is_some_and(|t| t <= now_ms) {
+            self.agents.timer_at = None;
+        }
+        let flush: Vec<String> = self
+            .agents
+            .runs
+            .iter()
+            .filter(|(_, r)| r.flush_at.is_some_and(|t| t <= now_ms))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in flush {
+            self.flush_delta(now_ms, &id);
+        }
+        let late: Vec<String> = self
+            .agents
+            .runs
+            .iter()
+            .filter(|(_, r)| r.deadline <= now_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in late {
+            self.fail_run(now_ms, &id, "the run timed out");
+        }
+        let (due, rest): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.agents.waiters)
+            .into_iter()
+            .partition(|w| w.deadline <= now_ms);
+        self.agents.waiters = rest;
+        for w in due {
+            let payload = json!({"runId": w.run_id, "status": "timeout"});
+            self.send_text(w.conn, &ResponseFrame::ok(w.request_id, &payload).encode());
+        }
+        let expired: Vec<String> = self
+            .agents
+            .invokes
+            .iter()
+            .filter(|(_, p)| p.deadline <= now_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Some(p) = self.agents.invokes.remove(&id) {
+                let e = ErrorShape::new(
+                    ErrorCode::Unavailable,
+                    format!("node {} did not answer {} in time", p.node_id, p.command),
+                )
+                .retry_after(1000);
+                self.send_text(p.conn, &ResponseFrame::err(p.request_id, e).encode());
+            }
+        }
+        self.arm_agents_timer();
+    }
+
+    // ----- methods -------------------------------------------------------------------------
+
+    fn session_key_for(&self, raw: Option<&str>, agent: Option<&str>) -> Result<(String, String), ErrorShape> {
+        let routing = self.config.session_routing();
+        let key = routing
+            .resolve(raw, agent)
+            .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid session key: {e}")))?;
+        let agent = self.known_agent(Some(routing.agent_of(&key).as_str()))?;
+        Ok((key.as_str().to_owned(), agent.as_str().to_owned()))
+    }
+
+    /// Methods of this module; `None` means the answer goes out later (or went out already).
+    pub(crate) fn call_agent_method(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        request: &RequestFrame,
+    ) -> Option<Result<Value, ErrorShape>> {
+        let method = request.method.as_str();
+        let result = match method {
+            "chat.send" => match self.chat_send(now_ms, conn, request) {
+                Ok(None) => return None,
+                Ok(Some(v)) => Ok(v),
+                Err(e) => Err(e),
+            },
+            "agent" => return self.agent_call(now_ms, conn, request),
+            "agent.wait" => return self.agent_wait(now_ms, conn, request),
+            "chat.history" => self.chat_history(request),
+            "chat.abort" => (|| {
+                let p: ChatAbortParams = request.parse_params().map_err(|e| invalid(method, e))?;
+                let (key, _) = self.session_key_for(Some(&p.session_key), None)?;
+                let ids = self.abort_runs(now_ms, &key, p.run_id.as_deref());
+                Ok(json!({"ok": true, "aborted": !ids.is_empty(), "runIds": ids}))
+            })(),
+            "agents.list" => Ok(self.agents_list()),
+            "sessions.get" => (|| {
+                let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;
+                let (key, _) = self.session_key_for(Some(&p.key), None)?;
+                let limit = p.limit.unwrap_or(200).clamp(1, 1000);
+                let messages: Vec<&Value> = self.agents.sessions.get(&key).map_or_else(Vec::new, |s| {
+                    s.messages.iter().skip(s.messages.len().saturating_sub(limit)).collect()
+                });
+                Ok(json!({"key": key, "messages": messages}))
+            })(),
+            "sessions.resolve" => (|| {
+                let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;
+                let (key, agent) = self.session_key_for(Some(&p.key), None)?;
+                Ok(json!({"ok": true, "key": key, "agentId": agent}))
+            })(),
+            "sessions.reset" => (|| {
+                let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;
+                let (key, agent) = self.session_key_for(Some(&p.key), None)?;
+                self.abort_runs(now_ms, &key, None);
+                self.remove_session(now_ms, &key);
+                let session_id = self.touch_session(now_ms, &key, &agent, "reset");
+                Ok(json!({"ok": true, "key": key, "entry": {"sessionId": session_id, "updatedAt": now_ms}}))
+            })(),
+            "sessions.delete" => (|| {
+                let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;
+                let (key, _) = self.session_key_for(Some(&p.key), None)?;
+                self.abort_runs(now_ms, &key, None);
+                let deleted = self.remove_session(now_ms, &key);
+                Ok(json!({"ok": true, "key": key, "deleted": deleted}))
+            })(),
+            "sessions.subscribe" => {
+                self.agents.session_subscribers.insert(conn);
+                Ok(json!({"subscribed": true}))
+            }
+            "sessions.unsubscribe" => {
+                self.agents.session_subscribers.remove(&conn);
+                Ok(json!({"subscribed": false}))
+            }
+            "sessions.messages.subscribe" | "sessions.messages.unsubscribe" => (|| {
+                let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;
+                let (key, _) = self.session_key_for(Some(&p.key), None)?;
+                let on = method == "sessions.messages.subscribe";
+                let keys = self.agents.message_subscribers.entry(conn).or_default();
+                if on {
+                    keys.insert(key.clone());
+                } else {
+                    keys.remove(&key);
+                }
+                Ok(json!({"subscribed": on, "key": key}))
+            })(),
+            "node.invoke" => return self.node_invoke(now_ms, conn, request),
+            "node.invoke.result" => self.node_invoke_result(now_ms, conn, request),
+            "node.event" => self.node_event(now_ms, conn, request),
+            other => Err(ErrorShape::unknown_method(other)),
+        };
+        Some(result)
+    }
+
+    fn agents_list(&self) -> Value {
+        let routing = self.config.session_routing();
+        let agents: Vec<Value> = self
+            .agent_presence()
+            .into_iter()
+            .map(|a| json!({"id": a["agentId"], "kind": "agent", "state": a["state"]}))
+            .collect();
+        json!({
+            "defaultId": routing.default_agent.as_str(),
+            "mainKey": routing.effective_main_key(),
+            "scope": match self.config.session_scope {
+                clawgate_proto::session::SessionScope::PerSender => "per-sender",
+                clawgate_proto::session::SessionScope::Global => "global",
+            },
+            "ownership": "explicit",
+            "selectionRequired": false,
+            "agents": agents,
+        })
+    }
+
+    fn chat_send(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Result<Option<Value>, ErrorShape> {
+        let p: ChatSendParams = request.parse_params().map_err(|e| invalid("chat.send", e))?;
+        if p.idempotency_key.trim().is_empty() {
+            return Err(invalid("chat.send", "idempotencyKey must not be empty"));
+        }
+        if p.message.trim().is_empty() {
+            return Err(ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                "message or attachment required",
+            ));
+        }
+        if p.message.len() > MAX_MESSAGE_BYTES {
+            return Err(ErrorShape::new(ErrorCode::InvalidRequest, "message too long"));
+        }
+        let run_id = p.idempotency_key;
+        if self.agents.runs.contains_key(&run_id) {
+            return Ok(Some(json!({"runId": run_id, "status": "in_flight"})));
+        }
+        if self.agents.finished.contains_key(&run_id) {
+            return Ok(Some(json!({"runId": run_id, "status": "started"})));
+        }
+        let ack = ResponseFrame::ok(request.id.clone(), &json!({"runId": run_id, "status": "started"})).encode();
+        let (key, agent) = self.session_key_for(Some(&p.session_key), p.agent_id.as_deref())?;
+        self.start_run(
+            now_ms,
+            RunRequest {
+                run_id: run_id.clone(),
+                session_key: key,
+                agent_id: agent,
+                message: p.message,
+                origin: Origin::Chat { conn },
+                timeout_ms: p.timeout_ms.unwrap_or(DEFAULT_RUN_TIMEOUT_MS),
+                created_via: "operator",
+                ack: Some(Ack::Ws(conn, ack)),
+            },
+        )?;
+        Ok(None)
+    }
+
+    fn agent_call(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Option<Result<Value, ErrorShape>> {
+        let p: AgentParams = match request.parse_params() {
+            Ok(p) => p,
+            Err(e) => return Some(Err(invalid("agent", e))),
+        };
+        if p.idempotency_key.trim().is_empty() {
+            return Some(Err(invalid("agent", "idempotencyKey must not be empty")));
+        }
+        if p.message.trim().is_empty() {
+            return Some(Err(ErrorShape::new(ErrorCode::InvalidRequest, "message required")));
+        }
+        if p.message.len() > MAX_MESSAGE_BYTES {
+            return Some(Err(ErrorShape::new(ErrorCode::InvalidRequest, "message too long")));
+        }
+        let run_id = p.idempotency_key;
+        if let Some(run) = self.agents.runs.get(&run_id) {
+            return Some(Ok(json!({
+                "runId": run_id, "status": "in_flight", "sessionKey": run.session_key, "agentId": run.agent_id,
+            })));
+        }
+        if let Some(done) = self.agents.finished.get(&run_id) {
+            return Some(Ok(agent_final_payload(&run_id, done)));
+        }
+        let (key, agent) = match self.session_key_for(p.session_key.as_deref(), p.agent_id.as_deref()) {
+            Ok(k) => k,
+            Err(e) => return Some(Err(e)),
+        };
+        let accepted = json!({
+            "runId": run_id, "sessionKey": key, "agentId": agent, "status": "accepted", "acceptedAt": now_ms,
+        });
+        let started = self.start_run(
+            now_ms,
+            RunRequest {
+                run_id: run_id.clone(),
+                session_key: key,
+                agent_id: agent,
+                message: p.message,
+                origin: Origin::Agent {
+                    conn,
+                    request_id: request.id.clone(),
+                },
+                timeout_ms: p.timeout.map_or(DEFAULT_RUN_TIMEOUT_MS, |s| s.saturating_mul(1000)),
+                created_via: "run",
+                ack: Some(Ack::Ws(conn, ResponseFrame::ok(request.id.clone(), &accepted).encode())),
+            },
+        );
+        // Accepted: the final answer follows the run's events.
+        started.err().map(Err)
+    }
+
+    fn agent_wait(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Option<Result<Value, ErrorShape>> {
+        let p: AgentWaitParams = match request.parse_params() {
+            Ok(p) => p,
+            Err(e) => return Some(Err(invalid("agent.wait", e))),
+        };
+        if let Some(done) = self.agents.finished.get(&p.run_id) {
+            return Some(Ok(wait_payload(&p.run_id, done)));
+        }
+        let timeout = p.timeout_ms.unwrap_or(30_000).min(24 * 3_600_000);
+        if timeout == 0 {
+            return Some(Ok(json!({"runId": p.run_id, "status": "timeout"})));
+        }
+        self.agents.waiters.push(Waiter {
+            conn,
+            request_id: request.id.clone(),
+            run_id: p.run_id,
+            deadline: now_ms + timeout,
+        });
+        self.arm_agents_timer();
+        None
+    }
+
+    fn chat_history(&self, request: &RequestFrame) -> Result<Value, ErrorShape> {
+        let p: ChatHistoryParams = request.parse_params().map_err(|e| invalid("chat.history", e))?;
+        let (key, _) = self.session_key_for(Some(&p.session_key), None)?;
+        let limit = p.limit.unwrap_or(200).clamp(1, 1000);
+        let Some(s) = self.agents.sessions.get(&key) else {
+            return Ok(json!({"sessionKey": key, "messages": [], "hasMore": false, "totalMessages": 0}));
+        };
+        let skip = s.messages.len().saturating_sub(limit);
+        let messages: Vec<&Value> = s.messages.iter().skip(skip).collect();
+        Ok(json!({
+            "sessionKey": key,
+            "sessionId": s.session_id,
+            "messages": messages,
+            "hasMore": (skip as u64) < s.total && s.total > messages.len() as u64,
+            "totalMessages": s.total,
+        }))
+    }
+
+    /// The messages of a session, for `GET /sessions/<key>/history`.
+    pub(crate) fn session_history(&self, raw_key: &str, limit: usize) -> Result<Value, ErrorShape> {
+        let (key, _) = self.session_key_for(Some(raw_key), None)?;
+        let messages: Vec<&Value> = self.agents.sessions.get(&key).map_or_else(Vec::new, |s| {
+            s.messages.iter().skip(s.messages.len().saturating_sub(limit)).collect()
+        });
+        Ok(json!({"sessionKey": key, "messages": messages}))
+    }
+
+    /// Resolves the session key of an HTTP request.
+    pub(crate) fn http_session_key(
+        &self,
+        raw: Option<&str>,
+        agent: Option<&str>,
+    ) -> Result<(String, String), ErrorShape> {
+        self.session_key_for(raw, agent)
+    }
+
+    /// Whether a worker serves `agent`, and the agent ids that have configuration or workers.
+    pub(crate) fn agent_ids(&self) -> Vec<String> {
+        self.agent_presence()
+            .iter()
+            .filter_map(|a| a["agentId"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    fn node_invoke(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Option<Result<Value, ErrorShape>> {
+        let p: NodeInvokeParams = match request.parse_params() {
+            Ok(p) => p,
+            Err(e) => return Some(Err(invalid("node.invoke", e))),
+        };
+        let Some((node_conn, commands)) = self.node_conn(&p.node_id) else {
+            return Some(Err(ErrorShape::new(
+                ErrorCode::Unavailable,
+                format!("node not connected: {}", p.node_id),
+            )));
+        };
+        if !commands.contains(&p.command) || p.command == WORKER_COMMAND {
+            return Some(Err(ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "node command not allowed: \"{}\" is not declared by node {}",
+                    p.command, p.node_id
+                ),
+            )
+            .with_details(json!({"reason": "command not declared", "command": p.command}))));
+        }
+        let id = self.new_uuid();
+        let timeout = p.timeout_ms.unwrap_or(30_000).clamp(1, 600_000);
+        let params = p.params.unwrap_or(json!({}));
+        let payload = json!({
+            "id": id,
+            "nodeId": p.node_id,
+            "command": p.command,
+            "paramsJSON": params.to_string(),
+            "timeoutMs": timeout,
+            "idempotencyKey": p.idempotency_key,
+        });
+        self.send_event(node_conn, "node.invoke.request", &to_raw(&payload), false);
+        self.agents.invokes.insert(
+            id,
+            PendingInvoke {
+                conn,
+                request_id: request.id.clone(),
+                node_conn,
+                node_id: p.node_id,
+                command: p.command,
+                deadline: now_ms + timeout,
+            },
+        );
+        self.arm_agents_timer();
+        None
+    }
+
+    fn node_invoke_result(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Result<Value, ErrorShape> {
+        let p: NodeInvokeResultParams = request.parse_params().map_err(|e| invalid("node.invoke.result", e))?;
+        let payload = match (&p.payload, &p.payload_json) {
+            (Some(v), _) => Some(v.clone()),
+            (None, Some(text)) => Some(
+                serde_json::from_str::<Value>(text)
+                    .map_err(|e| invalid("node.invoke.result", format!("payloadJSON: {e}")))?,
+            ),
+            (None, None) => None,
+        };
+        let error_text = || {
+            p.error
+                .as_ref()
+                .and_then(|e| {
+                    e["message"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .or_else(|| e.as_str().map(str::to_owned))
+                })
+                .unwrap_or_else(|| "the node reported a failure".to_owned())
+        };
+        if let Some(run) = self.agents.runs.get(&p.id) {
+            if run.worker != Some(conn) {
+                return Err(ErrorShape::new(
+                    ErrorCode::InvalidRequest,
+                    format!("run {} is not assigned to this node", p.id),
+                ));
+            }
+            let outcome = if p.ok {
+                Ok(payload
+                    .as_ref()
+                    .and_then(|v| v["text"].as_str())
+                    .map(str::to_owned)
+                    .unwrap_or_default())
+            } else {
+                Err(error_text())
+            };
+            self.finish_run(now_ms, &p.id, outcome);
+            return Ok(json!({"ok": true}));
+        }
+        if let Some(pending) = self.agents.invokes.get(&p.id) {
+            if pending.node_conn != conn {
+                return Err(ErrorShape::new(
+                    ErrorCode::InvalidRequest,
+                    "invoke not addressed to this node",
+                ));
+            }
+            let Some(pending) = self.agents.invokes.remove(&p.id) else {
+                return Ok(json!({"ok": true}));
+            };
+            let frame = if p.ok {
+                let payload = payload.unwrap_or(Value::Null);
+                let answer = json!({
+                    "ok": true, "nodeId": pending.node_id, "command": pending.command,
+                    "payloadJSON": payload.to_string(), "payload": payload,
+                });
+                ResponseFrame::ok(pending.request_id, &answer)
+            } else {
+                ResponseFrame::err(
+                    pending.request_id,
+                    ErrorShape::new(ErrorCode::Unavailable, error_text()),
+                )
+            };
+            self.send_text(pending.conn, &frame.encode());
+            return Ok(json!({"ok": true}));
+        }
+        // A result for a run that was aborted or timed out: accepted and dropped.
+        Ok(json!({"ok": true, "ignored": true}))
+    }
+
+    fn node_event(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Result<Value, ErrorShape> {
+        let p: NodeEventParams = request.parse_params().map_err(|e| invalid("node.event", e))?;
+        let payload = match (&p.payload, &p.payload_json) {
+            (Some(v), _) => v.clone(),
+            (None, Some(text)) => {
+                serde_json::from_str(text).map_err(|e| invalid("node.event", format!("payloadJSON: {e}")))?
+            }
+            (None, None) => Value::Null,
+        };
+        if p.event == DELTA_EVENT {
+            let delta: WorkerDelta = serde_json::from_value(payload).map_err(|e| invalid("node.event", e))?;
+            self.on_worker_delta(now_ms, conn, delta)?;
+            return Ok(json!({"ok": true, "event": p.event, "handled": true}));
+        }
+        Ok(json!({"ok": true, "event": p.event, "handled": false}))
+    }
+}
+
+fn wait_payload(run_id: &str, done: &Finished) -> Value {
+    match done.status {
+        "ok" => json!({
+            "runId": run_id, "status": "ok", "endedAt": done.ended_at,
+            "terminalReply": {"disposition": "visible", "text": done.text},
+        }),
+        status => json!({
+            "runId": run_id, "status": status, "endedAt": done.ended_at,
+            "error": done.error.clone().unwrap_or_else(|| status.to_owned()),
+        }),
+    }
+}
+
+/// The final `agent` answer, in the shape the OpenClaw CLI prints.
+fn agent_final_payload(run_id: &str, done: &Finished) -> Value {
+    json!({
+        "runId": run_id,
+        "status": "ok",
+        "summary": "completed",
+        "result": {
+            "payloads": [{"text": done.text, "mediaUrl": null}],
+            "meta": {
+                "durationMs": done.duration_ms,
+                "aborted": false,
+                "stopReason": "stop",
+                "livenessState": "working",
+                "agentMeta": {
+                    "sessionId": done.session_id,
+                    "sessionFile": done.session_key,
+                    "agentId": done.agent_id,
+                    "provider": "clawgate-worker",
+                },
+                "finalAssistantVisibleText": done.text,
+            },
+            "sourceReplyDeliveryState": "missing",
+        },
+    })
+}

@@ -1,0 +1,477 @@
+//! The OpenAI-compatible HTTP endpoints and the session endpoints, on the gateway port: each
+//! message is one run of [`crate::agents`]; streamed answers are server-sent events.
+
+use crate::agents::{message_text, Ack, HttpRun, HttpShape, Origin, RunRequest, MAX_MESSAGE_BYTES};
+use crate::gateway::{ConnId, Gateway};
+use clawgate_proto::http::{encode_chunk, encode_chunked_head, encode_last_chunk, Request, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+/// Caller-visible model names: `openclaw`, `openclaw/default`, `openclaw/<agentId>`,
+/// `agent:<agentId>`.
+fn agent_of_model(model: &str) -> Option<Option<&str>> {
+    match model {
+        "openclaw" | "openclaw/default" => Some(None),
+        m => m
+            .strip_prefix("openclaw/")
+            .or_else(|| m.strip_prefix("agent:"))
+            .filter(|a| clawgate_proto::session::AgentId::is_valid(a))
+            .map(Some),
+    }
+}
+
+fn openai_error(status: u16, kind: &str, message: &str) -> Response {
+    Response::json(status, &json!({"error": {"message": message, "type": kind}})).header("Cache-Control", "no-store")
+}
+
+#[derive(Deserialize)]
+struct CompletionRequest {
+    model: Option<String>,
+    messages: Vec<Value>,
+    #[serde(default)]
+    stream: bool,
+    user: Option<String>,
+    stream_options: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct SessionMessageRequest {
+    role: Option<String>,
+    content: Value,
+}
+
+fn sse_head() -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let headers = vec![
+        ("Content-Type".to_owned(), "text/event-stream; charset=utf-8".to_owned()),
+        ("Cache-Control".to_owned(), "no-cache".to_owned()),
+        ("X-Content-Type-Options".to_owned(), "nosniff".to_owned()),
+        ("Referrer-Policy".to_owned(), "no-referrer".to_owned()),
+        (
+            "Permissions-Policy".to_owned(),
+            "camera=(), microphone=(), geolocation=()".to_owned(),
+        ),
+    ];
+    encode_chunked_head(200, &headers, &mut out);
+    out
+}
+
+/// One `data:` event as a chunk of the chunked body.
+fn sse_chunk(data: &str) -> Vec<u8> {
+    let mut event = Vec::with_capacity(data.len() + 8);
+    clawgate_proto::http::sse::encode_event(None, data, &mut event);
+    let mut out = Vec::with_capacity(event.len() + 16);
+    encode_chunk(&event, &mut out);
+    out
+}
+
+fn completion_chunk(id: &str, model: &str, created: u64, delta: Value, finish: Option<&str>) -> String {
+    json!({
+        "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    })
+    .to_string()
+}
+
+/// A rough token count (four characters a token), for the `usage` OpenAI clients expect.
+fn tokens(chars: usize) -> usize {
+    chars.div_ceil(4)
+}
+
+impl Gateway {
+    /// Bearer auth of the HTTP API with the failed-attempt limiter: `Err` is the 401 or 429.
+    fn http_api_auth(&mut self, now_ms: u64, peer: SocketAddr, request: &Request) -> Result<(), Response> {
+        match self.check_http_bearer(now_ms, peer, request) {
+            Ok(()) => Ok(()),
+            Err(None) => Err(openai_error(401, "unauthorized", "Unauthorized")),
+            Err(Some(retry_after_ms)) => Err(Response::json(
+                429,
+                &json!({"error": {"message": "Too many failed authentication attempts. Please try again later.", "type": "rate_limited"}}),
+            )
+            .header("Retry-After", &retry_after_ms.div_ceil(1000).to_string())),
+        }
+    }
+
+    /// Routes of this module; `None` when the path is not one of them.
+    pub(crate) fn route_agent_http(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        peer: SocketAddr,
+        request: &Request,
+        keep_alive: bool,
+    ) -> Option<Option<Response>> {
+        let path = request.path().to_owned();
+        let method = request.method.as_str();
+        let is = |m: &str| method == m || (m == "GET" && method == "HEAD");
+        if path == "/v1/models" || path.starts_with("/v1/models/") {
+            if !is("GET") {
+                return Some(Some(
+                    Response::text(405, "Method Not Allowed").header("Allow", "GET, HEAD"),
+                ));
+            }
+            if let Err(r) = self.http_api_auth(now_ms, peer, request) {
+                return Some(Some(r));
+            }
+            let model =
+                |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "openclaw", "permission": []});
+            let mut data = vec![model("openclaw"), model("openclaw/default")];
+            data.extend(self.agent_ids().iter().map(|a| model(&format!("openclaw/{a}"))));
+            if let Some(one) = path.strip_prefix("/v1/models/") {
+                return Some(Some(match data.into_iter().find(|m| m["id"] == one) {
+                    Some(m) => Response::json(200, &m),
+                    None => openai_error(
+                        404,
+                        "invalid_request_error",
+                        &format!("The model `{one}` does not exist"),
+                    ),
+                }));
+            }
+            return Some(Some(Response::json(200, &json!({"object": "list", "data": data}))));
+        }
+        if path == "/v1/chat/completions" {
+            if method != "POST" {
+                return Some(Some(Response::text(405, "Method Not Allowed").header("Allow", "POST")));
+            }
+            if let Err(r) = self.http_api_auth(now_ms, peer, request) {
+                return Some(Some(r));
+            }
+            return Some(self.chat_completion(now_ms, conn, request, keep_alive).err());
+        }
+        let (kind, encoded_key) = if let Some(rest) = path.strip_prefix("/api/sessions/") {
+            ("messages", rest.strip_suffix("/messages")?)
+        } else if let Some(rest) = path.strip_prefix("/sessions/") {
+            ("history", rest.strip_suffix("/history")?)
+        } else {
+            return None;
+        };
+        let key = percent_decode(encoded_key);
+        let allowed = if kind == "messages" { "POST" } else { "GET" };
+        if !is(allowed) {
+            let allow = if kind == "messages" { "POST" } else { "GET, HEAD" };
+            return Some(Some(Response::text(405, "Method Not Allowed").header("Allow", allow)));
+        }
+        if let Err(r) = self.http_api_auth(now_ms, peer, request) {
+            return Some(Some(r));
+        }
+        if kind == "history" {
+            let limit = request
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("limit=")))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(200)
+                .clamp(1, 1000);
+            return Some(Some(match self.session_history(&key, limit) {
+                Ok(v) => Response::json(200, &v).header("Cache-Control", "no-store"),
+                Err(e) => openai_error(400, "invalid_request_error", &e.message),
+            }));
+        }
+        Some(self.session_message(now_ms, conn, &key, request, keep_alive).err())
+    }
+
+    /// `POST /v1/chat/completions`. `Ok` means the answer comes later (or streams).
+    fn chat_completion(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        request: &Request,
+        keep_alive: bool,
+    ) -> Result<(), Response> {
+        let body: CompletionRequest = serde_json::from_slice(&request.body)
+            .map_err(|e| openai_error(400, "invalid_request_error", &format!("Invalid request body: {e}")))?;
+        let model = body.model.unwrap_or_else(|| "openclaw".to_owned());
+        let agent = agent_of_model(&model).ok_or_else(|| {
+            openai_error(
+                400,
+                "invalid_request_error",
+                "Invalid `model`. Use `openclaw` or `openclaw/<agentId>`.",
+            )
+        })?;
+        let message = body
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .map(message_text)
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| openai_error(400, "invalid_request_error", "Missing user message in `messages`."))?;
+        if message.len() > MAX_MESSAGE_BYTES {
+            return Err(openai_error(413, "invalid_request_error", "Message too long."));
+        }
+        // The session: the header, else one per `user`, else a fresh one per call.
+        let raw_key = match (request.header("x-openclaw-session-key"), &body.user) {
+            (Some(k), _) => k.to_owned(),
+            (None, Some(user)) => format!("openai-user:{user}"),
+            (None, None) => format!("openai:{}", self.new_uuid()),
+        };
+        let (key, agent) = self
+            .http_session_key(Some(&raw_key), agent)
+            .map_err(|e| openai_error(400, "invalid_request_error", &e.message))?;
+        let id = format!("chatcmpl_{}", self.new_uuid());
+        let include_usage = body
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o["include_usage"] == json!(true));
+        let created = now_ms / 1000;
+        let ack = body.stream.then(|| {
+            let mut bytes = sse_head();
+            bytes.extend(sse_chunk(&completion_chunk(
+                &id,
+                &model,
+                created,
+                json!({"role": "assistant"}),
+                None,
+            )));
+            bytes
+        });
+        let run_id = self.new_uuid();
+        self.start_http_run(
+            now_ms,
+            RunRequest {
+                run_id,
+                session_key: key,
+                agent_id: agent,
+                message: message.clone(),
+                origin: Origin::Http(HttpRun {
+                    conn,
+                    keep_alive,
+                    shape: HttpShape::Completion {
+                        id,
+                        model,
+                        created,
+                        include_usage,
+                        prompt_chars: message.len(),
+                    },
+                    stream: body.stream,
+                }),
+                timeout_ms: 600_000,
+                created_via: "openai",
+                ack: None,
+            },
+            ack,
+        )
+    }
+
+    /// `POST /api/sessions/<key>/messages`: `{role, content}`; SSE when the client accepts it.
+    fn session_message(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        raw_key: &str,
+        request: &Request,
+        keep_alive: bool,
+    ) -> Result<(), Response> {
+        let body: SessionMessageRequest = serde_json::from_slice(&request.body)
+            .map_err(|e| openai_error(400, "invalid_request_error", &format!("Invalid request body: {e}")))?;
+        if body.role.as_deref().is_some_and(|r| r != "user") {
+            return Err(openai_error(
+                400,
+                "invalid_request_error",
+                "Only `user` messages can be sent.",
+            ));
+        }
+        let text = message_text(&json!({"content": body.content}));
+        if text.trim().is_empty() {
+            return Err(openai_error(400, "invalid_request_error", "Missing `content`."));
+        }
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err(openai_error(413, "invalid_request_error", "Message too long."));
+        }
+        let (key, agent) = self
+            .http_session_key(Some(raw_key), None)
+            .map_err(|e| openai_error(400, "invalid_request_error", &e.message))?;
+        let stream = request.header_has_token("accept", "text/event-stream")
+            || request
+                .header("accept")
+                .is_some_and(|a| a.contains("text/event-stream"));
+        let run_id = self.new_uuid();
+        let ack = stream.then(|| {
+            let mut bytes = sse_head();
+            let start = json!({"type": "run.started", "runId": run_id, "sessionKey": key});
+            bytes.extend(sse_chunk(&start.to_string()));
+            bytes
+        });
+        self.start_http_run(
+            now_ms,
+            RunRequest {
+                run_id: run_id.clone(),
+                session_key: key,
+                agent_id: agent,
+                message: text,
+                origin: Origin::Http(HttpRun {
+                    conn,
+                    keep_alive,
+                    shape: HttpShape::SessionMessage,
+                    stream,
+                }),
+                timeout_ms: 600_000,
+                created_via: "http",
+                ack: None,
+            },
+            ack,
+        )
+    }
+
+    fn start_http_run(&mut self, now_ms: u64, mut run: RunRequest, head: Option<Vec<u8>>) -> Result<(), Response> {
+        if let (Some(head), Origin::Http(h)) = (head, &run.origin) {
+            // A stream's head is its acknowledgement: it goes out once the message is recorded.
+            run.ack = Some(Ack::Raw(h.conn, head));
+        }
+        self.start_run(now_ms, run)
+            .map(|_| ())
+            .map_err(|e| openai_error(503, "unavailable", &e.message))
+    }
+
+    /// Text of a run for a streaming HTTP caller.
+    pub(crate) fn stream_http_delta(&mut self, run_id: &str, delta: &str) {
+        if delta.is_empty() {
+            return;
+        }
+        let Some(run) = self.agents.runs.get(run_id) else {
+            return;
+        };
+        let Origin::Http(http) = &run.origin else { return };
+        if !http.stream {
+            return;
+        }
+        let conn = http.conn;
+        let data = match &http.shape {
+            HttpShape::Completion { id, model, created, .. } => {
+                completion_chunk(id, model, *created, json!({"content": delta}), None)
+            }
+            HttpShape::SessionMessage => json!({"type": "delta", "runId": run_id, "delta": delta}).to_string(),
+        };
+        self.send_raw(conn, sse_chunk(&data));
+    }
+
+    /// The end of a run started over HTTP: the last events of a stream, or the whole answer.
+    pub(crate) fn finish_http_run(&mut self, now_ms: u64, run_id: &str, http: HttpRun, done: &crate::agents::Finished) {
+        let ok = done.status == "ok";
+        let error = done.error.clone().unwrap_or_else(|| format!("run {}", done.status));
+        if http.stream {
+            let mut out = Vec::new();
+            match &http.shape {
+                HttpShape::Completion {
+                    id,
+                    model,
+                    created,
+                    include_usage,
+                    prompt_chars,
+                } => {
+                    if ok {
+                        out.extend(sse_chunk(&completion_chunk(
+                            id,
+                            model,
+                            *created,
+                            json!({}),
+                            Some("stop"),
+                        )));
+                        if *include_usage {
+                            let usage = json!({
+                                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                                "choices": [], "usage": usage(*prompt_chars, done.text.len()),
+                            });
+                            out.extend(sse_chunk(&usage.to_string()));
+                        }
+                    } else {
+                        out.extend(sse_chunk(
+                            &json!({"error": {"message": error, "type": "server_error"}}).to_string(),
+                        ));
+                    }
+                    out.extend(sse_chunk("[DONE]"));
+                }
+                HttpShape::SessionMessage => {
+                    let end = if ok {
+                        json!({"type": "final", "runId": run_id, "text": done.text})
+                    } else {
+                        json!({"type": "error", "runId": run_id, "error": error})
+                    };
+                    out.extend(sse_chunk(&end.to_string()));
+                }
+            }
+            encode_last_chunk(&mut out);
+            self.send_raw(http.conn, out);
+            self.end_streamed_http(now_ms, http.conn, http.keep_alive);
+            return;
+        }
+        let response = match (&http.shape, ok) {
+            (
+                HttpShape::Completion {
+                    id,
+                    model,
+                    created,
+                    prompt_chars,
+                    ..
+                },
+                true,
+            ) => Response::json(
+                200,
+                &json!({
+                    "id": id, "object": "chat.completion", "created": created, "model": model,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text}, "finish_reason": "stop"}],
+                    "usage": usage(*prompt_chars, done.text.len()),
+                }),
+            ),
+            (HttpShape::SessionMessage, true) => Response::json(
+                200,
+                &json!({"ok": true, "runId": run_id, "sessionKey": done.session_key, "text": done.text}),
+            ),
+            (_, false) => openai_error(502, "server_error", &error),
+        };
+        self.finish_deferred_http(
+            now_ms,
+            http.conn,
+            &response.header("Cache-Control", "no-store"),
+            http.keep_alive,
+        );
+    }
+}
+
+fn usage(prompt_chars: usize, completion_chars: usize) -> Value {
+    let (p, c) = (tokens(prompt_chars), tokens(completion_chars));
+    json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
+}
+
+/// `%XX` decoding of a path segment (a session key may hold `:`).
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(hi << 4 | lo);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn models_name_agents() {
+        assert_eq!(agent_of_model("openclaw"), Some(None));
+        assert_eq!(agent_of_model("openclaw/default"), Some(None));
+        assert_eq!(agent_of_model("openclaw/ops"), Some(Some("ops")));
+        assert_eq!(agent_of_model("agent:ops"), Some(Some("ops")));
+        assert_eq!(agent_of_model("gpt-4"), None);
+    }
+
+    #[test]
+    fn keys_are_percent_decoded() {
+        assert_eq!(percent_decode("agent%3Amain%3Amain"), "agent:main:main");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}
