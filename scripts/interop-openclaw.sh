@@ -27,7 +27,9 @@ export PATH="$NODE_BIN:$PATH"
 
 WORK=$(mktemp -d)
 GW_PID=
+WORKER_PID=
 cleanup() {
+  [ -n "$WORKER_PID" ] && kill "$WORKER_PID" 2>/dev/null
   [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
   rm -rf "$WORK"
 }
@@ -261,6 +263,46 @@ check "an agent's allow list and read-only sandbox from agents.entries" 0 \
 cli node "$OPENCLAW" gateway call tools.catalog --url "ws://127.0.0.1:$CFG_PORT" --token "cfg2-$TOKEN" --json
 check "gateway call tools.catalog" 0 "[g['id'] for g in d['groups']] == ['fs', 'runtime'] and sum(len(g['tools']) for g in d['groups']) == 6"
 kill "$CFG_PID" 2>/dev/null; wait "$CFG_PID" 2>/dev/null || true
+
+# Agents: Clawgate's echo worker serves agent main on the first gateway; the real CLI's `agent`
+# command, curl and the official `openai` Python client get its replies.
+"$BINARY" agent --agent main --backend echo --delay-ms 10 --url "$URL" --token "$TOKEN" > "$WORK/worker.log" 2>&1 &
+WORKER_PID=$!
+for _ in $(seq 1 100); do
+  curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/v1/models" > /dev/null 2>&1 && \
+    grep -q "agent main: worker" "$WORK/gateway.log" && break
+  sleep 0.05
+done
+cli env OPENCLAW_GATEWAY_URL="$URL" OPENCLAW_GATEWAY_TOKEN="$TOKEN" node "$OPENCLAW" agent --agent main -m "hello from openclaw" --json
+check "openclaw agent --agent main --json gets the echo worker's reply" 0 \
+  "d['status'] == 'ok' and d['summary'] == 'completed' and d['result']['payloads'][0]['text'] == 'hello from openclaw'"
+cli env OPENCLAW_GATEWAY_URL="$URL" OPENCLAW_GATEWAY_TOKEN="$TOKEN" node "$OPENCLAW" agent --agent main -m "a plain text reply"
+check "openclaw agent (text mode) prints the reply" 0 "'a plain text reply' in out"
+set +e
+OUT=$(curl -sN -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' "http://127.0.0.1:$PORT/v1/chat/completions" \
+  -d '{"model":"openclaw/main","stream":true,"messages":[{"role":"user","content":"streamed over sse"}]}'); RC=$?
+set -e
+check "curl -N /v1/chat/completions streams SSE chunks ending in [DONE]" 0 \
+  "out.rstrip().endswith('data: [DONE]') and ''.join(json.loads(l[6:])['choices'][0]['delta'].get('content', '') for l in out.splitlines() if l.startswith('data: {')) == 'streamed over sse'"
+PYENV=${CLAWGATE_INTEROP_DIR:-$HOME/.cache/clawgate-interop}/python-openai
+if [ ! -x "$PYENV/bin/python" ] || ! "$PYENV/bin/python" -c 'import openai' 2>/dev/null; then
+  python3 -m venv "$PYENV" && "$PYENV/bin/pip" install --quiet 'openai>=1,<3' > /dev/null
+fi
+set +e
+OUT=$("$PYENV/bin/python" - "$PORT" "$TOKEN" <<'PY' 2>&1
+import sys
+from openai import OpenAI
+client = OpenAI(base_url=f"http://127.0.0.1:{sys.argv[1]}/v1", api_key=sys.argv[2])
+stream = client.chat.completions.create(model="openclaw", stream=True,
+                                        messages=[{"role": "user", "content": "hello from the openai client"}])
+print("".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices))
+print([m.id for m in client.models.list()])
+PY
+); RC=$?
+set -e
+check "the openai Python client gets a streamed completion and the model list" 0 \
+  "out.splitlines()[0] == 'hello from the openai client' and 'openclaw/main' in out"
+kill "$WORKER_PID" 2>/dev/null; wait "$WORKER_PID" 2>/dev/null || true
 
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]

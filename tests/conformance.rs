@@ -36,7 +36,14 @@ impl Server {
 
     /// A server keeping its state (and the default agent workspace) under `state_dir`.
     fn start_in(runtime: Runtime, config: GatewayConfig, state_dir: Option<std::path::PathBuf>) -> Server {
-        let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms());
+        let mut gateway = Gateway::new(config, Box::new(OsEntropy), now_ms());
+        if let Some(dir) = &state_dir {
+            // What the binary restores at start: transcripts and the runs waiting for a worker.
+            let queue = clawgate_runtime_smol::read_state_file(dir, clawgate_engine::agents::QUEUE_FILE).unwrap();
+            gateway = gateway
+                .with_transcripts(clawgate_runtime_smol::load_transcripts(dir).unwrap())
+                .with_agent_queue(queue.as_deref().unwrap_or("{}"));
+        }
         match runtime {
             Runtime::Smol => {
                 let listeners = bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
@@ -653,7 +660,314 @@ fn tools_run_in_the_workspace_under_policy_and_are_audited(rt: Runtime) {
     let _ = std::fs::remove_dir_all(&state);
 }
 
+/// A `clawgate agent` process (the reference echo worker) serving `main`; killed when dropped.
+struct Worker(std::process::Child);
+
+impl Worker {
+    fn start(addr: SocketAddr, delay_ms: u64) -> Worker {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_clawgate"))
+            .args(["agent", "--backend", "echo", "--delay-ms", &delay_ms.to_string()])
+            .args(["--url", &format!("ws://{addr}"), "--token", TOKEN])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        Worker(child)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn operator(addr: SocketAddr, scopes: &[&str]) -> Client {
+    let mut c = Client::open(addr);
+    ok_payload(c.connect_with(|_, _| cli_params(scopes, Some(TOKEN))));
+    c
+}
+
+impl Client {
+    /// Sends a request and returns the first answer to it, skipping events.
+    fn request(&mut self, id: &str, method: &str, params: Value) -> Frame {
+        self.send(&RequestFrame::new(id, method, &params).encode());
+        loop {
+            match self.next_frame() {
+                Frame::Response(r) if r.id == id => return Frame::Response(r),
+                _ => {}
+            }
+        }
+    }
+
+    /// Frames until a `chat` event in state `final`/`error`/`aborted` for `run`, inclusive.
+    fn until_run_end(&mut self, run: &str) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        loop {
+            let f = self.next_frame();
+            let end = match &f {
+                Frame::Event(e) if e.event == "chat" => {
+                    let p: Value = e.parse_payload().unwrap();
+                    p["runId"] == run && matches!(p["state"].as_str(), Some("final" | "error" | "aborted"))
+                }
+                _ => false,
+            };
+            frames.push(f);
+            if end {
+                return frames;
+            }
+        }
+    }
+}
+
+/// Waits until `health` shows agent `main` served by a worker.
+fn wait_for_worker(op: &mut Client) {
+    let started = Instant::now();
+    loop {
+        let health = ok_payload(op.request("w", "health", json!({})));
+        let agents = health["agents"].as_array().cloned().unwrap_or_default();
+        if agents.iter().any(|a| a["agentId"] == "main" && a["state"] != "offline") {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the worker did not register: {health}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn chat_payloads(frames: &[Frame], run: &str) -> Vec<Value> {
+    frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Event(e) if e.event == "chat" => e.parse_payload::<Value>().ok(),
+            _ => None,
+        })
+        .filter(|p| p["runId"] == run)
+        .collect()
+}
+
+fn chat_streams_from_an_echo_worker_to_readers_only(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
+    let _worker = Worker::start(server.addr, 30);
+    let mut writer = operator(server.addr, &["operator.write"]);
+    let mut reader = operator(server.addr, &["operator.read"]);
+    let mut outsider = operator(server.addr, &["operator.pairing"]);
+    wait_for_worker(&mut writer);
+
+    let text = "one two three four five six seven eight";
+    writer.send(
+        &RequestFrame::new(
+            "s",
+            "chat.send",
+            &json!({"sessionKey": "main", "message": text, "idempotencyKey": "run-1"}),
+        )
+        .encode(),
+    );
+    let frames = writer.until_run_end("run-1");
+    // The answer comes before any event of the run.
+    let first_chat = frames
+        .iter()
+        .position(|f| matches!(f, Frame::Event(e) if e.event == "chat"))
+        .unwrap();
+    let answer = frames
+        .iter()
+        .position(|f| matches!(f, Frame::Response(r) if r.id == "s"))
+        .unwrap();
+    assert!(answer < first_chat, "{frames:?}");
+    assert_eq!(
+        ok_payload(frames[answer].clone()),
+        json!({"runId": "run-1", "status": "started"})
+    );
+    for frames in [
+        chat_payloads(&frames, "run-1"),
+        chat_payloads(&reader.until_run_end("run-1"), "run-1"),
+    ] {
+        let (last, deltas) = frames.split_last().unwrap();
+        assert_eq!(last["state"], "final");
+        assert_eq!(last["message"]["content"][0]["text"], text);
+        assert!(!deltas.is_empty() && deltas.iter().all(|d| d["state"] == "delta"));
+        let joined: String = deltas.iter().map(|d| d["deltaText"].as_str().unwrap()).collect();
+        assert_eq!(joined, text, "the deltas add up to the reply");
+        assert_eq!(deltas.last().unwrap()["message"]["content"][0]["text"], text);
+        // Words came 30 ms apart and deltas at most every 150 ms: several words share a delta.
+        assert!(deltas.len() < 8, "{} deltas for 8 words", deltas.len());
+    }
+    // The connection without read scope saw none of it.
+    outsider.send(&RequestFrame::new("h", "health", &json!({})).encode());
+    loop {
+        match outsider.next_frame() {
+            Frame::Event(e) => assert!(e.event != "chat" && e.event != "agent", "{e:?}"),
+            Frame::Response(r) if r.id == "h" => break,
+            _ => {}
+        }
+    }
+    let history = ok_payload(reader.request("hist", "chat.history", json!({"sessionKey": "agent:main:main"})));
+    let messages = history["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2);
+    assert_eq!(
+        (messages[0]["role"].as_str(), messages[0]["content"].as_str()),
+        (Some("user"), Some(text))
+    );
+    assert_eq!(messages[1]["content"][0]["text"], text);
+}
+
+fn agent_answers_twice_on_one_request_id(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
+    let _worker = Worker::start(server.addr, 0);
+    let mut op = operator(server.addr, &["operator.write"]);
+    wait_for_worker(&mut op);
+    op.send(
+        &RequestFrame::new(
+            "a",
+            "agent",
+            &json!({"message": "hello agent", "agentId": "main", "idempotencyKey": "run-a"}),
+        )
+        .encode(),
+    );
+    let mut answers = Vec::new();
+    while answers.len() < 2 {
+        if let Frame::Response(r) = op.next_frame() {
+            assert_eq!(r.id, "a");
+            answers.push(ok_payload(Frame::Response(r)));
+        }
+    }
+    assert_eq!(
+        (answers[0]["status"].as_str(), answers[0]["sessionKey"].as_str()),
+        (Some("accepted"), Some("agent:main:main"))
+    );
+    assert_eq!(answers[1]["status"], "ok");
+    assert_eq!(answers[1]["result"]["payloads"][0]["text"], "hello agent");
+    let waited = ok_payload(op.request("w2", "agent.wait", json!({"runId": "run-a", "timeoutMs": 1000})));
+    assert_eq!(
+        (waited["status"].as_str(), waited["terminalReply"]["text"].as_str()),
+        (Some("ok"), Some("hello agent"))
+    );
+}
+
+fn a_worker_killed_mid_run_ends_the_run_with_an_error(rt: Runtime) {
+    let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
+    let mut worker = Worker::start(server.addr, 300);
+    let mut op = operator(server.addr, &["operator.write"]);
+    wait_for_worker(&mut op);
+    op.send(
+        &RequestFrame::new(
+            "s",
+            "chat.send",
+            &json!({"sessionKey": "main", "message": "a b c d e f g h i j", "idempotencyKey": "run-k"}),
+        )
+        .encode(),
+    );
+    // The first words arrive, then the worker dies.
+    loop {
+        if let Frame::Event(e) = op.next_frame() {
+            if e.event == "chat" && e.parse_payload::<Value>().unwrap()["state"] == "delta" {
+                break;
+            }
+        }
+    }
+    worker.0.kill().unwrap();
+    let frames = op.until_run_end("run-k");
+    let end = chat_payloads(&frames, "run-k").pop().unwrap();
+    assert_eq!(end["state"], "error");
+    assert!(end["errorMessage"].as_str().unwrap().contains("disconnected"), "{end}");
+    let lifecycle_error = frames.iter().any(|f| match f {
+        Frame::Event(e) if e.event == "agent" => {
+            let p: Value = e.parse_payload().unwrap();
+            p["stream"] == "lifecycle" && p["data"]["phase"] == "error"
+        }
+        _ => false,
+    });
+    assert!(lifecycle_error);
+    let waited = ok_payload(op.request("w", "agent.wait", json!({"runId": "run-k", "timeoutMs": 1000})));
+    assert_eq!(waited["status"], "error");
+    // The message can be sent again once a worker is back.
+    let _again = Worker::start(server.addr, 0);
+    wait_for_worker(&mut op);
+    op.send(
+        &RequestFrame::new(
+            "s2",
+            "chat.send",
+            &json!({"sessionKey": "main", "message": "retry", "idempotencyKey": "run-k2"}),
+        )
+        .encode(),
+    );
+    assert_eq!(
+        chat_payloads(&op.until_run_end("run-k2"), "run-k2").pop().unwrap()["state"],
+        "final"
+    );
+}
+
+fn the_offline_queue_survives_a_restart_and_delivers_in_order(rt: Runtime) {
+    let state = std::env::temp_dir().join(format!("clawgate-conf-queue-{}-{rt:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let mut server = Server::start_in(rt, GatewayConfig::with_token(TOKEN), Some(state.clone()));
+    let mut op = operator(server.addr, &["operator.write"]);
+    for i in 1..=3 {
+        let answer = op.request(
+            &format!("q{i}"),
+            "chat.send",
+            json!({"sessionKey": "main", "message": format!("queued {i}"), "idempotencyKey": format!("run-q{i}")}),
+        );
+        assert_eq!(ok_payload(answer)["status"], "started");
+    }
+    let health = ok_payload(op.request("h", "health", json!({})));
+    let main = health["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agentId"] == "main")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (main["state"].as_str(), main["queued"].as_u64()),
+        (Some("offline"), Some(3))
+    );
+    drop(op);
+    server.stop();
+
+    let server = Server::start_in(rt, GatewayConfig::with_token(TOKEN), Some(state.clone()));
+    let mut op = operator(server.addr, &["operator.read"]);
+    let _worker = Worker::start(server.addr, 0);
+    let mut finals = Vec::new();
+    while finals.len() < 3 {
+        if let Frame::Event(e) = op.next_frame() {
+            let p: Value = e.parse_payload().unwrap();
+            if e.event == "chat" && p["state"] == "final" {
+                finals.push((
+                    p["runId"].as_str().unwrap().to_owned(),
+                    p["message"]["content"][0]["text"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }
+    }
+    let want: Vec<(String, String)> = (1..=3).map(|i| (format!("run-q{i}"), format!("queued {i}"))).collect();
+    assert_eq!(finals, want);
+    let history = ok_payload(op.request("hist", "chat.history", json!({"sessionKey": "main"})));
+    let texts: Vec<String> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            parts => parts[0]["text"].as_str().unwrap_or_default().to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        ["queued 1", "queued 2", "queued 3", "queued 1", "queued 2", "queued 3"]
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
 conformance!(
+    chat_streams_from_an_echo_worker_to_readers_only,
+    agent_answers_twice_on_one_request_id,
+    a_worker_killed_mid_run_ends_the_run_with_an_error,
+    the_offline_queue_survives_a_restart_and_delivers_in_order,
     tools_run_in_the_workspace_under_policy_and_are_audited,
     a_cross_origin_upgrade_gets_403,
     eleven_bad_tokens_are_rate_limited_with_retry_after,

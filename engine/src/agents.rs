@@ -560,6 +560,8 @@ impl Gateway {
             item_id: format!("{}:1", crate::gateway::uuid_v4(item)),
         };
         self.agents.runs.insert(request.run_id.clone(), run);
+        // Health shows runs and queues per agent.
+        self.health_version += 1;
         self.session_changed(now_ms, &request.session_key, "run.accepted", Some(&request.run_id));
         let ack = request.ack;
         let send_ack = |gw: &mut Gateway| match &ack {
