@@ -538,3 +538,107 @@ fn config_commands_validate_get_and_set_the_file_the_gateway_watches() {
     std::fs::write(&file, "{ broken").unwrap();
     assert_eq!(cfg(&["validate"]).status.code(), Some(78));
 }
+
+/// A small OpenAI-compatible server on loopback: it records each request body and streams a
+/// canned reply word by word, or answers 500 to a message containing "fail".
+fn fake_model_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let failing = body.to_string().contains("fail");
+            record.lock().unwrap().push(body);
+            if failing {
+                let error = r#"{"error":{"message":"boom"}}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n{error}",
+                    error.len()
+                );
+                continue;
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
+            for word in ["Hi", " there,", " human."] {
+                let event = format!(
+                    "data: {}\n\n",
+                    serde_json::json!({"choices": [{"index": 0, "delta": {"content": word}}]})
+                );
+                let _ = write!(stream, "{:x}\r\n{event}\r\n", event.len());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let done = "data: [DONE]\n\n";
+            let _ = write!(stream, "{:x}\r\n{done}\r\n0\r\n\r\n", done.len());
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn the_openai_worker_streams_from_a_compatible_server_with_the_session_history() {
+    let (model_port, seen) = fake_model_server();
+    let gw = Running::start(&["--token", "ow"], &[]);
+    let mut worker = bin()
+        .args(["agent", "--backend", "openai", "--model", "tiny"])
+        .args(["--base-url", &format!("http://127.0.0.1:{model_port}/v1")])
+        .args(["--url", &format!("ws://127.0.0.1:{}", gw.port), "--token", "ow"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the worker to register", || {
+        let out = gw.client(&["call", "health"], "ow");
+        String::from_utf8_lossy(&out.stdout).contains("\"online\"")
+    });
+    let agent = |message: &str, run: &str| {
+        let params = serde_json::json!({"message": message, "agentId": "main", "idempotencyKey": run});
+        gw.client(&["call", "agent", "--params", &params.to_string()], "ow")
+    };
+    let out = agent("first question", "o1");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reply["result"]["payloads"][0]["text"], "Hi there, human.");
+
+    let out = agent("second question", "o2");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        (requests[1]["model"].as_str(), requests[1]["stream"].as_bool()),
+        (Some("tiny"), Some(true))
+    );
+    assert_eq!(
+        requests[1]["messages"],
+        serde_json::json!([
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "Hi there, human."},
+            {"role": "user", "content": "second question"},
+        ]),
+        "the session's history is the context"
+    );
+
+    let out = agent("please fail", "o3");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("model server answered 500") && err.contains("boom"),
+        "{err}"
+    );
+    let _ = worker.kill();
+    let _ = worker.wait();
+}

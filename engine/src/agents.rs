@@ -842,9 +842,6 @@ impl Gateway {
             self.agents.queue.retain(|q| q.run_id != run_id);
             self.persist_queue();
         }
-        if status == "ok" {
-            self.flush_delta(now_ms, run_id);
-        }
         let Some(run) = self.agents.runs.get(run_id) else {
             return;
         };
@@ -863,6 +860,9 @@ impl Gateway {
                         "terminalReply": {"disposition": "visible", "text": text},
                     }),
                 );
+                // As the reference gateway does: text held back by the throttle goes out after the
+                // lifecycle end, as a delta with the final's seq, right before the final.
+                self.flush_delta(now_ms, run_id);
                 self.chat_event(
                     now_ms,
                     run_id,

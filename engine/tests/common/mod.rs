@@ -94,7 +94,15 @@ pub fn remote() -> SocketAddr {
 
 impl Bench {
     pub fn new(config: GatewayConfig) -> Bench {
-        let gw = Gateway::new(config, Box::new(FakeEntropy(0x1234_5678_9abc_def1)), START);
+        Bench::with_gateway(Gateway::new(
+            config,
+            Box::new(FakeEntropy(0x1234_5678_9abc_def1)),
+            START,
+        ))
+    }
+
+    /// A bench around a gateway built by the test (restored state, say).
+    pub fn with_gateway(gw: Gateway) -> Bench {
         let mut b = Bench {
             gw,
             now: START,

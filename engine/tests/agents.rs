@@ -1,0 +1,494 @@
+//! Agent workers, runs and sessions in the sans-IO engine, on a controlled clock.
+
+mod common;
+
+use clawgate_engine::GatewayConfig;
+use clawgate_proto::frame::{EventFrame, Frame};
+use common::*;
+use serde_json::{json, Value};
+
+/// The `connect` params of a worker serving `agents`.
+fn worker_params(agents: &[&str]) -> Value {
+    let mut params = cli_params(&[], Some(TOKEN));
+    params["role"] = json!("node");
+    params["client"] = json!({"id": "node-host", "version": "1", "platform": "linux", "mode": "node"});
+    params["caps"] = json!(agents.iter().map(|a| format!("agent:{a}")).collect::<Vec<_>>());
+    params["commands"] = json!(["agent.run"]);
+    params
+}
+
+/// Connects a worker serving `agents`.
+fn worker(b: &mut Bench, agents: &[&str]) -> clawgate_engine::ConnId {
+    let node = b.ws(loopback(), &[]);
+    assert!(b.connect(node, worker_params(agents)).ok);
+    b.take_texts(node);
+    node
+}
+
+/// The `node.invoke.request` events a worker got, with their params parsed.
+fn invocations(b: &mut Bench, node: clawgate_engine::ConnId) -> Vec<(Value, Value)> {
+    b.events(node)
+        .into_iter()
+        .filter(|e| e.event == "node.invoke.request")
+        .map(|e| {
+            assert!(e.seq.is_none(), "aimed at one node: no seq");
+            let p: Value = e.parse_payload().unwrap();
+            let params: Value = serde_json::from_str(p["paramsJSON"].as_str().unwrap()).unwrap();
+            (p, params)
+        })
+        .collect()
+}
+
+fn delta(b: &mut Bench, node: clawgate_engine::ConnId, run: &str, text: &str) {
+    let payload = json!({"runId": run, "delta": text}).to_string();
+    let res = b.request(
+        node,
+        "d",
+        "node.event",
+        json!({"event": "agent.delta", "payloadJSON": payload}),
+    );
+    assert!(res.ok, "{res:?}");
+}
+
+fn finish(b: &mut Bench, node: clawgate_engine::ConnId, invoke: &Value, text: &str) {
+    let res = b.request(
+        node,
+        "r",
+        "node.invoke.result",
+        json!({"id": invoke["id"], "nodeId": invoke["nodeId"], "ok": true, "payloadJSON": json!({"text": text}).to_string()}),
+    );
+    assert!(res.ok, "{res:?}");
+}
+
+fn chat(events: &[EventFrame]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e.event == "chat")
+        .map(|e| e.parse_payload().unwrap())
+        .collect()
+}
+
+#[test]
+fn deltas_are_throttled_to_one_per_150_ms_and_flushed_before_the_final() {
+    let mut b = Bench::with_token();
+    let node = worker(&mut b, &["main"]);
+    let op = b.operator(&["operator.write"]);
+    let res = b.request(
+        op,
+        "s",
+        "chat.send",
+        json!({"sessionKey": "main", "message": "hi", "idempotencyKey": "r1"}),
+    );
+    assert_eq!(payload(&res), json!({"runId": "r1", "status": "started"}));
+    let (invoke, params) = invocations(&mut b, node).remove(0);
+    assert_eq!(
+        (
+            params["runId"].as_str(),
+            params["sessionKey"].as_str(),
+            params["message"].as_str()
+        ),
+        (Some("r1"), Some("agent:main:main"), Some("hi"))
+    );
+    b.take_texts(op);
+
+    delta(&mut b, node, "r1", "a");
+    b.advance(50);
+    delta(&mut b, node, "r1", "b");
+    b.advance(50);
+    delta(&mut b, node, "r1", "c");
+    let events = b.events(op);
+    let chats = chat(&events);
+    // The first delta goes out at once; the next two wait for the 150 ms window.
+    assert_eq!(chats.len(), 1);
+    assert_eq!(chats[0]["deltaText"], "a");
+    let assistant: Vec<Value> = events
+        .iter()
+        .filter(|e| e.event == "agent")
+        .map(|e| e.parse_payload::<Value>().unwrap())
+        .filter(|p| p["stream"] == "assistant")
+        .collect();
+    assert_eq!(assistant.len(), 3, "assistant agent events are not throttled");
+    b.advance(49);
+    assert!(chat(&b.events(op)).is_empty());
+    b.advance(1);
+    let chats = chat(&b.events(op));
+    assert_eq!(chats.len(), 1);
+    assert_eq!(
+        (
+            chats[0]["deltaText"].as_str(),
+            chats[0]["message"]["content"][0]["text"].as_str()
+        ),
+        (Some("bc"), Some("abc"))
+    );
+    // Text still held back when the result arrives goes out as a last delta, then the final.
+    delta(&mut b, node, "r1", "d");
+    finish(&mut b, node, &invoke, "abcd");
+    let chats = chat(&b.events(op));
+    assert_eq!(
+        chats.iter().map(|c| c["state"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["delta", "final"]
+    );
+    assert_eq!(chats[0]["deltaText"], "d");
+    assert_eq!(chats[1]["message"]["content"][0]["text"], "abcd");
+    assert_eq!(
+        chats[0]["seq"], chats[1]["seq"],
+        "the last delta shares the final's seq"
+    );
+    // The transcript has the header, the user message and the reply.
+    let lines: Vec<&Vec<String>> = b.transcripts.values().collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].len(), 3);
+}
+
+#[test]
+fn events_reach_readers_only_and_tool_less_runs_end_for_agent_wait() {
+    let mut b = Bench::with_token();
+    let node = worker(&mut b, &["main"]);
+    let writer = b.operator(&["operator.write"]);
+    let reader = b.operator(&["operator.read"]);
+    let pairing_only = b.operator(&["operator.pairing"]);
+    b.send_text(
+        writer,
+        &json!({"type": "req", "id": "a", "method": "agent", "params": {"message": "x y", "idempotencyKey": "r2"}})
+            .to_string(),
+    );
+    let (invoke, _) = invocations(&mut b, node).remove(0);
+    finish(&mut b, node, &invoke, "x y");
+    let frames = b.frames(writer);
+    let answers: Vec<Value> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Response(r) if r.id == "a" => Some(payload(r)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(answers[0]["status"], "accepted");
+    assert_eq!(answers[1]["result"]["payloads"][0]["text"], "x y");
+    // accepted, then the run's events, then the final answer.
+    assert!(matches!(&frames[0], Frame::Response(r) if r.id == "a"));
+    assert!(matches!(frames.last(), Some(Frame::Response(r)) if r.id == "a"));
+    assert!(chat(&b.events(reader)).iter().any(|c| c["state"] == "final"));
+    let seen = b.events(pairing_only);
+    assert!(seen.iter().all(|e| e.event != "chat" && e.event != "agent"), "{seen:?}");
+    assert!(
+        b.events(node).iter().all(|e| e.event != "chat"),
+        "nodes get no chat events"
+    );
+    let waited = payload(&b.request(writer, "w", "agent.wait", json!({"runId": "r2"})));
+    assert_eq!(waited["status"], "ok");
+    // Waiting for a run that does not end times out.
+    b.send_text(
+        writer,
+        &json!({"type": "req", "id": "w2", "method": "agent.wait", "params": {"runId": "nope", "timeoutMs": 500}})
+            .to_string(),
+    );
+    assert!(b.responses(writer).is_empty());
+    b.advance(500);
+    assert_eq!(payload(&b.responses(writer)[0])["status"], "timeout");
+}
+
+#[test]
+fn a_standby_worker_takes_over_and_a_lost_run_ends_with_an_error() {
+    let mut b = Bench::with_token();
+    let first = worker(&mut b, &["main"]);
+    let standby = worker(&mut b, &["main"]);
+    let op = b.operator(&["operator.write"]);
+    let health = payload(&b.request(op, "h", "health", json!({})));
+    let main = health["agents"].as_array().unwrap()[0].clone();
+    assert_eq!(
+        (
+            main["state"].as_str(),
+            main["workers"].as_u64(),
+            main["standbyWorkers"].as_u64()
+        ),
+        (Some("online"), Some(2), Some(1))
+    );
+    b.request(
+        op,
+        "s",
+        "chat.send",
+        json!({"sessionKey": "main", "message": "one", "idempotencyKey": "r3"}),
+    );
+    assert_eq!(invocations(&mut b, first).len(), 1);
+    assert!(
+        invocations(&mut b, standby).is_empty(),
+        "a standby gets nothing while the active one serves"
+    );
+    b.take_texts(op);
+    b.gw.handle_closed(b.now, first);
+    b.pump();
+    let end = chat(&b.events(op)).pop().unwrap();
+    assert_eq!(end["state"], "error");
+    assert_eq!(end["errorMessage"], "the agent worker disconnected during the run");
+    // The message is sent again and the standby serves it.
+    b.request(
+        op,
+        "s2",
+        "chat.send",
+        json!({"sessionKey": "main", "message": "one", "idempotencyKey": "r4"}),
+    );
+    assert_eq!(invocations(&mut b, standby).len(), 1);
+}
+
+#[test]
+fn the_queue_is_persisted_bounded_and_delivered_in_order() {
+    let mut b = Bench::with_token();
+    let op = b.operator(&["operator.write"]);
+    b.hold_persists = true;
+    b.send_text(
+        op,
+        &json!({"type": "req", "id": "q1", "method": "chat.send", "params": {"sessionKey": "main", "message": "first", "idempotencyKey": "q1"}})
+            .to_string(),
+    );
+    assert!(
+        b.responses(op).is_empty(),
+        "not acknowledged before the queue is durable"
+    );
+    b.ack_persists();
+    assert_eq!(payload(&b.responses(op)[0])["status"], "started");
+    b.request(
+        op,
+        "q2",
+        "chat.send",
+        json!({"sessionKey": "agent:main:other", "message": "second", "idempotencyKey": "q2"}),
+    );
+    let queue: Value = serde_json::from_str(&b.disk["agents/queue.json"]).unwrap();
+    let ids: Vec<&str> = queue["queue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["runId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["q1", "q2"]);
+
+    // A gateway started on that file delivers the same runs in order to the first worker.
+    let mut restarted = Bench::with_gateway(
+        clawgate_engine::Gateway::new(GatewayConfig::with_token(TOKEN), Box::new(FakeEntropy(7)), START)
+            .with_agent_queue(&b.disk["agents/queue.json"]),
+    );
+    // What waited is handed over right with the worker's hello.
+    let node = restarted.ws(loopback(), &[]);
+    let connect = json!({"type": "req", "id": "c", "method": "connect", "params": worker_params(&["main"])});
+    restarted.send_text(node, &connect.to_string());
+    let got: Vec<String> = invocations(&mut restarted, node)
+        .iter()
+        .map(|(_, p)| p["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(got, ["first", "second"]);
+    let emptied: Value = serde_json::from_str(&restarted.disk["agents/queue.json"]).unwrap();
+    assert_eq!(emptied["queue"], json!([]));
+
+    // The queue is bounded: beyond its limit a message is refused, retryably.
+    let mut full = Bench::with_token();
+    let op = full.operator(&["operator.write"]);
+    for i in 0..clawgate_engine::agents::QUEUE_LIMIT {
+        let res = full.request(
+            op,
+            "f",
+            "chat.send",
+            json!({"sessionKey": "main", "message": "m", "idempotencyKey": format!("f{i}")}),
+        );
+        assert!(res.ok);
+    }
+    let res = full.request(
+        op,
+        "g",
+        "chat.send",
+        json!({"sessionKey": "main", "message": "m", "idempotencyKey": "over"}),
+    );
+    let (code, message, _) = error_code(&res);
+    assert_eq!(code, "UNAVAILABLE");
+    assert!(message.contains("no worker online"), "{message}");
+    assert_eq!(res.error.unwrap().retryable, Some(true));
+}
+
+#[test]
+fn transcripts_restore_history_and_idle_sessions_are_pruned() {
+    let mut b = Bench::with_token();
+    let node = worker(&mut b, &["main"]);
+    let op = b.operator(&["operator.write", "operator.admin"]);
+    b.request(
+        op,
+        "s",
+        "chat.send",
+        json!({"sessionKey": "main", "message": "remember me", "idempotencyKey": "t1"}),
+    );
+    let (invoke, _) = invocations(&mut b, node).remove(0);
+    finish(&mut b, node, &invoke, "remembered");
+    let files: Vec<String> = b.transcripts.values().map(|lines| lines.join("\n")).collect();
+
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.session_prune_after_ms = 3_600_000;
+    let mut after = Bench::with_gateway(
+        clawgate_engine::Gateway::new(config, Box::new(FakeEntropy(9)), START).with_transcripts(files),
+    );
+    let op = after.operator(&["operator.admin"]);
+    let history = payload(&after.request(op, "h", "chat.history", json!({"sessionKey": "main"})));
+    let texts: Vec<Value> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].clone())
+        .collect();
+    assert_eq!(
+        texts,
+        [json!("remember me"), json!([{"type": "text", "text": "remembered"}])]
+    );
+    let list = payload(&after.request(op, "l", "sessions.list", json!({})));
+    assert_eq!(list["sessions"][0]["key"], "agent:main:main");
+    assert_eq!(list["sessions"][0]["status"], "done");
+
+    // sessions.reset starts a new transcript; sessions.delete removes it.
+    let reset = payload(&after.request(op, "r", "sessions.reset", json!({"key": "main"})));
+    assert_eq!(reset["ok"], true);
+    let history = payload(&after.request(op, "h2", "chat.history", json!({"sessionKey": "main"})));
+    assert_eq!(history["messages"], json!([]));
+    let deleted = payload(&after.request(op, "d", "sessions.delete", json!({"key": "main"})));
+    assert_eq!(deleted["deleted"], true);
+    assert!(after.transcripts.is_empty(), "{:?}", after.transcripts.keys());
+}
+
+#[test]
+fn idle_sessions_are_pruned_after_the_configured_time() {
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.session_prune_after_ms = 120_000;
+    config.health_refresh_interval_ms = 60_000;
+    let mut b = Bench::new(config);
+    let op = b.operator(&["operator.write", "operator.read"]);
+    b.request(
+        op,
+        "s",
+        "chat.send",
+        json!({"sessionKey": "main", "message": "x", "idempotencyKey": "p1"}),
+    );
+    // Queued (no worker), so the session is busy: it is kept however long it waits.
+    b.advance(200_000);
+    assert_eq!(payload(&b.request(op, "l", "sessions.list", json!({})))["count"], 1);
+    b.request(op, "a", "chat.abort", json!({"sessionKey": "main"}));
+    b.advance(121_000);
+    b.advance(60_000);
+    assert_eq!(payload(&b.request(op, "l2", "sessions.list", json!({})))["count"], 0);
+    assert!(b.transcripts.is_empty());
+    assert!(b.logs.iter().any(|l| l.contains("pruned idle session agent:main:main")));
+}
+
+#[test]
+fn operators_invoke_node_commands_and_get_the_node_answer() {
+    let mut b = Bench::with_token();
+    let node = b.ws(loopback(), &[]);
+    let mut params = cli_params(&[], Some(TOKEN));
+    params["role"] = json!("node");
+    params["client"] = json!({"id": "node-host", "version": "1", "platform": "linux", "mode": "node"});
+    params["commands"] = json!(["system.which"]);
+    assert!(b.connect(node, params).ok);
+    b.take_texts(node);
+    let op = b.operator(&["operator.write", "operator.read"]);
+    let nodes = payload(&b.request(op, "l", "node.list", json!({})));
+    let node_id = nodes["nodes"][0]["nodeId"].as_str().unwrap().to_owned();
+    b.send_text(
+        op,
+        &json!({"type": "req", "id": "i", "method": "node.invoke", "params": {"nodeId": node_id, "command": "system.which", "params": {"bins": ["sh"]}, "idempotencyKey": "k"}}).to_string(),
+    );
+    let request: Value = b.events(node)[0].parse_payload().unwrap();
+    assert_eq!(request["command"], "system.which");
+    assert_eq!(request["paramsJSON"], "{\"bins\":[\"sh\"]}");
+    let res = b.request(
+        node,
+        "r",
+        "node.invoke.result",
+        json!({"id": request["id"], "nodeId": node_id, "ok": true, "payloadJSON": "{\"bins\":{\"sh\":\"/bin/sh\"}}"}),
+    );
+    assert!(res.ok);
+    let answer = payload(&b.responses(op)[0]);
+    assert_eq!(answer["payload"]["bins"]["sh"], "/bin/sh");
+    // A command the node did not declare is refused; a node that never answers times out.
+    let res = b.request(
+        op,
+        "x",
+        "node.invoke",
+        json!({"nodeId": node_id, "command": "system.run", "idempotencyKey": "k2"}),
+    );
+    assert!(error_code(&res).1.starts_with("node command not allowed"));
+    b.send_text(
+        op,
+        &json!({"type": "req", "id": "t", "method": "node.invoke", "params": {"nodeId": node_id, "command": "system.which", "timeoutMs": 1000, "idempotencyKey": "k3"}}).to_string(),
+    );
+    b.advance(1000);
+    let (code, message, _) = error_code(&b.responses(op)[0]);
+    assert_eq!(code, "UNAVAILABLE");
+    assert!(message.contains("did not answer"), "{message}");
+}
+
+#[test]
+fn http_completions_check_auth_model_and_messages_and_stream_sse() {
+    let mut b = Bench::with_token();
+    let node = worker(&mut b, &["main"]);
+    let post = |body: &str, auth: &str| {
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    let (_, raw) = b.http(remote(), &post("{}", ""));
+    assert!(
+        raw.starts_with("HTTP/1.1 401") && raw.contains("\"type\":\"unauthorized\""),
+        "{raw}"
+    );
+    let (_, raw) = b.http(
+        loopback(),
+        &post(
+            r#"{"model":"gpt-4","messages":[{"role":"user","content":"x"}]}"#,
+            &bearer,
+        ),
+    );
+    assert!(
+        raw.starts_with("HTTP/1.1 400") && raw.contains("Invalid `model`"),
+        "{raw}"
+    );
+    let (_, raw) = b.http(loopback(), &post(r#"{"model":"openclaw","messages":[]}"#, &bearer));
+    assert!(raw.contains("Missing user message in `messages`."), "{raw}");
+    let (_, raw) = b.http(loopback(), &post("{not json", &bearer));
+    assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+
+    let (conn, raw) = b.http(
+        loopback(),
+        &post(
+            r#"{"model":"openclaw/main","stream":true,"messages":[{"role":"user","content":"hey you"}]}"#,
+            &bearer,
+        ),
+    );
+    assert!(
+        raw.starts_with("HTTP/1.1 200") && raw.contains("text/event-stream"),
+        "{raw}"
+    );
+    assert!(raw.contains("\"delta\":{\"role\":\"assistant\"}"), "{raw}");
+    let (invoke, params) = invocations(&mut b, node).remove(0);
+    assert!(params["sessionKey"].as_str().unwrap().starts_with("agent:main:openai:"));
+    delta(&mut b, node, params["runId"].as_str().unwrap(), "hey");
+    finish(&mut b, node, &invoke, "hey you");
+    let raw = b.raw_text(conn);
+    let contents: String = raw
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: {"))
+        .map(|l| serde_json::from_str::<Value>(&format!("{{{l}")).unwrap())
+        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        contents, "hey you",
+        "the result's unstreamed rest is sent before the end"
+    );
+    assert!(raw.contains("\"finish_reason\":\"stop\"") && raw.contains("data: [DONE]") && raw.ends_with("0\r\n\r\n"));
+
+    // Eleven wrong secrets from one remote address lock it out with 429.
+    let wrong = "Authorization: Bearer nope\r\n";
+    let mut last = String::new();
+    for _ in 0..11 {
+        last = b.http(remote(), &post("{}", wrong)).1;
+    }
+    assert!(
+        last.starts_with("HTTP/1.1 429") && last.contains("Retry-After"),
+        "{last}"
+    );
+}
