@@ -370,11 +370,18 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     if let Some(scope) = file.session_scope {
         config.session_scope = scope;
     }
+    if let Some(ms) = file.session_prune_after_ms {
+        config.session_prune_after_ms = ms;
+    }
     config.overrides = overrides;
     let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms())
         .with_pairing(store)
         .with_transcripts(transcripts)
         .with_agent_queue(queue.as_deref().unwrap_or("{}"))
+        .map_err(|problem| {
+            let path = state_dir.join(clawgate_engine::agents::QUEUE_FILE);
+            (1, format!("{} is corrupt: {problem}", path.display()))
+        })?
         .with_config_document(file.document.clone());
     let debounce = file.reload_debounce_ms.map(std::time::Duration::from_millis);
     let signals = |e: std::io::Error| (1, format!("cannot install signal handlers: {e}"));

@@ -642,3 +642,19 @@ fn the_openai_worker_streams_from_a_compatible_server_with_the_session_history()
     let _ = worker.kill();
     let _ = worker.wait();
 }
+
+#[test]
+fn a_corrupt_agent_queue_stops_the_start_and_is_left_untouched() {
+    let state = config_state("corrupt-queue");
+    std::fs::create_dir_all(state.join("agents")).unwrap();
+    let file = state.join("agents/queue.json");
+    std::fs::write(&file, "{\"queue\": [tru").unwrap();
+    let out = bin()
+        .args(["gateway", "run", "--port", &free_port().to_string(), "--token", "x"])
+        .env("OPENCLAW_STATE_DIR", &state)
+        .run_to_end();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("queue.json is corrupt"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "{\"queue\": [tru");
+}

@@ -42,7 +42,8 @@ impl Server {
             let queue = clawgate_runtime_smol::read_state_file(dir, clawgate_engine::agents::QUEUE_FILE).unwrap();
             gateway = gateway
                 .with_transcripts(clawgate_runtime_smol::load_transcripts(dir).unwrap())
-                .with_agent_queue(queue.as_deref().unwrap_or("{}"));
+                .with_agent_queue(queue.as_deref().unwrap_or("{}"))
+                .unwrap();
         }
         match runtime {
             Runtime::Smol => {

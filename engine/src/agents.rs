@@ -1214,16 +1214,17 @@ impl Gateway {
         self
     }
 
-    /// Restores the runs that waited for a worker when the gateway stopped.
-    pub fn with_agent_queue(mut self, text: &str) -> Self {
+    /// Restores the runs that waited for a worker when the gateway stopped (the text of
+    /// [`QUEUE_FILE`]). A file that does not parse is an error: those messages were accepted.
+    pub fn with_agent_queue(mut self, text: &str) -> Result<Self, String> {
         #[derive(Deserialize)]
         struct File {
+            #[serde(default)]
             queue: Vec<Queued>,
         }
-        if let Ok(file) = serde_json::from_str::<File>(text) {
-            self.agents.queue = file.queue.into_iter().take(QUEUE_LIMIT).collect();
-        }
-        self
+        let file: File = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        self.agents.queue = file.queue.into_iter().take(QUEUE_LIMIT).collect();
+        Ok(self)
     }
 
     // ----- timers --------------------------------------------------------------------------

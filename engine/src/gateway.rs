@@ -752,6 +752,9 @@ impl Gateway {
                         .clone()
                         .unwrap_or_else(|| clawgate_proto::session::DEFAULT_MAIN_KEY.to_owned());
                     self.config.session_scope = settings.session_scope.unwrap_or_default();
+                    self.config.session_prune_after_ms = settings
+                        .session_prune_after_ms
+                        .unwrap_or(crate::config::SESSION_PRUNE_AFTER_MS);
                     self.cache.session_defaults = session_defaults(&self.config);
                 }
                 HotAction::ToolPolicy => self.config.tool_policy = settings.tool_policy.clone(),

@@ -88,6 +88,7 @@ const RULES: &[(&str, Rule)] = &[
     ("messages", Rule::Nothing),
     ("session.mainKey", Rule::Hot(HotAction::SessionRouting)),
     ("session.scope", Rule::Hot(HotAction::SessionRouting)),
+    ("session.maintenance.pruneAfter", Rule::Hot(HotAction::SessionRouting)),
     ("session", Rule::Nothing),
     ("talk", Rule::Nothing),
     ("skills", Rule::Nothing),

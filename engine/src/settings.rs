@@ -37,6 +37,9 @@ pub struct FileSettings {
     pub main_key: Option<String>,
     /// `session.scope`: `per-sender` or `global`.
     pub session_scope: Option<clawgate_proto::session::SessionScope>,
+    /// `session.maintenance.pruneAfter` in milliseconds (`"30d"`, `"12h"`, `"90m"`, or a number
+    /// of milliseconds).
+    pub session_prune_after_ms: Option<u64>,
     /// Which tools agents may run, and where (`tools.*`, `agents.*`).
     pub tool_policy: crate::tool_policy::ToolPolicy,
     /// The whole document after `${ENV}` substitution, for `config get` and for diffing on reload.
@@ -146,8 +149,27 @@ const USED: &[&str] = &[
     "agents.defaults.sandbox.workspaceAccess",
     "session.mainKey",
     "session.scope",
+    "session.maintenance.pruneAfter",
     "$schema",
 ];
+
+/// `"30d"`, `"12h"`, `"90m"`, `"45s"` or `"500ms"` in milliseconds; `"0"` means never.
+pub fn parse_duration_ms(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let scale = match unit.trim() {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(scale)
+}
 
 /// Where `needle` (a key) first appears in `text`, as 1-based line and column.
 fn locate(text: &str, needle: &str) -> (usize, usize) {
@@ -405,6 +427,23 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         Some("global") => Some(clawgate_proto::session::SessionScope::Global),
         Some(_) => return Err(type_error("session.scope", "per-sender or global")),
     };
+    let session_prune_after_ms = match get(&doc, "session.maintenance.pruneAfter") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(
+            n.as_u64()
+                .ok_or_else(|| type_error("session.maintenance.pruneAfter", "a duration such as \"30d\""))?,
+        ),
+        Some(Value::String(text)) => Some(
+            parse_duration_ms(text)
+                .ok_or_else(|| type_error("session.maintenance.pruneAfter", "a duration such as \"30d\""))?,
+        ),
+        Some(_) => {
+            return Err(type_error(
+                "session.maintenance.pruneAfter",
+                "a duration such as \"30d\"",
+            ))
+        }
+    };
     let tool_policy =
         crate::tool_policy::ToolPolicy::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let rate_limit = match get(&doc, "gateway.auth.rateLimit") {
@@ -444,6 +483,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         auto_approve_local: boolean("gateway.nodes.pairing.autoApproveLocal")?,
         main_key: string("session.mainKey")?,
         session_scope,
+        session_prune_after_ms,
         tool_policy,
         document: doc.clone(),
     };
@@ -552,6 +592,14 @@ mod tests {
         let (s, _) = parse("{}", &no_env).unwrap();
         assert_eq!((s.session_scope, s.tool_policy.default_agent), (None, None));
 
+        let (s, warnings) = parse(r#"{ session: { maintenance: { pruneAfter: "12h" } } }"#, &no_env).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(s.session_prune_after_ms, Some(12 * 3_600_000));
+        assert_eq!(parse_duration_ms("30d"), Some(30 * 86_400_000));
+        assert_eq!(parse_duration_ms("90m"), Some(5_400_000));
+        assert_eq!(parse_duration_ms("soon"), None);
+        let e = parse("{ session: { maintenance: { pruneAfter: \"later\" } } }", &no_env).unwrap_err();
+        assert!(e.message.contains("session.maintenance.pruneAfter"), "{}", e.message);
         let e = parse("{\n  session: { scope: \"per-planet\" } }", &no_env).unwrap_err();
         assert!(e.message.contains("session.scope") && e.message.contains("per-sender or global"));
         assert_eq!(e.line, 2);

@@ -265,7 +265,8 @@ fn the_queue_is_persisted_bounded_and_delivered_in_order() {
     // A gateway started on that file delivers the same runs in order to the first worker.
     let mut restarted = Bench::with_gateway(
         clawgate_engine::Gateway::new(GatewayConfig::with_token(TOKEN), Box::new(FakeEntropy(7)), START)
-            .with_agent_queue(&b.disk["agents/queue.json"]),
+            .with_agent_queue(&b.disk["agents/queue.json"])
+            .unwrap(),
     );
     // What waited is handed over right with the worker's hello.
     let node = restarted.ws(loopback(), &[]);
