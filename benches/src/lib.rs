@@ -123,10 +123,27 @@ impl BlockingClient {
     /// are answered, or the first error.
     pub fn pipeline(&mut self, method: &str, count: usize, window: usize) -> io::Result<()> {
         let params = serde_json::json!({});
+        self.pipeline_with(method, count, window, |_| params.clone(), false)
+    }
+
+    /// As [`BlockingClient::pipeline`], with the params of request `i` from `params`; with
+    /// `expect_final`, a request counts as done at its final answer (an `accepted` one is not).
+    pub fn pipeline_with(
+        &mut self,
+        method: &str,
+        count: usize,
+        window: usize,
+        mut params: impl FnMut(usize) -> serde_json::Value,
+        expect_final: bool,
+    ) -> io::Result<()> {
         let (mut sent, mut done) = (0, 0);
         while done < count {
             while sent < count && sent - done < window.max(1) {
-                self.client.request(method, &params);
+                if expect_final {
+                    self.client.request_expect_final(method, &params(sent));
+                } else {
+                    self.client.request(method, &params(sent));
+                }
                 sent += 1;
             }
             self.flush()?;

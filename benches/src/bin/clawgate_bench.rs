@@ -8,7 +8,10 @@
 //! Scenarios (all by default): `handshake-seq`, `handshake-10`, `device-seq`, `device-10` (one
 //! device identity per client thread: the first handshake pairs it, the rest reconnect it),
 //! `health-1x1`, `health-1x32`, `health-10`, `health-100`, `rss` (needs `--pid`; idle RSS at 0,
-//! 100, 1000 and 10000 authenticated connections, as far as the time budget allows). Every loop
+//! 100, 1000 and 10000 authenticated connections, as far as the time budget allows),
+//! `agent-1x1` (message round trips operator -> agent worker -> operator, one at a time) and
+//! `agent-1x32` (32 messages in flight through one agent); the agent scenarios need a worker
+//! serving `main`, e.g. `clawgate agent --backend echo`, and are run only when named. Every loop
 //! is bounded by a count and by `--seconds`; only the given loopback address is contacted.
 
 use clawgate_benches::{cpu_seconds, rss_kib, BlockingClient};
@@ -148,6 +151,46 @@ fn health(o: &Opts, conns: usize, window: usize) -> Value {
         json!({"per_second": done.load(Ordering::Relaxed) as f64 / secs, "completed": done.load(Ordering::Relaxed)});
     if window == 1 {
         v["latency"] = latency_summary(all);
+    }
+    v
+}
+
+/// `agent` messages through one agent: `window` in flight on one connection; each counts when
+/// its final answer (the worker's whole reply) is back.
+fn agent_messages(o: &Opts, window: usize) -> Value {
+    let mut c = match BlockingClient::connect(o.addr, &o.token, &["operator.write"], None, seed()) {
+        Ok(c) => c,
+        Err(e) => return json!({"error": e.to_string()}),
+    };
+    let run = seed();
+    let deadline = Instant::now() + o.budget;
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut done = 0usize;
+    while Instant::now() < deadline && done < 1_000_000 {
+        let batch = if window == 1 { 1 } else { window * 4 };
+        let begin = Instant::now();
+        let first = done;
+        let params = |i: usize| {
+            json!({
+                "message": "the quick brown fox jumps over the lazy dog",
+                "agentId": "main",
+                "sessionKey": format!("bench-{}", (first + i) % 8),
+                "idempotencyKey": format!("bench-{run:x}-{}", first + i),
+            })
+        };
+        if let Err(e) = c.pipeline_with("agent", batch, window, params, true) {
+            return json!({"error": e.to_string(), "completed": done});
+        }
+        if window == 1 {
+            latencies.push(begin.elapsed());
+        }
+        done += batch;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut v = json!({"per_second": done as f64 / secs, "completed": done});
+    if window == 1 {
+        v["latency"] = latency_summary(latencies);
     }
     v
 }
@@ -316,6 +359,8 @@ fn main() {
             "health-10" => health(&o, 10, 1),
             "health-100" => health(&o, 100, 1),
             "rss" => rss(&o),
+            "agent-1x1" => agent_messages(&o, 1),
+            "agent-1x32" => agent_messages(&o, 32),
             "wait-hello" => wait_hello(&o),
             other => json!({"error": format!("unknown scenario {other}")}),
         };
