@@ -33,6 +33,8 @@ pub struct Session {
     ws: WsCodec,
     client: ClientConnection,
     buf: Vec<u8>,
+    /// Events that arrived while a call waited for its answer.
+    events: std::collections::VecDeque<EventFrame>,
 }
 
 /// The outcome of a call.
@@ -76,6 +78,7 @@ impl Session {
             client: ClientConnection::new(Self::options(target), now_ms()),
             stream,
             buf: vec![0; 64 * 1024],
+            events: std::collections::VecDeque::new(),
         };
         let upgrade = ClientUpgrade::new(random());
         s.stream.write_all(&upgrade.request(&authority, &path, &[]))?;
@@ -184,6 +187,7 @@ impl Session {
                         ..
                     } if rid == id => return result.map_err(CallError::Gateway),
                     ClientEvent::Close(f) => return Err(CallError::Io(format!("closing: {} {}", f.code, f.reason))),
+                    ClientEvent::Event(e) => self.events.push_back(e),
                     _ => {}
                 }
             }
@@ -200,6 +204,9 @@ impl Session {
     /// Waits for the next event (ticks included).
     pub fn next_event(&mut self) -> Result<EventFrame, CallError> {
         self.stream.set_read_timeout(None)?;
+        if let Some(e) = self.events.pop_front() {
+            return Ok(e);
+        }
         loop {
             self.flush()?;
             while let Some(event) = self.client.poll_event() {

@@ -24,7 +24,7 @@ USAGE:
   clawgate logs [--follow] [--url ...] [--token T]
   clawgate reload [--url ...] [--token T]           (the gateway reads its configuration file again)
   clawgate config validate|get <path>|set <path> <value>   (the file at $OPENCLAW_CONFIG_PATH or <state dir>/openclaw.json)
-  clawgate agent [--agent ID] [--backend echo|openai] [--delay-ms N] [--base-url URL] [--model M]
+  clawgate agent [--agent ID] [--backend echo|openai] [--delay-ms N] [--tool NAME] [--base-url URL] [--model M]
                  [--api-key K] [--url ws://HOST:PORT] [--token T | --password P]
                  (an agent worker: serves agent ID, default main; openai streams from
                   $OPENAI_BASE_URL, default http://127.0.0.1:11434/v1, model $OPENAI_MODEL)
@@ -59,6 +59,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--base-url",
     "--model",
     "--api-key",
+    "--tool",
 ];
 const SWITCH_FLAGS: &[&str] = &["--follow", "--json", "--help", "-h", "--no-auto-approve-local"];
 
@@ -494,6 +495,7 @@ fn agent_worker(args: &Args) -> Result<(), (u8, String)> {
                 Some(v) => v.parse().map_err(|_| (2, format!("invalid --delay-ms {v}")))?,
                 None => 0,
             }),
+            tool: args.value("--tool").map(str::to_owned),
         },
         "openai" => worker::Backend::OpenAi {
             base_url: args

@@ -15,8 +15,9 @@ use std::time::Duration;
 
 /// Where replies come from.
 pub enum Backend {
-    /// The message back, one word per delta, `delay` between words.
-    Echo { delay: Duration },
+    /// The message back, one word per delta, `delay` between words; with `tool`, each run first
+    /// calls that tool (with no arguments but `path: "."`) through the gateway.
+    Echo { delay: Duration, tool: Option<String> },
     /// An OpenAI-compatible server.
     OpenAi {
         base_url: String,
@@ -110,6 +111,17 @@ fn serve(session: &mut Session, backend: &Backend) -> Result<(), CallError> {
                 continue;
             }
         };
+        if let Backend::Echo { tool: Some(tool), .. } = backend {
+            // The gateway decides and runs it under the run's policy; the requester sees `tool`
+            // events. A refusal is part of the answer, not a failure of the run.
+            let params = json!({"name": tool, "args": {"path": "."}, "runId": job.run_id});
+            if let Err(e) = session.call("tools.invoke", &params) {
+                match e {
+                    CallError::Io(_) => return Err(e),
+                    CallError::Gateway(g) => eprintln!("clawgate agent: tool {tool}: {}", g.message),
+                }
+            }
+        }
         let mut sink = |delta: &str| -> Result<(), CallError> {
             let payload = json!({"runId": job.run_id, "delta": delta});
             session.send(
@@ -118,7 +130,7 @@ fn serve(session: &mut Session, backend: &Backend) -> Result<(), CallError> {
             )
         };
         let outcome = match backend {
-            Backend::Echo { delay } => echo(&job.message, *delay, &mut sink),
+            Backend::Echo { delay, .. } => echo(&job.message, *delay, &mut sink),
             Backend::OpenAi {
                 base_url,
                 model,

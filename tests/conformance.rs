@@ -964,7 +964,82 @@ fn the_offline_queue_survives_a_restart_and_delivers_in_order(rt: Runtime) {
     let _ = std::fs::remove_dir_all(&state);
 }
 
+fn a_worker_runs_ls_in_a_sandboxed_session_and_the_requester_sees_tool_events(rt: Runtime) {
+    let state = std::env::temp_dir().join(format!("clawgate-conf-worker-tool-{}-{rt:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(state.join("workspace")).unwrap();
+    std::fs::write(state.join("workspace/hello.txt"), "hi").unwrap();
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.sandbox = Some(clawgate_tools::sandbox::probe().unwrap());
+    config.tool_policy = clawgate_engine::tool_policy::ToolPolicy::from_document(&json!({
+        "agents": {"list": [{"id": "main", "sandbox": {"mode": "all", "workspaceAccess": "ro"}}]},
+    }))
+    .unwrap();
+    let server = Server::start_in(rt, config, Some(state.clone()));
+    let worker = std::process::Command::new(env!("CARGO_BIN_EXE_clawgate"))
+        .args(["agent", "--backend", "echo", "--tool", "ls"])
+        .args(["--url", &format!("ws://{}", server.addr), "--token", TOKEN])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _worker = Worker(worker);
+    let mut op = operator(server.addr, &["operator.write"]);
+    let mut other = operator(server.addr, &["operator.read"]);
+    wait_for_worker(&mut op);
+    op.send(
+        &RequestFrame::new(
+            "s",
+            "chat.send",
+            &json!({"sessionKey": "main", "message": "list it", "idempotencyKey": "run-t"}),
+        )
+        .encode(),
+    );
+    let frames = op.until_run_end("run-t");
+    let tools: Vec<Value> = frames
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Event(e) if e.event == "agent" => e.parse_payload::<Value>().ok(),
+            _ => None,
+        })
+        .filter(|p| p["stream"] == "tool")
+        .map(|p| p["data"].clone())
+        .collect();
+    assert_eq!(tools.len(), 2, "{tools:?}");
+    assert_eq!(
+        (tools[0]["phase"].as_str(), tools[0]["name"].as_str()),
+        (Some("start"), Some("ls"))
+    );
+    assert_eq!(
+        (tools[1]["phase"].as_str(), tools[1]["isError"].as_bool()),
+        (Some("result"), Some(false))
+    );
+    assert_eq!(tools[0]["toolCallId"], tools[1]["toolCallId"]);
+    assert!(tools[1]["result"].to_string().contains("hello.txt"), "{}", tools[1]);
+    assert_eq!(
+        chat_payloads(&frames, "run-t").pop().unwrap()["message"]["content"][0]["text"],
+        "list it"
+    );
+    // Another operator sees the run, not its tool calls.
+    let seen = other.until_run_end("run-t");
+    assert!(!seen.iter().any(|f| matches!(f, Frame::Event(e) if e.event == "agent" && e.parse_payload::<Value>().unwrap()["stream"] == "tool")));
+    // The call is audited as the worker's, in the run's session.
+    let audit = std::fs::read_to_string(state.join("logs/tool-audit.jsonl")).unwrap();
+    let line: Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (
+            line["tool"].as_str(),
+            line["sessionKey"].as_str(),
+            line["status"].as_str()
+        ),
+        (Some("ls"), Some("agent:main:main"), Some("ok"))
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
 conformance!(
+    a_worker_runs_ls_in_a_sandboxed_session_and_the_requester_sees_tool_events,
     chat_streams_from_an_echo_worker_to_readers_only,
     agent_answers_twice_on_one_request_id,
     a_worker_killed_mid_run_ends_the_run_with_an_error,

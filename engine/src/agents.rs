@@ -740,6 +740,40 @@ impl Gateway {
         self.broadcast(now_ms, "agent", &to_raw(&payload), stream == "assistant", None);
     }
 
+    /// The session and agent of `run_id` if it is assigned to worker `conn`.
+    pub(crate) fn run_of_worker(&self, conn: ConnId, run_id: &str) -> Result<(String, String), ErrorShape> {
+        match self.agents.runs.get(run_id) {
+            Some(run) if run.worker == Some(conn) => Ok((run.session_key.clone(), run.agent_id.clone())),
+            _ => Err(ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                format!("run {run_id} is not an active run of this node"),
+            )),
+        }
+    }
+
+    /// An `agent` event of stream `tool`: only the run's requester gets it.
+    pub(crate) fn tool_event(&mut self, now_ms: u64, run_id: &str, data: Value) {
+        let Some(run) = self.agents.runs.get_mut(run_id) else {
+            return;
+        };
+        let requester = match &run.origin {
+            Origin::Chat { conn } | Origin::Agent { conn, .. } => *conn,
+            Origin::Http(_) | Origin::Nobody => return,
+        };
+        run.seq += 1;
+        let payload = json!({
+            "runId": run_id,
+            "stream": "tool",
+            "data": data,
+            "sessionKey": run.session_key,
+            "sessionId": run.session_id,
+            "agentId": run.agent_id,
+            "seq": run.seq,
+            "ts": now_ms,
+        });
+        self.send_event(requester, "agent", &to_raw(&payload), true);
+    }
+
     /// Broadcasts one `chat` event of a run, with the run's current seq.
     fn chat_event(&mut self, now_ms: u64, run_id: &str, state: &str, extra: Value) {
         let Some(run) = self.agents.runs.get(run_id) else {

@@ -170,6 +170,7 @@ impl Gateway {
             session_key: call.session_key.or_else(|| header("x-openclaw-session-key")),
             agent_id: header("x-openclaw-agent-id").or_else(|| header("x-openclaw-agent")),
             over_http: true,
+            run_id: None,
         };
         match self.begin_tool_call(now_ms, start, ToolReply::Http { conn, keep_alive }, None) {
             Ok(ToolStart::Running) => None,

@@ -46,6 +46,8 @@ pub(crate) enum ToolReply {
 
 pub(crate) struct PendingToolCall {
     reply: ToolReply,
+    /// The run (and the tool call's id within it) whose requester gets `tool` events.
+    run: Option<(String, String)>,
     tool: &'static str,
     agent: String,
     session_key: String,
@@ -66,6 +68,8 @@ struct ToolsInvokeParams {
     idempotency_key: Option<String>,
     #[allow(dead_code)]
     conversation_read_origin: Option<String>,
+    /// The run a worker calls the tool for (node role only): its session and agent apply.
+    run_id: Option<String>,
 }
 
 /// A call as both front doors (WebSocket and HTTP) describe it.
@@ -77,6 +81,8 @@ pub(crate) struct ToolCallRequest {
     pub agent_id: Option<String>,
     /// Calls over HTTP also pass `gateway.tools.*`.
     pub over_http: bool,
+    /// The agent run the call belongs to: its requester gets `tool` events.
+    pub run_id: Option<String>,
 }
 
 /// What became of a call at once.
@@ -121,13 +127,30 @@ impl Gateway {
             }
         }
         let name = params.name.clone();
+        // A worker calls tools for one of its runs, in that run's session; nothing else.
+        let is_node = self
+            .session_of(conn)
+            .is_some_and(|s| s.role == clawgate_proto::Role::Node);
+        let (session_key, agent_id, run_id) = if is_node {
+            let Some(run_id) = params.run_id else {
+                return Err(ErrorShape::new(
+                    ErrorCode::InvalidRequest,
+                    "invalid tools.invoke params: a node calls tools for a run: runId is required",
+                ));
+            };
+            let (key, agent) = self.run_of_worker(conn, &run_id)?;
+            (Some(key), Some(agent), Some(run_id))
+        } else {
+            (params.session_key, params.agent_id, None)
+        };
         let call = ToolCallRequest {
             caller,
             name: params.name,
             args: params.args.unwrap_or_default(),
-            session_key: params.session_key,
-            agent_id: params.agent_id,
+            session_key,
+            agent_id,
             over_http: false,
+            run_id,
         };
         let reply = ToolReply::Ws {
             conn,
@@ -206,10 +229,20 @@ impl Gateway {
         };
         let call = self.next_tool_call;
         self.next_tool_call += 1;
+        let run = request.run_id.clone().map(|run_id| {
+            let tool_call_id = format!("call_{call}");
+            self.tool_event(
+                now_ms,
+                &run_id,
+                json!({"phase": "start", "name": tool.name, "toolCallId": tool_call_id, "args": request.args}),
+            );
+            (run_id, tool_call_id)
+        });
         self.tool_calls.insert(
             call,
             PendingToolCall {
                 reply,
+                run,
                 tool: tool.name,
                 agent: agent.as_str().to_owned(),
                 session_key: session_key.clone(),
@@ -271,6 +304,17 @@ impl Gateway {
                 now_ms,
                 LogLevel::Info,
                 format!("tool {} for agent {} failed: {}", pending.tool, pending.agent, detail),
+            );
+        }
+        if let Some((run_id, tool_call_id)) = &pending.run {
+            let result: Value = serde_json::from_str(payload.get()).unwrap_or(Value::Null);
+            self.tool_event(
+                now_ms,
+                run_id,
+                json!({
+                    "phase": "result", "name": pending.tool, "toolCallId": tool_call_id,
+                    "isError": status == "error", "result": result,
+                }),
             );
         }
         match pending.reply {

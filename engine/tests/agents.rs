@@ -493,3 +493,57 @@ fn http_completions_check_auth_model_and_messages_and_stream_sse() {
         "{last}"
     );
 }
+
+#[test]
+fn a_worker_calls_tools_only_for_its_own_runs_and_only_the_requester_sees_them() {
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.sandbox = Some("Landlock".to_owned());
+    let mut b = Bench::new(config);
+    let node = worker(&mut b, &["main"]);
+    let intruder = worker(&mut b, &["ops"]);
+    let op = b.operator(&["operator.write"]);
+    let reader = b.operator(&["operator.read"]);
+    b.request(
+        op,
+        "s",
+        "chat.send",
+        json!({"sessionKey": "agent:main:work", "message": "x", "idempotencyKey": "tr"}),
+    );
+    invocations(&mut b, node);
+    let res = b.request(node, "t0", "tools.invoke", json!({"name": "ls", "args": {}}));
+    assert!(error_code(&res).1.contains("runId is required"));
+    let res = b.request(
+        intruder,
+        "t1",
+        "tools.invoke",
+        json!({"name": "ls", "args": {}, "runId": "tr"}),
+    );
+    assert!(error_code(&res).1.contains("not an active run of this node"));
+    b.take_texts(op);
+    b.take_texts(reader);
+    b.send_text(
+        node,
+        &json!({"type": "req", "id": "t2", "method": "tools.invoke", "params": {"name": "ls", "args": {"path": "."}, "runId": "tr", "sessionKey": "agent:main:main"}}).to_string(),
+    );
+    let run = b.tool_runs.pop().expect("the tool runs");
+    assert_eq!(run.tool, "ls");
+    b.gw.handle_tool_result(b.now, run.call, Ok(json!({"entries": ["a.txt"]})));
+    b.pump();
+    let answer = payload(&b.responses(node)[0]);
+    assert_eq!(answer["output"]["entries"][0], "a.txt");
+    let tools: Vec<Value> = b
+        .events(op)
+        .iter()
+        .filter(|e| e.event == "agent")
+        .map(|e| e.parse_payload::<Value>().unwrap())
+        .filter(|p| p["stream"] == "tool")
+        .collect();
+    assert_eq!(tools.len(), 2);
+    assert_eq!(tools[1]["data"]["result"]["output"]["entries"][0], "a.txt");
+    assert!(b.events(reader).is_empty(), "tool events go to the requester only");
+    let line: Value = serde_json::from_str(b.audit.last().unwrap()).unwrap();
+    assert_eq!(
+        line["sessionKey"], "agent:main:work",
+        "the run's session, not the one the worker named"
+    );
+}

@@ -183,6 +183,10 @@ pub const NODE_ROLE_METHODS: &[&str] = &[
     "skills.bins",
 ];
 
+/// Operator methods a `node` may call as well: an agent worker runs tools for its runs (the
+/// gateway checks that the run is the node's).
+pub const NODE_ALSO_METHODS: &[&str] = &["tools.invoke"];
+
 /// Prefixes that always need `operator.admin`, whatever else is said about a method.
 pub const ADMIN_METHOD_PREFIXES: &[&str] = &["config.", "exec.approvals.", "wizard.", "update."];
 
@@ -380,6 +384,7 @@ pub fn authorize(role: Role, scopes: ScopeSet, method: &str) -> Result<(), Acces
         (MethodAccess::Anyone, _) => Ok(()),
         (MethodAccess::NodeOnly, Role::Node) => Ok(()),
         (MethodAccess::NodeOnly, Role::Operator) => Err(AccessDenied::UnauthorizedRole(role)),
+        (MethodAccess::Operator(_), Role::Node) if NODE_ALSO_METHODS.contains(&method) => Ok(()),
         (MethodAccess::Operator(_), Role::Node) => Err(AccessDenied::UnauthorizedRole(role)),
         (MethodAccess::Operator(scope), Role::Operator) => {
             if scopes.allows(scope) {
