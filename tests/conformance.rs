@@ -752,7 +752,7 @@ fn chat_payloads(frames: &[Frame], run: &str) -> Vec<Value> {
 
 fn chat_streams_from_an_echo_worker_to_readers_only(rt: Runtime) {
     let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
-    let _worker = Worker::start(server.addr, 30);
+    let _worker = Worker::start(server.addr, 5);
     let mut writer = operator(server.addr, &["operator.write"]);
     let mut reader = operator(server.addr, &["operator.read"]);
     let mut outsider = operator(server.addr, &["operator.pairing"]);
@@ -793,7 +793,7 @@ fn chat_streams_from_an_echo_worker_to_readers_only(rt: Runtime) {
         let joined: String = deltas.iter().map(|d| d["deltaText"].as_str().unwrap()).collect();
         assert_eq!(joined, text, "the deltas add up to the reply");
         assert_eq!(deltas.last().unwrap()["message"]["content"][0]["text"], text);
-        // Words came 30 ms apart and deltas at most every 150 ms: several words share a delta.
+        // Words came 5 ms apart and deltas at most every 150 ms: several words share a delta.
         assert!(deltas.len() < 8, "{} deltas for 8 words", deltas.len());
     }
     // The connection without read scope saw none of it.
