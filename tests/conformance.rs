@@ -456,9 +456,11 @@ fn a_slow_consumer_is_closed_without_slowing_the_others(rt: Runtime) {
             }
         }
     }
-    assert!(healths >= 10, "only {healths} health events in 2 s");
+    // Health is due every 100 ms. The bounds leave room for a loaded test machine (other tests'
+    // gateways and worker processes share its cores) and still catch a loop stuck on the slow one.
+    assert!(healths >= 8, "only {healths} health events in 2 s");
     assert!(
-        longest_gap < Duration::from_millis(1000),
+        longest_gap < Duration::from_millis(1500),
         "health stalled for {longest_gap:?}"
     );
 
