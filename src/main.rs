@@ -19,6 +19,8 @@ clawgate - a small, fast OpenClaw-compatible gateway
 USAGE:
   clawgate gateway run [--port P] [--bind loopback|lan|<ip>] [--token T | --password P | --auth none]
                        [--runtime smol|mio] [--state-dir DIR] [--no-auto-approve-local]
+                       [--control-ui DIR]  (serve an OpenClaw Control UI bundle, e.g. the
+                                            dist/control-ui folder of the openclaw npm package)
   clawgate call <method> [--params JSON] [--url ws://HOST:PORT] [--token T | --password P]
   clawgate status [--url ...] [--token T]
   clawgate logs [--follow] [--url ...] [--token T]
@@ -60,6 +62,7 @@ const VALUE_FLAGS: &[&str] = &[
     "--model",
     "--api-key",
     "--tool",
+    "--control-ui",
 ];
 const SWITCH_FLAGS: &[&str] = &["--follow", "--json", "--help", "-h", "--no-auto-approve-local"];
 
@@ -345,6 +348,22 @@ fn gateway_run(args: &Args) -> Result<(), (u8, String)> {
     config.host_name = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     config.rate_limit = file.rate_limit.unwrap_or_default();
     config.allowed_origins = file.allowed_origins.clone();
+    config.control_ui_root = args
+        .value("--control-ui")
+        .map(str::to_owned)
+        .or_else(|| file.control_ui_root.clone());
+    config.control_ui_base_path = file
+        .control_ui_base_path
+        .as_deref()
+        .map(|p| p.trim_end_matches('/').to_owned())
+        .filter(|p| p.is_empty() || p.starts_with('/'))
+        .unwrap_or_default();
+    if let Some(root) = &config.control_ui_root {
+        if !std::path::Path::new(root).join("index.html").is_file() {
+            return Err((1, format!("no index.html in the Control UI folder {root}")));
+        }
+        eprintln!("clawgate: serving the Control UI from {root}");
+    }
     config.trusted_proxies = file.trusted_proxies.clone();
     config.trusted_proxy = file.trusted_proxy.clone();
     if let Some(mode) = file

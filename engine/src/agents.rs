@@ -177,6 +177,11 @@ impl AgentHub {
     pub(crate) fn serves(&self, agent: &str) -> bool {
         self.workers.contains_key(agent)
     }
+
+    /// Whether any worker is connected.
+    pub(crate) fn any_worker(&self) -> bool {
+        !self.workers.is_empty()
+    }
 }
 
 fn invalid(method: &str, e: impl std::fmt::Display) -> ErrorShape {
@@ -246,6 +251,8 @@ struct AgentWaitParams {
 struct ChatHistoryParams {
     session_key: String,
     limit: Option<usize>,
+    /// A `deltaCursor` from an earlier answer: only newer messages are wanted.
+    cursor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -330,6 +337,15 @@ pub const AGENT_METHODS: &[&str] = &[
     "node.event",
 ];
 
+/// A session's recent messages, for `chat.startup`.
+pub(crate) struct StartupHistory {
+    pub key: String,
+    pub agent: String,
+    pub messages: Vec<Value>,
+    pub total: u64,
+    pub session_id: Option<String>,
+}
+
 /// Where a new run comes from, for [`Gateway::start_run`].
 pub(crate) struct RunRequest {
     pub run_id: String,
@@ -391,6 +407,7 @@ impl Gateway {
             );
         }
         self.health_version += 1;
+        self.refresh_session_defaults();
         self.deliver_queue(now_ms);
     }
 
@@ -422,6 +439,7 @@ impl Gateway {
         }
         if was_worker {
             self.health_version += 1;
+            self.refresh_session_defaults();
             let orphaned: Vec<String> = self
                 .agents
                 .runs
@@ -1071,12 +1089,22 @@ impl Gateway {
         session_id
     }
 
-    fn append_message(&mut self, now_ms: u64, key: &str, message: Value) {
+    /// Records a message: its id and place in the session go in `__openclaw` (`id`, `seq`), as
+    /// OpenClaw's transcripts have them; clients use them to merge history and live events.
+    fn append_message(&mut self, now_ms: u64, key: &str, mut message: Value) {
+        let id = self.new_uuid();
         let Some(s) = self.agents.sessions.get_mut(key) else {
             return;
         };
         s.updated_at = now_ms;
         s.total += 1;
+        let seq = s.total;
+        let agent_id = s.agent_id.clone();
+        if !message["__openclaw"].is_object() {
+            message["__openclaw"] = json!({});
+        }
+        message["__openclaw"]["id"] = json!(id);
+        message["__openclaw"]["seq"] = json!(seq);
         let line = json!({"type": "message", "message": message}).to_string();
         let file = transcript_file(&s.session_id);
         s.messages.push_back(message.clone());
@@ -1092,7 +1120,10 @@ impl Gateway {
             .map(|(c, _)| *c)
             .collect();
         if !targets.is_empty() {
-            let payload = to_raw(&json!({"sessionKey": key, "message": message, "ts": now_ms}));
+            let payload = to_raw(&json!({
+                "sessionKey": key, "agentId": agent_id, "message": message, "messageId": id, "messageSeq": seq,
+                "ts": now_ms,
+            }));
             for conn in targets {
                 self.send_event(conn, "session.message", &payload, true);
             }
@@ -1103,7 +1134,13 @@ impl Gateway {
         if self.agents.session_subscribers.is_empty() {
             return;
         }
-        let payload = to_raw(&json!({"sessionKey": key, "phase": phase, "runId": run_id, "ts": now_ms}));
+        // Subscribers (the Control UI) read the session's row from the event itself.
+        let session = self.agents.sessions.get(key).map(|s| self.session_row(key, s));
+        let agent_id = session.as_ref().map(|s| s["agentId"].clone());
+        let payload = to_raw(&json!({
+            "sessionKey": key, "agentId": agent_id, "phase": phase, "reason": phase, "runId": run_id, "ts": now_ms,
+            "session": session,
+        }));
         let targets: Vec<ConnId> = self.agents.session_subscribers.iter().copied().collect();
         for conn in targets {
             self.send_event(conn, "sessions.changed", &payload, true);
@@ -1118,12 +1155,34 @@ impl Gateway {
             .filter(|(_, r)| r.session_key == key)
             .map(|(id, _)| id)
             .collect();
+        let is_main = key
+            == self
+                .config
+                .session_routing()
+                .main_session(Some(&AgentId::normalize(&s.agent_id)));
+        let preview = s
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .map(|m| message_text(m).chars().take(120).collect::<String>());
         json!({
             "key": key,
             "kind": "direct",
+            "chatType": "direct",
+            "visibility": "shared",
+            "classification": if is_main { "main" } else { "session" },
             "agentId": s.agent_id,
             "sessionId": s.session_id,
-            "isMain": key == self.config.session_routing().main_session(Some(&AgentId::normalize(&s.agent_id))),
+            "isMain": is_main,
+            "isBackground": false,
+            "archived": false,
+            "pinned": false,
+            "unread": false,
+            "label": null,
+            "displayName": null,
+            "lastMessagePreview": preview,
+            "lastInteractionAt": s.updated_at,
             "createdAt": s.created_at,
             "updatedAt": s.updated_at,
             "createdVia": s.created_via,
@@ -1430,7 +1489,21 @@ impl Gateway {
         let agents: Vec<Value> = self
             .agent_presence()
             .into_iter()
-            .map(|a| json!({"id": a["agentId"], "kind": "agent", "state": a["state"]}))
+            .map(|a| {
+                // The Control UI asks for model setup while an agent has no `model.primary`: a
+                // worker is the agent's model here.
+                json!({
+                    "id": a["agentId"],
+                    "kind": "agent",
+                    "state": a["state"],
+                    "agentRuntime": {"id": "clawgate-worker", "cloudPlacementSupported": false, "devicePlacementSupported": false, "source": "implicit"},
+                    "thinkingLevels": [{"id": "off", "label": "off"}],
+                    "thinkingOptions": ["off"],
+                    "thinkingDefault": "off",
+                    "model": {"primary": format!("clawgate/{}", a["agentId"].as_str().unwrap_or("main"))},
+                    "defaultPermissionMode": "full",
+                })
+            })
             .collect();
         json!({
             "defaultId": routing.default_agent.as_str(),
@@ -1560,18 +1633,95 @@ impl Gateway {
         let p: ChatHistoryParams = request.parse_params().map_err(|e| invalid("chat.history", e))?;
         let (key, _) = self.session_key_for(Some(&p.session_key), None)?;
         let limit = p.limit.unwrap_or(200).clamp(1, 1000);
+        let pending = json!({"items": [], "total": 0});
         let Some(s) = self.agents.sessions.get(&key) else {
-            return Ok(json!({"sessionKey": key, "messages": [], "hasMore": false, "totalMessages": 0}));
+            if p.cursor.is_some() {
+                return Ok(json!({"kind": "delta", "messages": [], "deltaCursor": "0", "pendingInputs": pending}));
+            }
+            return Ok(json!({
+                "sessionKey": key, "messages": [], "hasMore": false, "totalMessages": 0, "deltaCursor": "0",
+                "pendingInputs": pending,
+            }));
         };
+        // The cursor is the seq of the last message the caller has (an opaque string to it).
+        if let Some(cursor) = &p.cursor {
+            let after = cursor.parse::<u64>().unwrap_or(0);
+            let messages: Vec<Value> = s
+                .messages
+                .iter()
+                .filter(|m| m["__openclaw"]["seq"].as_u64().is_some_and(|seq| seq > after))
+                .take(limit)
+                .map(|m| {
+                    json!({
+                        "sessionKey": key, "agentId": s.agent_id, "message": m,
+                        "messageId": m["__openclaw"]["id"], "messageSeq": m["__openclaw"]["seq"],
+                    })
+                })
+                .collect();
+            let last = messages
+                .last()
+                .and_then(|m| m["messageSeq"].as_u64())
+                .unwrap_or(after.min(s.total));
+            return Ok(json!({
+                "kind": "delta", "messages": messages, "deltaCursor": last.to_string(), "pendingInputs": pending,
+                "sessionInfo": self.session_row(&key, s),
+            }));
+        }
         let skip = s.messages.len().saturating_sub(limit);
         let messages: Vec<&Value> = s.messages.iter().skip(skip).collect();
         Ok(json!({
             "sessionKey": key,
             "sessionId": s.session_id,
             "messages": messages,
-            "hasMore": (skip as u64) < s.total && s.total > messages.len() as u64,
+            "hasMore": s.total > messages.len() as u64,
             "totalMessages": s.total,
+            "deltaCursor": s.total.to_string(),
+            "pendingInputs": pending,
+            "inputReceipts": [],
+            "inputConsumptions": [],
+            "sessionInfo": self.session_row(&key, s),
         }))
+    }
+
+    /// `sessions.describe` / `chat.startup`'s view of a session; `None` for one never used.
+    pub(crate) fn session_info(&self, now_ms: u64, raw_key: &str) -> Result<Option<Value>, ErrorShape> {
+        let (key, agent) = self.session_key_for(Some(raw_key), None)?;
+        let Some(s) = self.agents.sessions.get(&key) else {
+            return Ok(None);
+        };
+        let mut row = self.session_row(&key, s);
+        row["modelProvider"] = json!("clawgate");
+        row["model"] = json!(agent);
+        row["activeLeafEntryId"] = Value::Null;
+        row["snapshotAt"] = json!(now_ms);
+        Ok(Some(row))
+    }
+
+    /// The last `limit` messages of a session for `chat.startup`.
+    pub(crate) fn startup_history(&self, raw_key: &str, limit: usize) -> Result<StartupHistory, ErrorShape> {
+        let (key, agent) = self.session_key_for(Some(raw_key), None)?;
+        let Some(s) = self.agents.sessions.get(&key) else {
+            return Ok(StartupHistory {
+                key,
+                agent,
+                messages: Vec::new(),
+                total: 0,
+                session_id: None,
+            });
+        };
+        let messages = s
+            .messages
+            .iter()
+            .skip(s.messages.len().saturating_sub(limit))
+            .cloned()
+            .collect();
+        Ok(StartupHistory {
+            key,
+            agent,
+            messages,
+            total: s.total,
+            session_id: Some(s.session_id.clone()),
+        })
     }
 
     /// The messages of a session, for `GET /sessions/<key>/history`.

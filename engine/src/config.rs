@@ -74,6 +74,10 @@ pub struct GatewayConfig {
     /// Browser origins allowed besides the gateway's own (`gateway.controlUi.allowedOrigins`;
     /// `*` allows any).
     pub allowed_origins: Vec<String>,
+    /// The Control UI bundle served over HTTP (a folder the runtime reads), if any.
+    pub control_ui_root: Option<String>,
+    /// Where the Control UI is served: `""` (the root) or a path such as `/ui`.
+    pub control_ui_base_path: String,
     /// `gateway.reload.mode`.
     pub reload_mode: crate::reload::ReloadMode,
     /// Reverse proxies whose forwarding headers are believed (`gateway.trustedProxies`: addresses
@@ -201,6 +205,8 @@ impl GatewayConfig {
             auto_approve_local: true,
             rate_limit: crate::rate_limit::RateLimitConfig::default(),
             allowed_origins: Vec::new(),
+            control_ui_root: None,
+            control_ui_base_path: String::new(),
             reload_mode: crate::reload::ReloadMode::Hybrid,
             trusted_proxies: Vec::new(),
             trusted_proxy: TrustedProxyConfig::default(),

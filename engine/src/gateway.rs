@@ -163,6 +163,9 @@ pub enum Output {
         /// The line.
         line: String,
     },
+    /// Read a file of the Control UI bundle and answer with it: call
+    /// [`Gateway::handle_static_response`].
+    ServeStatic(crate::control_ui::StaticRequest),
     /// Delete a session transcript (the session was reset, deleted or pruned).
     RemoveTranscript {
         /// Relative to the state directory.
@@ -261,12 +264,15 @@ impl NonceRedeemer for HttpNonces {
     }
 }
 
-/// The `snapshot.sessionDefaults` of `hello-ok`.
-fn session_defaults(config: &GatewayConfig) -> Box<RawValue> {
+/// The `snapshot.sessionDefaults` of `hello-ok`. The Control UI sends a user to its model setup
+/// page while `modelConfigured` is false: it is true once an agent is configured or served.
+fn session_defaults(config: &GatewayConfig, model_configured: bool) -> Box<RawValue> {
     let routing = config.session_routing();
     to_raw(&json!({
         "defaultAgentId": routing.default_agent.as_str(),
-        "modelConfigured": false,
+        "modelConfigured": model_configured,
+        "ownership": "sole",
+        "selectionRequired": false,
         "mainKey": routing.effective_main_key(),
         "mainSessionKey": routing.main_session(None),
         "scope": match config.session_scope {
@@ -299,7 +305,7 @@ impl Cache {
                 "maxBufferedBytes": config.max_buffered_bytes,
                 "tickIntervalMs": config.tick_interval_ms,
             })),
-            session_defaults: session_defaults(config),
+            session_defaults: session_defaults(config, !config.tool_policy.agents.is_empty()),
             // Version 0 is never current: the first use fills these.
             health: (0, to_raw(&json!({}))),
             presence: (0, to_raw(&json!([]))),
@@ -752,12 +758,15 @@ impl Gateway {
                         .clone()
                         .unwrap_or_else(|| clawgate_proto::session::DEFAULT_MAIN_KEY.to_owned());
                     self.config.session_scope = settings.session_scope.unwrap_or_default();
+                    self.refresh_session_defaults();
                     self.config.session_prune_after_ms = settings
                         .session_prune_after_ms
                         .unwrap_or(crate::config::SESSION_PRUNE_AFTER_MS);
-                    self.cache.session_defaults = session_defaults(&self.config);
                 }
-                HotAction::ToolPolicy => self.config.tool_policy = settings.tool_policy.clone(),
+                HotAction::ToolPolicy => {
+                    self.config.tool_policy = settings.tool_policy.clone();
+                    self.refresh_session_defaults();
+                }
                 HotAction::HttpEndpoints => {}
             }
         }
@@ -1022,6 +1031,26 @@ impl Gateway {
             self.limiter.record_failure(&key, now_ms);
         }
         Err(None)
+    }
+
+    pub(crate) fn refresh_session_defaults(&mut self) {
+        self.cache.session_defaults = session_defaults(&self.config, self.model_configured());
+    }
+
+    /// Sends the answer of a deferred HTTP request (possibly for `HEAD`), then serves what the
+    /// client pipelined behind it.
+    pub(crate) fn finish_deferred_http_head(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        response: &Response,
+        head_only: bool,
+        keep_alive: bool,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        c.http_busy = false;
+        self.send_http(conn, response, head_only, keep_alive && !self.stopping);
+        self.drive_http(now_ms, conn);
     }
 
     pub(crate) fn schedule_agents_timer(&mut self, at: u64) {
@@ -1877,6 +1906,12 @@ impl Gateway {
                     // Answered when the tool has run.
                     Ok(None) => return,
                     Ok(Some(payload)) => ResponseFrame::ok_raw(request.id.clone(), payload),
+                    Err(e) => ResponseFrame::err(request.id.clone(), e),
+                }
+            }
+            Ok(()) if crate::control_ui::CONTROL_UI_METHODS.contains(&request.method.as_str()) => {
+                match self.call_control_ui_method(now_ms, conn, &request) {
+                    Ok(payload) => ResponseFrame::ok(request.id.clone(), &payload),
                     Err(e) => ResponseFrame::err(request.id.clone(), e),
                 }
             }

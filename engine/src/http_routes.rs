@@ -142,7 +142,10 @@ impl Gateway {
                     )
                 }
             }
-            _ => Response::text(404, "Not Found"),
+            _ => match self.route_control_ui(now_ms, conn, peer, request, keep_alive) {
+                Some(answer) => return answer,
+                None => Response::text(404, "Not Found"),
+            },
         })
     }
 

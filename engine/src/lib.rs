@@ -14,6 +14,7 @@
 
 pub mod agents;
 pub mod config;
+pub mod control_ui;
 mod gateway;
 mod http_routes;
 pub mod idempotency;

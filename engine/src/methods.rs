@@ -29,6 +29,7 @@ pub fn implemented_methods() -> impl Iterator<Item = &'static str> {
         .iter()
         .chain(crate::pairing_methods::PAIRING_METHODS)
         .chain(crate::agents::AGENT_METHODS)
+        .chain(crate::control_ui::CONTROL_UI_METHODS)
         .copied()
 }
 

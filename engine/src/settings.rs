@@ -31,6 +31,10 @@ pub struct FileSettings {
     pub trusted_proxies: Vec<String>,
     pub trusted_proxy: crate::config::TrustedProxyConfig,
     pub allowed_origins: Vec<String>,
+    /// `gateway.controlUi.root`: the folder of a Control UI bundle to serve.
+    pub control_ui_root: Option<String>,
+    /// `gateway.controlUi.basePath`: where it is served (`""` = the root).
+    pub control_ui_base_path: Option<String>,
     pub reload_mode: Option<String>,
     pub reload_debounce_ms: Option<u64>,
     pub auto_approve_local: Option<bool>,
@@ -478,6 +482,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
             allow_loopback: boolean("gateway.auth.trustedProxy.allowLoopback")?.unwrap_or(false),
         },
         allowed_origins: strings("gateway.controlUi.allowedOrigins")?,
+        control_ui_root: string("gateway.controlUi.root")?,
+        control_ui_base_path: string("gateway.controlUi.basePath")?,
         reload_mode,
         reload_debounce_ms: uint("gateway.reload.debounceMs")?,
         auto_approve_local: boolean("gateway.nodes.pairing.autoApproveLocal")?,

@@ -496,6 +496,11 @@ impl MioRuntime {
                     self.transcripts.append(self.state_dir.as_deref(), &file, &line)
                 }
                 Output::RemoveTranscript { file } => self.transcripts.remove(self.state_dir.as_deref(), &file),
+                // Bundle files are small and cached by the browser: read in place.
+                Output::ServeStatic(request) => {
+                    let response = clawgate_runtime_smol::static_file(&request);
+                    gateway.handle_static_response(clawgate_runtime_smol::now_ms(), &request, &response);
+                }
                 Output::Persist { path, contents, seq } => {
                     clawgate_runtime_smol::persist(gateway, self.state_dir.as_deref(), path, &contents, seq);
                 }

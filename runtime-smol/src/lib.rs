@@ -330,6 +330,89 @@ pub fn load_transcripts(state_dir: &Path) -> io::Result<Vec<String>> {
     Ok(texts)
 }
 
+/// The content type of a bundle file, by extension.
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json; charset=utf-8",
+        "webmanifest" => "application/manifest+json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "woff" => "font/woff",
+        "ttf" => "font/ttf",
+        "wasm" => "application/wasm",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The answer for a file of the Control UI bundle. The file must resolve (symlinks included)
+/// inside the bundle's folder; an SPA route that names no file gets `index.html`. Hashed assets
+/// are cached for a year, `index.html` and the service worker are revalidated, the rest cached an
+/// hour; a precompressed `.br` or `.gz` sibling is sent to clients that accept it.
+pub fn static_file(request: &clawgate_engine::control_ui::StaticRequest) -> clawgate_proto::http::Response {
+    use clawgate_proto::http::Response;
+    let not_found = || Response::text(404, "Not Found");
+    let Ok(root) = std::fs::canonicalize(&request.root) else {
+        return not_found();
+    };
+    let inside = |p: &Path| -> Option<PathBuf> {
+        let real = std::fs::canonicalize(p).ok()?;
+        (real.starts_with(&root) && real.is_file()).then_some(real)
+    };
+    let (file, name) = match inside(&root.join(&request.path)) {
+        Some(f) => (f, request.path.as_str()),
+        None if request.spa_fallback => match inside(&root.join("index.html")) {
+            Some(f) => (f, "index.html"),
+            None => return not_found(),
+        },
+        None => return not_found(),
+    };
+    let mut encoding = None;
+    let mut body_file = file.clone();
+    let mut has_sibling = false;
+    for (accepted, ext, name) in [(request.accepts_br, "br", "br"), (request.accepts_gzip, "gz", "gzip")] {
+        let mut sibling = file.clone().into_os_string();
+        sibling.push(".");
+        sibling.push(ext);
+        if let Some(s) = inside(Path::new(&sibling)) {
+            has_sibling = true;
+            if accepted && encoding.is_none() {
+                encoding = Some(name);
+                body_file = s;
+            }
+        }
+    }
+    let Ok(body) = std::fs::read(&body_file) else {
+        return Response::text(500, "Internal Server Error");
+    };
+    let cache = if name.starts_with("assets/") {
+        "public, max-age=31536000, immutable"
+    } else if name == "index.html" || name == "sw.js" {
+        "no-cache"
+    } else {
+        "public, max-age=3600"
+    };
+    let mut response = Response::new(200)
+        .header("Content-Type", content_type(&file))
+        .header("Cache-Control", cache)
+        .body(body);
+    if let Some(e) = encoding {
+        response = response.header("Content-Encoding", e);
+    }
+    if has_sibling {
+        response = response.header("Vary", "Accept-Encoding");
+    }
+    response
+}
+
 /// The default workspace of agents that name none: `<state dir>/workspace`.
 pub fn default_workspace(state_dir: Option<&Path>) -> Option<PathBuf> {
     state_dir.map(|d| d.join("workspace"))
@@ -408,6 +491,13 @@ impl Shared {
                 }
                 Output::RemoveTranscript { file } => {
                     self.transcripts.borrow_mut().remove(self.state_dir.as_deref(), &file)
+                }
+                // Bundle files are small and cached by the browser: read in place.
+                Output::ServeStatic(request) => {
+                    let response = static_file(&request);
+                    self.gateway
+                        .borrow_mut()
+                        .handle_static_response(now_ms(), &request, &response);
                 }
                 Output::Persist { path, contents, seq } => {
                     persist(

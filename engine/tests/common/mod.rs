@@ -78,6 +78,8 @@ pub struct Bench {
     pub audit: Vec<String>,
     /// Transcript files and their lines.
     pub transcripts: HashMap<String, Vec<String>>,
+    /// Bundle files the gateway asked the runtime to serve.
+    pub static_requests: Vec<clawgate_engine::control_ui::StaticRequest>,
 }
 
 pub fn loopback() -> SocketAddr {
@@ -116,6 +118,7 @@ impl Bench {
             tool_runs: Vec::new(),
             audit: Vec::new(),
             transcripts: HashMap::new(),
+            static_requests: Vec::new(),
         };
         b.pump();
         b
@@ -157,6 +160,7 @@ impl Bench {
                 Output::RunTool(run) => self.tool_runs.push(run),
                 Output::AppendAudit { line } => self.audit.push(line),
                 Output::AppendTranscript { file, line } => self.transcripts.entry(file).or_default().push(line),
+                Output::ServeStatic(request) => self.static_requests.push(request),
                 Output::RemoveTranscript { file } => {
                     self.transcripts.remove(&file);
                 }

@@ -1,0 +1,56 @@
+// Drives the official OpenClaw Control UI, served by Clawgate, in headless Chromium: the page
+// must reach the chat view, and a typed message must come back from the echo worker rendered as
+// the assistant's reply. Writes a screenshot.
+//
+//   node scripts/control-ui-browser.mjs URL TOKEN SCREENSHOT.png
+import { chromium } from "playwright-core";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const [url, token, screenshot] = process.argv.slice(2);
+const message = `hello from the browser ${Date.now()}`;
+const profile = mkdtempSync(join(tmpdir(), "clawgate-chromium-"));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  viewport: { width: 1280, height: 800 },
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+  ],
+});
+const fail = async (why) => {
+  console.error(`FAIL: ${why}`);
+  try { await page.screenshot({ path: screenshot }); } catch {}
+  await context.close();
+  process.exit(1);
+};
+const page = context.pages()[0] ?? (await context.newPage());
+const errors = [];
+page.on("pageerror", (e) => errors.push(String(e)));
+await page.goto(`${url}/#token=${encodeURIComponent(token)}`);
+const composer = page.locator(".agent-chat__composer-input-row textarea");
+try {
+  await composer.waitFor({ state: "visible", timeout: 60000 });
+} catch {
+  await fail(`the chat view did not appear (page errors: ${errors.join("; ") || "none"})`);
+}
+console.log("ok   the Control UI reached the chat view");
+await composer.fill(message);
+await composer.press("Enter");
+const reply = page.locator(".chat-group.assistant", { hasText: message });
+try {
+  await reply.first().waitFor({ state: "visible", timeout: 60000 });
+} catch {
+  await fail("the echoed reply was not rendered as the assistant's message");
+}
+console.log("ok   the echo worker's reply is rendered as the assistant's message");
+await page.waitForTimeout(1500);
+const text = await page.locator("body").innerText();
+const broken = text.split("\n").filter((l) => /Cannot read properties|is not a function|unknown method/.test(l));
+if (broken.length > 0) await fail(`the page shows an error: ${broken.join(" | ")}`);
+console.log("ok   the page shows no error");
+await page.screenshot({ path: screenshot });
+console.log(`screenshot: ${screenshot}`);
+await context.close();

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The official OpenClaw Control UI (from the openclaw npm package) served by Clawgate, driven in
+# headless Debian Chromium with playwright-core: it must connect, show the chat view, and render
+# the echo worker's reply to a typed message. Saves a screenshot.
+#
+#   scripts/control-ui-browser.sh [--binary PATH] [--screenshot FILE]
+#
+# Installs what it needs on first use: Debian's chromium (apt-get, as root), playwright-core into
+# ~/.cache/clawgate-browser (or $CLAWGATE_BROWSER_DIR), the OpenClaw package through
+# scripts/install-openclaw.sh. Where Chromium cannot be installed it says so and exits 0.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BINARY=target/debug/clawgate
+SCREENSHOT=target/control-ui.png
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --binary) BINARY=$2; shift 2 ;;
+    --screenshot) SCREENSHOT=$2; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "installing Debian's chromium" >&2
+    apt-get update -qq > /dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
+  fi
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  echo "SKIP: Chromium is not installed and cannot be installed here (needs root and apt-get)"
+  exit 0
+fi
+
+BROWSER_DIR=${CLAWGATE_BROWSER_DIR:-$HOME/.cache/clawgate-browser}
+if [ ! -d "$BROWSER_DIR/node_modules/playwright-core" ]; then
+  mkdir -p "$BROWSER_DIR"
+  npm install --no-audit --no-fund --prefix "$BROWSER_DIR" "playwright-core@1" > /dev/null
+fi
+
+paths=$(scripts/install-openclaw.sh)
+OPENCLAW=${paths#*:}
+BUNDLE=$(dirname "$OPENCLAW")/dist/control-ui
+[ -f "$BUNDLE/index.html" ] || { echo "no Control UI bundle at $BUNDLE"; exit 1; }
+[ -x "$BINARY" ] || cargo build --quiet --bin clawgate
+
+WORK=$(mktemp -d)
+GW_PID=
+WORKER_PID=
+cleanup() {
+  [ -n "$WORKER_PID" ] && kill "$WORKER_PID" 2>/dev/null
+  [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+TOKEN=ui-$RANDOM$RANDOM
+"$BINARY" gateway run --port "$PORT" --token "$TOKEN" --state-dir "$WORK/state" --control-ui "$BUNDLE" \
+  > "$WORK/gateway.log" 2>&1 &
+GW_PID=$!
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/health" > /dev/null 2>&1 && break; sleep 0.05; done
+"$BINARY" agent --backend echo --delay-ms 30 --url "ws://127.0.0.1:$PORT" --token "$TOKEN" > "$WORK/worker.log" 2>&1 &
+WORKER_PID=$!
+for _ in $(seq 1 100); do grep -q "agent main: worker" "$WORK/gateway.log" && break; sleep 0.05; done
+
+mkdir -p "$(dirname "$SCREENSHOT")"
+# Node resolves `playwright-core` next to the script, so the script runs from the cache folder.
+cp scripts/control-ui-browser.mjs "$BROWSER_DIR/run.mjs"
+if ! node "$BROWSER_DIR/run.mjs" "http://127.0.0.1:$PORT" "$TOKEN" "$(realpath -m "$SCREENSHOT")"; then
+  echo "--- gateway log"; tail -40 "$WORK/gateway.log"
+  exit 1
+fi
