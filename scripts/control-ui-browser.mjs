@@ -2,13 +2,15 @@
 // must reach the chat view, and a typed message must come back from the echo worker rendered as
 // the assistant's reply. Writes a screenshot.
 //
-//   node scripts/control-ui-browser.mjs URL TOKEN SCREENSHOT.png
+//   node scripts/control-ui-browser.mjs URL TOKEN SCREENSHOT.png WORKER_PID
+//
+// Then it kills the worker in the middle of a second reply: the page must show the run's error.
 import { chromium } from "playwright-core";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const [url, token, screenshot] = process.argv.slice(2);
+const [url, token, screenshot, workerPid] = process.argv.slice(2);
 const message = `hello from the browser ${Date.now()}`;
 const profile = mkdtempSync(join(tmpdir(), "clawgate-chromium-"));
 const context = await chromium.launchPersistentContext(profile, {
@@ -52,5 +54,23 @@ const broken = text.split("\n").filter((l) => /Cannot read properties|is not a f
 if (broken.length > 0) await fail(`the page shows an error: ${broken.join(" | ")}`);
 console.log("ok   the page shows no error");
 await page.screenshot({ path: screenshot });
-console.log(`screenshot: ${screenshot}`);
+
+// A worker that dies mid-run: the run ends with an error, and the page says so.
+const long = Array.from({ length: 60 }, (_, i) => `word${i}`).join(" ");
+await composer.fill(long);
+await composer.press("Enter");
+try {
+  await page.locator(".chat-group.assistant", { hasText: "word0 word1" }).first().waitFor({ timeout: 30000 });
+} catch {
+  await fail("the second reply did not start streaming");
+}
+process.kill(Number(workerPid), "SIGKILL");
+try {
+  await page.getByText("the agent worker disconnected during the run").first().waitFor({ timeout: 30000 });
+} catch {
+  await fail("the worker's failure was not shown in the page");
+}
+console.log("ok   a worker lost mid-run shows as an error in the page");
+await page.screenshot({ path: screenshot.replace(/\.png$/, "-error.png") });
+console.log(`screenshots: ${screenshot} and its -error variant`);
 await context.close();

@@ -67,7 +67,7 @@ for _ in $(seq 1 100); do grep -q "agent main: worker" "$WORK/gateway.log" && br
 mkdir -p "$(dirname "$SCREENSHOT")"
 # Node resolves `playwright-core` next to the script, so the script runs from the cache folder.
 cp scripts/control-ui-browser.mjs "$BROWSER_DIR/run.mjs"
-if ! node "$BROWSER_DIR/run.mjs" "http://127.0.0.1:$PORT" "$TOKEN" "$(realpath -m "$SCREENSHOT")"; then
+if ! node "$BROWSER_DIR/run.mjs" "http://127.0.0.1:$PORT" "$TOKEN" "$(realpath -m "$SCREENSHOT")" "$WORKER_PID"; then
   echo "--- gateway log"; tail -40 "$WORK/gateway.log"
   exit 1
 fi
