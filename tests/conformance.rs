@@ -788,6 +788,9 @@ fn chat_streams_from_an_echo_worker_to_readers_only(rt: Runtime) {
         chat_payloads(&frames, "run-1"),
         chat_payloads(&reader.until_run_end("run-1"), "run-1"),
     ] {
+        let (status, frames): (Vec<Value>, Vec<Value>) = frames.into_iter().partition(|c| c["state"] == "status");
+        assert_eq!(status.len(), 1, "one status before the text");
+        assert_eq!(status[0]["phase"], "starting_model");
         let (last, deltas) = frames.split_last().unwrap();
         assert_eq!(last["state"], "final");
         assert_eq!(last["message"]["content"][0]["text"], text);

@@ -722,6 +722,16 @@ impl Gateway {
             "idempotencyKey": run_id,
         });
         self.send_event(worker, "node.invoke.request", &to_raw(&payload), false);
+        let chat_run = self
+            .agents
+            .runs
+            .get(run_id)
+            .is_some_and(|r| matches!(r.origin, Origin::Chat { .. }));
+        if chat_run {
+            // As for OpenClaw's chat.send runs: a status the UI shows until text arrives.
+            self.run_event(now_ms, run_id, "run_status", json!({"phase": "starting_model"}));
+            self.chat_event(now_ms, run_id, "status", json!({"phase": "starting_model"}));
+        }
         self.run_event(
             now_ms,
             run_id,
