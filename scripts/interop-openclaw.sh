@@ -29,7 +29,8 @@ WORK=$(mktemp -d)
 GW_PID=
 WORKER_PID=
 cleanup() {
-  [ -n "$WORKER_PID" ] && kill "$WORKER_PID" 2>/dev/null
+  # A worker may be gone already; under set -e a failed kill would become the exit status.
+  [ -n "$WORKER_PID" ] && kill "$WORKER_PID" 2>/dev/null || true
   [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
   rm -rf "$WORK"
 }
