@@ -292,22 +292,6 @@ fn pairing_is_approved_with_the_devices_command_survives_a_restart_and_revocatio
     assert!(device_client(port, "pt", 21).is_err(), "a revoked device is locked out");
 }
 
-#[test]
-fn a_corrupt_pairing_file_stops_the_start_and_is_left_untouched() {
-    let state = std::env::temp_dir().join(format!("clawgate-corrupt-test-{}", std::process::id()));
-    std::fs::create_dir_all(state.join("devices")).unwrap();
-    let file = state.join("devices/paired.json");
-    std::fs::write(&file, "{ this is not json").unwrap();
-    let out = bin()
-        .args(["gateway", "run", "--port", &free_port().to_string(), "--token", "x"])
-        .env("OPENCLAW_STATE_DIR", &state)
-        .run_to_end();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("paired.json is corrupt"), "{stderr}");
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "{ this is not json");
-}
-
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     let started = Instant::now();
     while !f() {
@@ -644,17 +628,23 @@ fn the_openai_worker_streams_from_a_compatible_server_with_the_session_history()
 }
 
 #[test]
-fn a_corrupt_agent_queue_stops_the_start_and_is_left_untouched() {
-    let state = config_state("corrupt-queue");
-    std::fs::create_dir_all(state.join("agents")).unwrap();
-    let file = state.join("agents/queue.json");
-    std::fs::write(&file, "{\"queue\": [tru").unwrap();
-    let out = bin()
-        .args(["gateway", "run", "--port", &free_port().to_string(), "--token", "x"])
-        .env("OPENCLAW_STATE_DIR", &state)
-        .run_to_end();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("queue.json is corrupt"), "{stderr}");
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "{\"queue\": [tru");
+fn a_corrupt_state_file_stops_the_start_and_is_left_untouched() {
+    // Both hold what was accepted (pairings, queued messages): the gateway must not start over them.
+    for (name, file, text) in [
+        ("pairing", "devices/paired.json", "{ this is not json"),
+        ("queue", "agents/queue.json", "{\"queue\": [tru"),
+    ] {
+        let state = config_state(&format!("corrupt-{name}"));
+        let path = state.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        let out = bin()
+            .args(["gateway", "run", "--port", &free_port().to_string(), "--token", "x"])
+            .env("OPENCLAW_STATE_DIR", &state)
+            .run_to_end();
+        assert_eq!(out.status.code(), Some(1), "{file}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("{file} is corrupt")), "{stderr}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
 }

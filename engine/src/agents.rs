@@ -440,26 +440,12 @@ impl Gateway {
         if was_worker {
             self.health_version += 1;
             self.refresh_session_defaults();
-            let orphaned: Vec<String> = self
-                .agents
-                .runs
-                .iter()
-                .filter(|(_, r)| r.worker == Some(conn))
-                .map(|(id, _)| id.clone())
-                .collect();
-            for run_id in orphaned {
+            for run_id in ids_where(&self.agents.runs, |r| r.worker == Some(conn)) {
                 self.fail_run(now_ms, &run_id, "the agent worker disconnected during the run");
             }
         }
         // Operators waiting on this node's answers get an error.
-        let invokes: Vec<String> = self
-            .agents
-            .invokes
-            .iter()
-            .filter(|(_, p)| p.node_conn == conn)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in invokes {
+        for id in ids_where(&self.agents.invokes, |p| p.node_conn == conn) {
             if let Some(p) = self.agents.invokes.remove(&id) {
                 let e = ErrorShape::new(ErrorCode::Unavailable, "node disconnected before answering");
                 self.send_text(p.conn, &ResponseFrame::err(p.request_id, e).encode());
@@ -1354,24 +1340,10 @@ impl Gateway {
         if self.agents.timer_at.is_some_and(|t| t <= now_ms) {
             self.agents.timer_at = None;
         }
-        let flush: Vec<String> = self
-            .agents
-            .runs
-            .iter()
-            .filter(|(_, r)| r.flush_at.is_some_and(|t| t <= now_ms))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in flush {
+        for id in ids_where(&self.agents.runs, |r| r.flush_at.is_some_and(|t| t <= now_ms)) {
             self.flush_delta(now_ms, &id);
         }
-        let late: Vec<String> = self
-            .agents
-            .runs
-            .iter()
-            .filter(|(_, r)| r.deadline <= now_ms)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in late {
+        for id in ids_where(&self.agents.runs, |r| r.deadline <= now_ms) {
             self.fail_run(now_ms, &id, "the run timed out");
         }
         let (due, rest): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.agents.waiters)
@@ -1382,14 +1354,7 @@ impl Gateway {
             let payload = json!({"runId": w.run_id, "status": "timeout"});
             self.send_text(w.conn, &ResponseFrame::ok(w.request_id, &payload).encode());
         }
-        let expired: Vec<String> = self
-            .agents
-            .invokes
-            .iter()
-            .filter(|(_, p)| p.deadline <= now_ms)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in expired {
+        for id in ids_where(&self.agents.invokes, |p| p.deadline <= now_ms) {
             if let Some(p) = self.agents.invokes.remove(&id) {
                 let e = ErrorShape::new(
                     ErrorCode::Unavailable,
@@ -1894,6 +1859,11 @@ impl Gateway {
         }
         Ok(json!({"ok": true, "event": p.event, "handled": false}))
     }
+}
+
+/// The keys of the entries of `map` that satisfy `pred` (collected, so the map can change).
+fn ids_where<T>(map: &HashMap<String, T>, pred: impl Fn(&T) -> bool) -> Vec<String> {
+    map.iter().filter(|(_, v)| pred(v)).map(|(k, _)| k.clone()).collect()
 }
 
 fn wait_payload(run_id: &str, done: &Finished) -> Value {
