@@ -99,6 +99,29 @@ pub(crate) struct Run {
     item_id: String,
 }
 
+impl Run {
+    /// The payload of the run's next `agent` event (drawing the run's next seq).
+    fn next_agent_event(
+        &mut self,
+        run_id: &str,
+        stream: &str,
+        data: Value,
+        now_ms: u64,
+    ) -> Box<serde_json::value::RawValue> {
+        self.seq += 1;
+        to_raw(&json!({
+            "runId": run_id,
+            "stream": stream,
+            "data": data,
+            "sessionKey": self.session_key,
+            "sessionId": self.session_id,
+            "agentId": self.agent_id,
+            "seq": self.seq,
+            "ts": now_ms,
+        }))
+    }
+}
+
 /// A run waiting for its agent's worker, as persisted in [`QUEUE_FILE`].
 #[derive(Serialize, Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
@@ -740,18 +763,8 @@ impl Gateway {
         let Some(run) = self.agents.runs.get_mut(run_id) else {
             return;
         };
-        run.seq += 1;
-        let payload = json!({
-            "runId": run_id,
-            "stream": stream,
-            "data": data,
-            "sessionKey": run.session_key,
-            "sessionId": run.session_id,
-            "agentId": run.agent_id,
-            "seq": run.seq,
-            "ts": now_ms,
-        });
-        self.broadcast(now_ms, "agent", &to_raw(&payload), stream == "assistant", None);
+        let payload = run.next_agent_event(run_id, stream, data, now_ms);
+        self.broadcast(now_ms, "agent", &payload, stream == "assistant", None);
     }
 
     /// The session and agent of `run_id` if it is assigned to worker `conn`.
@@ -774,18 +787,8 @@ impl Gateway {
             Origin::Chat { conn } | Origin::Agent { conn, .. } => *conn,
             Origin::Http(_) | Origin::Nobody => return,
         };
-        run.seq += 1;
-        let payload = json!({
-            "runId": run_id,
-            "stream": "tool",
-            "data": data,
-            "sessionKey": run.session_key,
-            "sessionId": run.session_id,
-            "agentId": run.agent_id,
-            "seq": run.seq,
-            "ts": now_ms,
-        });
-        self.send_event(requester, "agent", &to_raw(&payload), true);
+        let payload = run.next_agent_event(run_id, "tool", data, now_ms);
+        self.send_event(requester, "agent", &payload, true);
     }
 
     /// Broadcasts one `chat` event of a run, with the run's current seq.
