@@ -1165,7 +1165,7 @@ impl Gateway {
             .rev()
             .find(|m| m["role"] == "user")
             .map(|m| message_text(m).chars().take(120).collect::<String>());
-        json!({
+        let mut row = json!({
             "key": key,
             "kind": "direct",
             "chatType": "direct",
@@ -1178,8 +1178,6 @@ impl Gateway {
             "archived": false,
             "pinned": false,
             "unread": false,
-            "label": null,
-            "displayName": null,
             "lastMessagePreview": preview,
             "lastInteractionAt": s.updated_at,
             "createdAt": s.created_at,
@@ -1190,7 +1188,12 @@ impl Gateway {
             "hasActiveRun": !active.is_empty(),
             "activeRunIds": active,
             "messageCount": s.total,
-        })
+        });
+        // Clients validate rows with optional, not nullable, fields: absent beats null.
+        if let Some(map) = row.as_object_mut() {
+            map.retain(|_, v| !v.is_null());
+        }
+        row
     }
 
     pub(crate) fn sessions_list_payload(&self, now_ms: u64, request: &RequestFrame) -> Result<Value, ErrorShape> {
