@@ -56,7 +56,7 @@ console.log("ok   the page shows no error");
 await page.screenshot({ path: screenshot });
 
 // A worker that dies mid-run: the run ends with an error, and the page says so.
-const long = Array.from({ length: 60 }, (_, i) => `word${i}`).join(" ");
+const long = Array.from({ length: 150 }, (_, i) => `word${i}`).join(" ");
 await composer.fill(long);
 await composer.press("Enter");
 try {
