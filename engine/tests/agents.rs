@@ -7,16 +7,6 @@ use clawgate_proto::frame::{EventFrame, Frame};
 use common::*;
 use serde_json::{json, Value};
 
-/// The `connect` params of a worker serving `agents`.
-fn worker_params(agents: &[&str]) -> Value {
-    let mut params = cli_params(&[], Some(TOKEN));
-    params["role"] = json!("node");
-    params["client"] = json!({"id": "node-host", "version": "1", "platform": "linux", "mode": "node"});
-    params["caps"] = json!(agents.iter().map(|a| format!("agent:{a}")).collect::<Vec<_>>());
-    params["commands"] = json!(["agent.run"]);
-    params
-}
-
 /// Connects a worker serving `agents`.
 fn worker(b: &mut Bench, agents: &[&str]) -> clawgate_engine::ConnId {
     let node = b.ws(loopback(), &[]);

@@ -90,12 +90,7 @@ fn model_configured_follows_workers_and_the_ui_methods_answer() {
     };
     assert_eq!(defaults(&mut b)["modelConfigured"], false);
     let node = b.ws(loopback(), &[]);
-    let mut params = cli_params(&[], Some(TOKEN));
-    params["role"] = json!("node");
-    params["client"] = json!({"id": "node-host", "version": "1", "platform": "linux", "mode": "node"});
-    params["caps"] = json!(["agent:main"]);
-    params["commands"] = json!(["agent.run"]);
-    assert!(b.connect(node, params).ok);
+    assert!(b.connect(node, worker_params(&["main"])).ok);
     let d = defaults(&mut b);
     assert_eq!(
         (d["modelConfigured"].as_bool(), d["mainSessionKey"].as_str()),

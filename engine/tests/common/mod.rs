@@ -367,6 +367,16 @@ pub fn cli_params(scopes: &[&str], token: Option<&str>) -> Value {
     p
 }
 
+/// The `connect` params of an agent worker serving `agents` (token auth).
+pub fn worker_params(agents: &[&str]) -> Value {
+    let mut params = cli_params(&[], Some(TOKEN));
+    params["role"] = json!("node");
+    params["client"] = json!({"id": "node-host", "version": "1", "platform": "linux", "mode": "node"});
+    params["caps"] = json!(agents.iter().map(|a| format!("agent:{a}")).collect::<Vec<_>>());
+    params["commands"] = json!(["agent.run"]);
+    params
+}
+
 /// Adds a signed device proof to `params` for `nonce`, signed at `signed_at`.
 pub fn with_device(params: &Value, identity: &DeviceIdentity, nonce: &str, signed_at: u64) -> Value {
     let parsed = ConnectParams::parse(&params.to_string()).unwrap();
