@@ -1559,7 +1559,15 @@ impl Gateway {
             })));
         }
         if let Some(done) = self.agents.finished.get(&run_id) {
-            return Some(Ok(agent_final_payload(&run_id, done)));
+            // A repeat of a finished run gets its outcome again, not a second run.
+            return Some(match done.status {
+                "ok" => Ok(agent_final_payload(&run_id, done)),
+                status => Err(ErrorShape::new(
+                    ErrorCode::Unavailable,
+                    done.error.clone().unwrap_or_else(|| format!("run {status}")),
+                )
+                .with_details(json!({"runId": run_id, "status": status}))),
+            });
         }
         let (key, agent) = match self.session_key_for(p.session_key.as_deref(), p.agent_id.as_deref()) {
             Ok(k) => k,

@@ -537,3 +537,32 @@ fn a_worker_calls_tools_only_for_its_own_runs_and_only_the_requester_sees_them()
         "the run's session, not the one the worker named"
     );
 }
+
+#[test]
+fn a_repeated_agent_request_gets_the_first_outcome_and_runs_nothing_again() {
+    let mut b = Bench::with_token();
+    let node = worker(&mut b, &["main"]);
+    let op = b.operator(&["operator.write"]);
+    let send = |b: &mut Bench, id: &str| {
+        let text =
+            json!({"type": "req", "id": id, "method": "agent", "params": {"message": "m", "idempotencyKey": "same"}});
+        b.send_text(op, &text.to_string());
+    };
+    send(&mut b, "a1");
+    let (invoke, _) = invocations(&mut b, node).remove(0);
+    let res = b.request(
+        node,
+        "r",
+        "node.invoke.result",
+        json!({"id": invoke["id"], "nodeId": invoke["nodeId"], "ok": false, "error": {"code": "X", "message": "model down"}}),
+    );
+    assert!(res.ok);
+    b.take_texts(op);
+    send(&mut b, "a2");
+    let answers = b.responses(op);
+    assert_eq!(answers.len(), 1);
+    let (code, message, details) = error_code(&answers[0]);
+    assert_eq!((code.as_str(), message.as_str()), ("UNAVAILABLE", "model down"));
+    assert_eq!(details["status"], "error");
+    assert!(invocations(&mut b, node).is_empty(), "no second run");
+}
