@@ -1043,7 +1043,35 @@ fn a_worker_runs_ls_in_a_sandboxed_session_and_the_requester_sees_tool_events(rt
     let _ = std::fs::remove_dir_all(&state);
 }
 
+fn the_control_ui_bundle_is_served_in_order_on_one_connection(rt: Runtime) {
+    let root = std::env::temp_dir().join(format!("clawgate-conf-ui-{}-{rt:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("assets")).unwrap();
+    std::fs::write(root.join("index.html"), "<html>the app</html>").unwrap();
+    std::fs::write(root.join("assets/app.js"), "let app = 1;").unwrap();
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.control_ui_root = Some(root.display().to_string());
+    let server = Server::start(rt, config);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Three pipelined requests: each file waits for the runtime, the answers keep their order.
+    s.write_all(
+        b"GET /assets/app.js HTTP/1.1\r\nHost: x\r\n\r\nGET /chat HTTP/1.1\r\nHost: x\r\n\r\nGET /../secret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let js = raw.find("let app = 1;").expect("the asset");
+    let app = raw.find("<html>the app</html>").expect("the app's route");
+    let missing = raw.find("HTTP/1.1 404").expect("the escape refused");
+    assert!(js < app && app < missing, "{raw}");
+    assert!(raw.contains("text/javascript") && raw.contains("text/html"), "{raw}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 conformance!(
+    the_control_ui_bundle_is_served_in_order_on_one_connection,
     a_worker_runs_ls_in_a_sandboxed_session_and_the_requester_sees_tool_events,
     chat_streams_from_an_echo_worker_to_readers_only,
     agent_answers_twice_on_one_request_id,
