@@ -395,7 +395,7 @@ impl Gateway {
     // ----- workers -------------------------------------------------------------------------
 
     /// The agents a node-role connection serves (empty for other nodes).
-    fn served_agents(caps: &[String], commands: &[String]) -> Vec<String> {
+    pub(crate) fn served_agents(caps: &[String], commands: &[String]) -> Vec<String> {
         if !commands.iter().any(|c| c == WORKER_COMMAND) {
             return Vec::new();
         }
@@ -496,10 +496,8 @@ impl Gateway {
     /// Presence of the agents: configured ones and the ones workers serve.
     pub(crate) fn agent_presence(&self) -> Vec<Value> {
         let routing = self.config.session_routing();
-        let mut ids: BTreeSet<String> = self.config.tool_policy.agent_ids().collect();
-        ids.insert(routing.default_agent.as_str().to_owned());
-        ids.extend(self.agents.workers.keys().cloned());
-        ids.iter()
+        self.agent_ids()
+            .iter()
             .map(|id| {
                 let workers = self.agents.workers.get(id).map_or(0, Vec::len);
                 let active: Vec<&String> = self
@@ -531,11 +529,6 @@ impl Gateway {
             .collect()
     }
 
-    /// The agents a node serves, for `node.list`.
-    pub(crate) fn worker_agents(&self, caps: &[String], commands: &[String]) -> Vec<String> {
-        Self::served_agents(caps, commands)
-    }
-
     // ----- runs ----------------------------------------------------------------------------
 
     /// Accepts a message: records it in the transcript, then hands it to the agent's worker or
@@ -562,76 +555,79 @@ impl Gateway {
             s.last_run_id = Some(request.run_id.clone());
             s.status = Some("running");
         }
-        let deadline = now_ms.saturating_add(if request.timeout_ms == 0 {
-            u64::MAX / 4
-        } else {
-            request.timeout_ms
-        });
+        let queued = Queued {
+            run_id: request.run_id,
+            session_key: request.session_key,
+            agent_id: request.agent_id,
+            message: request.message,
+            accepted_at: now_ms,
+            timeout_ms: request.timeout_ms,
+        };
+        self.insert_run(&queued, session_id.clone(), request.origin, now_ms);
+        // Health shows runs and queues per agent.
+        self.health_version += 1;
+        self.session_changed(now_ms, &queued.session_key, "run.accepted", Some(&queued.run_id));
+        match worker {
+            Some(w) => {
+                self.send_ack(request.ack);
+                self.dispatch(now_ms, &queued.run_id, w);
+            }
+            None => {
+                let line = format!(
+                    "agent {}: no worker online, run {} queued ({} waiting)",
+                    queued.agent_id,
+                    queued.run_id,
+                    self.agents.queue.len() + 1
+                );
+                self.agents.queue.push_back(queued);
+                self.persist_queue();
+                self.send_ack(request.ack);
+                self.log(now_ms, LogLevel::Info, line);
+            }
+        }
+        self.arm_agents_timer();
+        Ok(session_id)
+    }
+
+    /// Registers a run (not yet on a worker); its deadline counts from `now_ms`.
+    fn insert_run(&mut self, q: &Queued, session_id: String, origin: Origin, now_ms: u64) {
         let mut item = [0u8; 16];
         self.entropy.fill(&mut item);
+        // A timeout of 0 means no limit; far enough away never to come, and safe to add to.
+        let timeout = if q.timeout_ms == 0 { u64::MAX / 4 } else { q.timeout_ms };
         let run = Run {
-            session_key: request.session_key.clone(),
-            session_id: session_id.clone(),
-            agent_id: request.agent_id.clone(),
-            message: request.message.clone(),
+            session_key: q.session_key.clone(),
+            session_id,
+            agent_id: q.agent_id.clone(),
+            message: q.message.clone(),
             worker: None,
-            origin: request.origin,
+            origin,
             seq: 0,
             text: String::new(),
             sent: 0,
             last_delta_ms: 0,
             flush_at: None,
-            accepted_at: now_ms,
+            accepted_at: q.accepted_at,
             started_at: now_ms,
-            deadline,
+            deadline: now_ms.saturating_add(timeout),
             item_id: format!("{}:1", crate::gateway::uuid_v4(item)),
         };
-        self.agents.runs.insert(request.run_id.clone(), run);
-        // Health shows runs and queues per agent.
-        self.health_version += 1;
-        self.session_changed(now_ms, &request.session_key, "run.accepted", Some(&request.run_id));
-        let ack = request.ack;
-        let send_ack = |gw: &mut Gateway| match &ack {
+        self.agents.runs.insert(q.run_id.clone(), run);
+    }
+
+    /// Sends the acknowledgement of an accepted message, after what is to be durable first.
+    fn send_ack(&mut self, ack: Option<Ack>) {
+        match ack {
             Some(Ack::Ws(conn, text)) => {
-                gw.hold_for_persist(*conn);
-                gw.send_text(*conn, text);
+                self.hold_for_persist(conn);
+                self.send_text(conn, &text);
             }
             Some(Ack::Raw(conn, bytes)) => {
-                gw.hold_for_persist(*conn);
-                gw.send_raw(*conn, bytes.clone());
+                self.hold_for_persist(conn);
+                self.push_bytes(conn, bytes);
             }
             None => {}
-        };
-        match worker {
-            Some(w) => {
-                send_ack(self);
-                self.dispatch(now_ms, &request.run_id, w);
-            }
-            None => {
-                self.agents.queue.push_back(Queued {
-                    run_id: request.run_id.clone(),
-                    session_key: request.session_key,
-                    agent_id: request.agent_id.clone(),
-                    message: request.message,
-                    accepted_at: now_ms,
-                    timeout_ms: request.timeout_ms,
-                });
-                self.persist_queue();
-                send_ack(self);
-                self.log(
-                    now_ms,
-                    LogLevel::Info,
-                    format!(
-                        "agent {}: no worker online, run {} queued ({} waiting)",
-                        request.agent_id,
-                        request.run_id,
-                        self.agents.queue.len()
-                    ),
-                );
-            }
         }
-        self.arm_agents_timer();
-        Ok(session_id)
     }
 
     fn persist_queue(&mut self) {
@@ -662,28 +658,7 @@ impl Gateway {
             if !self.agents.runs.contains_key(&q.run_id) {
                 // Restored after a restart: the run is known again, with nobody waiting.
                 let session_id = self.touch_session(now_ms, &q.session_key, &q.agent_id, "run");
-                let mut item = [0u8; 16];
-                self.entropy.fill(&mut item);
-                self.agents.runs.insert(
-                    q.run_id.clone(),
-                    Run {
-                        session_key: q.session_key.clone(),
-                        session_id,
-                        agent_id: q.agent_id.clone(),
-                        message: q.message.clone(),
-                        worker: None,
-                        origin: Origin::Nobody,
-                        seq: 0,
-                        text: String::new(),
-                        sent: 0,
-                        last_delta_ms: 0,
-                        flush_at: None,
-                        accepted_at: q.accepted_at,
-                        started_at: now_ms,
-                        deadline: now_ms.saturating_add(if q.timeout_ms == 0 { u64::MAX / 4 } else { q.timeout_ms }),
-                        item_id: format!("{}:1", crate::gateway::uuid_v4(item)),
-                    },
-                );
+                self.insert_run(&q, session_id, Origin::Nobody, now_ms);
             }
             self.dispatch(now_ms, &q.run_id, worker);
         }
@@ -1091,7 +1066,7 @@ impl Gateway {
     /// Records a message: its id and place in the session go in `__openclaw` (`id`, `seq`), as
     /// OpenClaw's transcripts have them; clients use them to merge history and live events.
     fn append_message(&mut self, now_ms: u64, key: &str, mut message: Value) {
-        let id = self.new_uuid();
+        let id = self.random_uuid();
         let Some(s) = self.agents.sessions.get_mut(key) else {
             return;
         };
@@ -1375,7 +1350,12 @@ impl Gateway {
 
     // ----- methods -------------------------------------------------------------------------
 
-    fn session_key_for(&self, raw: Option<&str>, agent: Option<&str>) -> Result<(String, String), ErrorShape> {
+    /// A request's session key, canonical, and its agent (which must be known).
+    pub(crate) fn session_key_for(
+        &self,
+        raw: Option<&str>,
+        agent: Option<&str>,
+    ) -> Result<(String, String), ErrorShape> {
         let routing = self.config.session_routing();
         let key = routing
             .resolve(raw, agent)
@@ -1393,13 +1373,10 @@ impl Gateway {
     ) -> Option<Result<Value, ErrorShape>> {
         let method = request.method.as_str();
         let result = match method {
-            "chat.send" => match self.chat_send(now_ms, conn, request) {
-                Ok(None) => return None,
-                Ok(Some(v)) => Ok(v),
-                Err(e) => Err(e),
-            },
-            "agent" => return self.agent_call(now_ms, conn, request),
-            "agent.wait" => return self.agent_wait(now_ms, conn, request),
+            // These may answer later: `Ok(None)` becomes `None`.
+            "chat.send" => return self.chat_send(now_ms, conn, request).transpose(),
+            "agent" => return self.agent_call(now_ms, conn, request).transpose(),
+            "agent.wait" => return self.agent_wait(now_ms, conn, request).transpose(),
             "chat.history" => self.chat_history(request),
             "chat.abort" => (|| {
                 let p: ChatAbortParams = request.parse_params().map_err(|e| invalid(method, e))?;
@@ -1457,7 +1434,7 @@ impl Gateway {
                 }
                 Ok(json!({"subscribed": on, "key": key}))
             })(),
-            "node.invoke" => return self.node_invoke(now_ms, conn, request),
+            "node.invoke" => return self.node_invoke(now_ms, conn, request).transpose(),
             "node.invoke.result" => self.node_invoke_result(now_ms, conn, request),
             "node.event" => self.node_event(now_ms, conn, request),
             other => Err(ErrorShape::unknown_method(other)),
@@ -1501,18 +1478,12 @@ impl Gateway {
 
     fn chat_send(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Result<Option<Value>, ErrorShape> {
         let p: ChatSendParams = request.parse_params().map_err(|e| invalid("chat.send", e))?;
-        if p.idempotency_key.trim().is_empty() {
-            return Err(invalid("chat.send", "idempotencyKey must not be empty"));
-        }
-        if p.message.trim().is_empty() {
-            return Err(ErrorShape::new(
-                ErrorCode::InvalidRequest,
-                "message or attachment required",
-            ));
-        }
-        if p.message.len() > MAX_MESSAGE_BYTES {
-            return Err(ErrorShape::new(ErrorCode::InvalidRequest, "message too long"));
-        }
+        check_message(
+            "chat.send",
+            &p.idempotency_key,
+            &p.message,
+            "message or attachment required",
+        )?;
         let run_id = p.idempotency_key;
         if self.agents.runs.contains_key(&run_id) {
             return Ok(Some(json!({"runId": run_id, "status": "in_flight"})));
@@ -1538,45 +1509,31 @@ impl Gateway {
         Ok(None)
     }
 
-    fn agent_call(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Option<Result<Value, ErrorShape>> {
-        let p: AgentParams = match request.parse_params() {
-            Ok(p) => p,
-            Err(e) => return Some(Err(invalid("agent", e))),
-        };
-        if p.idempotency_key.trim().is_empty() {
-            return Some(Err(invalid("agent", "idempotencyKey must not be empty")));
-        }
-        if p.message.trim().is_empty() {
-            return Some(Err(ErrorShape::new(ErrorCode::InvalidRequest, "message required")));
-        }
-        if p.message.len() > MAX_MESSAGE_BYTES {
-            return Some(Err(ErrorShape::new(ErrorCode::InvalidRequest, "message too long")));
-        }
+    fn agent_call(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Result<Option<Value>, ErrorShape> {
+        let p: AgentParams = request.parse_params().map_err(|e| invalid("agent", e))?;
+        check_message("agent", &p.idempotency_key, &p.message, "message required")?;
         let run_id = p.idempotency_key;
         if let Some(run) = self.agents.runs.get(&run_id) {
-            return Some(Ok(json!({
+            return Ok(Some(json!({
                 "runId": run_id, "status": "in_flight", "sessionKey": run.session_key, "agentId": run.agent_id,
             })));
         }
         if let Some(done) = self.agents.finished.get(&run_id) {
             // A repeat of a finished run gets its outcome again, not a second run.
-            return Some(match done.status {
-                "ok" => Ok(agent_final_payload(&run_id, done)),
+            return match done.status {
+                "ok" => Ok(Some(agent_final_payload(&run_id, done))),
                 status => Err(ErrorShape::new(
                     ErrorCode::Unavailable,
                     done.error.clone().unwrap_or_else(|| format!("run {status}")),
                 )
                 .with_details(json!({"runId": run_id, "status": status}))),
-            });
+            };
         }
-        let (key, agent) = match self.session_key_for(p.session_key.as_deref(), p.agent_id.as_deref()) {
-            Ok(k) => k,
-            Err(e) => return Some(Err(e)),
-        };
+        let (key, agent) = self.session_key_for(p.session_key.as_deref(), p.agent_id.as_deref())?;
         let accepted = json!({
             "runId": run_id, "sessionKey": key, "agentId": agent, "status": "accepted", "acceptedAt": now_ms,
         });
-        let started = self.start_run(
+        self.start_run(
             now_ms,
             RunRequest {
                 run_id: run_id.clone(),
@@ -1591,22 +1548,19 @@ impl Gateway {
                 created_via: "run",
                 ack: Some(Ack::Ws(conn, ResponseFrame::ok(request.id.clone(), &accepted).encode())),
             },
-        );
+        )?;
         // Accepted: the final answer follows the run's events.
-        started.err().map(Err)
+        Ok(None)
     }
 
-    fn agent_wait(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Option<Result<Value, ErrorShape>> {
-        let p: AgentWaitParams = match request.parse_params() {
-            Ok(p) => p,
-            Err(e) => return Some(Err(invalid("agent.wait", e))),
-        };
+    fn agent_wait(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Result<Option<Value>, ErrorShape> {
+        let p: AgentWaitParams = request.parse_params().map_err(|e| invalid("agent.wait", e))?;
         if let Some(done) = self.agents.finished.get(&p.run_id) {
-            return Some(Ok(wait_payload(&p.run_id, done)));
+            return Ok(Some(wait_payload(&p.run_id, done)));
         }
         let timeout = p.timeout_ms.unwrap_or(30_000).min(24 * 3_600_000);
         if timeout == 0 {
-            return Some(Ok(json!({"runId": p.run_id, "status": "timeout"})));
+            return Ok(Some(json!({"runId": p.run_id, "status": "timeout"})));
         }
         self.agents.waiters.push(Waiter {
             conn,
@@ -1615,7 +1569,7 @@ impl Gateway {
             deadline: now_ms + timeout,
         });
         self.arm_agents_timer();
-        None
+        Ok(None)
     }
 
     fn chat_history(&self, request: &RequestFrame) -> Result<Value, ErrorShape> {
@@ -1722,45 +1676,33 @@ impl Gateway {
         Ok(json!({"sessionKey": key, "messages": messages}))
     }
 
-    /// Resolves the session key of an HTTP request.
-    pub(crate) fn http_session_key(
-        &self,
-        raw: Option<&str>,
-        agent: Option<&str>,
-    ) -> Result<(String, String), ErrorShape> {
-        self.session_key_for(raw, agent)
+    /// The agent ids that are configured or served by a worker.
+    pub(crate) fn agent_ids(&self) -> BTreeSet<String> {
+        let mut ids: BTreeSet<String> = self.config.tool_policy.agent_ids().collect();
+        ids.insert(self.config.session_routing().default_agent.as_str().to_owned());
+        ids.extend(self.agents.workers.keys().cloned());
+        ids
     }
 
-    /// Whether a worker serves `agent`, and the agent ids that have configuration or workers.
-    pub(crate) fn agent_ids(&self) -> Vec<String> {
-        self.agent_presence()
-            .iter()
-            .filter_map(|a| a["agentId"].as_str().map(str::to_owned))
-            .collect()
-    }
-
-    fn node_invoke(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Option<Result<Value, ErrorShape>> {
-        let p: NodeInvokeParams = match request.parse_params() {
-            Ok(p) => p,
-            Err(e) => return Some(Err(invalid("node.invoke", e))),
-        };
+    fn node_invoke(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Result<Option<Value>, ErrorShape> {
+        let p: NodeInvokeParams = request.parse_params().map_err(|e| invalid("node.invoke", e))?;
         let Some((node_conn, commands)) = self.node_conn(&p.node_id) else {
-            return Some(Err(ErrorShape::new(
+            return Err(ErrorShape::new(
                 ErrorCode::Unavailable,
                 format!("node not connected: {}", p.node_id),
-            )));
+            ));
         };
         if !commands.contains(&p.command) || p.command == WORKER_COMMAND {
-            return Some(Err(ErrorShape::new(
+            return Err(ErrorShape::new(
                 ErrorCode::InvalidRequest,
                 format!(
                     "node command not allowed: \"{}\" is not declared by node {}",
                     p.command, p.node_id
                 ),
             )
-            .with_details(json!({"reason": "command not declared", "command": p.command}))));
+            .with_details(json!({"reason": "command not declared", "command": p.command})));
         }
-        let id = self.new_uuid();
+        let id = self.random_uuid();
         let timeout = p.timeout_ms.unwrap_or(30_000).clamp(1, 600_000);
         let params = p.params.unwrap_or(json!({}));
         let payload = json!({
@@ -1784,7 +1726,7 @@ impl Gateway {
             },
         );
         self.arm_agents_timer();
-        None
+        Ok(None)
     }
 
     fn node_invoke_result(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Result<Value, ErrorShape> {
@@ -1878,6 +1820,20 @@ impl Gateway {
 /// The keys of the entries of `map` that satisfy `pred` (collected, so the map can change).
 fn ids_where<T>(map: &HashMap<String, T>, pred: impl Fn(&T) -> bool) -> Vec<String> {
     map.iter().filter(|(_, v)| pred(v)).map(|(k, _)| k.clone()).collect()
+}
+
+/// The checks `chat.send` and `agent` share: a run id, and a message that fits.
+fn check_message(method: &str, idempotency_key: &str, message: &str, empty: &str) -> Result<(), ErrorShape> {
+    if idempotency_key.trim().is_empty() {
+        return Err(invalid(method, "idempotencyKey must not be empty"));
+    }
+    if message.trim().is_empty() {
+        return Err(ErrorShape::new(ErrorCode::InvalidRequest, empty));
+    }
+    if message.len() > MAX_MESSAGE_BYTES {
+        return Err(ErrorShape::new(ErrorCode::InvalidRequest, "message too long"));
+    }
+    Ok(())
 }
 
 fn wait_payload(run_id: &str, done: &Finished) -> Value {

@@ -62,7 +62,8 @@ pub fn bundle_path(path: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// `%XX` decoding of a path; `None` for a bad escape or bytes that are not UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -169,7 +170,7 @@ impl Gateway {
     /// The runtime read (or failed to find) a file of the bundle: answers the request and serves
     /// what the client pipelined behind it.
     pub fn handle_static_response(&mut self, now_ms: u64, request: &StaticRequest, response: &Response) {
-        self.finish_deferred_http_head(now_ms, request.conn, response, request.head_only, request.keep_alive);
+        self.finish_deferred_http(now_ms, request.conn, response, request.head_only, request.keep_alive);
     }
 
     fn control_ui_config(&self) -> Value {
@@ -211,12 +212,7 @@ impl Gateway {
     }
 
     /// The Control UI's methods.
-    pub(crate) fn call_control_ui_method(
-        &mut self,
-        now_ms: u64,
-        conn: ConnId,
-        request: &RequestFrame,
-    ) -> Result<Value, ErrorShape> {
+    pub(crate) fn call_control_ui_method(&self, now_ms: u64, request: &RequestFrame) -> Result<Value, ErrorShape> {
         let params: Value = request.parse_params().unwrap_or(Value::Null);
         let method = request.method.as_str();
         let agent_param = params["agentId"].as_str();
@@ -298,10 +294,7 @@ impl Gateway {
                     "metadata": {},
                 })
             }
-            other => {
-                let _ = conn;
-                return Err(ErrorShape::unknown_method(other));
-            }
+            other => return Err(ErrorShape::unknown_method(other)),
         })
     }
 }
@@ -316,6 +309,11 @@ mod tests {
         assert_eq!(bundle_path("/assets/app.js").as_deref(), Some("assets/app.js"));
         assert_eq!(bundle_path("/chat").as_deref(), Some("chat"));
         assert_eq!(bundle_path("/a%20b.css").as_deref(), Some("a b.css"));
+        assert_eq!(
+            percent_decode("agent%3Amain%3Amain").as_deref(),
+            Some("agent:main:main")
+        );
+        assert_eq!(percent_decode("a%2"), None);
         for bad in [
             "/../etc/passwd",
             "/assets/../../x",

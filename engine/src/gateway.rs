@@ -508,11 +508,7 @@ impl Gateway {
         }
     }
 
-    pub(crate) fn new_uuid(&mut self) -> String {
-        self.random_uuid()
-    }
-
-    fn random_uuid(&mut self) -> String {
+    pub(crate) fn random_uuid(&mut self) -> String {
         let mut b = [0u8; 16];
         self.entropy.fill(&mut b);
         uuid_v4(b)
@@ -592,7 +588,7 @@ impl Gateway {
         self.log(
             now_ms,
             LogLevel::Error,
-            format!("could not persist pairing state: {error}"),
+            format!("could not persist gateway state: {error}"),
         );
         self.deferred_broadcasts.retain(|(s, _, _)| *s > seq);
         let waiting: Vec<ConnId> = self
@@ -849,7 +845,8 @@ impl Gateway {
         }
     }
 
-    fn push_bytes(&mut self, conn: ConnId, bytes: Vec<u8>) {
+    /// Queues bytes for a connection (held back while an acknowledged write is not durable).
+    pub(crate) fn push_bytes(&mut self, conn: ConnId, bytes: Vec<u8>) {
         if bytes.is_empty() {
             return;
         }
@@ -992,11 +989,6 @@ impl Gateway {
         self.send_text(conn, &text);
     }
 
-    /// Bytes for an HTTP connection whose answer streams.
-    pub(crate) fn send_raw(&mut self, conn: ConnId, bytes: Vec<u8>) {
-        self.push_bytes(conn, bytes);
-    }
-
     /// The streamed answer of a deferred HTTP request is complete: later pipelined requests are
     /// served, or the connection closes.
     pub(crate) fn end_streamed_http(&mut self, now_ms: u64, conn: ConnId, keep_alive: bool) {
@@ -1035,22 +1027,6 @@ impl Gateway {
 
     pub(crate) fn refresh_session_defaults(&mut self) {
         self.cache.session_defaults = session_defaults(&self.config, self.model_configured());
-    }
-
-    /// Sends the answer of a deferred HTTP request (possibly for `HEAD`), then serves what the
-    /// client pipelined behind it.
-    pub(crate) fn finish_deferred_http_head(
-        &mut self,
-        now_ms: u64,
-        conn: ConnId,
-        response: &Response,
-        head_only: bool,
-        keep_alive: bool,
-    ) {
-        let Some(c) = self.conns.get_mut(&conn) else { return };
-        c.http_busy = false;
-        self.send_http(conn, response, head_only, keep_alive && !self.stopping);
-        self.drive_http(now_ms, conn);
     }
 
     pub(crate) fn schedule_agents_timer(&mut self, at: u64) {
@@ -1158,10 +1134,17 @@ impl Gateway {
 
     /// Sends the answer of an HTTP request that waited (for a tool), then serves what the client
     /// pipelined behind it.
-    pub(crate) fn finish_deferred_http(&mut self, now_ms: u64, conn: ConnId, response: &Response, keep_alive: bool) {
+    pub(crate) fn finish_deferred_http(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        response: &Response,
+        head_only: bool,
+        keep_alive: bool,
+    ) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         c.http_busy = false;
-        self.send_http(conn, response, false, keep_alive && !self.stopping);
+        self.send_http(conn, response, head_only, keep_alive && !self.stopping);
         self.drive_http(now_ms, conn);
     }
 
@@ -1910,7 +1893,7 @@ impl Gateway {
                 }
             }
             Ok(()) if crate::control_ui::CONTROL_UI_METHODS.contains(&request.method.as_str()) => {
-                match self.call_control_ui_method(now_ms, conn, &request) {
+                match self.call_control_ui_method(now_ms, &request) {
                     Ok(payload) => ResponseFrame::ok(request.id.clone(), &payload),
                     Err(e) => ResponseFrame::err(request.id.clone(), e),
                 }

@@ -80,7 +80,7 @@ impl Gateway {
                 "sessionHost": false,
                 "nodePluginTools": [],
                 "pathEnv": node.path_env,
-                "agents": self.worker_agents(&node.caps, &node.commands),
+                "agents": Self::served_agents(&node.caps, &node.commands),
                 "approvalState": if paired.is_some() { "approved" } else { "unpaired" },
                 "connectedAtMs": node.connected_at_ms,
                 "lastConnectedAtMs": node.connected_at_ms,

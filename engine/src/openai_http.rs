@@ -146,7 +146,10 @@ impl Gateway {
         } else {
             return None;
         };
-        let key = percent_decode(encoded_key);
+        // Session keys in paths may be percent-encoded (`agent%3Amain%3Amain`).
+        let Some(key) = crate::control_ui::percent_decode(encoded_key) else {
+            return Some(Some(Response::text(404, "Not Found")));
+        };
         let allowed = if kind == "messages" { "POST" } else { "GET" };
         if !is(allowed) {
             let allow = if kind == "messages" { "POST" } else { "GET, HEAD" };
@@ -203,12 +206,12 @@ impl Gateway {
         let raw_key = match (request.header("x-openclaw-session-key"), &body.user) {
             (Some(k), _) => k.to_owned(),
             (None, Some(user)) => format!("openai-user:{user}"),
-            (None, None) => format!("openai:{}", self.new_uuid()),
+            (None, None) => format!("openai:{}", self.random_uuid()),
         };
         let (key, agent) = self
-            .http_session_key(Some(&raw_key), agent)
+            .session_key_for(Some(&raw_key), agent)
             .map_err(|e| openai_error(400, "invalid_request_error", &e.message))?;
-        let id = format!("chatcmpl_{}", self.new_uuid());
+        let id = format!("chatcmpl_{}", self.random_uuid());
         let include_usage = body
             .stream_options
             .as_ref()
@@ -225,7 +228,7 @@ impl Gateway {
             )));
             bytes
         });
-        let run_id = self.new_uuid();
+        let run_id = self.random_uuid();
         self.start_http_run(
             now_ms,
             RunRequest {
@@ -279,13 +282,13 @@ impl Gateway {
             return Err(openai_error(413, "invalid_request_error", "Message too long."));
         }
         let (key, agent) = self
-            .http_session_key(Some(raw_key), None)
+            .session_key_for(Some(raw_key), None)
             .map_err(|e| openai_error(400, "invalid_request_error", &e.message))?;
         let stream = request.header_has_token("accept", "text/event-stream")
             || request
                 .header("accept")
                 .is_some_and(|a| a.contains("text/event-stream"));
-        let run_id = self.new_uuid();
+        let run_id = self.random_uuid();
         let ack = stream.then(|| {
             let mut bytes = sse_head();
             let start = json!({"type": "run.started", "runId": run_id, "sessionKey": key});
@@ -342,7 +345,7 @@ impl Gateway {
             }
             HttpShape::SessionMessage => json!({"type": "delta", "runId": run_id, "delta": delta}).to_string(),
         };
-        self.send_raw(conn, sse_chunk(&data));
+        self.push_bytes(conn, sse_chunk(&data));
     }
 
     /// The end of a run started over HTTP: the last events of a stream, or the whole answer.
@@ -391,7 +394,7 @@ impl Gateway {
                 }
             }
             encode_last_chunk(&mut out);
-            self.send_raw(http.conn, out);
+            self.push_bytes(http.conn, out);
             self.end_streamed_http(now_ms, http.conn, http.keep_alive);
             return;
         }
@@ -423,6 +426,7 @@ impl Gateway {
             now_ms,
             http.conn,
             &response.header("Cache-Control", "no-store"),
+            false,
             http.keep_alive,
         );
     }
@@ -431,28 +435,6 @@ impl Gateway {
 fn usage(prompt_chars: usize, completion_chars: usize) -> Value {
     let (p, c) = (tokens(prompt_chars), tokens(completion_chars));
     json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
-}
-
-/// `%XX` decoding of a path segment (a session key may hold `:`).
-fn percent_decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(hi << 4 | lo);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -466,12 +448,5 @@ mod tests {
         assert_eq!(agent_of_model("openclaw/ops"), Some(Some("ops")));
         assert_eq!(agent_of_model("agent:ops"), Some(Some("ops")));
         assert_eq!(agent_of_model("gpt-4"), None);
-    }
-
-    #[test]
-    fn keys_are_percent_decoded() {
-        assert_eq!(percent_decode("agent%3Amain%3Amain"), "agent:main:main");
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%zz"), "%zz");
     }
 }

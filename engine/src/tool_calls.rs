@@ -325,7 +325,7 @@ impl Gateway {
             ToolReply::Http { conn, keep_alive } => {
                 let outcome = outcome.as_ref().map(|(_, output)| &**output);
                 let response = crate::http_routes::tool_http_response(pending.tool, outcome);
-                self.finish_deferred_http(now_ms, conn, &response, keep_alive);
+                self.finish_deferred_http(now_ms, conn, &response, false, keep_alive);
             }
         }
     }
