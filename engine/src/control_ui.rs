@@ -82,6 +82,42 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The content type of a bundle file, by extension.
+pub fn content_type(path: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    match name.rsplit_once('.').map_or("", |(_, ext)| ext) {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json; charset=utf-8",
+        "webmanifest" => "application/manifest+json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "woff" => "font/woff",
+        "ttf" => "font/ttf",
+        "wasm" => "application/wasm",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The caching of a bundle file: hashed assets for a year, the page and its service worker
+/// revalidated every time, the rest for an hour.
+pub fn cache_control(path: &str) -> &'static str {
+    if path.starts_with("assets/") {
+        "public, max-age=31536000, immutable"
+    } else if path == "index.html" || path == "sw.js" {
+        "no-cache"
+    } else {
+        "public, max-age=3600"
+    }
+}
+
 /// The page shown at `/` when no bundle is configured.
 const NO_BUNDLE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Clawgate</title></head><body>\
 <h1>Clawgate</h1><p>This gateway serves no Control UI. Point it at a bundle, for example the one inside the \

@@ -330,33 +330,10 @@ pub fn load_transcripts(state_dir: &Path) -> io::Result<Vec<String>> {
     Ok(texts)
 }
 
-/// The content type of a bundle file, by extension.
-fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "html" => "text/html; charset=utf-8",
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "json" | "map" => "application/json; charset=utf-8",
-        "webmanifest" => "application/manifest+json",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "webp" => "image/webp",
-        "gif" => "image/gif",
-        "ico" => "image/x-icon",
-        "woff2" => "font/woff2",
-        "woff" => "font/woff",
-        "ttf" => "font/ttf",
-        "wasm" => "application/wasm",
-        "txt" => "text/plain; charset=utf-8",
-        _ => "application/octet-stream",
-    }
-}
-
 /// The answer for a file of the Control UI bundle. The file must resolve (symlinks included)
-/// inside the bundle's folder; an SPA route that names no file gets `index.html`. Hashed assets
-/// are cached for a year, `index.html` and the service worker are revalidated, the rest cached an
-/// hour; a precompressed `.br` or `.gz` sibling is sent to clients that accept it.
+/// inside the bundle's folder; an SPA route that names no file gets `index.html`; a
+/// precompressed `.br` or `.gz` sibling is sent to clients that accept it. Content types and
+/// caching are the engine's (`control_ui::content_type`, `control_ui::cache_control`).
 pub fn static_file(request: &clawgate_engine::control_ui::StaticRequest) -> clawgate_proto::http::Response {
     use clawgate_proto::http::Response;
     let not_found = || Response::text(404, "Not Found");
@@ -393,16 +370,10 @@ pub fn static_file(request: &clawgate_engine::control_ui::StaticRequest) -> claw
     let Ok(body) = std::fs::read(&body_file) else {
         return Response::text(500, "Internal Server Error");
     };
-    let cache = if name.starts_with("assets/") {
-        "public, max-age=31536000, immutable"
-    } else if name == "index.html" || name == "sw.js" {
-        "no-cache"
-    } else {
-        "public, max-age=3600"
-    };
+    use clawgate_engine::control_ui::{cache_control, content_type};
     let mut response = Response::new(200)
-        .header("Content-Type", content_type(&file))
-        .header("Cache-Control", cache)
+        .header("Content-Type", content_type(name))
+        .header("Cache-Control", cache_control(name))
         .body(body);
     if let Some(e) = encoding {
         response = response.header("Content-Encoding", e);
