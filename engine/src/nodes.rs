@@ -95,7 +95,8 @@ impl Gateway {
             nodes.insert(node_id, entry);
         }
         for (id, device) in &self.pairing.paired {
-            let is_node = device.roles.iter().any(|r| r == "node") || device.role.as_deref() == Some("node");
+            let is_node =
+                device.roles.iter().any(|r| r == "node") || device.description.role.as_deref() == Some("node");
             if !is_node || nodes.contains_key(id) {
                 continue;
             }
@@ -103,11 +104,11 @@ impl Gateway {
                 id.clone(),
                 json!({
                     "nodeId": id,
-                    "displayName": device.display_name,
-                    "platform": device.platform,
-                    "clientId": device.client_id,
-                    "clientMode": device.client_mode,
-                    "deviceFamily": device.device_family,
+                    "displayName": device.description.display_name,
+                    "platform": device.description.platform,
+                    "clientId": device.description.client_id,
+                    "clientMode": device.description.client_mode,
+                    "deviceFamily": device.description.device_family,
                     "caps": [],
                     "commands": [],
                     "approvalState": "approved",

@@ -11,13 +11,11 @@ use std::collections::BTreeMap;
 /// How long a pending request waits for an operator.
 pub const PENDING_TTL_MS: u64 = 5 * 60_000;
 
-/// A request for approval.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a device says about itself when it asks: kept on its request and, once approved, on
+/// its record (the same keys in both of OpenClaw's files).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PendingRequest {
-    pub request_id: String,
-    pub device_id: String,
-    pub public_key: String,
+pub struct DeviceDescription {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,12 +28,38 @@ pub struct PendingRequest {
     pub client_mode: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_ip: Option<String>,
+}
+
+impl DeviceDescription {
+    /// This description, completed with what `older` says where this one says nothing.
+    fn or(self, older: DeviceDescription) -> DeviceDescription {
+        DeviceDescription {
+            display_name: self.display_name.or(older.display_name),
+            platform: self.platform.or(older.platform),
+            device_family: self.device_family.or(older.device_family),
+            client_id: self.client_id.or(older.client_id),
+            client_mode: self.client_mode.or(older.client_mode),
+            role: self.role.or(older.role),
+            remote_ip: self.remote_ip.or(older.remote_ip),
+        }
+    }
+}
+
+/// A request for approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRequest {
+    pub request_id: String,
+    pub device_id: String,
+    pub public_key: String,
+    #[serde(flatten)]
+    pub description: DeviceDescription,
     #[serde(default)]
     pub roles: Vec<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote_ip: Option<String>,
     #[serde(default)]
     pub silent: bool,
     #[serde(default)]
@@ -66,28 +90,16 @@ pub struct DeviceToken {
 pub struct PairedDevice {
     pub device_id: String,
     pub public_key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
+    #[serde(flatten)]
+    pub description: DeviceDescription,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_label: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device_family: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_mode: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
     #[serde(default)]
     pub approved_scopes: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub remote_ip: Option<String>,
     #[serde(default)]
     pub tokens: BTreeMap<String, DeviceToken>,
     pub created_at_ms: u64,
@@ -223,8 +235,8 @@ impl PairingStore {
                 .filter(|p| !p.is_empty())
                 .is_some_and(|p| normalize_metadata(p) != normalize_metadata(claimed.unwrap_or("")))
         };
-        if pinned_differs(&device.platform, Some(claim.platform))
-            || pinned_differs(&device.device_family, claim.device_family)
+        if pinned_differs(&device.description.platform, Some(claim.platform))
+            || pinned_differs(&device.description.device_family, claim.device_family)
         {
             return Err(PairingReason::MetadataUpgrade);
         }
@@ -272,15 +284,17 @@ impl PairingStore {
             request_id: request_id.clone(),
             device_id: claim.device_id.to_owned(),
             public_key: claim.public_key.to_owned(),
-            display_name: claim.display_name.map(str::to_owned),
-            platform: Some(claim.platform.to_owned()),
-            device_family: claim.device_family.map(str::to_owned),
-            client_id: Some(claim.client_id.to_owned()),
-            client_mode: Some(claim.client_mode.to_owned()),
-            role: Some(claim.role.to_owned()),
+            description: DeviceDescription {
+                display_name: claim.display_name.map(str::to_owned),
+                platform: Some(claim.platform.to_owned()),
+                device_family: claim.device_family.map(str::to_owned),
+                client_id: Some(claim.client_id.to_owned()),
+                client_mode: Some(claim.client_mode.to_owned()),
+                role: Some(claim.role.to_owned()),
+                remote_ip: claim.remote_ip.clone(),
+            },
             roles: merged_roles,
             scopes: merged_scopes,
-            remote_ip: claim.remote_ip.clone(),
             silent: false,
             is_repair,
             ts: if existing.is_empty() { now_ms } else { ts },
@@ -327,28 +341,16 @@ impl PairingStore {
         let mut device = existing.unwrap_or(PairedDevice {
             device_id: request.device_id.clone(),
             public_key: request.public_key.clone(),
-            display_name: None,
+            description: DeviceDescription::default(),
             operator_label: None,
-            platform: None,
-            device_family: None,
-            client_id: None,
-            client_mode: None,
-            role: None,
             roles: Vec::new(),
             scopes: Vec::new(),
             approved_scopes: Vec::new(),
-            remote_ip: None,
             tokens: BTreeMap::new(),
             created_at_ms: now_ms,
             approved_at_ms: now_ms,
         });
-        device.display_name = request.display_name.clone().or(device.display_name);
-        device.platform = request.platform.clone().or(device.platform);
-        device.device_family = request.device_family.clone().or(device.device_family);
-        device.client_id = request.client_id.clone().or(device.client_id);
-        device.client_mode = request.client_mode.clone().or(device.client_mode);
-        device.role = request.role.clone().or(device.role);
-        device.remote_ip = request.remote_ip.clone().or(device.remote_ip);
+        device.description = request.description.clone().or(device.description);
         device.roles = union(&device.roles, &request.roles);
         device.approved_scopes = union(&device.approved_scopes, &request.scopes);
         device.scopes = device.approved_scopes.clone();
@@ -540,6 +542,20 @@ impl PairingStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_description_is_stored_flat_as_in_openclaw_files() {
+        let text = r#"{"deviceId":"d","publicKey":"k","displayName":"Desk","platform":"linux","clientId":"cli",
+            "clientMode":"cli","role":"operator","remoteIp":"10.0.0.2","roles":["operator"],"scopes":[],
+            "tokens":{},"createdAtMs":1,"approvedAtMs":2}"#;
+        let device: PairedDevice = serde_json::from_str(text).unwrap();
+        assert_eq!(device.description.display_name.as_deref(), Some("Desk"));
+        assert_eq!(device.description.remote_ip.as_deref(), Some("10.0.0.2"));
+        // Written back with the same flat keys (and `approvedScopes`, which is always written).
+        let mut expected: serde_json::Value = serde_json::from_str(text).unwrap();
+        expected["approvedScopes"] = serde_json::json!([]);
+        assert_eq!(serde_json::to_value(&device).unwrap(), expected);
+    }
 
     fn claim<'a>(id: &'a str, key: &'a str, role: &'a str, scopes: &'a [String]) -> DeviceClaim<'a> {
         DeviceClaim {
