@@ -44,26 +44,14 @@ BUNDLE=$(dirname "$OPENCLAW")/dist/control-ui
 [ -f "$BUNDLE/index.html" ] || { echo "no Control UI bundle at $BUNDLE"; exit 1; }
 [ -x "$BINARY" ] || cargo build --quiet --bin clawgate
 
-WORK=$(mktemp -d)
-GW_PID=
-WORKER_PID=
-cleanup() {
-  # A worker may be gone already; under set -e a failed kill would become the exit status.
-  [ -n "$WORKER_PID" ] && kill "$WORKER_PID" 2>/dev/null || true
-  [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. scripts/lib.sh
+PORT=$(free_port)
 TOKEN=ui-$RANDOM$RANDOM
 "$BINARY" gateway run --port "$PORT" --token "$TOKEN" --state-dir "$WORK/state" --control-ui "$BUNDLE" \
   > "$WORK/gateway.log" 2>&1 &
 GW_PID=$!
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/health" > /dev/null 2>&1 && break; sleep 0.05; done
-"$BINARY" agent --backend echo --delay-ms 30 --url "ws://127.0.0.1:$PORT" --token "$TOKEN" > "$WORK/worker.log" 2>&1 &
-WORKER_PID=$!
-for _ in $(seq 1 100); do grep -q "agent main: worker" "$WORK/gateway.log" && break; sleep 0.05; done
+wait_for_health "$PORT" || { cat "$WORK/gateway.log"; echo "clawgate did not start"; exit 1; }
+start_echo_worker "ws://127.0.0.1:$PORT" "$TOKEN" 30 "$WORK/gateway.log" || { echo "the worker did not register"; exit 1; }
 
 mkdir -p "$(dirname "$SCREENSHOT")"
 # Node resolves `playwright-core` next to the script, so the script runs from the cache folder.

@@ -25,18 +25,7 @@ OPENCLAW=${paths#*:}
 export PATH="$NODE_BIN:$PATH"
 [ -x "$BINARY" ] || cargo build --quiet --bin clawgate
 
-WORK=$(mktemp -d)
-GW_PID=
-WORKER_PID=
-cleanup() {
-  # A worker may be gone already; under set -e a failed kill would become the exit status.
-  [ -n "$WORKER_PID" ] && kill "$WORKER_PID" 2>/dev/null || true
-  [ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/lib.sh
 PORT=$(free_port)
 TOKEN=interop-$RANDOM$RANDOM
 URL=ws://127.0.0.1:$PORT
@@ -45,11 +34,7 @@ runtime_flag=()
 if [ "$RUNTIME" != smol ]; then runtime_flag=(--runtime "$RUNTIME"); fi
 "$BINARY" gateway run --port "$PORT" --token "$TOKEN" --state-dir "$WORK/gateway-state" "${runtime_flag[@]}" > "$WORK/gateway.log" 2>&1 &
 GW_PID=$!
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$PORT/health" > /dev/null 2>&1 && break
-  sleep 0.05
-done
-curl -fsS "http://127.0.0.1:$PORT/health" > /dev/null || { cat "$WORK/gateway.log"; echo "clawgate did not start"; exit 1; }
+wait_for_health "$PORT" || { cat "$WORK/gateway.log"; echo "clawgate did not start"; exit 1; }
 
 passed=0
 failed=0
@@ -122,7 +107,7 @@ PAIR_PORT=$(free_port)
 "$BINARY" gateway run --port "$PAIR_PORT" --token "$TOKEN" --state-dir "$WORK/pairing-state" --no-auto-approve-local \
   "${runtime_flag[@]}" > "$WORK/pairing-gateway.log" 2>&1 &
 PAIR_PID=$!
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PAIR_PORT/health" > /dev/null 2>&1 && break; sleep 0.05; done
+wait_for_health "$PAIR_PORT" || true
 PAIR_URL=ws://127.0.0.1:$PAIR_PORT
 export CLAWGATE_DEVICE_SEED=$(python3 -c 'import os; print(os.urandom(32).hex())')
 device() { set +e; DEVICE_OUT=$("$DEVICE_CLIENT" "$PAIR_URL" "$TOKEN" health 2>&1); DEVICE_RC=$?; set -e; }
@@ -240,7 +225,7 @@ cfgset gateway.controlUi.allowedOrigins '["https://ui.example"]' --strict-json
 env -u OPENCLAW_GATEWAY_TOKEN -u OPENCLAW_GATEWAY_PORT OPENCLAW_CONFIG_PATH="$CFG_STATE/openclaw.json" \
   "$BINARY" gateway run --state-dir "$CFG_STATE/gateway" "${runtime_flag[@]}" > "$WORK/config-gateway.log" 2>&1 &
 CFG_PID=$!
-for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$CFG_PORT/health" > /dev/null 2>&1 && break; sleep 0.05; done
+wait_for_health "$CFG_PORT" || true
 cli node "$OPENCLAW" gateway call health --url "ws://127.0.0.1:$CFG_PORT" --token "cfg-$TOKEN" --json
 check "starts on a file written by openclaw config set (port and token from it)" 0 "d['ok'] is True"
 OUT=$(cat "$WORK/config-gateway.log") RC=0
@@ -267,13 +252,7 @@ kill "$CFG_PID" 2>/dev/null; wait "$CFG_PID" 2>/dev/null || true
 
 # Agents: Clawgate's echo worker serves agent main on the first gateway; the real CLI's `agent`
 # command, curl and the official `openai` Python client get its replies.
-"$BINARY" agent --agent main --backend echo --delay-ms 10 --url "$URL" --token "$TOKEN" > "$WORK/worker.log" 2>&1 &
-WORKER_PID=$!
-for _ in $(seq 1 100); do
-  curl -fsS -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/v1/models" > /dev/null 2>&1 && \
-    grep -q "agent main: worker" "$WORK/gateway.log" && break
-  sleep 0.05
-done
+start_echo_worker "$URL" "$TOKEN" 10 "$WORK/gateway.log" || true
 cli env OPENCLAW_GATEWAY_URL="$URL" OPENCLAW_GATEWAY_TOKEN="$TOKEN" node "$OPENCLAW" agent --agent main -m "hello from openclaw" --json
 check "openclaw agent --agent main --json gets the echo worker's reply" 0 \
   "d['status'] == 'ok' and d['summary'] == 'completed' and d['result']['payloads'][0]['text'] == 'hello from openclaw'"

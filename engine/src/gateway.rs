@@ -591,13 +591,7 @@ impl Gateway {
             format!("could not persist gateway state: {error}"),
         );
         self.deferred_broadcasts.retain(|(s, _, _)| *s > seq);
-        let waiting: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.hold_until.is_some_and(|h| h <= seq))
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in waiting {
+        for conn in self.held_through(seq) {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.hold_until = None;
                 c.held.clear();
@@ -607,15 +601,18 @@ impl Gateway {
         }
     }
 
+    /// The connections whose output waits for persist outputs up to `seq`.
+    fn held_through(&self, seq: u64) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.hold_until.is_some_and(|h| h <= seq))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     fn release_persisted(&mut self, now_ms: u64) {
         let done = self.persisted_seq;
-        let ready: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.hold_until.is_some_and(|h| h <= done))
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in ready {
+        for conn in self.held_through(done) {
             let Some(c) = self.conns.get_mut(&conn) else { continue };
             c.hold_until = None;
             let held = std::mem::take(&mut c.held);
