@@ -1878,34 +1878,36 @@ impl Gateway {
             self.close_ws(conn, &CloseFrame::new(code::AUTH_CHANGED, "gateway auth changed"));
             return;
         }
-        let response = match authorize(session.role, session.scopes, &request.method) {
-            Err(denied) => ResponseFrame::err(request.id.clone(), denied.to_error()),
-            Ok(()) if request.method == "tools.invoke" => {
+        use crate::methods::MethodGroup;
+        let group = crate::methods::method_group(&request.method);
+        let known = request.method == "connect" || group.is_some();
+        let response = match (authorize(session.role, session.scopes, &request.method), group) {
+            (Err(denied), _) => ResponseFrame::err(request.id.clone(), denied.to_error()),
+            (Ok(()), Some(MethodGroup::Tools)) => {
                 let caller = session.device_id.clone();
                 match self.start_tool_call(now_ms, conn, caller, &request) {
                     // Answered when the tool has run.
-                    Ok(None) => return,
+                    Ok(None) => {
+                        self.metrics.request(&request.method, true, true);
+                        return;
+                    }
                     Ok(Some(payload)) => ResponseFrame::ok_raw(request.id.clone(), payload),
                     Err(e) => ResponseFrame::err(request.id.clone(), e),
                 }
             }
-            Ok(()) if crate::control_ui::CONTROL_UI_METHODS.contains(&request.method.as_str()) => {
-                match self.call_control_ui_method(now_ms, &request) {
-                    Ok(payload) => ResponseFrame::ok(request.id.clone(), &payload),
-                    Err(e) => ResponseFrame::err(request.id.clone(), e),
+            (Ok(()), Some(MethodGroup::ControlUi)) => match self.call_control_ui_method(now_ms, &request) {
+                Ok(payload) => ResponseFrame::ok(request.id.clone(), &payload),
+                Err(e) => ResponseFrame::err(request.id.clone(), e),
+            },
+            (Ok(()), Some(MethodGroup::Agents)) => match self.call_agent_method(now_ms, conn, &request) {
+                None => {
+                    self.metrics.request(&request.method, true, true);
+                    return;
                 }
-            }
-            Ok(()) if crate::agents::AGENT_METHODS.contains(&request.method.as_str()) => {
-                match self.call_agent_method(now_ms, conn, &request) {
-                    None => {
-                        self.metrics.request(&request.method, true, true);
-                        return;
-                    }
-                    Some(Ok(payload)) => ResponseFrame::ok(request.id.clone(), &payload),
-                    Some(Err(e)) => ResponseFrame::err(request.id.clone(), e),
-                }
-            }
-            Ok(()) if crate::pairing_methods::PAIRING_METHODS.contains(&request.method.as_str()) => {
+                Some(Ok(payload)) => ResponseFrame::ok(request.id.clone(), &payload),
+                Some(Err(e)) => ResponseFrame::err(request.id.clone(), e),
+            },
+            (Ok(()), Some(MethodGroup::Pairing)) => {
                 let caller = crate::pairing_methods::Caller {
                     scopes: session.scopes,
                     device_id: session.device_id.clone(),
@@ -1915,7 +1917,7 @@ impl Gateway {
                     Err(e) => ResponseFrame::err(request.id.clone(), e),
                 }
             }
-            Ok(()) => {
+            (Ok(()), Some(MethodGroup::Core) | None) => {
                 use crate::idempotency::{CachedAnswer, IdempotencyCache};
                 let admin = session.is_admin();
                 let key = IdempotencyCache::key_for(&request.method, request.params_text());
@@ -1940,7 +1942,6 @@ impl Gateway {
                 }
             }
         };
-        let known = request.method == "connect" || crate::methods::implemented_methods().any(|m| m == request.method);
         self.metrics.request(&request.method, known, response.ok);
         self.send_text(conn, &response.encode());
         if let Some(frame) = self.conns.get_mut(&conn).and_then(|c| c.close_after_answer.take()) {

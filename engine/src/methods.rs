@@ -33,6 +33,41 @@ pub fn implemented_methods() -> impl Iterator<Item = &'static str> {
         .copied()
 }
 
+/// Which module answers a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MethodGroup {
+    /// [`Gateway::call_method`] (with idempotent replays).
+    Core,
+    /// `tools.invoke`: answered when the tool has run.
+    Tools,
+    /// [`crate::pairing_methods::PAIRING_METHODS`].
+    Pairing,
+    /// [`crate::agents::AGENT_METHODS`].
+    Agents,
+    /// [`crate::control_ui::CONTROL_UI_METHODS`].
+    ControlUi,
+}
+
+/// The module of an implemented method, found with one lookup on every request.
+pub(crate) fn method_group(method: &str) -> Option<MethodGroup> {
+    static GROUPS: std::sync::LazyLock<std::collections::HashMap<&'static str, MethodGroup>> =
+        std::sync::LazyLock::new(|| {
+            let tables: [(&[&str], MethodGroup); 4] = [
+                (METHODS, MethodGroup::Core),
+                (crate::pairing_methods::PAIRING_METHODS, MethodGroup::Pairing),
+                (crate::agents::AGENT_METHODS, MethodGroup::Agents),
+                (crate::control_ui::CONTROL_UI_METHODS, MethodGroup::ControlUi),
+            ];
+            let mut groups: std::collections::HashMap<_, _> = tables
+                .iter()
+                .flat_map(|(methods, group)| methods.iter().map(move |m| (*m, *group)))
+                .collect();
+            groups.insert("tools.invoke", MethodGroup::Tools);
+            groups
+        });
+    GROUPS.get(method).copied()
+}
+
 /// Events this gateway emits, advertised in `hello-ok.features.events`.
 pub const EVENTS: &[&str] = &[
     "connect.challenge",
