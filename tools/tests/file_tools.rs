@@ -1,27 +1,16 @@
 //! The file tools against a real directory: confinement, access levels, caps and edits.
 
+mod common;
+
 use clawgate_engine::tool_policy::WorkspaceAccess;
 use clawgate_tools::{ToolError, Workspace};
 use serde_json::json;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A fresh directory holding `workspace/` and, beside it, `outside/secret.txt`.
 fn scratch() -> (PathBuf, PathBuf) {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let base = std::env::temp_dir().join(format!(
-        "clawgate-tools-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = fs::remove_dir_all(&base);
-    fs::create_dir_all(base.join("workspace/sub")).unwrap();
-    fs::create_dir_all(base.join("outside")).unwrap();
-    fs::write(base.join("outside/secret.txt"), "secret").unwrap();
-    fs::write(base.join("workspace/notes.txt"), "alpha beta gamma").unwrap();
-    (base.join("workspace"), base.join("outside"))
+    common::scratch("alpha beta gamma")
 }
 
 fn code(r: Result<serde_json::Value, ToolError>) -> &'static str {

@@ -1,26 +1,18 @@
 //! Sandboxed calls are confined by the kernel (Landlock), not only by path checks.
 
+mod common;
+
 use clawgate_engine::tool_calls::ToolRun;
 use clawgate_engine::tool_policy::WorkspaceAccess;
 use clawgate_tools::ToolRunner;
 use serde_json::{json, Value};
 use std::fs;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// The workspace and the secret file beside it.
 fn scratch() -> (PathBuf, PathBuf) {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let base = std::env::temp_dir().join(format!(
-        "clawgate-sandbox-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = fs::remove_dir_all(&base);
-    fs::create_dir_all(base.join("workspace")).unwrap();
-    fs::create_dir_all(base.join("outside")).unwrap();
-    fs::write(base.join("outside/secret.txt"), "secret").unwrap();
-    fs::write(base.join("workspace/notes.txt"), "notes").unwrap();
-    (base.join("workspace"), base.join("outside/secret.txt"))
+    let (ws, outside) = common::scratch("notes");
+    (ws, outside.join("secret.txt"))
 }
 
 fn run(
