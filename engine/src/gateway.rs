@@ -536,21 +536,10 @@ impl Gateway {
 
     /// Emits the pairing files for the runtime to write; returns the sequence number to wait for.
     pub(crate) fn persist_pairing(&mut self, _now_ms: u64) -> u64 {
-        self.persist_seq += 1;
-        let seq = self.persist_seq;
-        self.outputs.push_back(Output::Persist {
-            path: "devices/paired.json",
-            contents: self.pairing.paired_json(),
-            seq,
-        });
-        self.persist_seq += 1;
-        let seq = self.persist_seq;
-        self.outputs.push_back(Output::Persist {
-            path: "devices/pending.json",
-            contents: self.pairing.pending_json(),
-            seq,
-        });
-        seq
+        let paired = self.pairing.paired_json();
+        self.persist_file("devices/paired.json", paired);
+        let pending = self.pairing.pending_json();
+        self.persist_file("devices/pending.json", pending)
     }
 
     /// Holds everything sent to `conn` until the last `persist` is durable.
@@ -563,12 +552,13 @@ impl Gateway {
         }
     }
 
-    /// Writes a state file durably (a `persist` output); answers held with
-    /// [`Gateway::hold_for_persist`] wait for it.
-    pub(crate) fn persist_file(&mut self, path: &'static str, contents: String) {
+    /// Writes a state file durably (a `persist` output) and returns its sequence number; answers
+    /// held with [`Gateway::hold_for_persist`] wait for it.
+    pub(crate) fn persist_file(&mut self, path: &'static str, contents: String) -> u64 {
         self.persist_seq += 1;
         let seq = self.persist_seq;
         self.outputs.push_back(Output::Persist { path, contents, seq });
+        seq
     }
 
     /// Broadcasts `event` once the last `persist` output is durable.
