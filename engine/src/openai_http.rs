@@ -102,75 +102,81 @@ impl Gateway {
         request: &Request,
         keep_alive: bool,
     ) -> Option<Option<Response>> {
-        let path = request.path().to_owned();
-        let method = request.method.as_str();
-        let is = |m: &str| method == m || (m == "GET" && method == "HEAD");
-        if path == "/v1/models" || path.starts_with("/v1/models/") {
-            if !is("GET") {
-                return Some(Some(
-                    Response::text(405, "Method Not Allowed").header("Allow", "GET, HEAD"),
-                ));
-            }
-            if let Err(r) = self.http_api_auth(now_ms, peer, request) {
-                return Some(Some(r));
-            }
-            let model =
-                |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "openclaw", "permission": []});
-            let mut data = vec![model("openclaw"), model("openclaw/default")];
-            data.extend(self.agent_ids().iter().map(|a| model(&format!("openclaw/{a}"))));
-            if let Some(one) = path.strip_prefix("/v1/models/") {
-                return Some(Some(match data.into_iter().find(|m| m["id"] == one) {
-                    Some(m) => Response::json(200, &m),
-                    None => openai_error(
-                        404,
-                        "invalid_request_error",
-                        &format!("The model `{one}` does not exist"),
-                    ),
-                }));
-            }
-            return Some(Some(Response::json(200, &json!({"object": "list", "data": data}))));
+        enum Endpoint {
+            Models(Option<String>),
+            Completions,
+            SessionMessages(String),
+            SessionHistory(String),
         }
-        if path == "/v1/chat/completions" {
-            if method != "POST" {
-                return Some(Some(Response::text(405, "Method Not Allowed").header("Allow", "POST")));
-            }
-            if let Err(r) = self.http_api_auth(now_ms, peer, request) {
-                return Some(Some(r));
-            }
-            return Some(self.chat_completion(now_ms, conn, request, keep_alive).err());
-        }
-        let (kind, encoded_key) = if let Some(rest) = path.strip_prefix("/api/sessions/") {
-            ("messages", rest.strip_suffix("/messages")?)
-        } else if let Some(rest) = path.strip_prefix("/sessions/") {
-            ("history", rest.strip_suffix("/history")?)
+        let path = request.path();
+        let endpoint = if path == "/v1/models" {
+            Endpoint::Models(None)
+        } else if let Some(one) = path.strip_prefix("/v1/models/") {
+            Endpoint::Models(Some(one.to_owned()))
+        } else if path == "/v1/chat/completions" {
+            Endpoint::Completions
         } else {
-            return None;
+            let (encoded, messages) = match (path.strip_prefix("/api/sessions/"), path.strip_prefix("/sessions/")) {
+                (Some(rest), _) => (rest.strip_suffix("/messages")?, true),
+                (None, Some(rest)) => (rest.strip_suffix("/history")?, false),
+                (None, None) => return None,
+            };
+            // Session keys in paths may be percent-encoded (`agent%3Amain%3Amain`).
+            let Some(key) = crate::control_ui::percent_decode(encoded) else {
+                return Some(Some(Response::text(404, "Not Found")));
+            };
+            if messages {
+                Endpoint::SessionMessages(key)
+            } else {
+                Endpoint::SessionHistory(key)
+            }
         };
-        // Session keys in paths may be percent-encoded (`agent%3Amain%3Amain`).
-        let Some(key) = crate::control_ui::percent_decode(encoded_key) else {
-            return Some(Some(Response::text(404, "Not Found")));
+        let posts = matches!(endpoint, Endpoint::Completions | Endpoint::SessionMessages(_));
+        let method = request.method.as_str();
+        let allowed = if posts {
+            method == "POST"
+        } else {
+            method == "GET" || method == "HEAD"
         };
-        let allowed = if kind == "messages" { "POST" } else { "GET" };
-        if !is(allowed) {
-            let allow = if kind == "messages" { "POST" } else { "GET, HEAD" };
+        if !allowed {
+            let allow = if posts { "POST" } else { "GET, HEAD" };
             return Some(Some(Response::text(405, "Method Not Allowed").header("Allow", allow)));
         }
         if let Err(r) = self.http_api_auth(now_ms, peer, request) {
             return Some(Some(r));
         }
-        if kind == "history" {
-            let limit = request
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("limit=")))
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(200)
-                .clamp(1, 1000);
-            return Some(Some(match self.session_history(&key, limit) {
-                Ok(v) => Response::json(200, &v).header("Cache-Control", "no-store"),
-                Err(e) => openai_error(400, "invalid_request_error", &e.message),
-            }));
-        }
-        Some(self.session_message(now_ms, conn, &key, request, keep_alive).err())
+        Some(match endpoint {
+            Endpoint::Models(one) => {
+                let model = |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "openclaw", "permission": []});
+                let mut data = vec![model("openclaw"), model("openclaw/default")];
+                data.extend(self.agent_ids().iter().map(|a| model(&format!("openclaw/{a}"))));
+                Some(match one {
+                    None => Response::json(200, &json!({"object": "list", "data": data})),
+                    Some(one) => match data.into_iter().find(|m| m["id"] == one.as_str()) {
+                        Some(m) => Response::json(200, &m),
+                        None => openai_error(
+                            404,
+                            "invalid_request_error",
+                            &format!("The model `{one}` does not exist"),
+                        ),
+                    },
+                })
+            }
+            Endpoint::Completions => self.chat_completion(now_ms, conn, request, keep_alive).err(),
+            Endpoint::SessionMessages(key) => self.session_message(now_ms, conn, &key, request, keep_alive).err(),
+            Endpoint::SessionHistory(key) => {
+                let limit = request
+                    .query()
+                    .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("limit=")))
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .unwrap_or(200)
+                    .clamp(1, 1000);
+                Some(match self.session_history(&key, limit) {
+                    Ok(v) => Response::json(200, &v).header("Cache-Control", "no-store"),
+                    Err(e) => openai_error(400, "invalid_request_error", &e.message),
+                })
+            }
+        })
     }
 
     /// `POST /v1/chat/completions`. `Ok` means the answer comes later (or streams).

@@ -566,3 +566,38 @@ fn a_repeated_agent_request_gets_the_first_outcome_and_runs_nothing_again() {
     assert_eq!(details["status"], "error");
     assert!(invocations(&mut b, node).is_empty(), "no second run");
 }
+
+#[test]
+fn the_http_endpoints_check_method_auth_and_path() {
+    let mut b = Bench::with_token();
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    let get = |b: &mut Bench, method: &str, path: &str, auth: &str| {
+        b.http(
+            loopback(),
+            &format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n"),
+        )
+        .1
+    };
+    let models = get(&mut b, "GET", "/v1/models", &bearer);
+    assert!(
+        models.starts_with("HTTP/1.1 200") && models.contains("\"openclaw/main\""),
+        "{models}"
+    );
+    assert!(get(&mut b, "GET", "/v1/models/openclaw/main", &bearer).starts_with("HTTP/1.1 200"));
+    assert!(get(&mut b, "GET", "/v1/models/gpt-4", &bearer).starts_with("HTTP/1.1 404"));
+    assert!(get(&mut b, "GET", "/v1/models", "").starts_with("HTTP/1.1 401"));
+    let wrong = get(&mut b, "GET", "/api/sessions/main/messages", &bearer);
+    assert!(
+        wrong.starts_with("HTTP/1.1 405") && wrong.contains("Allow: POST"),
+        "{wrong}"
+    );
+    let wrong = get(&mut b, "POST", "/sessions/main/history", &bearer);
+    assert!(
+        wrong.starts_with("HTTP/1.1 405") && wrong.contains("Allow: GET, HEAD"),
+        "{wrong}"
+    );
+    assert!(get(&mut b, "GET", "/sessions/agent%3Zmain/history", &bearer).starts_with("HTTP/1.1 404"));
+    let history = get(&mut b, "GET", "/sessions/agent%3Amain%3Amain/history?limit=5", &bearer);
+    assert!(history.contains("\"sessionKey\":\"agent:main:main\""), "{history}");
+    assert!(get(&mut b, "GET", "/sessions/main", &bearer).starts_with("HTTP/1.1 404"));
+}
