@@ -1,7 +1,7 @@
 //! Golden tests: frames captured from the real OpenClaw gateway and its official clients.
 //!
-//! The captures live in the project's shared folder (`../shared/golden` beside the repository, or
-//! `$CLAWGATE_GOLDEN_DIR`). Every captured frame must decode and re-encode to the same JSON, every
+//! The captures live in `proto/tests/golden/` (see the README there for where they came from), or
+//! in `$CLAWGATE_GOLDEN_DIR` to check a fresh capture before it is copied in. Every captured frame must decode and re-encode to the same JSON, every
 //! captured `connect` must be accepted by the schema, every captured device proof must verify, and
 //! the server handshake fed the captured requests must answer as the real gateway did.
 
@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 fn golden_dir() -> PathBuf {
     let dir = std::env::var_os("CLAWGATE_GOLDEN_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/golden"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden"));
     assert!(
         dir.is_dir(),
         "golden captures not found at {} (set CLAWGATE_GOLDEN_DIR)",
