@@ -1246,6 +1246,13 @@ impl Gateway {
             if c.closing {
                 return;
             }
+            // A client that sends requests without reading their answers is a slow consumer like
+            // one that cannot keep up with events: its unread answers would otherwise grow without
+            // bound, and serving the rest of its burst would hold up everyone else.
+            if c.buffered > self.config.max_buffered_bytes && matches!(c.phase, Phase::Open { .. }) {
+                self.close_slow_consumers(now_ms, &[conn], "its answers");
+                return;
+            }
             let in_handshake = matches!(c.phase, Phase::Handshake { .. });
             let message = match &mut c.phase {
                 Phase::Handshake { codec, .. } | Phase::Open { codec, .. } => codec.poll_message(),
@@ -1994,7 +2001,6 @@ impl Gateway {
                 if drop_if_slow {
                     continue;
                 }
-                self.close_ws(conn, &CloseFrame::new(code::POLICY_VIOLATION, "slow consumer"));
                 slow.push(conn);
                 continue;
             }
@@ -2003,12 +2009,18 @@ impl Gateway {
             frame.encode_into(&mut text);
             self.send_text(conn, &text);
         }
+        self.close_slow_consumers(now_ms, &slow, event);
+    }
+
+    /// Closes connections whose unsent output is over the limit, saying what could not be queued.
+    fn close_slow_consumers(&mut self, now_ms: u64, slow: &[ConnId], what: &str) {
         self.metrics.slow_consumer_closes += slow.len() as u64;
-        for conn in slow {
+        for &conn in slow {
+            self.close_ws(conn, &CloseFrame::new(code::POLICY_VIOLATION, "slow consumer"));
             self.log(
                 now_ms,
                 LogLevel::Warn,
-                format!("closed slow consumer {} ({event} could not be queued)", conn.0),
+                format!("closed slow consumer {} ({what} could not be queued)", conn.0),
             );
         }
     }

@@ -456,6 +456,33 @@ fn a_slow_consumer_skips_droppable_events_and_is_closed_for_others() {
 }
 
 #[test]
+fn a_client_that_does_not_read_its_answers_is_closed_before_its_burst_is_served() {
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.max_buffered_bytes = 4000;
+    let mut b = Bench::new(config);
+    let slow = b.operator(&["operator.read"]);
+    b.pause(slow);
+    let mut burst = Vec::new();
+    let ws = b.peers.get_mut(&slow).unwrap().ws.as_mut().unwrap();
+    for i in 0..1000 {
+        ws.encode_text(
+            &RequestFrame::new(format!("s{i}"), "status", &json!({})).encode(),
+            &mut burst,
+        );
+    }
+    b.send_bytes(slow, &burst);
+    assert!(b.peers[&slow].closed_by_gateway, "the slow consumer was not closed");
+    assert!(b.logs.iter().any(|l| l.contains("closed slow consumer")));
+    b.resume(slow);
+    let answered = b.responses(slow).len();
+    assert!(
+        answered < 100,
+        "{answered} of 1000 requests were served after the limit"
+    );
+    assert_eq!(b.peers[&slow].close.as_ref().map(|f| f.code), Some(1008));
+}
+
+#[test]
 fn shutdown_tells_clients_then_closes_with_1012() {
     let mut b = Bench::with_token();
     let c = b.operator(&[]);
