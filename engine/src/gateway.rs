@@ -1246,19 +1246,20 @@ impl Gateway {
             if c.closing {
                 return;
             }
-            // A client that sends requests without reading their answers is a slow consumer like
-            // one that cannot keep up with events: its unread answers would otherwise grow without
-            // bound, and serving the rest of its burst would hold up everyone else.
-            if c.buffered > self.config.max_buffered_bytes && matches!(c.phase, Phase::Open { .. }) {
-                self.close_slow_consumers(now_ms, &[conn], "its answers");
-                return;
-            }
             let in_handshake = matches!(c.phase, Phase::Handshake { .. });
             let message = match &mut c.phase {
                 Phase::Handshake { codec, .. } | Phase::Open { codec, .. } => codec.poll_message(),
                 _ => return,
             };
             let message = match message {
+                // A client that sends more requests while it has not read the answers to the
+                // earlier ones past the limit is a slow consumer, like one that cannot keep up
+                // with events: serving the rest of its burst would pile up answers without bound
+                // and hold up everyone else.
+                Ok(Some(_)) if !in_handshake && c.buffered > self.config.max_buffered_bytes => {
+                    self.close_slow_consumers(now_ms, &[conn], "its answers");
+                    return;
+                }
                 Ok(Some(m)) => m,
                 Ok(None) => return,
                 Err(e) => {
