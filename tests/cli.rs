@@ -119,13 +119,23 @@ impl Drop for Running {
 }
 
 #[test]
-fn without_flags_it_generates_a_token_prints_it_once_and_serves_with_it() {
-    let mut gw = Running::start(&[], &[]);
+fn without_flags_a_token_is_generated_once_saved_in_the_config_file_and_kept_across_restarts() {
+    use std::os::unix::fs::PermissionsExt;
+    let state = config_state("generated-token");
+    let port = free_port();
+    let mut gw = Running::start_in(&[], &[], port, &state);
     let mut line = String::new();
     gw.stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("generated a gateway token"), "{line}");
+    assert!(
+        line.contains("gateway.auth.token"),
+        "the line says where it is kept: {line}"
+    );
     let token = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(line.contains("generated gateway token"), "{line}");
     assert!(token.len() >= 32, "{token}");
+    let file = state.join("openclaw.json");
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&file).unwrap().contains(&token));
     let ok = gw.client(&["call", "health"], &token);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     let bad = gw.client(&["call", "health"], "wrong");
@@ -135,6 +145,174 @@ fn without_flags_it_generates_a_token_prints_it_once_and_serves_with_it() {
     let mut rest = String::new();
     gw.stdout.read_to_string(&mut rest).unwrap();
     assert!(!rest.contains(&token), "the token was printed twice");
+    drop(gw);
+
+    // The next start serves with the same token and does not print it again.
+    let mut again = Running::start_in(&[], &[], port, &state);
+    let ok = again.client(&["call", "health"], &token);
+    assert!(
+        ok.status.success(),
+        "the token changed across a restart: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // A client on this host finds the port and the token in the file.
+    let local = bin()
+        .args(["call", "health"])
+        .env("OPENCLAW_STATE_DIR", &state)
+        .env("OPENCLAW_GATEWAY_PORT", port.to_string())
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .run_to_end();
+    assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
+    assert!(again.sigterm().success());
+    let mut printed = String::new();
+    again.stdout.read_to_string(&mut printed).unwrap();
+    assert!(!printed.contains(&token), "the kept token was printed again");
+}
+
+#[test]
+fn clients_read_the_port_and_token_from_the_config_file_and_flags_override_them() {
+    let state = config_state("client-config");
+    let port = free_port();
+    let cfg = |args: &[&str]| {
+        bin()
+            .arg("config")
+            .args(args)
+            .env("OPENCLAW_STATE_DIR", &state)
+            .run_to_end()
+    };
+    assert!(cfg(&["set", "gateway.port", &port.to_string()]).status.success());
+    assert!(cfg(&["set", "gateway.auth.token", "from-file"]).status.success());
+    let gw = Running::start_in(&[], &[("OPENCLAW_GATEWAY_PORT", port.to_string())], port, &state);
+    let client = |extra: &[&str], env_token: Option<&str>| {
+        let mut cmd = bin();
+        cmd.args(["call", "health"])
+            .args(extra)
+            .env("OPENCLAW_STATE_DIR", &state);
+        cmd.env_remove("OPENCLAW_GATEWAY_PORT")
+            .env_remove("OPENCLAW_GATEWAY_URL");
+        match env_token {
+            Some(t) => cmd.env("OPENCLAW_GATEWAY_TOKEN", t),
+            None => cmd.env_remove("OPENCLAW_GATEWAY_TOKEN"),
+        };
+        cmd.run_to_end()
+    };
+    let out = client(&[], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The file's token wins over the environment's, as it does for the gateway.
+    assert!(client(&[], Some("stale")).status.success());
+    let out = client(&["--token", "wrong"], None);
+    assert_eq!(out.status.code(), Some(1), "a flag overrides the file");
+    let url = format!("ws://127.0.0.1:{}", gw.port);
+    let out = bin()
+        .args(["call", "health", "--url", &url])
+        .env("OPENCLAW_STATE_DIR", config_state("client-config-empty"))
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .run_to_end();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("--token") && err.contains("OPENCLAW_GATEWAY_TOKEN"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    let gw = Running::start(&["--token", "pipe"], &[]);
+    let url = format!("ws://127.0.0.1:{}", gw.port);
+    let mut child = bin()
+        .args(["call", "health", "--url", &url, "--token", "pipe"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the answer is printed.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
+
+#[test]
+fn every_command_has_its_own_flags_help_and_version() {
+    let out = bin().arg("--version").run_to_end();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    for command in [
+        &["gateway", "run"][..],
+        &["call"],
+        &["logs"],
+        &["agent"],
+        &["devices"],
+        &["config"],
+    ] {
+        let out = bin().args(command).arg("--help").run_to_end();
+        assert!(out.status.success(), "{command:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage: clawgate"),
+            "{command:?}"
+        );
+    }
+    let out = bin().args(["status", "--model", "x"]).run_to_end();
+    assert_eq!(out.status.code(), Some(2), "a flag of another command is refused");
+    let gateway_help =
+        String::from_utf8_lossy(&bin().args(["gateway", "run", "--help"]).run_to_end().stdout).into_owned();
+    assert!(gateway_help.contains("--control-ui"));
+    assert!(!gateway_help.contains("--delay-ms"));
+}
+
+#[test]
+fn config_validate_without_a_file_says_so_and_names_the_defaults() {
+    let state = config_state("no-file");
+    let out = bin()
+        .args(["config", "validate"])
+        .env("OPENCLAW_STATE_DIR", &state)
+        .run_to_end();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no configuration file"), "{text}");
+    assert!(text.contains("18789"), "{text}");
+}
+
+#[test]
+fn a_rejected_config_set_names_the_key_once() {
+    let state = config_state("set-message");
+    let out = bin()
+        .args(["config", "set", "gateway.port", "\"x\""])
+        .env("OPENCLAW_STATE_DIR", &state)
+        .run_to_end();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("gateway.port").count(), 1, "{err}");
+}
+
+#[test]
+fn tls_asked_for_in_the_file_stops_the_start_until_it_is_implemented() {
+    let state = config_state("tls");
+    std::fs::write(state.join("openclaw.json"), "{ gateway: { tls: { enabled: true } } }").unwrap();
+    let out = bin()
+        .args(["gateway", "run", "--token", "x", "--port", "0"])
+        .env("OPENCLAW_STATE_DIR", &state)
+        .run_to_end();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("gateway.tls.enabled") && err.contains("plaintext"),
+        "{err}"
+    );
+}
+
+#[test]
+fn logs_are_readable_lines_by_default_and_raw_json_with_a_flag() {
+    let gw = Running::start(&["--token", "lg"], &[]);
+    let text = String::from_utf8_lossy(&gw.client(&["logs"], "lg").stdout).into_owned();
+    let first = text.lines().next().unwrap_or_default().to_owned();
+    assert!(first.contains(" [info] "), "{first}");
+    assert!(!first.starts_with('{'), "{first}");
+    let raw = String::from_utf8_lossy(&gw.client(&["logs", "--json"], "lg").stdout).into_owned();
+    let line: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap_or_default()).unwrap();
+    assert!(line["message"].is_string());
 }
 
 #[test]

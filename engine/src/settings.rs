@@ -157,6 +157,75 @@ const USED: &[&str] = &[
     "$schema",
 ];
 
+/// Settings of OpenClaw's schema that promise a protection Clawgate does not provide yet. Accepting
+/// them with a warning would leave a user believing they are protected, so a file that asks for
+/// one of them is refused (exit 78) with what to do instead. Each entry: the dotted path, whether
+/// the value asks for the protection, and the advice.
+type Protection = (&'static str, fn(&Value) -> bool, &'static str);
+
+const UNHONORED_PROTECTIONS: &[Protection] = &[
+    (
+        "gateway.tls.enabled",
+        |v| v == &Value::Bool(true),
+        "TLS is not implemented yet, so the gateway would serve plaintext; put a TLS-terminating \
+         reverse proxy in front of it and set gateway.tls.enabled to false",
+    ),
+    (
+        "tools.exec.security",
+        |v| v.as_str().is_some_and(|s| s != "full"),
+        "exec approvals and allowlists are not implemented yet, so every exec would run; refuse \
+         exec with tools.deny: [\"exec\"] instead",
+    ),
+    (
+        "tools.exec.ask",
+        |v| v.as_str().is_some_and(|s| s != "off"),
+        "exec approvals are not implemented yet, so no exec would wait for approval; refuse exec \
+         with tools.deny: [\"exec\"] instead",
+    ),
+    (
+        "tools.profile",
+        |v| v.as_str().is_some_and(|s| s != "full"),
+        "tool profiles are not implemented yet, so every tool would be offered; list the tools \
+         with tools.allow instead",
+    ),
+    (
+        "tools.byProvider",
+        |v| v.as_object().is_some_and(|m| !m.is_empty()),
+        "per-provider tool policies are not implemented yet; use tools.allow and tools.deny",
+    ),
+    (
+        "tools.sandbox.tools",
+        |v| v.as_object().is_some_and(|m| !m.is_empty()),
+        "a separate tool policy for sandboxed sessions is not implemented yet; use tools.allow \
+         and tools.deny (they apply in sandboxes too)",
+    ),
+];
+
+/// The first setting of [`UNHONORED_PROTECTIONS`] the document asks for (globally or in an agent
+/// entry), as its path and the advice.
+fn unhonored_protection(doc: &Value) -> Option<(String, &'static str)> {
+    let mut prefixes = vec![String::new()];
+    for (id, _) in doc
+        .get("agents")
+        .and_then(|a| a.get("entries"))
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        prefixes.push(format!("agents.entries.{id}."));
+    }
+    UNHONORED_PROTECTIONS.iter().find_map(|(path, asks, advice)| {
+        prefixes.iter().find_map(|prefix| {
+            let full = format!("{prefix}{path}");
+            // Agent entries carry tool settings only.
+            if !prefix.is_empty() && !path.starts_with("tools.") {
+                return None;
+            }
+            get(doc, &full).filter(|v| asks(v)).map(|_| (full, *advice))
+        })
+    })
+}
+
 /// `"30d"`, `"12h"`, `"90m"`, `"45s"` or `"500ms"` in milliseconds; `"0"` means never.
 pub fn parse_duration_ms(text: &str) -> Option<u64> {
     let text = text.trim();
@@ -192,6 +261,50 @@ fn position(text: &str, at: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = at - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     (line, column)
+}
+
+/// The offset of the innermost `{` or `[` that is never closed, skipping strings and comments.
+fn unclosed_bracket(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut open = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' | b'[' => open.push(i),
+            b'}' | b']' => {
+                open.pop();
+            }
+            quote @ (b'"' | b'\'') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    open.pop()
+}
+
+fn bracket_name(text: &str, at: usize) -> &'static str {
+    if text.as_bytes().get(at) == Some(&b'[') {
+        "list"
+    } else {
+        "object"
+    }
 }
 
 /// Where a dotted path's last key appears, looking for each key after the one before it, so that
@@ -312,12 +425,25 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
             .rsplit_once(" at line ")
             .and_then(|(_, rest)| rest.split_once(" column "))
             .and_then(|(l, c)| Some((l.trim().parse().ok()?, c.trim().parse().ok()?)));
-        let (line, column) = pos.unwrap_or((1, 1));
-        ConfigError {
-            line,
-            column,
-            message: format!("invalid JSON5: {}", msg.split(" at line ").next().unwrap_or(&msg)),
-        }
+        let mut message = format!("invalid JSON5: {}", msg.split(" at line ").next().unwrap_or(&msg));
+        // At the end of the text the parser reports 1:1, which is no position.
+        let pos = pos.filter(|_| !msg.contains("EOF"));
+        let (line, column) = match pos {
+            Some(p) => p,
+            // The parser gives no position for a text that ends too early: the end is where it
+            // went wrong, and the bracket left open is what the user has to find.
+            None => {
+                if let Some(open) = unclosed_bracket(text) {
+                    let (l, c) = position(text, open);
+                    message.push_str(&format!(
+                        " (the {} opened at {l}:{c} is not closed)",
+                        bracket_name(text, open)
+                    ));
+                }
+                position(text, text.trim_end().len())
+            }
+        };
+        ConfigError { line, column, message }
     })?;
     let Some(root) = doc.as_object() else {
         return Err(ConfigError {
@@ -448,6 +574,14 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
             ))
         }
     };
+    if let Some((path, advice)) = unhonored_protection(&doc) {
+        let (line, column) = locate_path(text, &path);
+        return Err(ConfigError {
+            line,
+            column,
+            message: format!("{path}: {advice}"),
+        });
+    }
     let tool_policy =
         crate::tool_policy::ToolPolicy::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let rate_limit = match get(&doc, "gateway.auth.rateLimit") {
@@ -570,6 +704,46 @@ mod tests {
         let e = parse("{\n  gateway: { port: 1,\n", &no_env).unwrap_err();
         assert!(e.message.starts_with("invalid JSON5"));
         assert!(e.line >= 2);
+    }
+
+    #[test]
+    fn a_missing_closing_brace_is_reported_where_the_object_opened() {
+        let text = "{\n  \"gateway\": {\n    \"port\": 18789\n  }\n";
+        let e = parse(text, &no_env).unwrap_err();
+        assert_ne!((e.line, e.column), (1, 1), "{}", e.message);
+        assert!(
+            e.message.contains("1:1"),
+            "the message names where the open object started: {}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_protection_that_is_not_implemented_stops_the_start() {
+        for (text, path) in [
+            (r#"{ gateway: { tls: { enabled: true } } }"#, "gateway.tls.enabled"),
+            (r#"{ tools: { exec: { ask: "always" } } }"#, "tools.exec.ask"),
+            (
+                r#"{ tools: { exec: { security: "allowlist" } } }"#,
+                "tools.exec.security",
+            ),
+            (r#"{ tools: { profile: "minimal" } }"#, "tools.profile"),
+            (
+                r#"{ agents: { entries: { ops: { tools: { exec: { ask: "on-miss" } } } } } }"#,
+                "agents.entries.ops.tools.exec.ask",
+            ),
+        ] {
+            let e = parse(text, &no_env).unwrap_err();
+            assert!(e.message.starts_with(&format!("{path}: ")), "{text}: {}", e.message);
+            assert!(e.message.contains("not implemented"), "{}", e.message);
+        }
+        // Asking for nothing, or for what Clawgate does anyway, is accepted.
+        for text in [
+            r#"{ gateway: { tls: { enabled: false } } }"#,
+            r#"{ tools: { exec: { ask: "off", security: "full" }, profile: "full" } }"#,
+        ] {
+            assert!(parse(text, &no_env).is_ok(), "{text}");
+        }
     }
 
     #[test]

@@ -1,0 +1,230 @@
+//! The command line: each subcommand with its own flags, help and errors.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// A small, fast, wire-compatible OpenClaw gateway.
+#[derive(Parser)]
+#[command(name = "clawgate", version, propagate_version = true)]
+#[command(
+    after_help = "Environment: OPENCLAW_GATEWAY_PORT, OPENCLAW_GATEWAY_TOKEN, OPENCLAW_GATEWAY_PASSWORD, \
+OPENCLAW_GATEWAY_URL, OPENCLAW_STATE_DIR (default ~/.openclaw), OPENCLAW_CONFIG_PATH (default <state dir>/openclaw.json)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Runs the gateway (`clawgate gateway run`; `clawgate gateway` alone does the same).
+    Gateway(GatewayCommand),
+    /// Calls one gateway method and prints its answer as JSON.
+    Call(CallArgs),
+    /// Prints the gateway's status.
+    Status(ClientArgs),
+    /// Prints the gateway's log lines.
+    Logs(LogsArgs),
+    /// Makes the gateway read its configuration file again.
+    Reload(ClientArgs),
+    /// Reads, checks or changes the configuration file.
+    Config(ConfigCommand),
+    /// Runs an agent worker that serves one agent's runs.
+    Agent(AgentArgs),
+    /// Lists and administers paired devices.
+    Devices(DevicesCommand),
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct GatewayCommand {
+    #[command(subcommand)]
+    pub action: Option<GatewayAction>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand)]
+pub enum GatewayAction {
+    /// Runs the gateway in the foreground until SIGINT or SIGTERM.
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    Smol,
+    Mio,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthArg {
+    None,
+    Token,
+    Password,
+}
+
+#[derive(Args, Clone)]
+pub struct RunArgs {
+    /// The port (else OPENCLAW_GATEWAY_PORT, gateway.port, 18789).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// loopback, lan, tailnet, custom, auto or an IP address (else gateway.bind, loopback).
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// The shared token clients present (else gateway.auth.token, OPENCLAW_GATEWAY_TOKEN, or one
+    /// generated at first start and saved as gateway.auth.token).
+    #[arg(long, conflicts_with = "password")]
+    pub token: Option<String>,
+    /// A shared password instead of a token.
+    #[arg(long)]
+    pub password: Option<String>,
+    /// The auth mode (else gateway.auth.mode, or what the secrets given imply).
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthArg>,
+    /// The event loop.
+    #[arg(long, value_enum, default_value = "smol")]
+    pub runtime: RuntimeKind,
+    /// Where pairings, sessions and the configuration file live (else OPENCLAW_STATE_DIR, ~/.openclaw).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Do not pair devices from this host silently.
+    #[arg(long)]
+    pub no_auto_approve_local: bool,
+    /// Serve an OpenClaw Control UI bundle (e.g. the dist/control-ui folder of the openclaw npm
+    /// package) from this folder (else gateway.controlUi.root).
+    #[arg(long, value_name = "DIR")]
+    pub control_ui: Option<String>,
+}
+
+/// How a client command finds and authenticates to the gateway: flags, then the configuration
+/// file, then the environment, as the gateway on the same state directory resolves them.
+#[derive(Args, Clone)]
+pub struct ClientArgs {
+    /// The gateway's URL (else OPENCLAW_GATEWAY_URL, else ws://127.0.0.1:<port> with the port from
+    /// OPENCLAW_GATEWAY_PORT, gateway.port or 18789).
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// The gateway token (else gateway.auth.token, OPENCLAW_GATEWAY_TOKEN).
+    #[arg(long, global = true, conflicts_with = "password")]
+    pub token: Option<String>,
+    /// The gateway password (else gateway.auth.password, OPENCLAW_GATEWAY_PASSWORD).
+    #[arg(long, global = true)]
+    pub password: Option<String>,
+    /// The state directory whose configuration file holds the port and the token.
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct CallArgs {
+    /// The method, e.g. health, status, sessions.list.
+    pub method: String,
+    /// The parameters, as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub params: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Keep printing new lines as they come.
+    #[arg(long)]
+    pub follow: bool,
+    /// Print the raw JSON lines instead of `time [level] message`.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args)]
+pub struct ConfigCommand {
+    #[command(subcommand)]
+    pub action: ConfigAction,
+    /// The state directory whose openclaw.json is meant (else OPENCLAW_CONFIG_PATH,
+    /// OPENCLAW_STATE_DIR, ~/.openclaw).
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigAction {
+    /// Checks the file as the gateway would at start.
+    Validate,
+    /// Prints the value at a dotted path, e.g. gateway.port.
+    Get { path: String },
+    /// Sets the value at a dotted path (JSON5 where it parses as such, else a string).
+    Set { path: String, value: String },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    Echo,
+    Openai,
+}
+
+#[derive(Args)]
+pub struct AgentArgs {
+    /// The agent this worker serves.
+    #[arg(long, default_value = "main")]
+    pub agent: String,
+    /// Where replies come from: echo repeats the message word by word; openai streams from an
+    /// OpenAI-compatible /v1/chat/completions.
+    #[arg(long, value_enum, default_value = "echo")]
+    pub backend: BackendKind,
+    /// echo: milliseconds between words.
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+    /// echo: call this tool through the gateway before answering.
+    #[arg(long)]
+    pub tool: Option<String>,
+    /// openai: the API's base URL (else OPENAI_BASE_URL, http://127.0.0.1:11434/v1).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// openai: the model (else OPENAI_MODEL, llama3.2).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// openai: the API key (else OPENAI_API_KEY).
+    #[arg(long)]
+    pub api_key: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args)]
+pub struct DevicesCommand {
+    #[command(subcommand)]
+    pub action: Option<DevicesAction>,
+    /// Print the gateway's JSON answer.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Subcommand)]
+pub enum DevicesAction {
+    /// Lists pending requests and paired devices (the default).
+    List,
+    /// Approves a pending pairing request.
+    Approve { request_id: String },
+    /// Rejects a pending pairing request.
+    Reject { request_id: String },
+    /// Removes a paired device.
+    Remove { device_id: String },
+    /// Gives a paired device a label.
+    Rename { device_id: String, label: String },
+    /// Issues a new device token for a role.
+    Rotate {
+        device_id: String,
+        #[arg(long, default_value = "operator")]
+        role: String,
+    },
+    /// Revokes a device's token for a role.
+    Revoke {
+        device_id: String,
+        #[arg(long, default_value = "operator")]
+        role: String,
+    },
+}
