@@ -439,6 +439,11 @@ impl Gateway {
         self.agents.workers.get(agent).and_then(|w| w.first().copied())
     }
 
+    /// Whether a worker serves `agent` now.
+    pub(crate) fn agent_has_worker(&self, agent: &str) -> bool {
+        self.active_worker(agent).is_some()
+    }
+
     /// A connection is gone: a worker's runs end with an error, its agents fall to a standby,
     /// and what the connection waited for is forgotten.
     pub(crate) fn agent_conn_closed(&mut self, now_ms: u64, conn: ConnId) {
@@ -579,10 +584,29 @@ impl Gateway {
                     queued.run_id,
                     self.agents.queue.len() + 1
                 );
+                let position = self.agents.queue.len() + 1;
+                let (run_id, agent_id) = (queued.run_id.clone(), queued.agent_id.clone());
                 self.agents.queue.push_back(queued);
                 self.persist_queue();
                 self.send_ack(request.ack);
                 self.log(now_ms, LogLevel::Info, line);
+                // The sender learns why nothing streams yet: the message waits for a worker.
+                let status = json!({
+                    "phase": "queued",
+                    "reason": "agent_offline",
+                    "agentId": agent_id,
+                    "position": position,
+                    "message": format!("agent {agent_id} has no worker connected; the message is queued and runs when one connects"),
+                });
+                self.run_event(now_ms, &run_id, "run_status", status.clone());
+                if self
+                    .agents
+                    .runs
+                    .get(&run_id)
+                    .is_some_and(|r| matches!(r.origin, Origin::Chat { .. }))
+                {
+                    self.chat_event(now_ms, &run_id, "status", status);
+                }
             }
         }
         self.arm_agents_timer();

@@ -323,6 +323,22 @@ impl Gateway {
     }
 
     fn start_http_run(&mut self, now_ms: u64, mut run: RunRequest, head: Option<Vec<u8>>) -> Result<(), Response> {
+        // An HTTP caller holds its connection open for the answer, so a message for an agent
+        // that no worker serves is refused at once rather than queued behind a silent wait.
+        // 503 with Retry-After is what OpenAI clients retry by themselves (the official SDKs
+        // honour the header); nothing was queued, so a retry never runs the message twice.
+        if !self.agent_has_worker(&run.agent_id) {
+            return Err(openai_error(
+                503,
+                "unavailable",
+                &format!(
+                    "agent {} has no worker connected, so nothing can answer yet (start one with \
+                     `clawgate agent --agent {}`); the message was not queued",
+                    run.agent_id, run.agent_id
+                ),
+            )
+            .header("Retry-After", "5"));
+        }
         if let (Some(head), Origin::Http(h)) = (head, &run.origin) {
             // A stream's head is its acknowledgement: it goes out once the message is recorded.
             run.ack = Some(Ack::Raw(h.conn, head));

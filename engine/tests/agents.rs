@@ -601,3 +601,65 @@ fn the_http_endpoints_check_method_auth_and_path() {
     assert!(history.contains("\"sessionKey\":\"agent:main:main\""), "{history}");
     assert!(get(&mut b, "GET", "/sessions/main", &bearer).starts_with("HTTP/1.1 404"));
 }
+
+#[test]
+fn an_http_completion_for_an_agent_without_a_worker_is_refused_at_once_with_retry_after() {
+    let mut b = Bench::with_token();
+    let body = r#"{"model":"openclaw","messages":[{"role":"user","content":"anyone there?"}]}"#;
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (_, raw) = b.http(loopback(), &request);
+    assert!(raw.starts_with("HTTP/1.1 503"), "{raw}");
+    assert!(raw.contains("Retry-After: 5"), "{raw}");
+    assert!(raw.contains("agent main has no worker connected"), "{raw}");
+    assert!(!b.disk.contains_key("agents/queue.json"), "nothing was queued");
+    // Once a worker serves the agent, the same request runs.
+    let node = worker(&mut b, &["main"]);
+    let (_, raw) = b.http(loopback(), &request);
+    assert!(raw.is_empty(), "the answer waits for the worker: {raw}");
+    assert_eq!(invocations(&mut b, node).len(), 1);
+}
+
+#[test]
+fn a_chat_message_for_an_offline_agent_is_queued_and_the_sender_is_told_so() {
+    let mut b = Bench::with_token();
+    let op = b.operator(&["operator.write", "operator.read"]);
+    b.send_text(
+        op,
+        &json!({"type": "req", "id": "s", "method": "chat.send", "params": {"sessionKey": "main", "message": "hello?", "idempotencyKey": "offline-1"}})
+            .to_string(),
+    );
+    let frames = b.frames(op);
+    let answer = frames
+        .iter()
+        .position(|f| matches!(f, Frame::Response(_)))
+        .expect("an answer");
+    let Frame::Response(res) = &frames[answer] else {
+        unreachable!()
+    };
+    assert_eq!(payload(res)["status"], "started");
+    let events: Vec<EventFrame> = frames[answer..]
+        .iter()
+        .filter_map(|f| match f {
+            Frame::Event(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    let status = chat(&events)
+        .into_iter()
+        .find(|c| c["state"] == "status")
+        .expect("a chat status event");
+    assert_eq!(status["phase"], "queued");
+    assert_eq!(status["reason"], "agent_offline");
+    assert_eq!(status["runId"], "offline-1");
+    assert!(status["message"].as_str().unwrap().contains("no worker connected"));
+    let run_status = events
+        .iter()
+        .filter(|e| e.event == "agent")
+        .map(|e| e.parse_payload::<Value>().unwrap())
+        .find(|a| a["stream"] == "run_status")
+        .expect("an agent run_status event");
+    assert_eq!(run_status["data"]["phase"], "queued");
+}
