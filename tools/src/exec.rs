@@ -96,6 +96,17 @@ impl ProcessTable {
             v.extend(args.args.iter().cloned());
             v
         } else {
+            let looks_like_a_command_line = args
+                .command
+                .contains(|c: char| c.is_whitespace() || "|&;<>$`*".contains(c));
+            if looks_like_a_command_line && !dir.join(&args.command).exists() {
+                return Err(ToolError::InvalidArguments(format!(
+                    "`{}` looks like a command line, but exec runs no shell: put the program in \
+                     command and its arguments in args (e.g. {{\"command\": \"ls\", \"args\": [\"-l\"]}}), \
+                     or set \"shell\": true to run it with /bin/sh -c",
+                    args.command
+                )));
+            }
             let mut v = vec![args.command.clone()];
             v.extend(args.args.iter().cloned());
             v

@@ -117,3 +117,15 @@ fn process_lists_and_kills_running_commands() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn a_command_line_without_shell_is_refused_with_how_to_ask_for_one() {
+    let err = ProcessTable::new()
+        .exec(&dir(), &json!({"command": "ls -l | wc -l"}), 1024)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("runs no shell"), "{err}");
+    assert!(err.contains("\"shell\": true"), "{err}");
+    let out = exec(json!({"command": "ls -l | wc -l", "shell": true}));
+    assert_eq!(out["exitCode"], 0);
+}
