@@ -33,6 +33,10 @@ struct Job {
     run_id: String,
     message: String,
     history: Vec<Value>,
+    /// The caller's system prompt, put before the conversation.
+    extra_system_prompt: Option<String>,
+    /// The upstream model the caller asked for, instead of the worker's own.
+    model: Option<String>,
 }
 
 fn job_of(payload: &Value) -> Result<Job, (String, String, String)> {
@@ -50,6 +54,8 @@ fn job_of(payload: &Value) -> Result<Job, (String, String, String)> {
         run_id: params["runId"].as_str().unwrap_or(&invoke_id).to_owned(),
         message: params["message"].as_str().unwrap_or_default().to_owned(),
         history: params["history"].as_array().cloned().unwrap_or_default(),
+        extra_system_prompt: params["extraSystemPrompt"].as_str().map(str::to_owned),
+        model: params["model"].as_str().map(str::to_owned),
         invoke_id,
         node_id,
     })
@@ -209,13 +215,19 @@ fn openai(
 ) -> Result<String, Failure> {
     let (dial, host, base_path) = split_http_url(base_url).map_err(Failure::Backend)?;
     let mut messages: Vec<Value> = job
-        .history
+        .extra_system_prompt
         .iter()
-        .filter(|m| m["role"] == "user" || m["role"] == "assistant")
-        .filter(|m| m["content"].as_str().is_some_and(|c| !c.is_empty()))
-        .map(|m| json!({"role": m["role"], "content": m["content"]}))
+        .map(|p| json!({"role": "system", "content": p}))
         .collect();
+    messages.extend(
+        job.history
+            .iter()
+            .filter(|m| m["role"] == "user" || m["role"] == "assistant")
+            .filter(|m| m["content"].as_str().is_some_and(|c| !c.is_empty()))
+            .map(|m| json!({"role": m["role"], "content": m["content"]})),
+    );
     messages.push(json!({"role": "user", "content": job.message}));
+    let model = job.model.as_deref().unwrap_or(model);
     let body = json!({"model": model, "messages": messages, "stream": true}).to_string();
     let backend = |e: std::io::Error| Failure::Backend(format!("model server {host}: {e}"));
     let mut stream = TcpStream::connect(&dial).map_err(backend)?;

@@ -97,6 +97,7 @@ pub(crate) struct Run {
     started_at: u64,
     deadline: u64,
     item_id: String,
+    options: RunOptions,
 }
 
 impl Run {
@@ -122,6 +123,18 @@ impl Run {
     }
 }
 
+/// What a caller asks of a run beyond its message, handed to the worker as they are: an extra
+/// system prompt (an OpenAI client's `system` messages) and an upstream model override (the
+/// `x-openclaw-model` header).
+#[derive(Serialize, Deserialize, Clone, Default, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RunOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_system_prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
 /// A run waiting for its agent's worker, as persisted in [`QUEUE_FILE`].
 #[derive(Serialize, Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
@@ -132,6 +145,8 @@ struct Queued {
     message: String,
     accepted_at: u64,
     timeout_ms: u64,
+    #[serde(default, flatten)]
+    options: RunOptions,
 }
 
 /// How a run ended, kept for `agent.wait` and replays.
@@ -377,6 +392,7 @@ pub(crate) struct RunRequest {
     pub message: String,
     pub origin: Origin,
     pub timeout_ms: u64,
+    pub options: RunOptions,
     pub created_via: &'static str,
     /// The answer that acknowledges the message: sent once the message is recorded (and, when
     /// queued, held until the queue is durable), before any event of the run.
@@ -567,6 +583,7 @@ impl Gateway {
             message: request.message,
             accepted_at: now_ms,
             timeout_ms: request.timeout_ms,
+            options: request.options,
         };
         self.insert_run(&queued, session_id.clone(), request.origin, now_ms);
         // Health shows runs and queues per agent.
@@ -635,6 +652,7 @@ impl Gateway {
             started_at: now_ms,
             deadline: now_ms.saturating_add(timeout),
             item_id: format!("{}:1", crate::gateway::uuid_v4(item)),
+            options: q.options.clone(),
         };
         self.agents.runs.insert(q.run_id.clone(), run);
     }
@@ -713,7 +731,7 @@ impl Gateway {
             })
             .unwrap_or_default();
         let timeout_ms = run.deadline.saturating_sub(now_ms).min(u64::MAX / 4);
-        let params = json!({
+        let mut params = json!({
             "runId": run_id,
             "sessionKey": run.session_key,
             "sessionId": run.session_id,
@@ -721,6 +739,9 @@ impl Gateway {
             "message": run.message,
             "history": history,
         });
+        if let (Some(map), Ok(Value::Object(options))) = (params.as_object_mut(), serde_json::to_value(&run.options)) {
+            map.extend(options);
+        }
         let payload = json!({
             "id": run_id,
             "nodeId": node_id,
@@ -1525,6 +1546,7 @@ impl Gateway {
                 agent_id: agent,
                 message: p.message,
                 origin: Origin::Chat { conn },
+                options: RunOptions::default(),
                 timeout_ms: p.timeout_ms.unwrap_or(DEFAULT_RUN_TIMEOUT_MS),
                 created_via: "operator",
                 ack: Some(Ack::Ws(conn, ack)),
@@ -1568,6 +1590,7 @@ impl Gateway {
                     conn,
                     request_id: request.id.clone(),
                 },
+                options: RunOptions::default(),
                 timeout_ms: p.timeout.map_or(DEFAULT_RUN_TIMEOUT_MS, |s| s.saturating_mul(1000)),
                 created_via: "run",
                 ack: Some(Ack::Ws(conn, ResponseFrame::ok(request.id.clone(), &accepted).encode())),

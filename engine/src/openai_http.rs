@@ -1,7 +1,7 @@
 //! The OpenAI-compatible HTTP endpoints and the session endpoints, on the gateway port: each
 //! message is one run of [`crate::agents`]; streamed answers are server-sent events.
 
-use crate::agents::{message_text, Ack, HttpRun, HttpShape, Origin, RunRequest, MAX_MESSAGE_BYTES};
+use crate::agents::{message_text, Ack, HttpRun, HttpShape, Origin, RunOptions, RunRequest, MAX_MESSAGE_BYTES};
 use crate::gateway::{ConnId, Gateway};
 use clawgate_proto::http::{encode_chunk, encode_chunked_head, encode_last_chunk, Request, Response};
 use serde::Deserialize;
@@ -9,16 +9,66 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 
 /// Caller-visible model names: `openclaw`, `openclaw/default`, `openclaw/<agentId>`,
-/// `agent:<agentId>`.
+/// `openclaw:<agentId>`, `agent:<agentId>`.
 fn agent_of_model(model: &str) -> Option<Option<&str>> {
     match model {
         "openclaw" | "openclaw/default" => Some(None),
         m => m
             .strip_prefix("openclaw/")
+            .or_else(|| m.strip_prefix("openclaw:"))
             .or_else(|| m.strip_prefix("agent:"))
             .filter(|a| clawgate_proto::session::AgentId::is_valid(a))
             .map(Some),
     }
+}
+
+/// What an OpenAI conversation becomes for the agent, as OpenClaw's endpoint makes it: `system`
+/// and `developer` messages are the run's extra system prompt; the last `user` message is the
+/// message; the turns before it travel with it as context, under the same markers OpenClaw uses
+/// for history it injects.
+struct Prompt {
+    message: String,
+    extra_system_prompt: Option<String>,
+}
+
+const HISTORY_MARKER: &str = "[Chat messages since your last reply - for context]";
+const CURRENT_MARKER: &str = "[Current message - respond to this]";
+
+fn prompt_of(messages: &[Value]) -> Option<Prompt> {
+    let mut system = Vec::new();
+    let mut turns: Vec<(&str, String)> = Vec::new();
+    for m in messages {
+        let text = message_text(m).trim().to_owned();
+        let role = m["role"].as_str().unwrap_or_default();
+        match role {
+            "system" | "developer" if !text.is_empty() => system.push(text),
+            "user" | "assistant" | "tool" | "function" if !text.is_empty() => turns.push((role, text)),
+            _ => {}
+        }
+    }
+    let current = turns.iter().rposition(|(role, _)| *role == "user")?;
+    let sender = |role: &str| match role {
+        "user" => "User",
+        "assistant" => "Assistant",
+        _ => "Tool",
+    };
+    let message = if current == 0 {
+        turns[0].1.clone()
+    } else {
+        let history: Vec<String> = turns[..current]
+            .iter()
+            .map(|(role, text)| format!("{}: {text}", sender(role)))
+            .collect();
+        format!(
+            "{HISTORY_MARKER}\n{}\n\n{CURRENT_MARKER}\nUser: {}",
+            history.join("\n"),
+            turns[current].1
+        )
+    };
+    Some(Prompt {
+        message,
+        extra_system_prompt: (!system.is_empty()).then(|| system.join("\n\n")),
+    })
 }
 
 fn openai_error(status: u16, kind: &str, message: &str) -> Response {
@@ -190,6 +240,7 @@ impl Gateway {
         let body: CompletionRequest = serde_json::from_slice(&request.body)
             .map_err(|e| openai_error(400, "invalid_request_error", &format!("Invalid request body: {e}")))?;
         let model = body.model.unwrap_or_else(|| "openclaw".to_owned());
+        // `model` names the agent; `x-openclaw-agent-id` does when it names none.
         let agent = agent_of_model(&model).ok_or_else(|| {
             openai_error(
                 400,
@@ -197,14 +248,30 @@ impl Gateway {
                 "Invalid `model`. Use `openclaw` or `openclaw/<agentId>`.",
             )
         })?;
-        let message = body
-            .messages
-            .iter()
-            .rev()
-            .find(|m| m["role"] == "user")
-            .map(message_text)
-            .filter(|t| !t.trim().is_empty())
+        let header_agent = request
+            .header("x-openclaw-agent-id")
+            .or_else(|| request.header("x-openclaw-agent"))
+            .map(str::trim)
+            .filter(|a| !a.is_empty());
+        if header_agent.is_some_and(|a| !clawgate_proto::session::AgentId::is_valid(a)) {
+            return Err(openai_error(
+                400,
+                "invalid_request_error",
+                "Invalid `x-openclaw-agent-id`.",
+            ));
+        }
+        let agent = agent.or(header_agent);
+        let Prompt {
+            message,
+            extra_system_prompt,
+        } = prompt_of(&body.messages)
             .ok_or_else(|| openai_error(400, "invalid_request_error", "Missing user message in `messages`."))?;
+        // The upstream model is the agent's own unless the caller names one with the header.
+        let upstream_model = request
+            .header("x-openclaw-model")
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned);
         if message.len() > MAX_MESSAGE_BYTES {
             return Err(openai_error(413, "invalid_request_error", "Message too long."));
         }
@@ -254,6 +321,10 @@ impl Gateway {
                     },
                     stream: body.stream,
                 }),
+                options: RunOptions {
+                    extra_system_prompt,
+                    model: upstream_model,
+                },
                 timeout_ms: 600_000,
                 created_via: "openai",
                 ack: None,
@@ -314,6 +385,7 @@ impl Gateway {
                     shape: HttpShape::SessionMessage,
                     stream,
                 }),
+                options: RunOptions::default(),
                 timeout_ms: 600_000,
                 created_via: "http",
                 ack: None,

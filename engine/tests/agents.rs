@@ -663,3 +663,44 @@ fn a_chat_message_for_an_offline_agent_is_queued_and_the_sender_is_told_so() {
         .expect("an agent run_status event");
     assert_eq!(run_status["data"]["phase"], "queued");
 }
+
+#[test]
+fn an_http_conversation_reaches_the_worker_as_openclaw_shapes_it() {
+    let mut b = Bench::with_token();
+    let node = worker(&mut b, &["main"]);
+    let body = json!({
+        "model": "openclaw:main",
+        "messages": [
+            {"role": "system", "content": "Answer in French."},
+            {"role": "user", "content": "What is 2+2?"},
+            {"role": "assistant", "content": "4"},
+            {"role": "user", "content": "And 3+3?"},
+        ],
+    })
+    .to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nx-openclaw-model: tiny-model\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    b.http(loopback(), &request);
+    let (_, params) = invocations(&mut b, node).remove(0);
+    assert_eq!(params["extraSystemPrompt"], "Answer in French.");
+    assert_eq!(params["model"], "tiny-model");
+    assert_eq!(
+        params["message"],
+        "[Chat messages since your last reply - for context]\nUser: What is 2+2?\nAssistant: 4\n\n[Current message - respond to this]\nUser: And 3+3?"
+    );
+    // A single user message goes as it is, with no system prompt and the worker's own model.
+    let body = json!({"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    b.http(loopback(), &request);
+    let (_, params) = invocations(&mut b, node).remove(0);
+    assert_eq!(params["message"], "hi");
+    assert!(
+        params.get("extraSystemPrompt").is_none() && params.get("model").is_none(),
+        "{params}"
+    );
+}
