@@ -38,6 +38,12 @@ pub struct GatewayConfig {
     pub host_name: String,
     /// Time a socket has to complete the handshake.
     pub handshake_timeout_ms: u64,
+    /// How long a plain HTTP connection may sit between requests (keep-alive) or before its first.
+    pub http_idle_timeout_ms: u64,
+    /// Time from the first byte of a request to the end of its headers.
+    pub http_head_timeout_ms: u64,
+    /// Time from the end of a request's headers to the end of its body.
+    pub http_body_timeout_ms: u64,
     /// Interval of `tick` events.
     pub tick_interval_ms: u64,
     /// Largest frame before `hello-ok`.
@@ -189,6 +195,9 @@ impl GatewayConfig {
             server_version: env!("CARGO_PKG_VERSION").to_owned(),
             host_name: "localhost".to_owned(),
             handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS,
+            http_idle_timeout_ms: 60_000,
+            http_head_timeout_ms: 10_000,
+            http_body_timeout_ms: 30_000,
             tick_interval_ms: TICK_INTERVAL_MS,
             max_preauth_payload: MAX_PREAUTH_PAYLOAD_BYTES,
             max_payload: MAX_PAYLOAD_BYTES,

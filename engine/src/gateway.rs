@@ -10,7 +10,7 @@ use clawgate_proto::connect::{ClientId, ClientMode, HelloOk, Role};
 use clawgate_proto::device::{base64url_encode, DeviceIdentity};
 use clawgate_proto::frame::{to_raw, ErrorShape, EventFrame, Extra, Frame, FrameError, ResponseFrame, StateVersion};
 use clawgate_proto::handshake::{AcceptedConnect, ConnectRejection, NonceRedeemer, PairingReason, ServerHandshake};
-use clawgate_proto::http::{HttpLimits, Request, RequestParser, Response};
+use clawgate_proto::http::{HttpLimits, Request, RequestParser, RequestProgress, Response};
 use clawgate_proto::scopes::{authorize, may_receive_event, ScopeSet};
 use clawgate_proto::ws::{accept_upgrade, Message, WsCodec, WsError};
 use serde_json::json;
@@ -176,6 +176,7 @@ pub enum Output {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Handshake(ConnId),
+    Http(ConnId),
     Tick,
     Health,
     Agents,
@@ -246,6 +247,10 @@ struct Conn {
     close_after_answer: Option<CloseFrame>,
     /// An HTTP request is waiting for a tool; later pipelined requests wait behind it.
     http_busy: bool,
+    /// Where the connection's next HTTP request is, and since when (for the HTTP timeouts).
+    http_progress: (RequestProgress, u64),
+    /// When the earliest pending HTTP timer of this connection fires.
+    http_timer_at: Option<u64>,
 }
 
 /// Nonces issued over HTTP for devices to sign instead of the socket's challenge nonce.
@@ -772,7 +777,7 @@ impl Gateway {
     }
 
     /// A new TCP connection from `peer`, accepted on the local address `local`.
-    pub fn handle_connection(&mut self, _now_ms: u64, peer: SocketAddr, local: SocketAddr) -> ConnId {
+    pub fn handle_connection(&mut self, now_ms: u64, peer: SocketAddr, local: SocketAddr) -> ConnId {
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
         self.conns.insert(
@@ -788,10 +793,14 @@ impl Gateway {
                 held: Vec::new(),
                 close_after_answer: None,
                 http_busy: false,
+                http_progress: (RequestProgress::Idle, now_ms),
+                http_timer_at: None,
             },
         );
         if self.stopping {
             self.close_now(id);
+        } else {
+            self.arm_http_timer(id, RequestProgress::Idle, now_ms);
         }
         id
     }
@@ -1084,6 +1093,87 @@ impl Gateway {
     }
 
     fn drive_http(&mut self, now_ms: u64, conn: ConnId) {
+        self.serve_http(now_ms, conn);
+        self.note_http_progress(now_ms, conn);
+    }
+
+    /// Restarts the clock of the HTTP timeouts when the connection moved on (idle, into a head,
+    /// into a body).
+    fn note_http_progress(&mut self, now_ms: u64, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Phase::Http(parser) = &c.phase else { return };
+        let progress = parser.progress();
+        // Idle again means a request was just answered: the keep-alive clock starts over. A
+        // head or body that is still coming keeps the clock of its first byte.
+        if c.http_progress.0 != progress || progress == RequestProgress::Idle {
+            c.http_progress = (progress, now_ms);
+            self.arm_http_timer(conn, progress, now_ms);
+        }
+    }
+
+    fn http_timeout(&self, progress: RequestProgress) -> u64 {
+        match progress {
+            RequestProgress::Idle => self.config.http_idle_timeout_ms,
+            RequestProgress::Head => self.config.http_head_timeout_ms,
+            RequestProgress::Body => self.config.http_body_timeout_ms,
+        }
+    }
+
+    /// Makes sure a timer fires by the deadline of `progress`; one already due earlier will do
+    /// (it re-arms itself when it finds the connection has moved on), so a busy keep-alive
+    /// connection holds one timer, not one per request.
+    fn arm_http_timer(&mut self, conn: ConnId, progress: RequestProgress, since_ms: u64) {
+        let at = since_ms.saturating_add(self.http_timeout(progress));
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.http_timer_at.is_some_and(|pending| pending <= at) {
+            return;
+        }
+        c.http_timer_at = Some(at);
+        self.timers.push(Reverse((at, Timer::Http(conn))));
+    }
+
+    /// An HTTP timer is due: a connection idle too long is closed, one too slow with a request
+    /// gets 408 and is closed. A connection whose answer is being prepared is not timed out.
+    fn on_http_timer(&mut self, now_ms: u64, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if c.http_timer_at.is_some_and(|at| at <= now_ms) {
+            c.http_timer_at = None;
+        }
+        if c.closing || !matches!(c.phase, Phase::Http(_)) {
+            return;
+        }
+        let (progress, since) = c.http_progress;
+        if c.http_busy {
+            // The answer is being prepared (a tool, an agent): the clock starts again after it.
+            return;
+        }
+        let peer = c.peer.ip();
+        let due = since.saturating_add(self.http_timeout(progress));
+        if now_ms < due {
+            // The connection moved on since this timer was armed.
+            self.arm_http_timer(conn, progress, since);
+            return;
+        }
+        match progress {
+            RequestProgress::Idle => self.close_now(conn),
+            RequestProgress::Head | RequestProgress::Body => {
+                let what = if progress == RequestProgress::Head {
+                    "headers"
+                } else {
+                    "body"
+                };
+                self.log(
+                    now_ms,
+                    LogLevel::Warn,
+                    format!("HTTP request {what} from {peer} too slow; closed"),
+                );
+                let response = Response::text(408, "Request Timeout").header("Connection", "close");
+                self.send_http(conn, &response, false, false);
+            }
+        }
+    }
+
+    fn serve_http(&mut self, now_ms: u64, conn: ConnId) {
         loop {
             let Some(c) = self.conns.get_mut(&conn) else { return };
             if c.closing || c.http_busy {
@@ -2062,6 +2152,7 @@ impl Gateway {
                         self.close_ws(conn, &ConnectRejection::HandshakeTimeout.close());
                     }
                 }
+                Timer::Http(conn) => self.on_http_timer(now_ms, conn),
                 Timer::Tick => {
                     if !self.stopping {
                         let payload = to_raw(&json!({"ts": now_ms}));

@@ -765,3 +765,82 @@ fn forwarded_addresses_count_only_through_trusted_proxies() {
         "AUTH_RATE_LIMITED"
     );
 }
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let mut b = Bench::with_token();
+    let (conn, raw) = b.http(loopback(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    b.advance(59_999);
+    assert!(!b.peers[&conn].closed_by_gateway, "closed before the idle timeout");
+    b.advance(1);
+    assert!(b.peers[&conn].closed_by_gateway, "still open after 60 s idle");
+    assert!(
+        !b.raw_text(conn).contains("408"),
+        "an idle connection is closed without an answer"
+    );
+}
+
+#[test]
+fn each_answered_request_starts_the_idle_clock_again() {
+    let mut b = Bench::with_token();
+    let (conn, _) = b.http(loopback(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    b.advance(50_000);
+    b.send_bytes(conn, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    b.advance(50_000);
+    assert!(
+        !b.peers[&conn].closed_by_gateway,
+        "the second request did not restart the idle clock"
+    );
+    b.advance(10_000);
+    assert!(b.peers[&conn].closed_by_gateway);
+}
+
+#[test]
+fn headers_that_trickle_in_get_408_ten_seconds_after_their_first_byte() {
+    let mut b = Bench::with_token();
+    let (conn, _) = b.http(loopback(), "GET /health HTTP/1.1\r\n");
+    for _ in 0..9 {
+        b.advance(1_000);
+        // More bytes of the same head do not buy more time.
+        b.send_bytes(conn, b"X-Slow: 1\r\n");
+    }
+    b.advance(999);
+    assert!(!b.peers[&conn].closed_by_gateway, "closed before the head timeout");
+    b.advance(1);
+    assert!(b.peers[&conn].closed_by_gateway, "a slow head was not cut off");
+    assert!(b.raw_text(conn).starts_with("HTTP/1.1 408"), "{}", b.raw_text(conn));
+}
+
+#[test]
+fn a_body_that_trickles_in_gets_408_thirty_seconds_after_its_headers() {
+    let mut b = Bench::with_token();
+    let (conn, _) = b.http(
+        loopback(),
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"mo",
+    );
+    b.advance(29_999);
+    assert!(!b.peers[&conn].closed_by_gateway, "closed before the body timeout");
+    b.advance(1);
+    assert!(b.peers[&conn].closed_by_gateway, "a slow body was not cut off");
+    assert!(b.raw_text(conn).starts_with("HTTP/1.1 408"), "{}", b.raw_text(conn));
+}
+
+#[test]
+fn a_slowloris_from_many_addresses_is_cleared_by_the_head_timeout() {
+    let mut b = Bench::with_token();
+    let conns: Vec<_> = (0..2000u32)
+        .map(|i| {
+            let peer = std::net::SocketAddr::from(([10, (i >> 8) as u8, i as u8, 1], 40000));
+            b.http(peer, "GET / HTTP/1.1\r\nHost: x\r\n").0
+        })
+        .collect();
+    b.advance(10_000);
+    assert!(
+        conns.iter().all(|c| b.peers[c].closed_by_gateway),
+        "some slow connections stayed open"
+    );
+    // The gateway still serves a normal client.
+    let (_, raw) = b.http(loopback(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+}

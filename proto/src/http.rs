@@ -128,6 +128,17 @@ enum ParseState {
     Body { request: Request, remaining: usize },
 }
 
+/// Where a connection is between requests, as [`RequestParser::progress`] tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestProgress {
+    /// Nothing of a next request has arrived (a keep-alive connection between requests).
+    Idle,
+    /// Part of a request line or its headers has arrived.
+    Head,
+    /// The head is complete and the body is still coming.
+    Body,
+}
+
 /// Incremental request parser for one connection; handles keep-alive and pipelining.
 pub struct RequestParser {
     limits: HttpLimits,
@@ -162,6 +173,15 @@ impl RequestParser {
     /// followed an upgrade request). Takes them out of the parser.
     pub fn take_buffered(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.buf)
+    }
+
+    /// How far the parser is into the next request, for the timeouts of slow clients.
+    pub fn progress(&self) -> RequestProgress {
+        match &self.state {
+            ParseState::Head if self.buf.is_empty() => RequestProgress::Idle,
+            ParseState::Head => RequestProgress::Head,
+            ParseState::Body { .. } => RequestProgress::Body,
+        }
     }
 
     /// Bytes of memory the parser holds.
