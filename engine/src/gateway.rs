@@ -1184,7 +1184,7 @@ impl Gateway {
                 Ok(Some(r)) => r,
                 Ok(None) => return,
                 Err(e) => {
-                    let response = e.response();
+                    let response = crate::http_routes::refused_request(&e);
                     self.send_http(conn, &response, false, false);
                     return;
                 }

@@ -25,6 +25,30 @@ fn http_error(status: u16, kind: &str, message: &str) -> Response {
     )
 }
 
+/// The answer to a request the parser refused. The JSON API families (`/v1/`, `/tools/`,
+/// `/api/`, `/sessions/`) answer in the error shape of their endpoints, as OpenClaw does
+/// (`{"error":{"message","type":"invalid_request_error"}}`); everything else in plain text. Either
+/// way the connection closes, since the rest of the stream cannot be trusted.
+pub(crate) fn refused_request(e: &clawgate_proto::http::HttpError) -> Response {
+    let api = e.path.as_deref().is_some_and(|p| {
+        ["/v1/", "/tools/", "/api/", "/sessions/"]
+            .iter()
+            .any(|prefix| p.starts_with(prefix))
+    });
+    if !api {
+        return e.response();
+    }
+    let message = match e.status {
+        413 => "Payload too large",
+        _ => e.message,
+    };
+    json_response(
+        e.status,
+        &json!({"error": {"message": message, "type": "invalid_request_error"}}),
+    )
+    .header("Connection", "close")
+}
+
 /// The HTTP answer for a finished tool run.
 pub(crate) fn tool_http_response(tool: &str, result: Result<&RawValue, &crate::tool_calls::ToolFailure>) -> Response {
     #[derive(serde::Serialize)]

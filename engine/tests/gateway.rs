@@ -844,3 +844,25 @@ fn a_slowloris_from_many_addresses_is_cleared_by_the_head_timeout() {
     let (_, raw) = b.http(loopback(), "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
 }
+
+#[test]
+fn an_oversized_body_gets_the_error_shape_of_its_endpoint_family() {
+    let mut b = Bench::with_token();
+    let big = 10 * 1024 * 1024;
+    let (_, raw) = b.http(
+        loopback(),
+        &format!("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {big}\r\n\r\n"),
+    );
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
+    let error: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert_eq!(error["error"]["message"], "Payload too large");
+    // Outside the JSON APIs the answer stays plain text.
+    let (_, raw) = b.http(
+        loopback(),
+        &format!("POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: {big}\r\n\r\n"),
+    );
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    assert!(raw.ends_with("Payload Too Large"), "{raw}");
+}

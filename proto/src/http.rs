@@ -102,6 +102,9 @@ pub struct HttpError {
     pub status: u16,
     /// Why, for the response body.
     pub message: &'static str,
+    /// The request's path, when its head could be read (so the answer can take the shape of the
+    /// endpoint that was asked for).
+    pub path: Option<String>,
 }
 
 impl fmt::Display for HttpError {
@@ -114,7 +117,19 @@ impl std::error::Error for HttpError {}
 
 impl HttpError {
     const fn new(status: u16, message: &'static str) -> Self {
-        HttpError { status, message }
+        HttpError {
+            status,
+            message,
+            path: None,
+        }
+    }
+
+    fn for_request(status: u16, message: &'static str, request: &Request) -> Self {
+        HttpError {
+            status,
+            message,
+            path: Some(request.path().to_owned()),
+        }
     }
 
     /// A plain-text response for this error, with `Connection: close` (the stream cannot be trusted).
@@ -278,7 +293,7 @@ impl RequestParser {
             body: Vec::new(),
         };
         if request.has_header("transfer-encoding") {
-            return Err(HttpError::new(411, "Length Required"));
+            return Err(HttpError::for_request(411, "Length Required", &request));
         }
         let mut body_len = 0usize;
         let mut seen_length: Option<usize> = None;
@@ -292,15 +307,15 @@ impl RequestParser {
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|v| v.parse::<u64>().ok());
             let Some(len) = parsed else {
-                return Err(HttpError::new(400, "Bad Request"));
+                return Err(HttpError::for_request(400, "Bad Request", &request));
             };
             if len > self.limits.max_body_bytes as u64 {
-                return Err(HttpError::new(413, "Payload Too Large"));
+                return Err(HttpError::for_request(413, "Payload Too Large", &request));
             }
             let len = len as usize;
             // Differing duplicate lengths are a request-smuggling vector.
             if seen_length.is_some_and(|prev| prev != len) {
-                return Err(HttpError::new(400, "Bad Request"));
+                return Err(HttpError::for_request(400, "Bad Request", &request));
             }
             seen_length = Some(len);
             body_len = len;
