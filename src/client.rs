@@ -1,11 +1,11 @@
 //! A blocking gateway client for the command line, built on `clawgate-proto`'s client state machine.
 
 use clawgate_engine::Entropy;
+use clawgate_io::{now_ms, OsEntropy};
 use clawgate_proto::client::{ClientConnection, ClientEvent, ClientOptions};
 use clawgate_proto::connect::{ClientId, ClientInfo, ClientMode};
 use clawgate_proto::frame::{ErrorShape, EventFrame};
 use clawgate_proto::ws::{ClientUpgrade, Message, SeededMasks, WsCodec};
-use clawgate_runtime_smol::{now_ms, OsEntropy};
 use serde_json::value::RawValue;
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -83,7 +83,7 @@ pub fn set(path: &Path, key: &str, value: serde_json::Value) -> Result<(), Failu
     clawgate_engine::settings::parse(&rendered, &env).map_err(|e| Failure::config(e.message))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("openclaw.json");
-    clawgate_runtime_smol::write_atomically(dir, name, &rendered)
+    clawgate_io::write_atomically(dir, name, &rendered)
         .map_err(|e| Failure::failed(format!("cannot write {}: {e}", path.display())))?;
     if text.is_some_and(|t| t.contains("//") || t.contains("/*")) {
         eprintln!(

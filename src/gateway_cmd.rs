@@ -6,9 +6,10 @@ use crate::config_file::{self, env_nonempty};
 use crate::exit::{print_line, Failure};
 use clawgate_engine::settings::FileSettings;
 use clawgate_engine::{Entropy, Gateway, GatewayConfig};
+use clawgate_io::{bind, now_ms, OsEntropy};
 use clawgate_proto::auth::{AuthMode, SharedSecretConfig};
 use clawgate_proto::device::base64url_encode;
-use clawgate_runtime_smol::{bind, now_ms, run, stop_channel, stop_on_signals, OsEntropy};
+use clawgate_runtime_smol::{run, stop_channel, stop_on_signals};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
@@ -239,7 +240,7 @@ fn listen(addrs: &[SocketAddr], port: u16) -> Result<(Vec<TcpListener>, u16), Fa
 /// left untouched).
 fn load_pairing(dir: &Path) -> Result<clawgate_engine::pairing::PairingStore, Failure> {
     let read = |rel: &str| {
-        clawgate_runtime_smol::read_state_file(dir, rel)
+        clawgate_io::read_state_file(dir, rel)
             .map_err(|e| Failure::failed(format!("cannot read {}: {e}", dir.join(rel).display())))
     };
     let paired = read("devices/paired.json")?;
@@ -253,9 +254,9 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
     let file = &plan.file;
     let state_dir = &plan.state_dir;
     let store = load_pairing(state_dir)?;
-    let transcripts = clawgate_runtime_smol::load_transcripts(state_dir)
+    let transcripts = clawgate_io::load_transcripts(state_dir)
         .map_err(|e| Failure::failed(format!("cannot read the session transcripts: {e}")))?;
-    let queue = clawgate_runtime_smol::read_state_file(state_dir, clawgate_engine::agents::QUEUE_FILE)
+    let queue = clawgate_io::read_state_file(state_dir, clawgate_engine::agents::QUEUE_FILE)
         .map_err(|e| Failure::failed(format!("cannot read {}: {e}", clawgate_engine::agents::QUEUE_FILE)))?;
     let mut config = GatewayConfig::new(plan.auth.clone());
     config.auto_approve_local = plan
@@ -344,7 +345,7 @@ fn serve(plan: Plan, gateway: Gateway, listeners: Vec<TcpListener>) -> Result<()
             run(gateway, listeners, stop_rx, options).map_err(|e| Failure::failed(e.to_string()))?
         }
     };
-    if exit == clawgate_runtime_smol::Exit::Restart {
+    if exit == clawgate_io::Exit::Restart {
         restart_in_place()?;
     }
     Ok(())

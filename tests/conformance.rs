@@ -2,13 +2,13 @@
 //! mio) from this one source. Clients are made of `clawgate-proto` pieces and blocking std sockets.
 
 use clawgate_engine::{Gateway, GatewayConfig};
+use clawgate_io::{bind, now_ms, OsEntropy};
 use clawgate_proto::auth::{AuthMode, SharedSecretConfig};
 use clawgate_proto::close::CloseFrame;
 use clawgate_proto::connect::{ConnectChallenge, ConnectParams, DeviceProof};
 use clawgate_proto::device::DeviceIdentity;
 use clawgate_proto::frame::{Frame, RequestFrame};
 use clawgate_proto::ws::{encode_frame, ClientUpgrade, Message, OpCode, SeededMasks, WsCodec};
-use clawgate_runtime_smol::{bind, now_ms, OsEntropy};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -39,9 +39,9 @@ impl Server {
         let mut gateway = Gateway::new(config, Box::new(OsEntropy), now_ms());
         if let Some(dir) = &state_dir {
             // What the binary restores at start: transcripts and the runs waiting for a worker.
-            let queue = clawgate_runtime_smol::read_state_file(dir, clawgate_engine::agents::QUEUE_FILE).unwrap();
+            let queue = clawgate_io::read_state_file(dir, clawgate_engine::agents::QUEUE_FILE).unwrap();
             gateway = gateway
-                .with_transcripts(clawgate_runtime_smol::load_transcripts(dir).unwrap())
+                .with_transcripts(clawgate_io::load_transcripts(dir).unwrap())
                 .with_agent_queue(queue.as_deref().unwrap_or("{}"))
                 .unwrap();
         }

@@ -6,7 +6,7 @@
 //! reported to the engine as back-pressure. The engine's next timeout is the poll timeout, and a
 //! `mio::Waker` carries stop requests from other threads (signal handlers, tests).
 
-use clawgate_engine::{ConnId, Gateway, LogLevel, Output};
+use clawgate_engine::{ConnId, Gateway, LogLevel};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::{HashMap, VecDeque};
@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // Binding, the clock and the OS random source are the same for both runtimes.
-pub use clawgate_runtime_smol::{bind, now_ms, Exit, OsEntropy};
-use clawgate_runtime_smol::{file_stamp, reload_config};
+pub use clawgate_io::{bind, now_ms, Exit, OsEntropy};
+use clawgate_io::{file_stamp, reload_config, Effects, SocketOutput};
 
 /// Size of the read buffer shared by all connections.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -64,7 +64,7 @@ impl StopHandle {
 
 /// Stops on SIGINT and SIGTERM, reloads on SIGHUP.
 pub fn stop_on_signals(handle: StopHandle) -> io::Result<()> {
-    clawgate_runtime_smol::on_signals(move |stop| if stop { handle.stop() } else { handle.reload() })
+    clawgate_io::on_signals(move |stop| if stop { handle.stop() } else { handle.reload() })
 }
 
 struct Connection {
@@ -94,9 +94,9 @@ pub struct MioRuntime {
     config_file: Option<PathBuf>,
     config_debounce: Duration,
     /// Tools run on threads of their own; results wait here for the event loop (woken by the waker).
-    tool_results: Arc<std::sync::Mutex<Vec<clawgate_runtime_smol::ToolResult>>>,
-    tools: Option<clawgate_tools::ToolRunner>,
-    transcripts: clawgate_runtime_smol::Transcripts,
+    tool_results: Arc<std::sync::Mutex<Vec<clawgate_io::ToolResult>>>,
+    /// Made when the run starts, once the state directory and configuration file are known.
+    effects: Option<Effects>,
 }
 
 /// How often the configuration file is checked, and how long a change must settle.
@@ -170,8 +170,7 @@ impl MioRuntime {
             config_file: None,
             config_debounce: CONFIG_POLL,
             tool_results: Arc::new(std::sync::Mutex::new(Vec::new())),
-            tools: None,
-            transcripts: clawgate_runtime_smol::Transcripts::default(),
+            effects: None,
         })
     }
 
@@ -200,6 +199,16 @@ impl MioRuntime {
 
     /// Runs until stopped, then shuts down gracefully.
     pub fn run(mut self, mut gateway: Gateway) -> io::Result<Exit> {
+        let results = self.tool_results.clone();
+        let waker = self.stop.waker.clone();
+        self.effects = Some(Effects::new(
+            self.state_dir.clone(),
+            self.config_file.clone(),
+            Arc::new(move |result| {
+                results.lock().unwrap_or_else(|e| e.into_inner()).push(result);
+                let _ = waker.wake();
+            }),
+        ));
         let urls: Vec<String> = self
             .listeners
             .iter()
@@ -455,8 +464,10 @@ impl MioRuntime {
 
     fn drain(&mut self, gateway: &mut Gateway, stopped: &mut bool) {
         while let Some(output) = gateway.poll_output() {
-            match output {
-                Output::Transmit { conn, bytes } => {
+            let Some(effects) = self.effects.as_mut() else { return };
+            match effects.execute(gateway, output) {
+                None => {}
+                Some(SocketOutput::Transmit { conn, bytes }) => {
                     let Some(&slot) = self.by_id.get(&conn) else { continue };
                     if let Some(c) = self.conns.get_mut(&slot) {
                         c.queued += bytes.len();
@@ -464,49 +475,19 @@ impl MioRuntime {
                     }
                     self.flush(gateway, slot);
                 }
-                Output::Close { conn } => {
+                Some(SocketOutput::Close { conn }) => {
                     let Some(&slot) = self.by_id.get(&conn) else { continue };
                     if let Some(c) = self.conns.get_mut(&slot) {
                         c.close_deadline = Some(Instant::now() + CLOSE_GRACE);
                     }
                     self.flush(gateway, slot);
                 }
-                Output::Log(line) => eprintln!("{}", line.render()),
-                Output::Stopped => *stopped = true,
-                // Small, rare writes: done in place so nothing is acknowledged before it is durable.
-                Output::ReloadConfig => {
-                    if let Some(path) = &self.config_file {
-                        reload_config(gateway, path);
-                    }
-                }
-                Output::RunTool(run) => {
-                    let state_dir = self.state_dir.clone();
-                    let runner = self.tools.get_or_insert_with(|| {
-                        clawgate_tools::ToolRunner::new(clawgate_runtime_smol::default_workspace(state_dir.as_deref()))
-                    });
-                    let results = self.tool_results.clone();
-                    let waker = self.stop.waker.clone();
-                    clawgate_runtime_smol::start_tool(runner, run, move |result| {
-                        results.lock().unwrap_or_else(|e| e.into_inner()).push(result);
-                        let _ = waker.wake();
-                    });
-                }
-                Output::AppendAudit { line } => clawgate_runtime_smol::audit(self.state_dir.as_deref(), &line),
-                Output::AppendTranscript { file, line } => {
-                    self.transcripts.append(self.state_dir.as_deref(), &file, &line)
-                }
-                Output::RemoveTranscript { file } => self.transcripts.remove(self.state_dir.as_deref(), &file),
-                // Bundle files are small and cached by the browser: read in place.
-                Output::ServeStatic(request) => {
-                    let response = clawgate_runtime_smol::static_file(&request);
-                    gateway.handle_static_response(clawgate_runtime_smol::now_ms(), &request, &response);
-                }
-                Output::Persist { path, contents, seq } => {
-                    clawgate_runtime_smol::persist(gateway, self.state_dir.as_deref(), path, &contents, seq);
-                }
+                Some(SocketOutput::Stopped) => *stopped = true,
             }
         }
-        self.transcripts.sync();
+        if let Some(effects) = self.effects.as_mut() {
+            effects.end_of_turn();
+        }
     }
 }
 

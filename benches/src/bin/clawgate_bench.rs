@@ -51,7 +51,7 @@ fn latency_summary(mut samples: Vec<Duration>) -> Value {
 fn seed() -> u64 {
     let mut b = [0u8; 8];
     use clawgate_engine::Entropy;
-    clawgate_runtime_smol::OsEntropy.fill(&mut b);
+    clawgate_io::OsEntropy.fill(&mut b);
     u64::from_le_bytes(b)
 }
 

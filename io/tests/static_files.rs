@@ -3,7 +3,7 @@
 
 use clawgate_engine::control_ui::StaticRequest;
 use clawgate_engine::ConnId;
-use clawgate_runtime_smol::static_file;
+use clawgate_io::static_file;
 
 fn bundle(name: &str) -> std::path::PathBuf {
     let root = std::env::temp_dir().join(format!("clawgate-static-{name}-{}", std::process::id()));

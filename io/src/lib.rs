@@ -1,0 +1,385 @@
+//! What both runtimes do that is not their event loop: the clock and the OS random source,
+//! binding, signals, the state directory (atomic writes, transcripts with group commit, the tool
+//! audit), tool threads, Control UI files, and carrying out the engine's outputs that are not
+//! socket I/O ([`Effects::execute`]).
+//!
+//! A runtime keeps only accepting, reading, writing and timers: it hands every output of the
+//! engine to [`Effects::execute`] and performs what comes back ([`SocketOutput`]).
+
+#![forbid(unsafe_code)]
+
+use clawgate_engine::{ConnId, Entropy, Gateway, Output};
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, the engine's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Randomness from the operating system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        if getrandom::fill(buf).is_err() {
+            // The OS generator does not fail on supported platforms; refuse to continue without it.
+            eprintln!("clawgate: the operating system's random generator failed");
+            std::process::abort();
+        }
+    }
+}
+
+/// Binds every address; fails on the first that cannot be bound (e.g. a port in use).
+/// Port 0 binds an ephemeral port on the first address and reuses it for the others.
+pub fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    let mut port = None;
+    for addr in addrs {
+        let mut addr = *addr;
+        if let (0, Some(p)) = (addr.port(), port) {
+            addr.set_port(p);
+        }
+        let listener =
+            TcpListener::bind(addr).map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        port = Some(listener.local_addr()?.port());
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Writes `contents` to `state_dir/relative` so that a crash at any moment leaves either the old
+/// or the new file: a temporary file is written and synced, renamed over the target, and the
+/// directory is synced. Directories are created 0700, files 0600.
+pub fn write_atomically(state_dir: &Path, relative: &str, contents: &str) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let target = state_dir.join(relative);
+    let dir = target.parent().unwrap_or(state_dir).to_path_buf();
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        std::io::Write::write_all(&mut f, contents.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&temp, &target)?;
+    std::fs::File::open(&dir)?.sync_all()
+}
+
+/// Reads `state_dir/relative`; `Ok(None)` when it does not exist.
+pub fn read_state_file(state_dir: &Path, relative: &str) -> io::Result<Option<String>> {
+    match std::fs::read_to_string(state_dir.join(relative)) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Carries out a `persist` output: with a state directory the file is written durably first;
+/// without one (tests, ephemeral gateways) the state lives in memory only.
+pub fn persist(gateway: &mut Gateway, state_dir: Option<&Path>, path: &str, contents: &str, seq: u64) {
+    match state_dir.map(|dir| write_atomically(dir, path, contents)) {
+        None | Some(Ok(())) => gateway.handle_persisted(now_ms(), seq),
+        Some(Err(e)) => gateway.handle_persist_failed(now_ms(), seq, &format!("{path}: {e}")),
+    }
+}
+
+/// How a runtime's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Stopped on request.
+    Stopped,
+    /// A configuration change needs a restart: start the gateway again with the same arguments.
+    Restart,
+}
+
+/// The file's identity for change detection: modification time and length.
+pub fn file_stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Reads the configuration file and hands it to the engine.
+pub fn reload_config(gateway: &mut Gateway, path: &Path) {
+    let env = |name: &str| std::env::var(name).ok();
+    match std::fs::read_to_string(path) {
+        Ok(text) => gateway.handle_config_text(now_ms(), Ok(&text), &env),
+        Err(e) => gateway.handle_config_text(now_ms(), Err(&format!("{}: {e}", path.display())), &env),
+    }
+}
+
+/// Calls `on_signal(true)` for SIGINT/SIGTERM and `on_signal(false)` for SIGHUP, on a thread.
+pub fn on_signals(on_signal: impl Fn(bool) + Send + 'static) -> io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("clawgate-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                on_signal(signal != SIGHUP);
+            }
+        })?;
+    Ok(())
+}
+
+/// A finished tool run: its call number and outcome.
+pub type ToolResult = (u64, clawgate_tools::ToolOutcome);
+
+/// Starts `run` on its own thread (tools block); the result comes back through `results`.
+pub fn start_tool(
+    runner: &clawgate_tools::ToolRunner,
+    run: clawgate_engine::tool_calls::ToolRun,
+    results: impl FnOnce(ToolResult) + Send + 'static,
+) {
+    let runner = runner.clone();
+    std::thread::spawn(move || results((run.call, runner.run(&run))));
+}
+
+/// Appends an audit line under the state directory (nothing without one); a failure is reported
+/// on stderr and does not stop the gateway.
+pub fn audit(state_dir: Option<&Path>, line: &str) {
+    if let Some(dir) = state_dir {
+        if let Err(e) = clawgate_tools::append_audit(dir, line) {
+            eprintln!("clawgate: could not append to the tool audit log: {e}");
+        }
+    }
+}
+
+/// Session transcripts under the state directory. Each line is written as soon as the engine
+/// emits it (so it survives a crash of the gateway); the files written to are synced together
+/// when the engine's outputs of one turn are done (a group commit: under load one sync covers
+/// many lines, and no line waits longer than one loop turn to be durable).
+#[derive(Default)]
+pub struct Transcripts {
+    dirty: HashMap<PathBuf, std::fs::File>,
+}
+
+impl Transcripts {
+    /// Appends `line` to `file` (relative to `state_dir`); nothing without a state directory.
+    pub fn append(&mut self, state_dir: Option<&Path>, file: &str, line: &str) {
+        let Some(dir) = state_dir else { return };
+        let path = dir.join(file);
+        if let Err(e) = self.write(&path, line) {
+            eprintln!("clawgate: could not append to {}: {e}", path.display());
+        }
+    }
+
+    fn write(&mut self, path: &Path, line: &str) -> io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if !self.dirty.contains_key(path) {
+            if let Some(parent) = path.parent() {
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(path)?;
+            self.dirty.insert(path.to_owned(), f);
+        }
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        match self.dirty.get_mut(path) {
+            // One write per line: lines of concurrent sessions never interleave within a file.
+            Some(f) => f.write_all(&bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes a transcript.
+    pub fn remove(&mut self, state_dir: Option<&Path>, file: &str) {
+        let Some(dir) = state_dir else { return };
+        let path = dir.join(file);
+        self.dirty.remove(&path);
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                eprintln!("clawgate: could not remove {}: {e}", path.display());
+            }
+        }
+    }
+
+    /// Makes every line appended since the last call durable.
+    pub fn sync(&mut self) {
+        for (path, f) in self.dirty.drain() {
+            if let Err(e) = f.sync_data() {
+                eprintln!("clawgate: could not sync {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// The text of every transcript under `<state dir>/sessions`, for
+/// [`Gateway::with_transcripts`](clawgate_engine::Gateway::with_transcripts).
+pub fn load_transcripts(state_dir: &Path) -> io::Result<Vec<String>> {
+    let dir = state_dir.join(clawgate_engine::agents::TRANSCRIPT_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut texts = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            texts.push(std::fs::read_to_string(&path)?);
+        }
+    }
+    Ok(texts)
+}
+
+/// The answer for a file of the Control UI bundle. The file must resolve (symlinks included)
+/// inside the bundle's folder; an SPA route that names no file gets `index.html`; a
+/// precompressed `.br` or `.gz` sibling is sent to clients that accept it. Content types and
+/// caching are the engine's (`control_ui::content_type`, `control_ui::cache_control`).
+pub fn static_file(request: &clawgate_engine::control_ui::StaticRequest) -> clawgate_proto::http::Response {
+    use clawgate_proto::http::Response;
+    let not_found = || Response::text(404, "Not Found");
+    let Ok(root) = std::fs::canonicalize(&request.root) else {
+        return not_found();
+    };
+    let inside = |p: &Path| -> Option<PathBuf> {
+        let real = std::fs::canonicalize(p).ok()?;
+        (real.starts_with(&root) && real.is_file()).then_some(real)
+    };
+    let (file, name) = match inside(&root.join(&request.path)) {
+        Some(f) => (f, request.path.as_str()),
+        None if request.spa_fallback => match inside(&root.join("index.html")) {
+            Some(f) => (f, "index.html"),
+            None => return not_found(),
+        },
+        None => return not_found(),
+    };
+    let mut encoding = None;
+    let mut body_file = file.clone();
+    let mut has_sibling = false;
+    for (accepted, ext, name) in [(request.accepts_br, "br", "br"), (request.accepts_gzip, "gz", "gzip")] {
+        let mut sibling = file.clone().into_os_string();
+        sibling.push(".");
+        sibling.push(ext);
+        if let Some(s) = inside(Path::new(&sibling)) {
+            has_sibling = true;
+            if accepted && encoding.is_none() {
+                encoding = Some(name);
+                body_file = s;
+            }
+        }
+    }
+    let Ok(body) = std::fs::read(&body_file) else {
+        return Response::text(500, "Internal Server Error");
+    };
+    use clawgate_engine::control_ui::{cache_control, content_type};
+    let mut response = Response::new(200)
+        .header("Content-Type", content_type(name))
+        .header("Cache-Control", cache_control(name))
+        .body(body);
+    if let Some(e) = encoding {
+        response = response.header("Content-Encoding", e);
+    }
+    if has_sibling {
+        response = response.header("Vary", "Accept-Encoding");
+    }
+    response
+}
+
+/// The default workspace of agents that name none: `<state dir>/workspace`.
+pub fn default_workspace(state_dir: Option<&Path>) -> Option<PathBuf> {
+    state_dir.map(|d| d.join("workspace"))
+}
+
+/// What only the event loop can do with an output of the engine.
+#[derive(Debug)]
+pub enum SocketOutput {
+    /// Queue bytes for a connection.
+    Transmit { conn: ConnId, bytes: Vec<u8> },
+    /// Close a connection once what is queued is sent (within the runtime's grace period).
+    Close { conn: ConnId },
+    /// The engine finished shutting down.
+    Stopped,
+}
+
+/// How a finished tool run gets back to the event loop (a channel send, a queue and a wake).
+pub type ToolDone = Arc<dyn Fn(ToolResult) + Send + Sync>;
+
+/// The effects of the engine's outputs that are not socket I/O, shared by both runtimes.
+pub struct Effects {
+    state_dir: Option<PathBuf>,
+    config_file: Option<PathBuf>,
+    tools: Option<clawgate_tools::ToolRunner>,
+    tool_done: ToolDone,
+    transcripts: Transcripts,
+}
+
+impl Effects {
+    /// Effects on `state_dir` (in memory only without one), reading `config_file` on reload;
+    /// finished tool runs are handed to `tool_done`.
+    pub fn new(state_dir: Option<PathBuf>, config_file: Option<PathBuf>, tool_done: ToolDone) -> Effects {
+        Effects {
+            state_dir,
+            config_file,
+            tools: None,
+            tool_done,
+            transcripts: Transcripts::default(),
+        }
+    }
+
+    /// The state directory, if any.
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.state_dir.as_deref()
+    }
+
+    /// Carries out `output`, or gives it back when it is the event loop's to perform.
+    pub fn execute(&mut self, gateway: &mut Gateway, output: Output) -> Option<SocketOutput> {
+        let state_dir = self.state_dir.as_deref();
+        match output {
+            Output::Transmit { conn, bytes } => return Some(SocketOutput::Transmit { conn, bytes }),
+            Output::Close { conn } => return Some(SocketOutput::Close { conn }),
+            Output::Stopped => return Some(SocketOutput::Stopped),
+            Output::Log(line) => eprintln!("{}", line.render()),
+            Output::ReloadConfig => {
+                if let Some(path) = &self.config_file {
+                    reload_config(gateway, path);
+                }
+            }
+            Output::RunTool(run) => {
+                let runner = self
+                    .tools
+                    .get_or_insert_with(|| clawgate_tools::ToolRunner::new(default_workspace(state_dir)));
+                let done = self.tool_done.clone();
+                start_tool(runner, run, move |result| done(result));
+            }
+            Output::AppendAudit { line } => audit(state_dir, &line),
+            Output::AppendTranscript { file, line } => self.transcripts.append(state_dir, &file, &line),
+            Output::RemoveTranscript { file } => self.transcripts.remove(state_dir, &file),
+            // Bundle files are small and cached by the browser: read in place.
+            Output::ServeStatic(request) => {
+                let response = static_file(&request);
+                gateway.handle_static_response(now_ms(), &request, &response);
+            }
+            // Small, rare writes (pairing changes, the agent queue): done in place, so that
+            // nothing is acknowledged before it is durable.
+            Output::Persist { path, contents, seq } => persist(gateway, state_dir, path, &contents, seq),
+        }
+        None
+    }
+
+    /// The end of one turn's outputs: the transcript lines written in it become durable together.
+    pub fn end_of_turn(&mut self) {
+        self.transcripts.sync();
+    }
+}
