@@ -44,7 +44,6 @@ struct Plan {
     addrs: Vec<SocketAddr>,
     auth: SharedSecretConfig,
     overrides: clawgate_engine::config::Overrides,
-    control_ui_root: Option<String>,
 }
 
 pub fn gateway_run(args: &RunArgs) -> Result<(), Failure> {
@@ -86,6 +85,7 @@ fn resolve(args: &RunArgs) -> Result<Plan, Failure> {
         token: args.token.clone(),
         password: args.password.clone(),
         auto_approve_local: args.no_auto_approve_local.then_some(false),
+        control_ui_root: args.control_ui.clone(),
         env_token: env_nonempty("OPENCLAW_GATEWAY_TOKEN"),
         env_password: env_nonempty("OPENCLAW_GATEWAY_PASSWORD"),
     };
@@ -131,8 +131,7 @@ fn resolve(args: &RunArgs) -> Result<Plan, Failure> {
             "refusing to listen beyond loopback without a token or password (drop --auth none or use --bind loopback)",
         ));
     }
-    let control_ui_root = args.control_ui.clone().or_else(|| file.control_ui_root.clone());
-    if let Some(root) = &control_ui_root {
+    if let Some(root) = args.control_ui.as_ref().or(file.control_ui_root.as_ref()) {
         if !Path::new(root).join("index.html").is_file() {
             return Err(Failure::failed(format!(
                 "no index.html in the Control UI folder {root}"
@@ -148,7 +147,6 @@ fn resolve(args: &RunArgs) -> Result<Plan, Failure> {
         addrs,
         auth,
         overrides,
-        control_ui_root,
     })
 }
 
@@ -259,39 +257,14 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
     let queue = clawgate_io::read_state_file(state_dir, clawgate_engine::agents::QUEUE_FILE)
         .map_err(|e| Failure::failed(format!("cannot read {}: {e}", clawgate_engine::agents::QUEUE_FILE)))?;
     let mut config = GatewayConfig::new(plan.auth.clone());
-    config.auto_approve_local = plan
-        .overrides
-        .auto_approve_local
-        .or(file.auto_approve_local)
-        .unwrap_or(true);
+    config.overrides = plan.overrides.clone();
+    config.apply_file(file);
     config.state_dir = state_dir.display().to_string();
     config.config_path = plan.config_file.display().to_string();
     config.host_name = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-    config.rate_limit = file.rate_limit.unwrap_or_default();
-    config.allowed_origins = file.allowed_origins.clone();
-    config.control_ui_root = plan.control_ui_root.clone();
-    config.control_ui_base_path = file
-        .control_ui_base_path
-        .as_deref()
-        .map(|p| p.trim_end_matches('/').to_owned())
-        .filter(|p| p.is_empty() || p.starts_with('/'))
-        .unwrap_or_default();
     if let Some(root) = &config.control_ui_root {
         eprintln!("clawgate: serving the Control UI from {root}");
     }
-    config.trusted_proxies = file.trusted_proxies.clone();
-    config.trusted_proxy = file.trusted_proxy.clone();
-    if let Some(mode) = file
-        .reload_mode
-        .as_deref()
-        .and_then(clawgate_engine::reload::ReloadMode::parse)
-    {
-        config.reload_mode = mode;
-    }
-    if let Some(key) = &file.main_key {
-        config.main_key = key.clone();
-    }
-    config.tool_policy = file.tool_policy.clone();
     config.sandbox = match clawgate_tools::sandbox::probe() {
         Ok(kind) => {
             eprintln!("clawgate: sandboxed tool calls are confined with {kind}");
@@ -302,13 +275,6 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
             None
         }
     };
-    if let Some(scope) = file.session_scope {
-        config.session_scope = scope;
-    }
-    if let Some(ms) = file.session_prune_after_ms {
-        config.session_prune_after_ms = ms;
-    }
-    config.overrides = plan.overrides.clone();
     Ok(Gateway::new(config, Box::new(OsEntropy), now_ms())
         .with_pairing(store)
         .with_transcripts(transcripts)

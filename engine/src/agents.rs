@@ -354,27 +354,6 @@ struct WorkerDelta {
     delta: String,
 }
 
-/// The methods answered by this module.
-pub const AGENT_METHODS: &[&str] = &[
-    "chat.send",
-    "chat.history",
-    "chat.abort",
-    "agent",
-    "agent.wait",
-    "agents.list",
-    "sessions.get",
-    "sessions.resolve",
-    "sessions.reset",
-    "sessions.delete",
-    "sessions.subscribe",
-    "sessions.unsubscribe",
-    "sessions.messages.subscribe",
-    "sessions.messages.unsubscribe",
-    "node.invoke",
-    "node.invoke.result",
-    "node.event",
-];
-
 /// A session's recent messages, for `chat.startup`.
 pub(crate) struct StartupHistory {
     pub key: String,

@@ -143,6 +143,8 @@ pub struct Overrides {
     pub auth_mode: Option<clawgate_proto::auth::AuthMode>,
     pub token: Option<String>,
     pub password: Option<String>,
+    /// `--control-ui`: the Control UI bundle folder, over `gateway.controlUi.root`.
+    pub control_ui_root: Option<String>,
     pub auto_approve_local: Option<bool>,
     pub env_token: Option<String>,
     pub env_password: Option<String>,
@@ -221,6 +223,47 @@ impl GatewayConfig {
             trusted_proxy: TrustedProxyConfig::default(),
             overrides: Overrides::default(),
         }
+    }
+
+    /// Takes every setting the configuration file decides, over what the command line fixed in
+    /// [`GatewayConfig::overrides`]. The one place the file becomes a configuration: the binary
+    /// calls it at start and the engine on each reload (which then applies what is hot).
+    pub fn apply_file(&mut self, file: &crate::settings::FileSettings) {
+        if let Some(auth) = self.overrides.effective_auth(file) {
+            self.auth = auth;
+        }
+        self.auto_approve_local = self
+            .overrides
+            .auto_approve_local
+            .or(file.auto_approve_local)
+            .unwrap_or(true);
+        self.rate_limit = file.rate_limit.unwrap_or_default();
+        self.allowed_origins = file.allowed_origins.clone();
+        self.trusted_proxies = file.trusted_proxies.clone();
+        self.trusted_proxy = file.trusted_proxy.clone();
+        self.reload_mode = file
+            .reload_mode
+            .as_deref()
+            .and_then(crate::reload::ReloadMode::parse)
+            .unwrap_or(crate::reload::ReloadMode::Hybrid);
+        self.main_key = file
+            .main_key
+            .clone()
+            .unwrap_or_else(|| clawgate_proto::session::DEFAULT_MAIN_KEY.to_owned());
+        self.session_scope = file.session_scope.unwrap_or_default();
+        self.session_prune_after_ms = file.session_prune_after_ms.unwrap_or(SESSION_PRUNE_AFTER_MS);
+        self.tool_policy = file.tool_policy.clone();
+        self.control_ui_base_path = file
+            .control_ui_base_path
+            .as_deref()
+            .map(|p| p.trim_end_matches('/').to_owned())
+            .filter(|p| p.is_empty() || p.starts_with('/'))
+            .unwrap_or_default();
+        self.control_ui_root = self
+            .overrides
+            .control_ui_root
+            .clone()
+            .or_else(|| file.control_ui_root.clone());
     }
 
     /// Token auth with `token`.

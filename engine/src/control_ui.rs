@@ -28,19 +28,6 @@ pub struct StaticRequest {
     pub keep_alive: bool,
 }
 
-/// The methods answered here.
-pub const CONTROL_UI_METHODS: &[&str] = &[
-    "chat.startup",
-    "chat.metadata",
-    "agent.identity.get",
-    "sessions.describe",
-    "question.list",
-    "models.list",
-    "users.prefs.get",
-    "sessions.observer.visibility",
-    "sessions.viewers.set",
-];
-
 /// The model name shown for agents served by workers.
 const WORKER_PROVIDER: &str = "clawgate";
 

@@ -674,11 +674,10 @@ impl Gateway {
         for w in warnings {
             self.log(now_ms, LogLevel::Warn, w);
         }
-        let mode = settings
-            .reload_mode
-            .as_deref()
-            .and_then(ReloadMode::parse)
-            .unwrap_or(self.config.reload_mode);
+        // What the whole file means; the plan decides which of it applies now.
+        let mut next = self.config.clone();
+        next.apply_file(&settings);
+        let mode: ReloadMode = next.reload_mode;
         let plan = plan(mode, &self.document, &settings.document);
         if plan.changed.is_empty() {
             return;
@@ -711,50 +710,38 @@ impl Gateway {
         for action in &plan.hot {
             match action {
                 HotAction::AuthSecret => {
-                    if let Some(auth) = self.config.overrides.effective_auth(&settings) {
-                        if auth != self.config.auth {
-                            self.config.auth = auth;
-                            self.secret_generation += 1;
-                            self.log(
-                                now_ms,
-                                LogLevel::Info,
-                                "shared secret changed; sockets that used the old one close at their next request"
-                                    .into(),
-                            );
-                        }
+                    if next.auth != self.config.auth {
+                        self.config.auth = next.auth.clone();
+                        self.secret_generation += 1;
+                        self.log(
+                            now_ms,
+                            LogLevel::Info,
+                            "shared secret changed; sockets that used the old one close at their next request".into(),
+                        );
                     }
                 }
                 HotAction::RateLimit => {
-                    self.config.rate_limit = settings.rate_limit.unwrap_or_default();
+                    self.config.rate_limit = next.rate_limit;
                     self.limiter.config = self.config.rate_limit;
                 }
-                HotAction::AllowedOrigins => self.config.allowed_origins = settings.allowed_origins.clone(),
-                HotAction::PairingPolicy => {
-                    if self.config.overrides.auto_approve_local.is_none() {
-                        self.config.auto_approve_local = settings.auto_approve_local.unwrap_or(true);
-                    }
-                }
-                // Read by parts of the gateway that are not built yet; nothing to refresh.
+                HotAction::AllowedOrigins => self.config.allowed_origins = next.allowed_origins.clone(),
+                HotAction::PairingPolicy => self.config.auto_approve_local = next.auto_approve_local,
                 HotAction::TrustedProxies => {
-                    self.config.trusted_proxies = settings.trusted_proxies.clone();
-                    self.config.trusted_proxy = settings.trusted_proxy.clone();
+                    self.config.trusted_proxies = next.trusted_proxies.clone();
+                    self.config.trusted_proxy = next.trusted_proxy.clone();
                 }
                 HotAction::Agents | HotAction::SessionRouting => {
-                    self.config.tool_policy = settings.tool_policy.clone();
-                    self.config.main_key = settings
-                        .main_key
-                        .clone()
-                        .unwrap_or_else(|| clawgate_proto::session::DEFAULT_MAIN_KEY.to_owned());
-                    self.config.session_scope = settings.session_scope.unwrap_or_default();
+                    self.config.tool_policy = next.tool_policy.clone();
+                    self.config.main_key = next.main_key.clone();
+                    self.config.session_scope = next.session_scope;
+                    self.config.session_prune_after_ms = next.session_prune_after_ms;
                     self.refresh_session_defaults();
-                    self.config.session_prune_after_ms = settings
-                        .session_prune_after_ms
-                        .unwrap_or(crate::config::SESSION_PRUNE_AFTER_MS);
                 }
                 HotAction::ToolPolicy => {
-                    self.config.tool_policy = settings.tool_policy.clone();
+                    self.config.tool_policy = next.tool_policy.clone();
                     self.refresh_session_defaults();
                 }
+                // Read by parts of the gateway that are not built yet; nothing to refresh.
                 HotAction::HttpEndpoints => {}
             }
         }
@@ -1966,12 +1953,12 @@ impl Gateway {
             self.close_ws(conn, &CloseFrame::new(code::AUTH_CHANGED, "gateway auth changed"));
             return;
         }
-        use crate::methods::MethodGroup;
-        let group = crate::methods::method_group(&request.method);
+        use clawgate_proto::methods::Owner;
+        let group = clawgate_proto::methods::lookup(&request.method).and_then(|m| m.owner);
         let known = request.method == "connect" || group.is_some();
         let response = match (authorize(session.role, session.scopes, &request.method), group) {
             (Err(denied), _) => ResponseFrame::err(request.id.clone(), denied.to_error()),
-            (Ok(()), Some(MethodGroup::Tools)) => {
+            (Ok(()), Some(Owner::Tools)) => {
                 let caller = session.device_id.clone();
                 match self.start_tool_call(now_ms, conn, caller, &request) {
                     // Answered when the tool has run.
@@ -1983,11 +1970,11 @@ impl Gateway {
                     Err(e) => ResponseFrame::err(request.id.clone(), e),
                 }
             }
-            (Ok(()), Some(MethodGroup::ControlUi)) => match self.call_control_ui_method(now_ms, &request) {
+            (Ok(()), Some(Owner::ControlUi)) => match self.call_control_ui_method(now_ms, &request) {
                 Ok(payload) => ResponseFrame::ok(request.id.clone(), &payload),
                 Err(e) => ResponseFrame::err(request.id.clone(), e),
             },
-            (Ok(()), Some(MethodGroup::Agents)) => match self.call_agent_method(now_ms, conn, &request) {
+            (Ok(()), Some(Owner::Agents)) => match self.call_agent_method(now_ms, conn, &request) {
                 None => {
                     self.metrics.request(&request.method, true, true);
                     return;
@@ -1995,7 +1982,7 @@ impl Gateway {
                 Some(Ok(payload)) => ResponseFrame::ok(request.id.clone(), &payload),
                 Some(Err(e)) => ResponseFrame::err(request.id.clone(), e),
             },
-            (Ok(()), Some(MethodGroup::Pairing)) => {
+            (Ok(()), Some(Owner::Pairing)) => {
                 let caller = crate::pairing_methods::Caller {
                     scopes: session.scopes,
                     device_id: session.device_id.clone(),
@@ -2005,7 +1992,7 @@ impl Gateway {
                     Err(e) => ResponseFrame::err(request.id.clone(), e),
                 }
             }
-            (Ok(()), Some(MethodGroup::Core) | None) => {
+            (Ok(()), Some(Owner::Core) | None) => {
                 use crate::idempotency::{CachedAnswer, IdempotencyCache};
                 let admin = session.is_admin();
                 let key = IdempotencyCache::key_for(&request.method, request.params_text());

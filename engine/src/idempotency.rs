@@ -6,18 +6,6 @@ use clawgate_proto::frame::ErrorShape;
 use serde_json::value::RawValue;
 use std::collections::{HashMap, VecDeque};
 
-/// Methods whose effects must not repeat when a client retries.
-pub const SIDE_EFFECTING_METHODS: &[&str] = &[
-    "chat.send",
-    "agent",
-    "send",
-    "poll",
-    "node.invoke",
-    "message.action",
-    "tools.invoke",
-    "wake",
-];
-
 /// What was answered the first time.
 #[derive(Debug, Clone)]
 pub enum CachedAnswer {
@@ -48,7 +36,7 @@ pub struct IdempotencyCache {
 impl IdempotencyCache {
     /// The cache key of a request, when its method is side-effecting and it carries a key.
     pub fn key_for(method: &str, params_json: &str) -> Option<String> {
-        if !SIDE_EFFECTING_METHODS.contains(&method) {
+        if !clawgate_proto::methods::lookup(method).is_some_and(|m| m.side_effecting) {
             return None;
         }
         #[derive(serde::Deserialize)]

@@ -6,66 +6,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-/// Methods answered here; the pairing methods are in [`crate::pairing_methods::PAIRING_METHODS`].
-pub const METHODS: &[&str] = &[
-    "health",
-    "status",
-    "system-presence",
-    "logs.tail",
-    "gateway.identity.get",
-    "config.get",
-    "sessions.list",
-    "config.reload",
-    "tools.catalog",
-    "tools.effective",
-    "tools.invoke",
-    "node.list",
-    "node.describe",
-];
-
-/// Every method this gateway implements, as advertised in `hello-ok.features.methods`.
+/// Every method this gateway implements, as advertised in `hello-ok.features.methods`: the
+/// entries of proto's method table that have an owner here.
 pub fn implemented_methods() -> impl Iterator<Item = &'static str> {
-    METHODS
-        .iter()
-        .chain(crate::pairing_methods::PAIRING_METHODS)
-        .chain(crate::agents::AGENT_METHODS)
-        .chain(crate::control_ui::CONTROL_UI_METHODS)
-        .copied()
-}
-
-/// Which module answers a method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MethodGroup {
-    /// [`Gateway::call_method`] (with idempotent replays).
-    Core,
-    /// `tools.invoke`: answered when the tool has run.
-    Tools,
-    /// [`crate::pairing_methods::PAIRING_METHODS`].
-    Pairing,
-    /// [`crate::agents::AGENT_METHODS`].
-    Agents,
-    /// [`crate::control_ui::CONTROL_UI_METHODS`].
-    ControlUi,
-}
-
-/// The module of an implemented method, found with one lookup on every request.
-pub(crate) fn method_group(method: &str) -> Option<MethodGroup> {
-    static GROUPS: std::sync::LazyLock<std::collections::HashMap<&'static str, MethodGroup>> =
-        std::sync::LazyLock::new(|| {
-            let tables: [(&[&str], MethodGroup); 4] = [
-                (METHODS, MethodGroup::Core),
-                (crate::pairing_methods::PAIRING_METHODS, MethodGroup::Pairing),
-                (crate::agents::AGENT_METHODS, MethodGroup::Agents),
-                (crate::control_ui::CONTROL_UI_METHODS, MethodGroup::ControlUi),
-            ];
-            let mut groups: std::collections::HashMap<_, _> = tables
-                .iter()
-                .flat_map(|(methods, group)| methods.iter().map(move |m| (*m, *group)))
-                .collect();
-            groups.insert("tools.invoke", MethodGroup::Tools);
-            groups
-        });
-    GROUPS.get(method).copied()
+    clawgate_proto::methods::implemented().map(|m| m.name)
 }
 
 /// Events this gateway emits, advertised in `hello-ok.features.events`.

@@ -9,17 +9,6 @@ use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-/// The methods this module answers.
-pub const PAIRING_METHODS: &[&str] = &[
-    "device.pair.list",
-    "device.pair.approve",
-    "device.pair.reject",
-    "device.pair.remove",
-    "device.pair.rename",
-    "device.token.rotate",
-    "device.token.revoke",
-];
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RequestIdParams {

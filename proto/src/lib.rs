@@ -89,6 +89,7 @@ pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod limits;
+pub mod methods;
 pub mod scopes;
 pub mod session;
 pub mod ws;

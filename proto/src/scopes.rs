@@ -169,149 +169,12 @@ pub const CLI_DEFAULT_OPERATOR_SCOPES: &[Scope] = &[
     Scope::TalkSecrets,
 ];
 
-/// Methods only `node`-role connections may call.
-pub const NODE_ROLE_METHODS: &[&str] = &[
-    "node.invoke.result",
-    "node.invoke.progress",
-    "node.event",
-    "node.pending.drain",
-    "node.pending.pull",
-    "node.pending.ack",
-    "node.pluginSurface.refresh",
-    "node.pluginTools.update",
-    "node.skills.update",
-    "skills.bins",
-];
-
 /// Operator methods a `node` may call as well: an agent worker runs tools for its runs (the
 /// gateway checks that the run is the node's).
 pub const NODE_ALSO_METHODS: &[&str] = &["tools.invoke"];
 
 /// Prefixes that always need `operator.admin`, whatever else is said about a method.
 pub const ADMIN_METHOD_PREFIXES: &[&str] = &["config.", "exec.approvals.", "wizard.", "update."];
-
-const READ_METHODS: &[&str] = &[
-    "health",
-    "doctor.memory.status",
-    "doctor.memory.dreamDiary",
-    "logs.tail",
-    "channels.status",
-    "status",
-    "usage.status",
-    "usage.cost",
-    "tts.status",
-    "tts.providers",
-    "commands.list",
-    "models.list",
-    "tools.catalog",
-    "tools.effective",
-    "agents.list",
-    "agent.identity.get",
-    "skills.status",
-    "skills.search",
-    "skills.detail",
-    "voicewake.get",
-    "sessions.list",
-    "sessions.get",
-    "sessions.describe",
-    "sessions.preview",
-    "sessions.resolve",
-    "sessions.compaction.list",
-    "sessions.compaction.get",
-    "sessions.subscribe",
-    "sessions.unsubscribe",
-    "sessions.messages.subscribe",
-    "sessions.messages.unsubscribe",
-    "sessions.usage",
-    "sessions.usage.timeseries",
-    "sessions.usage.logs",
-    "cron.list",
-    "cron.status",
-    "cron.runs",
-    "gateway.identity.get",
-    "system-presence",
-    "last-heartbeat",
-    "node.list",
-    "node.describe",
-    "chat.history",
-    "chat.startup",
-    "chat.metadata",
-    "config.get",
-    "config.schema.lookup",
-    "talk.config",
-    "agents.files.list",
-    "agents.files.get",
-    "users.prefs.get",
-];
-
-const WRITE_METHODS: &[&str] = &[
-    "message.action",
-    "send",
-    "poll",
-    "agent",
-    "agent.wait",
-    "wake",
-    "talk.mode",
-    "talk.speak",
-    "tts.enable",
-    "tts.disable",
-    "tts.convert",
-    "tts.setProvider",
-    "voicewake.set",
-    "node.invoke",
-    "chat.send",
-    "chat.abort",
-    "sessions.create",
-    "sessions.send",
-    "sessions.steer",
-    "sessions.abort",
-    "sessions.compaction.branch",
-    "doctor.memory.backfillDreamDiary",
-    "doctor.memory.resetDreamDiary",
-    "doctor.memory.resetGroundedShortTerm",
-    "doctor.memory.repairDreamingArtifacts",
-    "doctor.memory.dedupeDreamDiary",
-    "push.test",
-    "node.pending.enqueue",
-    "tools.invoke",
-    "users.prefs.set",
-];
-
-const APPROVALS_METHODS: &[&str] = &[
-    "exec.approval.get",
-    "exec.approval.list",
-    "exec.approval.request",
-    "exec.approval.waitDecision",
-    "exec.approval.resolve",
-    "plugin.approval.list",
-    "plugin.approval.request",
-    "plugin.approval.waitDecision",
-    "plugin.approval.resolve",
-];
-
-const PAIRING_METHODS: &[&str] = &[
-    "node.pair.request",
-    "node.pair.list",
-    "node.pair.reject",
-    "node.pair.verify",
-    "node.pair.approve",
-    "device.pair.list",
-    "device.pair.approve",
-    "device.pair.reject",
-    "device.pair.remove",
-    "device.pair.rename",
-    "device.token.rotate",
-    "device.token.revoke",
-    "node.rename",
-];
-
-const QUESTIONS_METHODS: &[&str] = &[
-    "question.list",
-    "question.get",
-    "question.request",
-    "question.waitAnswer",
-    "question.resolve",
-];
 
 /// What a method requires of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -324,28 +187,10 @@ pub enum MethodAccess {
     Operator(Scope),
 }
 
-/// The access rule of `method`: explicit table first, then the admin prefixes, else admin
-/// (default deny).
+/// The access rule of `method`, from [`crate::methods::METHODS`]; a method the table does not
+/// know needs admin (default deny).
 pub fn method_access(method: &str) -> MethodAccess {
-    if method == "health" {
-        return MethodAccess::Anyone;
-    }
-    if NODE_ROLE_METHODS.contains(&method) {
-        return MethodAccess::NodeOnly;
-    }
-    let tables: [(&[&str], Scope); 5] = [
-        (READ_METHODS, Scope::Read),
-        (WRITE_METHODS, Scope::Write),
-        (APPROVALS_METHODS, Scope::Approvals),
-        (PAIRING_METHODS, Scope::Pairing),
-        (QUESTIONS_METHODS, Scope::Questions),
-    ];
-    for (methods, scope) in tables {
-        if methods.contains(&method) {
-            return MethodAccess::Operator(scope);
-        }
-    }
-    MethodAccess::Operator(Scope::Admin)
+    crate::methods::lookup(method).map_or(MethodAccess::Operator(Scope::Admin), |m| m.access)
 }
 
 /// Why a call was refused by the role or scope gate.
