@@ -8,6 +8,7 @@
 
 use crate::client::{CallError, Session, Target};
 use clawgate_engine::agents::{DELTA_EVENT, WORKER_CAP_PREFIX, WORKER_COMMAND};
+use clawgate_proto::ErrorCode;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -79,7 +80,7 @@ pub fn run(mut target: Target, agent: &str, backend: &Backend) -> Result<(), Str
                     Err(e) => eprintln!("clawgate agent: connection lost: {}", describe(&e)),
                 }
             }
-            Err(CallError::Gateway(e)) if e.code == "INVALID_REQUEST" || e.code == "NOT_PAIRED" => {
+            Err(CallError::Gateway(e)) if e.code == ErrorCode::InvalidRequest || e.code == ErrorCode::NotPaired => {
                 return Err(format!("the gateway refused the worker: {}", e.message));
             }
             Err(e) => eprintln!("clawgate agent: cannot connect: {}", describe(&e)),

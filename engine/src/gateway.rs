@@ -408,25 +408,6 @@ const FORWARDING_HEADERS: &[&str] = &[
 ];
 
 /// The `/metrics` label of a refused handshake.
-fn handshake_outcome(response: Option<&ResponseFrame>, close: &CloseFrame) -> &'static str {
-    let detail = response
-        .and_then(|r| r.error.as_ref())
-        .and_then(|e| e.details.as_ref())
-        .and_then(|d| d.get("code"))
-        .and_then(|c| c.as_str())
-        .unwrap_or("");
-    match detail {
-        d if d.starts_with("AUTH_") => "auth_failed",
-        d if d.starts_with("DEVICE_AUTH_") => "device_proof",
-        "PAIRING_REQUIRED" => "pairing_required",
-        "PROTOCOL_MISMATCH" => "protocol_mismatch",
-        "DEVICE_IDENTITY_REQUIRED" | "CONTROL_UI_DEVICE_IDENTITY_REQUIRED" => "device_required",
-        "CONTROL_UI_ORIGIN_NOT_ALLOWED" => "origin_refused",
-        _ if close.code == code::MESSAGE_TOO_BIG => "too_large",
-        _ => "invalid",
-    }
-}
-
 /// Whether an origin's host is a loopback name or address.
 fn origin_is_loopback(origin: &str) -> bool {
     let rest = origin.split_once("://").map_or(origin, |(_, r)| r);
@@ -1397,7 +1378,7 @@ impl Gateway {
                             upgrade,
                         };
                     }
-                    self.reject(now_ms, conn, peer, rejection.response.map(|r| *r), &rejection.close);
+                    self.reject(now_ms, conn, peer, rejection);
                 }
                 Ok(accepted) => self.complete_handshake(now_ms, conn, peer, codec, accepted, upgrade),
             }
@@ -1406,16 +1387,11 @@ impl Gateway {
         self.on_request(now_ms, conn, text);
     }
 
-    fn reject(
-        &mut self,
-        now_ms: u64,
-        conn: ConnId,
-        peer: SocketAddr,
-        response: Option<ResponseFrame>,
-        close: &CloseFrame,
-    ) {
-        let outcome = handshake_outcome(response.as_ref(), close);
-        self.metrics.handshake(outcome);
+    fn reject(&mut self, now_ms: u64, conn: ConnId, peer: SocketAddr, rejection: clawgate_proto::handshake::Rejection) {
+        let clawgate_proto::handshake::Rejection { response, close, label } = rejection;
+        let response = response.map(|r| *r);
+        let close = &close;
+        self.metrics.handshake(label);
         if let Some(res) = response {
             self.send_text(conn, &res.encode());
         }
@@ -1699,7 +1675,7 @@ impl Gateway {
                         );
                     }
                 }
-                self.reject(now_ms, conn, peer, rejection.response.map(|r| *r), &rejection.close);
+                self.reject(now_ms, conn, peer, rejection);
                 return;
             }
         };
@@ -2135,7 +2111,8 @@ impl Gateway {
                         if let Some(ip) = peer {
                             self.log(now_ms, LogLevel::Warn, format!("handshake timeout for {ip}"));
                         }
-                        self.metrics.handshake("timeout");
+                        self.metrics
+                            .handshake(ConnectRejection::HandshakeTimeout.metric_label());
                         self.close_ws(conn, &ConnectRejection::HandshakeTimeout.close());
                     }
                 }

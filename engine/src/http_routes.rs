@@ -65,14 +65,10 @@ pub(crate) fn tool_http_response(tool: &str, result: Result<&RawValue, &crate::t
             },
         ),
         Err(failure) => {
-            let (status, kind) = match failure.code.as_str() {
-                "INVALID_ARGUMENTS" => (400, "invalid_request"),
-                "PATH_REFUSED" | "ACCESS_DENIED" => (403, "tool_call_blocked"),
-                _ => (500, "tool_error"),
-            };
+            let (status, kind) = failure.kind.http();
             json_response(
                 status,
-                &json!({"ok": false, "error": {"type": kind, "code": failure.code, "message": failure.message, "tool": tool}}),
+                &json!({"ok": false, "error": {"type": kind, "code": failure.kind.code(), "message": failure.message, "tool": tool}}),
             )
         }
     }

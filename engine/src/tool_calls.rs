@@ -27,11 +27,54 @@ pub struct ToolRun {
     pub sandboxed: bool,
 }
 
+/// What kind of failure ended a tool run; its code is made only at the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolFailureKind {
+    /// The arguments do not fit the tool's schema.
+    InvalidArguments,
+    /// The path leaves the workspace or is not acceptable.
+    PathRefused,
+    /// The workspace access does not permit the call.
+    AccessDenied,
+    /// `edit` did not find exactly one occurrence.
+    EditMismatch,
+    /// The file or program does not exist.
+    NotFound,
+    /// The file system said no.
+    Io,
+    /// The sandbox the call needs could not be set up; the call did not run.
+    SandboxUnavailable,
+}
+
+impl ToolFailureKind {
+    /// The stable code of `ToolsInvokeResult.error.code`, e.g. `PATH_REFUSED`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            ToolFailureKind::InvalidArguments => "INVALID_ARGUMENTS",
+            ToolFailureKind::PathRefused => "PATH_REFUSED",
+            ToolFailureKind::AccessDenied => "ACCESS_DENIED",
+            ToolFailureKind::EditMismatch => "EDIT_MISMATCH",
+            ToolFailureKind::NotFound => "NOT_FOUND",
+            ToolFailureKind::Io => "IO_ERROR",
+            ToolFailureKind::SandboxUnavailable => "SANDBOX_UNAVAILABLE",
+        }
+    }
+
+    /// The HTTP status and error type of `POST /tools/invoke` for this failure.
+    pub const fn http(self) -> (u16, &'static str) {
+        match self {
+            ToolFailureKind::InvalidArguments => (400, "invalid_request"),
+            ToolFailureKind::PathRefused | ToolFailureKind::AccessDenied => (403, "tool_call_blocked"),
+            _ => (500, "tool_error"),
+        }
+    }
+}
+
 /// Why a tool run failed, as the runtime reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolFailure {
-    /// A stable code, e.g. `PATH_REFUSED`.
-    pub code: String,
+    /// What kind of failure.
+    pub kind: ToolFailureKind,
     /// What happened.
     pub message: String,
 }
@@ -217,7 +260,7 @@ impl Gateway {
                 let line = audit("denied", "sandbox unavailable");
                 self.push_output(Output::AppendAudit { line: line.to_string() });
                 return Ok(ToolStart::Refused {
-                    code: "SANDBOX_UNAVAILABLE",
+                    code: crate::tool_calls::ToolFailureKind::SandboxUnavailable.code(),
                     message,
                 });
             }
@@ -282,9 +325,9 @@ impl Gateway {
                 (to_raw(&answer), "ok", exit.clone(), output.get().len())
             }
             Err(failure) => (
-                refused(pending.tool, &failure.code, failure.message.clone()),
+                refused(pending.tool, failure.kind.code(), failure.message.clone()),
                 "error",
-                json!(failure.code),
+                json!(failure.kind.code()),
                 0,
             ),
         };

@@ -88,7 +88,7 @@ fn failures_and_refusals_are_answers_not_frame_errors() {
         b.now,
         run.call,
         Err(ToolFailure {
-            code: "NOT_FOUND".into(),
+            kind: clawgate_engine::tool_calls::ToolFailureKind::NotFound,
             message: "No such file or directory".into(),
         }),
     );
@@ -263,7 +263,7 @@ fn exec_over_http_runs_once_allowed_and_pipelined_requests_wait_their_turn() {
         b.now,
         run.call,
         Err(ToolFailure {
-            code: "IO_ERROR".into(),
+            kind: clawgate_engine::tool_calls::ToolFailureKind::Io,
             message: "boom".into(),
         }),
     );

@@ -82,11 +82,25 @@ pub enum ClientEvent {
 
 /// A protocol violation by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientError(pub String);
+pub enum ClientError {
+    /// A text message that is not a frame of the protocol.
+    BadFrame(String),
+    /// The answer to `connect` is not a valid `hello-ok`.
+    BadHello(String),
+    /// The answer to `connect` is something other than `hello-ok`.
+    NotHello(String),
+    /// A frame the handshake does not allow at this point (the frame, encoded).
+    UnexpectedFrame(String),
+}
 
 impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            ClientError::BadFrame(e) => write!(f, "bad frame from server: {e}"),
+            ClientError::BadHello(e) => write!(f, "bad hello-ok: {e}"),
+            ClientError::NotHello(ty) => write!(f, "expected hello-ok, got {ty}"),
+            ClientError::UnexpectedFrame(frame) => write!(f, "unexpected frame during handshake: {frame}"),
+        }
     }
 }
 
@@ -184,7 +198,7 @@ impl ClientConnection {
     /// Handles one text message from the server, received at `now_ms`.
     pub fn handle_text(&mut self, now_ms: u64, text: &str) -> Result<(), ClientError> {
         self.last_rx_ms = self.last_rx_ms.max(now_ms);
-        let frame = Frame::decode(text).map_err(|e| ClientError(format!("bad frame from server: {e}")))?;
+        let frame = Frame::decode(text).map_err(|e| ClientError::BadFrame(e.to_string()))?;
         match (&self.state, frame) {
             (State::AwaitChallenge, Frame::Event(ev)) if ev.event == "connect.challenge" => {
                 let challenge: ConnectChallenge = match ev.parse_payload() {
@@ -215,10 +229,9 @@ impl ClientConnection {
                     return Ok(());
                 }
                 let payload = res.payload.as_deref().map(RawValue::get).unwrap_or("null");
-                let hello: HelloOk =
-                    serde_json::from_str(payload).map_err(|e| ClientError(format!("bad hello-ok: {e}")))?;
+                let hello: HelloOk = serde_json::from_str(payload).map_err(|e| ClientError::BadHello(e.to_string()))?;
                 if hello.ty != HelloOk::TYPE {
-                    return Err(ClientError(format!("expected hello-ok, got {}", hello.ty)));
+                    return Err(ClientError::NotHello(hello.ty.to_string()));
                 }
                 self.tick_interval_ms = hello.policy.tick_interval_ms.max(1);
                 self.state = State::Open;
@@ -268,10 +281,7 @@ impl ClientConnection {
             }
             (_, Frame::Event(ev)) if ev.event == "tick" => Ok(()),
             (State::Closed, _) => Ok(()),
-            (_, other) => Err(ClientError(format!(
-                "unexpected frame during handshake: {}",
-                other.encode()
-            ))),
+            (_, other) => Err(ClientError::UnexpectedFrame(other.encode())),
         }
     }
 

@@ -11,8 +11,8 @@ use std::fmt;
 
 /// The error codes a gateway puts in `error.code`.
 ///
-/// Clients must accept codes they do not know; [`ErrorShape::code`] is therefore a plain string and
-/// this type is what a server uses to produce one.
+/// Clients must accept codes they do not know: [`ErrorShape::code`] is a [`Code`], which keeps an
+/// unknown one as it came.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCode {
     /// Bad frame or params, unknown method, handshake failures.
@@ -70,12 +70,77 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// `error.code` as carried: a code this crate knows, or any other as it came. It is a string
+/// only on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Code {
+    /// One of the protocol's codes.
+    Known(ErrorCode),
+    /// A code this crate does not know (a newer gateway's), kept for re-encoding.
+    Unknown(String),
+}
+
+impl Code {
+    /// The wire spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Code::Known(c) => c.as_str(),
+            Code::Unknown(s) => s,
+        }
+    }
+
+    /// The known code, if it is one.
+    pub fn known(&self) -> Option<ErrorCode> {
+        match self {
+            Code::Known(c) => Some(*c),
+            Code::Unknown(_) => None,
+        }
+    }
+}
+
+impl From<ErrorCode> for Code {
+    fn from(code: ErrorCode) -> Self {
+        Code::Known(code)
+    }
+}
+
+impl From<&str> for Code {
+    fn from(text: &str) -> Self {
+        ErrorCode::parse(text).map_or_else(|| Code::Unknown(text.to_owned()), Code::Known)
+    }
+}
+
+impl PartialEq<ErrorCode> for Code {
+    fn eq(&self, other: &ErrorCode) -> bool {
+        self.known() == Some(*other)
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Code {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Ok(Code::from(text.as_ref()))
+    }
+}
+
 /// The `error` object of a failed response: `{code, message, details?, retryable?, retryAfterMs?}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorShape {
-    /// A code such as `INVALID_REQUEST` (see [`ErrorCode`]).
-    pub code: String,
+    /// A code such as `INVALID_REQUEST`.
+    pub code: Code,
     /// Human-readable message; clients branch on some of them.
     pub message: String,
     /// Structured details, e.g. `{"code":"AUTH_TOKEN_MISMATCH", ...}`.
@@ -93,7 +158,7 @@ impl ErrorShape {
     /// An error with a code and message and nothing else.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ErrorShape {
-            code: code.as_str().to_owned(),
+            code: Code::Known(code),
             message: message.into(),
             details: None,
             retryable: None,
@@ -121,7 +186,7 @@ impl ErrorShape {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.code.is_empty() {
+        if self.code.as_str().is_empty() {
             return Err("error.code must not be empty".into());
         }
         if self.message.is_empty() {
@@ -747,6 +812,16 @@ impl PartialEq for Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_are_typed_and_unknown_ones_kept_as_they_came() {
+        let known: ErrorShape = serde_json::from_str(r#"{"code":"NOT_PAIRED","message":"pairing required"}"#).unwrap();
+        assert_eq!(known.code, ErrorCode::NotPaired);
+        let text = r#"{"code":"SOMETHING_NEWER","message":"m"}"#;
+        let unknown: ErrorShape = serde_json::from_str(text).unwrap();
+        assert_eq!(unknown.code, Code::Unknown("SOMETHING_NEWER".into()));
+        assert_eq!(serde_json::to_string(&unknown).unwrap(), text);
+    }
 
     #[test]
     fn request_round_trips() {

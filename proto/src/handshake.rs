@@ -162,6 +162,8 @@ pub struct Rejection {
     pub response: Option<Box<ResponseFrame>>,
     /// The close frame that follows.
     pub close: CloseFrame,
+    /// The outcome's name for metrics ([`ConnectRejection::metric_label`]).
+    pub label: &'static str,
 }
 
 impl ConnectRejection {
@@ -264,6 +266,29 @@ impl ConnectRejection {
                 _ => None,
             },
             close: self.close(),
+            label: self.metric_label(),
+        }
+    }
+
+    /// A short name of the outcome for metrics (`clawgate_handshakes_total{outcome}`).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ConnectRejection::InvalidJson
+            | ConnectRejection::InvalidRequestFrame
+            | ConnectRejection::FirstRequestNotConnect
+            | ConnectRejection::InvalidConnectParams(_)
+            | ConnectRejection::InvalidRole
+            | ConnectRejection::Starting => "invalid",
+            ConnectRejection::ProtocolMismatch { .. } => "protocol_mismatch",
+            ConnectRejection::DeviceProof(_) => "device_proof",
+            ConnectRejection::OriginNotAllowed { .. } => "origin_refused",
+            ConnectRejection::ControlUiDeviceIdentityRequired | ConnectRejection::DeviceIdentityRequired => {
+                "device_required"
+            }
+            ConnectRejection::Unauthorized { .. } => "auth_failed",
+            ConnectRejection::PairingRequired { .. } => "pairing_required",
+            ConnectRejection::HandshakeTimeout => "timeout",
+            ConnectRejection::PreauthPayloadTooLarge => "too_large",
         }
     }
 }

@@ -343,7 +343,7 @@ mod tests {
     #[test]
     fn missing_scope_error_matches_the_reference_shape() {
         let e = AccessDenied::MissingScope(Scope::Admin).to_error();
-        assert_eq!(e.code, "FORBIDDEN");
+        assert_eq!(e.code, crate::frame::ErrorCode::Forbidden);
         assert_eq!(e.message, "missing scope: operator.admin");
         assert_eq!(
             e.details.unwrap(),

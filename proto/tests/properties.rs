@@ -58,7 +58,7 @@ fn frame() -> impl Strategy<Value = Frame> {
         prop::option::of(any::<u64>()),
     )
         .prop_map(|(code, message, details, retry)| ErrorShape {
-            code,
+            code: code.as_str().into(),
             message,
             details: details.filter(|d| !d.is_null()),
             retryable: retry.map(|_| true),

@@ -20,7 +20,7 @@ mod exec;
 pub mod sandbox;
 pub use exec::{ProcessTable, DEFAULT_TIMEOUT, MAX_TIMEOUT, SANDBOX_LIMITS};
 
-use clawgate_engine::tool_calls::{ToolFailure, ToolRun};
+use clawgate_engine::tool_calls::{ToolFailure, ToolFailureKind, ToolRun};
 use clawgate_engine::tool_policy::WorkspaceAccess;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -53,17 +53,22 @@ pub enum ToolError {
 }
 
 impl ToolError {
-    /// A stable code for the error, for `ToolsInvokeResult.error.code`.
-    pub fn code(&self) -> &'static str {
+    /// The kind of failure the engine reports.
+    pub fn kind(&self) -> ToolFailureKind {
         match self {
-            ToolError::InvalidArguments(_) => "INVALID_ARGUMENTS",
-            ToolError::PathRefused(_) => "PATH_REFUSED",
-            ToolError::AccessDenied(_) => "ACCESS_DENIED",
-            ToolError::EditMismatch(_) => "EDIT_MISMATCH",
-            ToolError::Io(e) if e.kind() == io::ErrorKind::NotFound => "NOT_FOUND",
-            ToolError::Io(_) => "IO_ERROR",
-            ToolError::SandboxFailed(_) => "SANDBOX_UNAVAILABLE",
+            ToolError::InvalidArguments(_) => ToolFailureKind::InvalidArguments,
+            ToolError::PathRefused(_) => ToolFailureKind::PathRefused,
+            ToolError::AccessDenied(_) => ToolFailureKind::AccessDenied,
+            ToolError::EditMismatch(_) => ToolFailureKind::EditMismatch,
+            ToolError::Io(e) if e.kind() == io::ErrorKind::NotFound => ToolFailureKind::NotFound,
+            ToolError::Io(_) => ToolFailureKind::Io,
+            ToolError::SandboxFailed(_) => ToolFailureKind::SandboxUnavailable,
         }
+    }
+
+    /// The stable code of the error, for `ToolsInvokeResult.error.code`.
+    pub fn code(&self) -> &'static str {
+        self.kind().code()
     }
 }
 
@@ -357,7 +362,7 @@ impl ToolRunner {
     /// Carries out `run` (blocking); the result goes to `Gateway::handle_tool_result`.
     pub fn run(&self, run: &ToolRun) -> Result<Value, ToolFailure> {
         self.try_run(run).map_err(|e| ToolFailure {
-            code: e.code().to_owned(),
+            kind: e.kind(),
             message: e.to_string(),
         })
     }

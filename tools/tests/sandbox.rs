@@ -34,7 +34,7 @@ fn run(
     };
     match runner.run(&call) {
         Ok(v) => v,
-        Err(e) => json!({"failure": e.code, "message": e.message}),
+        Err(e) => json!({"failure": e.kind.code(), "message": e.message}),
     }
 }
 

@@ -388,7 +388,7 @@ pub fn with_device(params: &Value, identity: &DeviceIdentity, nonce: &str, signe
 pub fn error_code(res: &ResponseFrame) -> (String, String, Value) {
     let e = res.error.as_ref().expect("an error response");
     (
-        e.code.clone(),
+        e.code.to_string(),
         e.message.clone(),
         e.details.clone().unwrap_or(Value::Null),
     )
