@@ -12,6 +12,7 @@
 //! that leaves mid-run ends its runs with an error, visibly, and the message can be sent again.
 
 use crate::gateway::{ConnId, Gateway, LogLevel, Output};
+use crate::methods::Reply;
 use clawgate_proto::frame::{to_raw, ErrorCode, ErrorShape, RequestFrame, ResponseFrame};
 use clawgate_proto::session::AgentId;
 use serde::{Deserialize, Serialize};
@@ -1389,18 +1390,13 @@ impl Gateway {
     }
 
     /// Methods of this module; `None` means the answer goes out later (or went out already).
-    pub(crate) fn call_agent_method(
-        &mut self,
-        now_ms: u64,
-        conn: ConnId,
-        request: &RequestFrame,
-    ) -> Option<Result<Value, ErrorShape>> {
+    pub(crate) fn call_agent_method(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Reply {
         let method = request.method.as_str();
         let result = match method {
-            // These may answer later: `Ok(None)` becomes `None`.
-            "chat.send" => return self.chat_send(now_ms, conn, request).transpose(),
-            "agent" => return self.agent_call(now_ms, conn, request).transpose(),
-            "agent.wait" => return self.agent_wait(now_ms, conn, request).transpose(),
+            // These may answer later.
+            "chat.send" => return Reply::deferred(self.chat_send(now_ms, conn, request)),
+            "agent" => return Reply::deferred(self.agent_call(now_ms, conn, request)),
+            "agent.wait" => return Reply::deferred(self.agent_wait(now_ms, conn, request)),
             "chat.history" => self.chat_history(request),
             "chat.abort" => (|| {
                 let p: ChatAbortParams = request.parse_params().map_err(|e| invalid(method, e))?;
@@ -1458,12 +1454,12 @@ impl Gateway {
                 }
                 Ok(json!({"subscribed": on, "key": key}))
             })(),
-            "node.invoke" => return self.node_invoke(now_ms, conn, request).transpose(),
+            "node.invoke" => return Reply::deferred(self.node_invoke(now_ms, conn, request)),
             "node.invoke.result" => self.node_invoke_result(now_ms, conn, request),
             "node.event" => self.node_event(now_ms, conn, request),
             other => Err(ErrorShape::unknown_method(other)),
         };
-        Some(result)
+        Reply::value(result)
     }
 
     fn agents_list(&self) -> Value {

@@ -1,6 +1,7 @@
 //! The gateway state machine.
 
 use crate::config::{GatewayConfig, HTTP_NONCE_TTL_MS, LOG_RING_LINES, MAX_HTTP_NONCES};
+use crate::methods::Reply;
 use crate::pairing::{DeviceClaim, PairingStore};
 use crate::presence::{Presence, PresenceEntry};
 use crate::rate_limit::{canonical_ip, limiter_key, AuthLimiter, CredentialClass};
@@ -1932,41 +1933,20 @@ impl Gateway {
         use clawgate_proto::methods::Owner;
         let group = clawgate_proto::methods::lookup(&request.method).and_then(|m| m.owner);
         let known = request.method == "connect" || group.is_some();
-        let response = match (authorize(session.role, session.scopes, &request.method), group) {
-            (Err(denied), _) => ResponseFrame::err(request.id.clone(), denied.to_error()),
+        let reply = match (authorize(session.role, session.scopes, &request.method), group) {
+            (Err(denied), _) => Reply::Now(Err(denied.to_error())),
             (Ok(()), Some(Owner::Tools)) => {
                 let caller = session.device_id.clone();
-                match self.start_tool_call(now_ms, conn, caller, &request) {
-                    // Answered when the tool has run.
-                    Ok(None) => {
-                        self.metrics.request(&request.method, true, true);
-                        return;
-                    }
-                    Ok(Some(payload)) => ResponseFrame::ok_raw(request.id.clone(), payload),
-                    Err(e) => ResponseFrame::err(request.id.clone(), e),
-                }
+                Reply::deferred(self.start_tool_call(now_ms, conn, caller, &request))
             }
-            (Ok(()), Some(Owner::ControlUi)) => match self.call_control_ui_method(now_ms, &request) {
-                Ok(payload) => ResponseFrame::ok(request.id.clone(), &payload),
-                Err(e) => ResponseFrame::err(request.id.clone(), e),
-            },
-            (Ok(()), Some(Owner::Agents)) => match self.call_agent_method(now_ms, conn, &request) {
-                None => {
-                    self.metrics.request(&request.method, true, true);
-                    return;
-                }
-                Some(Ok(payload)) => ResponseFrame::ok(request.id.clone(), &payload),
-                Some(Err(e)) => ResponseFrame::err(request.id.clone(), e),
-            },
+            (Ok(()), Some(Owner::ControlUi)) => Reply::value(self.call_control_ui_method(now_ms, &request)),
+            (Ok(()), Some(Owner::Agents)) => self.call_agent_method(now_ms, conn, &request),
             (Ok(()), Some(Owner::Pairing)) => {
                 let caller = crate::pairing_methods::Caller {
                     scopes: session.scopes,
                     device_id: session.device_id.clone(),
                 };
-                match self.call_pairing(now_ms, conn, &caller, &request) {
-                    Ok(payload) => ResponseFrame::ok_raw(request.id.clone(), payload),
-                    Err(e) => ResponseFrame::err(request.id.clone(), e),
-                }
+                Reply::Now(self.call_pairing(now_ms, conn, &caller, &request))
             }
             (Ok(()), Some(Owner::Core) | None) => {
                 use crate::idempotency::{CachedAnswer, IdempotencyCache};
@@ -1987,11 +1967,20 @@ impl Gateway {
                         answer
                     }
                 };
-                match answer {
-                    CachedAnswer::Ok(payload) => ResponseFrame::ok_raw(request.id.clone(), payload),
-                    CachedAnswer::Err(e) => ResponseFrame::err(request.id.clone(), e),
-                }
+                Reply::Now(match answer {
+                    CachedAnswer::Ok(payload) => Ok(payload),
+                    CachedAnswer::Err(e) => Err(e),
+                })
             }
+        };
+        let response = match reply {
+            // The owner answers when the work is done; it counts as accepted.
+            Reply::Later => {
+                self.metrics.request(&request.method, true, true);
+                return;
+            }
+            Reply::Now(Ok(payload)) => ResponseFrame::ok_raw(request.id.clone(), payload),
+            Reply::Now(Err(e)) => ResponseFrame::err(request.id.clone(), e),
         };
         self.metrics.request(&request.method, known, response.ok);
         self.send_text(conn, &response.encode());
