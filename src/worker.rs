@@ -3,15 +3,14 @@
 //! (`agent.delta`) and ends each run with `node.invoke.result`.
 //!
 //! Backends: `echo` sends the message back word by word; `openai` streams a completion from an
-//! OpenAI-compatible `/v1/chat/completions` (plain `http://` only), with the session's history
-//! as context.
+//! OpenAI-compatible `/v1/chat/completions` (`http://` or `https://`, trusting the system's
+//! certificate store), with the session's history as context.
 
 use crate::client::{CallError, Session, Target};
 use clawgate_engine::agents::{DELTA_EVENT, WORKER_CAP_PREFIX, WORKER_COMMAND};
 use clawgate_proto::ErrorCode;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::time::Duration;
 
 /// Where replies come from.
@@ -190,22 +189,37 @@ fn echo(
     Ok(text)
 }
 
-/// `http://host[:port]/path` split into the address to dial, the Host header and the path.
-fn split_http_url(url: &str) -> Result<(String, String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("unsupported base URL {url} (expected http://host:port/...)"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let dial = if authority.contains(':') && !authority.ends_with(']') {
-        authority.to_owned()
+/// The certificates the system trusts (`SSL_CERT_FILE` / `SSL_CERT_DIR` first, then the
+/// distribution's bundle); Mozilla's list where the system has none.
+fn system_roots() -> ureq::tls::RootCerts {
+    let found = rustls_native_certs::load_native_certs();
+    let certs: Vec<ureq::tls::Certificate<'static>> = found
+        .certs
+        .iter()
+        .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+        .collect();
+    if certs.is_empty() {
+        ureq::tls::RootCerts::WebPki
     } else {
-        format!("{authority}:80")
-    };
-    Ok((dial, authority.to_owned(), path.trim_end_matches('/').to_owned()))
+        ureq::tls::RootCerts::new_with_certs(&certs)
+    }
 }
+
+/// The HTTP client of the model server: TLS with the system's trust store (so `https://`
+/// providers work), connection and first-byte timeouts, and a stream body read as it arrives.
+fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(system_roots()).build())
+        .timeout_connect(Some(Duration::from_secs(15)))
+        .timeout_recv_response(Some(Duration::from_secs(300)))
+        // A failed status is read like any answer, for its message.
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// Longest line of a model server's event stream (a chunk of a few tokens is far shorter).
+const MAX_SSE_LINE: usize = 1024 * 1024;
 
 fn openai(
     base_url: &str,
@@ -214,7 +228,6 @@ fn openai(
     job: &Job,
     sink: &mut dyn FnMut(&str) -> Result<(), CallError>,
 ) -> Result<String, Failure> {
-    let (dial, host, base_path) = split_http_url(base_url).map_err(Failure::Backend)?;
     let mut messages: Vec<Value> = job
         .extra_system_prompt
         .iter()
@@ -230,47 +243,36 @@ fn openai(
     messages.push(json!({"role": "user", "content": job.message}));
     let model = job.model.as_deref().unwrap_or(model);
     let body = json!({"model": model, "messages": messages, "stream": true}).to_string();
-    let backend = |e: std::io::Error| Failure::Backend(format!("model server {host}: {e}"));
-    let mut stream = TcpStream::connect(&dial).map_err(backend)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(300)))
-        .map_err(backend)?;
-    let auth = api_key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
-    let head = format!(
-        "POST {base_path}/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-         Accept: text/event-stream\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).map_err(backend)?;
-    stream.write_all(body.as_bytes()).map_err(backend)?;
-
-    let mut reader = HttpBody::new(stream);
-    let (status, chunked) = reader.read_head().map_err(Failure::Backend)?;
-    reader.chunked = chunked;
+    let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
+    let backend = |e: &dyn std::fmt::Display| Failure::Backend(format!("model server {url}: {e}"));
+    let mut request = http_agent()
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .header("Accept", "text/event-stream");
+    if let Some(key) = api_key {
+        request = request.header("Authorization", &format!("Bearer {key}"));
+    }
+    let mut response = request.send(body.as_bytes()).map_err(|e| backend(&e))?;
+    let status = response.status().as_u16();
+    let mut reader = response.body_mut().as_reader();
     if status != 200 {
         let mut text = Vec::new();
-        while let Some(part) = reader.next_bytes().map_err(Failure::Backend)? {
-            text.extend(part);
-            if text.len() > 4096 {
-                break;
-            }
-        }
+        let _ = reader.by_ref().take(4096).read_to_end(&mut text);
         return Err(Failure::Backend(format!(
             "model server answered {status}: {}",
             String::from_utf8_lossy(&text).trim()
         )));
     }
+    let mut decoder = clawgate_proto::http::sse::Decoder::with_max_line(MAX_SSE_LINE);
     let mut text = String::new();
-    let mut pending = Vec::new();
-    while let Some(part) = reader.next_bytes().map_err(Failure::Backend)? {
-        pending.extend(part);
-        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let Some(data) = line.trim_end().strip_prefix("data:") else {
-                continue;
-            };
-            let data = data.trim();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| backend(&e))?;
+        if n == 0 {
+            return Ok(text);
+        }
+        for event in decoder.feed(&buf[..n]).map_err(|e| backend(&e))? {
+            let data = event.data.trim();
             if data == "[DONE]" {
                 return Ok(text);
             }
@@ -287,137 +289,5 @@ fn openai(
                 }
             }
         }
-    }
-    Ok(text)
-}
-
-/// A response body read as it arrives, plain or chunked.
-struct HttpBody {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    chunked: bool,
-    /// Bytes left in the current chunk.
-    left: usize,
-    /// The CRLF that ends a chunk is still to be read.
-    crlf_due: bool,
-    done: bool,
-}
-
-impl HttpBody {
-    fn new(stream: TcpStream) -> Self {
-        HttpBody {
-            stream,
-            buf: Vec::new(),
-            chunked: false,
-            left: 0,
-            crlf_due: false,
-            done: false,
-        }
-    }
-
-    fn fill(&mut self) -> Result<bool, String> {
-        let mut tmp = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut tmp).map_err(|e| format!("model server: {e}"))?;
-        self.buf.extend_from_slice(&tmp[..n]);
-        Ok(n > 0)
-    }
-
-    /// The status and whether the body is chunked.
-    fn read_head(&mut self) -> Result<(u16, bool), String> {
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut response = httparse::Response::new(&mut headers);
-            match response.parse(&self.buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let status = response.code.unwrap_or(0);
-                    let chunked = response.headers.iter().any(|h| {
-                        h.name.eq_ignore_ascii_case("transfer-encoding")
-                            && String::from_utf8_lossy(h.value)
-                                .to_ascii_lowercase()
-                                .contains("chunked")
-                    });
-                    self.buf.drain(..len);
-                    return Ok((status, chunked));
-                }
-                Ok(httparse::Status::Partial) => {
-                    if self.buf.len() > 64 * 1024 {
-                        return Err("model server: response head too large".into());
-                    }
-                    if !self.fill()? {
-                        return Err("model server closed the connection before answering".into());
-                    }
-                }
-                Err(e) => return Err(format!("model server: bad response: {e}")),
-            }
-        }
-    }
-
-    /// The next bytes of the body; `None` at its end.
-    fn next_bytes(&mut self) -> Result<Option<Vec<u8>>, String> {
-        if self.done {
-            return Ok(None);
-        }
-        if !self.chunked {
-            if self.buf.is_empty() && !self.fill()? {
-                self.done = true;
-                return Ok(None);
-            }
-            return Ok(Some(std::mem::take(&mut self.buf)));
-        }
-        loop {
-            if self.left > 0 {
-                if self.buf.is_empty() && !self.fill()? {
-                    return Err("model server closed the connection mid-chunk".into());
-                }
-                let n = self.left.min(self.buf.len());
-                self.left -= n;
-                let part: Vec<u8> = self.buf.drain(..n).collect();
-                // The CRLF after the chunk is read with the next size line.
-                self.crlf_due = self.left == 0;
-                return Ok(Some(part));
-            }
-            if self.crlf_due {
-                while self.buf.len() < 2 {
-                    if !self.fill()? {
-                        return Err("model server closed the connection mid-chunk".into());
-                    }
-                }
-                self.buf.drain(..2);
-                self.crlf_due = false;
-            }
-            let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") else {
-                if !self.fill()? {
-                    return Err("model server closed the connection mid-chunk".into());
-                }
-                continue;
-            };
-            let line = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-            self.buf.drain(..end + 2);
-            let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| format!("model server: bad chunk size {line:?}"))?;
-            if size == 0 {
-                self.done = true;
-                return Ok(None);
-            }
-            self.left = size;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_urls_are_split() {
-        assert_eq!(
-            split_http_url("http://127.0.0.1:11434/v1").unwrap(),
-            ("127.0.0.1:11434".into(), "127.0.0.1:11434".into(), "/v1".into())
-        );
-        assert_eq!(
-            split_http_url("http://models.lan/").unwrap(),
-            ("models.lan:80".into(), "models.lan".into(), "".into())
-        );
-        assert!(split_http_url("https://x").is_err());
     }
 }

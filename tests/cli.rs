@@ -703,52 +703,154 @@ fn config_commands_validate_get_and_set_the_file_the_gateway_watches() {
 
 /// A small OpenAI-compatible server on loopback: it records each request body and streams a
 /// canned reply word by word, or answers 500 to a message containing "fail".
-fn fake_model_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+fn fake_model_server() -> (u16, Recorded) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Recorded::default();
     let record = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0;
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap();
-                }
-                line.clear();
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            let failing = body.to_string().contains("fail");
-            record.lock().unwrap().push(body);
-            if failing {
-                let error = r#"{"error":{"message":"boom"}}"#;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n{error}",
-                    error.len()
-                );
-                continue;
-            }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
-            for word in ["Hi", " there,", " human."] {
-                let event = format!(
-                    "data: {}\n\n",
-                    serde_json::json!({"choices": [{"index": 0, "delta": {"content": word}}]})
-                );
-                let _ = write!(stream, "{:x}\r\n{event}\r\n", event.len());
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            let done = "data: [DONE]\n\n";
-            let _ = write!(stream, "{:x}\r\n{done}\r\n0\r\n\r\n", done.len());
+            serve_model_request(&mut stream, &record);
         }
     });
     (port, seen)
+}
+
+type Recorded = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+/// Answers one chat-completions request on `stream` as the fake model server does.
+fn serve_model_request(stream: &mut (impl Read + Write), record: &Recorded) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).unwrap_or(0) == 0 {
+            return;
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0; length];
+    if stream.read_exact(&mut body).is_err() {
+        return;
+    }
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let failing = body.to_string().contains("fail");
+    record.lock().unwrap().push(body);
+    if failing {
+        let error = r#"{"error":{"message":"boom"}}"#;
+        let _ = write!(
+            stream,
+            "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n{error}",
+            error.len()
+        );
+        return;
+    }
+    let _ =
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for word in ["Hi", " there,", " human."] {
+        let event = format!(
+            "data: {}\n\n",
+            serde_json::json!({"choices": [{"index": 0, "delta": {"content": word}}]})
+        );
+        let _ = write!(stream, "{:x}\r\n{event}\r\n", event.len());
+        let _ = stream.flush();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let done = "data: [DONE]\n\n";
+    let _ = write!(stream, "{:x}\r\n{done}\r\n0\r\n\r\n", done.len());
+    let _ = stream.flush();
+}
+
+/// The same fake model server behind TLS, with a self-signed certificate for `localhost`; the
+/// certificate's PEM file is returned for the client to trust.
+fn fake_tls_model_server(dir: &std::path::Path) -> (u16, Recorded, std::path::PathBuf) {
+    use std::sync::Arc;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let pem = dir.join("model-ca.pem");
+    std::fs::write(&pem, certified.cert.pem()).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Recorded::default();
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(tcp) = stream else { continue };
+            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                continue;
+            };
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            serve_model_request(&mut tls, &record);
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    (port, seen, pem)
+}
+
+#[test]
+fn the_openai_worker_speaks_https_to_a_server_the_system_trusts_and_refuses_one_it_does_not() {
+    let dir = config_state("tls-model");
+    let (model_port, seen, ca) = fake_tls_model_server(&dir);
+    let gw = Running::start(&["--token", "tw"], &[]);
+    let start_worker = |trust: Option<&std::path::Path>| {
+        let mut cmd = bin();
+        cmd.args(["agent", "--backend", "openai", "--model", "tiny"])
+            .args(["--base-url", &format!("https://localhost:{model_port}/v1")])
+            .args(["--url", &format!("ws://127.0.0.1:{}", gw.port), "--token", "tw"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match trust {
+            Some(ca) => cmd.env("SSL_CERT_FILE", ca),
+            None => cmd.env("SSL_CERT_FILE", dir.join("no-such-bundle.pem")),
+        };
+        cmd.spawn().unwrap()
+    };
+    let ask = |run: &str| {
+        wait_until("the worker to register", || {
+            let out = gw.client(&["call", "health"], "tw");
+            String::from_utf8_lossy(&out.stdout).contains("\"online\"")
+        });
+        let params = serde_json::json!({"message": "over tls?", "agentId": "main", "idempotencyKey": run});
+        gw.client(&["call", "agent", "--params", &params.to_string()], "tw")
+    };
+    let mut trusting = start_worker(Some(&ca));
+    let out = ask("t1");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reply = String::from_utf8_lossy(&out.stdout);
+    assert!(reply.contains("Hi there, human."), "{reply}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let _ = trusting.kill();
+    let _ = trusting.wait();
+
+    // Without the certificate in its trust store, the worker does not talk to the server.
+    let mut distrusting = start_worker(None);
+    let out = ask("t2");
+    let answer = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!answer.contains("Hi there, human."), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("certificate") || answer.contains("UnknownIssuer"),
+        "{answer}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1, "no request reached the untrusted server");
+    let _ = distrusting.kill();
+    let _ = distrusting.wait();
 }
 
 #[test]

@@ -479,11 +479,163 @@ pub mod sse {
         out.extend_from_slice(text.replace(['\r', '\n'], " ").as_bytes());
         out.extend_from_slice(b"\n\n");
     }
+
+    /// One event of a stream: its `event:` name, if any, and its `data:` lines joined by `\n`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Event {
+        /// The `event:` field (`None` means the default type, `message`).
+        pub event: Option<String>,
+        /// The data, lines joined with `\n`.
+        pub data: String,
+    }
+
+    /// An incremental decoder of a `text/event-stream` body, as the HTML standard parses one:
+    /// lines end in LF, CRLF or CR; a blank line ends an event; lines starting with `:` are
+    /// comments; a field without a colon has an empty value; one space after the colon is dropped;
+    /// an event without data is not dispatched. Bytes may arrive split anywhere.
+    #[derive(Debug, Default)]
+    pub struct Decoder {
+        buf: Vec<u8>,
+        event: Option<String>,
+        data: Option<String>,
+        /// The last byte consumed was a CR, so an LF right after it belongs to the same line end.
+        after_cr: bool,
+        /// Longest line kept before the decoder gives up on the stream.
+        max_line: Option<usize>,
+    }
+
+    /// A line longer than the decoder's limit.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct LineTooLong;
+
+    impl std::fmt::Display for LineTooLong {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("server-sent event line too long")
+        }
+    }
+
+    impl std::error::Error for LineTooLong {}
+
+    impl Decoder {
+        /// A decoder that holds lines of any length.
+        pub fn new() -> Decoder {
+            Decoder::default()
+        }
+
+        /// A decoder that refuses lines longer than `max_line` bytes (a peer that never ends a
+        /// line must not make it grow without bound).
+        pub fn with_max_line(max_line: usize) -> Decoder {
+            Decoder {
+                max_line: Some(max_line),
+                ..Decoder::default()
+            }
+        }
+
+        /// Feeds bytes and returns the events they complete, in order.
+        pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Event>, LineTooLong> {
+            let mut events = Vec::new();
+            for &b in bytes {
+                if self.after_cr {
+                    self.after_cr = false;
+                    if b == b'\n' {
+                        continue;
+                    }
+                }
+                match b {
+                    b'\n' | b'\r' => {
+                        self.after_cr = b == b'\r';
+                        let line = std::mem::take(&mut self.buf);
+                        if let Some(event) = self.line(&line) {
+                            events.push(event);
+                        }
+                    }
+                    _ => {
+                        if self.max_line.is_some_and(|max| self.buf.len() >= max) {
+                            return Err(LineTooLong);
+                        }
+                        self.buf.push(b);
+                    }
+                }
+            }
+            Ok(events)
+        }
+
+        fn line(&mut self, line: &[u8]) -> Option<Event> {
+            if line.is_empty() {
+                let event = self.event.take();
+                return self.data.take().map(|data| Event { event, data });
+            }
+            if line[0] == b':' {
+                return None;
+            }
+            let text = String::from_utf8_lossy(line);
+            let (field, value) = match text.split_once(':') {
+                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                None => (text.as_ref(), ""),
+            };
+            match field {
+                "data" => match &mut self.data {
+                    Some(data) => {
+                        data.push('\n');
+                        data.push_str(value);
+                    }
+                    None => self.data = Some(value.to_owned()),
+                },
+                "event" => self.event = Some(value.to_owned()),
+                // `id` and `retry` concern reconnection, which a one-shot reader does not do.
+                _ => {}
+            }
+            None
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_sent_events_decode_whatever_the_split_and_line_ends() {
+        let mut encoded = Vec::new();
+        sse::encode_event(None, "first", &mut encoded);
+        sse::encode_comment("keep-alive", &mut encoded);
+        sse::encode_event(Some("done"), "two\nlines", &mut encoded);
+        encoded.extend_from_slice(b"data:no space\r\n\r\ndata: cr\r\r");
+        let expected = vec![
+            sse::Event {
+                event: None,
+                data: "first".into(),
+            },
+            sse::Event {
+                event: Some("done".into()),
+                data: "two\nlines".into(),
+            },
+            sse::Event {
+                event: None,
+                data: "no space".into(),
+            },
+            sse::Event {
+                event: None,
+                data: "cr".into(),
+            },
+        ];
+        for split in 0..encoded.len() {
+            let mut d = sse::Decoder::new();
+            let mut got = d.feed(&encoded[..split]).unwrap();
+            got.extend(d.feed(&encoded[split..]).unwrap());
+            assert_eq!(got, expected, "split at {split}");
+        }
+        let mut d = sse::Decoder::new();
+        let one_by_one: Vec<sse::Event> = encoded.iter().flat_map(|b| d.feed(&[*b]).unwrap()).collect();
+        assert_eq!(one_by_one, expected);
+    }
+
+    #[test]
+    fn a_server_sent_line_over_the_limit_is_refused() {
+        let mut d = sse::Decoder::with_max_line(8);
+        assert!(d.feed(b"data: 12").is_ok());
+        assert_eq!(d.feed(b"3"), Err(sse::LineTooLong));
+    }
 
     fn parse_all(input: &[u8]) -> Result<Vec<Request>, HttpError> {
         let mut p = RequestParser::new(HttpLimits::default());
