@@ -1,10 +1,10 @@
 //! The client commands (`call`, `status`, `logs`, `reload`, `devices`, `agent`) and `config`.
 
 use crate::cli::{AgentArgs, BackendKind, ClientArgs, ConfigAction, ConfigCommand, DevicesAction, DevicesCommand};
-use crate::client;
 use crate::config_file::{self, env_nonempty};
 use crate::exit::{print_line, Failure};
 use crate::gateway_cmd::resolve_port;
+use clawgate_client as client;
 use serde_json::{json, Value};
 
 pub const ALL_SCOPES: &[&str] = &[
@@ -49,16 +49,16 @@ pub fn client_target(args: &ClientArgs, scopes: &[&str]) -> Result<client::Targe
         url,
         token,
         password,
-        node: None,
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        ..client::Target::default()
     })
 }
 
 /// What a failed call tells the user, with a hint where the gateway's own words point elsewhere.
-pub fn describe(e: client::CallError) -> Failure {
+pub fn describe(e: client::Error) -> Failure {
     match e {
-        client::CallError::Io(m) => Failure::failed(m),
-        client::CallError::Gateway(e) => {
+        client::Error::Io(m) => Failure::failed(m),
+        client::Error::Gateway(e) => {
             let code = e.details.as_ref().and_then(|d| d["code"].as_str()).unwrap_or_default();
             let hint = match code {
                 "AUTH_TOKEN_MISSING" | "AUTH_PASSWORD_MISSING" => {

@@ -2,7 +2,6 @@
 #![forbid(unsafe_code)]
 
 mod cli;
-mod client;
 mod commands;
 mod config_file;
 mod exit;

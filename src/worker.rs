@@ -6,7 +6,7 @@
 //! OpenAI-compatible `/v1/chat/completions` (`http://` or `https://`, trusting the system's
 //! certificate store), with the session's history as context.
 
-use crate::client::{CallError, Session, Target};
+use clawgate_client::{Error as CallError, Session, Target};
 use clawgate_engine::agents::{DELTA_EVENT, WORKER_CAP_PREFIX, WORKER_COMMAND};
 use clawgate_proto::ErrorCode;
 use serde_json::{json, Value};

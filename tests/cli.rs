@@ -420,7 +420,7 @@ fn sigterm_on(runtime: &str) {
 fn device_client(port: u16, token: &str, seed: u8) -> std::io::Result<clawgate_benches::BlockingClient> {
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let identity = clawgate_proto::device::DeviceIdentity::from_seed(&[seed; 32]);
-    clawgate_benches::BlockingClient::connect(addr, token, &["operator.read"], Some(identity), seed as u64)
+    clawgate_benches::connect(addr, token, &["operator.read"], Some(identity), seed as u64)
 }
 
 #[test]

@@ -5,7 +5,6 @@
 //!
 //! `CLAWGATE_CRASH_CYCLES` sets the number of kill cycles (default 15).
 
-use clawgate_benches::BlockingClient;
 use clawgate_proto::device::DeviceIdentity;
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -63,7 +62,7 @@ fn acknowledged_pairings_survive_sigkill_at_random_moments() {
         // with its stored pairing (the hello-ok would carry a fresh token otherwise the same).
         let started = Instant::now();
         let check = loop {
-            match BlockingClient::connect(addr, "crash", &["operator.read"], None, 1) {
+            match clawgate_benches::connect(addr, "crash", &["operator.read"], None, 1) {
                 Ok(c) => break c,
                 Err(_) if started.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(2)),
                 Err(e) => {
@@ -107,7 +106,7 @@ fn acknowledged_pairings_survive_sigkill_at_random_moments() {
             next_device += 1;
             let device = identity(next_device);
             attempted.insert(device.device_id().to_owned());
-            match BlockingClient::connect(
+            match clawgate_benches::connect(
                 addr,
                 "crash",
                 &["operator.read"],

@@ -14,7 +14,7 @@
 //! serving `main`, e.g. `clawgate agent --backend echo`, and are run only when named. Every loop
 //! is bounded by a count and by `--seconds`; only the given loopback address is contacted.
 
-use clawgate_benches::{cpu_seconds, rss_kib, BlockingClient};
+use clawgate_benches::{cpu_seconds, rss_kib};
 use clawgate_proto::device::DeviceIdentity;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -80,7 +80,7 @@ fn handshakes(o: &Opts, concurrency: usize, device: bool) -> Value {
                         DeviceIdentity::from_seed(&s)
                     });
                     let begin = Instant::now();
-                    match BlockingClient::connect(addr, &token, &["operator.read"], identity, seed()) {
+                    match clawgate_benches::connect(addr, &token, &["operator.read"], identity, seed()) {
                         Ok(c) => {
                             latencies.push(begin.elapsed());
                             done.fetch_add(1, Ordering::Relaxed);
@@ -114,7 +114,7 @@ fn join_latencies(threads: Vec<std::thread::JoinHandle<Vec<Duration>>>) -> Vec<D
 fn health(o: &Opts, conns: usize, window: usize) -> Value {
     let mut clients = Vec::new();
     for _ in 0..conns {
-        match BlockingClient::connect(o.addr, &o.token, &["operator.read"], None, seed()) {
+        match clawgate_benches::connect(o.addr, &o.token, &["operator.read"], None, seed()) {
             Ok(c) => clients.push(c),
             Err(e) => return json!({"error": e.to_string()}),
         }
@@ -158,7 +158,7 @@ fn health(o: &Opts, conns: usize, window: usize) -> Value {
 /// `agent` messages through one agent: `window` in flight on one connection; each counts when
 /// its final answer (the worker's whole reply) is back.
 fn agent_messages(o: &Opts, window: usize) -> Value {
-    let mut c = match BlockingClient::connect(o.addr, &o.token, &["operator.write"], None, seed()) {
+    let mut c = match clawgate_benches::connect(o.addr, &o.token, &["operator.write"], None, seed()) {
         Ok(c) => c,
         Err(e) => return json!({"error": e.to_string()}),
     };
@@ -212,7 +212,7 @@ fn rss(o: &Opts) -> Value {
     read(0, &mut points);
     for target in [100usize, 1000, 10_000] {
         while held.len() < target && Instant::now() < deadline {
-            match BlockingClient::connect(o.addr, &o.token, &["operator.read"], None, seed()) {
+            match clawgate_benches::connect(o.addr, &o.token, &["operator.read"], None, seed()) {
                 Ok(c) => held.push(c),
                 Err(e) => {
                     points.insert("error".into(), json!(format!("after {} connections: {e}", held.len())));
@@ -241,7 +241,7 @@ fn rss(o: &Opts) -> Value {
 fn wait_hello(o: &Opts) -> Value {
     let started = Instant::now();
     while started.elapsed() < o.budget {
-        if BlockingClient::connect(o.addr, &o.token, &["operator.read"], None, seed()).is_ok() {
+        if clawgate_benches::connect(o.addr, &o.token, &["operator.read"], None, seed()).is_ok() {
             return json!({"waited_ms": started.elapsed().as_secs_f64() * 1000.0});
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -265,7 +265,7 @@ fn spawn_hello(addr: SocketAddr, token: &str, command: &[String]) -> Value {
         Err(e) => return json!({"error": e.to_string()}),
     };
     let result = loop {
-        if BlockingClient::connect(addr, token, &["operator.read"], None, seed()).is_ok() {
+        if clawgate_benches::connect(addr, token, &["operator.read"], None, seed()).is_ok() {
             break json!({"spawn_to_hello_ms": started.elapsed().as_secs_f64() * 1000.0});
         }
         if started.elapsed() > Duration::from_secs(120) {

@@ -3,7 +3,7 @@
 //!
 //!   cargo run --release -p clawgate-benches --bin gateway-footprint -- [BINARY] [N]
 
-use clawgate_benches::{rss_kib, BlockingClient};
+use clawgate_benches::rss_kib;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ fn main() -> std::io::Result<()> {
         .stderr(Stdio::null())
         .spawn()?;
     let first_hello = loop {
-        if let Ok(_c) = BlockingClient::connect(addr, token, &["operator.read"], None, 1) {
+        if let Ok(_c) = clawgate_benches::connect(addr, token, &["operator.read"], None, 1) {
             break started.elapsed();
         }
         if started.elapsed() > Duration::from_secs(60) {
@@ -40,7 +40,7 @@ fn main() -> std::io::Result<()> {
     let idle = rss_kib(child.id())?;
     let mut held = Vec::with_capacity(conns);
     for i in 0..conns {
-        held.push(BlockingClient::connect(
+        held.push(clawgate_benches::connect(
             addr,
             token,
             &["operator.read"],
