@@ -1,16 +1,17 @@
 //! The gateway state machine.
 
-use crate::config::{GatewayConfig, HTTP_NONCE_TTL_MS, LOG_RING_LINES, MAX_HTTP_NONCES};
+use crate::admission::UpgradeInfo;
+use crate::config::{GatewayConfig, LOG_RING_LINES};
 use crate::methods::Reply;
 use crate::pairing::{DeviceClaim, PairingStore};
 use crate::presence::{Presence, PresenceEntry};
-use crate::rate_limit::{canonical_ip, limiter_key, AuthLimiter, CredentialClass};
+use crate::rate_limit::canonical_ip;
 use clawgate_proto::auth::{AuthFailure, AuthMethod, AuthMode};
 use clawgate_proto::close::{code, CloseFrame};
 use clawgate_proto::connect::{ClientId, ClientMode, HelloOk, Role};
 use clawgate_proto::device::{base64url_encode, DeviceIdentity};
 use clawgate_proto::frame::{to_raw, ErrorShape, EventFrame, Extra, Frame, FrameError, ResponseFrame, StateVersion};
-use clawgate_proto::handshake::{AcceptedConnect, ConnectRejection, NonceRedeemer, PairingReason, ServerHandshake};
+use clawgate_proto::handshake::{AcceptedConnect, ConnectRejection, PairingReason, ServerHandshake};
 use clawgate_proto::http::{HttpLimits, Request, RequestParser, RequestProgress, Response};
 use clawgate_proto::scopes::{authorize, may_receive_event, ScopeSet};
 use clawgate_proto::ws::{accept_upgrade, Message, WsCodec, WsError};
@@ -202,20 +203,6 @@ impl Session {
     }
 }
 
-struct UpgradeInfo {
-    local_direct: bool,
-    /// The client's address: the peer, or what a trusted proxy says in `X-Forwarded-For`.
-    client_ip: IpAddr,
-    /// Whether the peer is a trusted proxy.
-    via_trusted_proxy: bool,
-    /// Identity headers (lower-cased name, value), kept for trusted-proxy auth.
-    identity_headers: Vec<(String, String)>,
-    /// `http://<address the socket was accepted on>`: the gateway's own origin.
-    own_origin: String,
-    origin: Option<String>,
-    host: Option<String>,
-}
-
 enum Phase {
     Http(RequestParser),
     Handshake {
@@ -252,22 +239,6 @@ struct Conn {
     http_progress: (RequestProgress, u64),
     /// When the earliest pending HTTP timer of this connection fires.
     http_timer_at: Option<u64>,
-}
-
-/// Nonces issued over HTTP for devices to sign instead of the socket's challenge nonce.
-#[derive(Default)]
-struct HttpNonces {
-    issued: VecDeque<(String, u64)>,
-}
-
-impl NonceRedeemer for HttpNonces {
-    fn redeem(&mut self, nonce: &str, now_ms: u64) -> bool {
-        let Some(pos) = self.issued.iter().position(|(n, _)| n == nonce) else {
-            return false;
-        };
-        let (_, issued_at) = self.issued.remove(pos).unwrap_or_default();
-        now_ms.saturating_sub(issued_at) <= HTTP_NONCE_TTL_MS
-    }
 }
 
 /// The `snapshot.sessionDefaults` of `hello-ok`. The Control UI sends a user to its model setup
@@ -326,21 +297,19 @@ pub struct Gateway {
     pub(crate) started_at: u64,
     next_conn: u64,
     conns: HashMap<ConnId, Conn>,
-    preauth_per_ip: HashMap<IpAddr, usize>,
+    admission: crate::admission::Admission,
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
     outputs: VecDeque<Output>,
     pub(crate) presence: Presence,
     pub(crate) health_version: u64,
     pub(crate) logs: VecDeque<(u64, LogLine)>,
     pub(crate) log_cursor: u64,
-    http_nonces: HttpNonces,
     pub(crate) idempotency: crate::idempotency::IdempotencyCache,
     pub(crate) tool_calls: HashMap<u64, crate::tool_calls::PendingToolCall>,
     pub(crate) agents: crate::agents::AgentHub,
     pub(crate) next_tool_call: u64,
     pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) cache: Cache,
-    limiter: AuthLimiter,
     /// Incremented whenever the shared secret changes.
     secret_generation: u64,
     /// The configuration document in force, for diffing on reload.
@@ -393,34 +362,6 @@ mod uuid_tests {
     }
 }
 
-fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
-    }
-}
-
-const FORWARDING_HEADERS: &[&str] = &[
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-real-ip",
-];
-
-/// The `/metrics` label of a refused handshake.
-/// Whether an origin's host is a loopback name or address.
-fn origin_is_loopback(origin: &str) -> bool {
-    let rest = origin.split_once("://").map_or(origin, |(_, r)| r);
-    let host = rest.split('/').next().unwrap_or("");
-    let host = if let Some(stripped) = host.strip_prefix('[') {
-        stripped.split(']').next().unwrap_or("")
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(is_loopback)
-}
-
 impl Gateway {
     /// A gateway started at `now_ms`. The gateway's own identity seed is drawn from `entropy`.
     pub fn new(config: GatewayConfig, mut entropy: Box<dyn Entropy + Send>, now_ms: u64) -> Self {
@@ -429,7 +370,7 @@ impl Gateway {
         let mut instance = [0u8; 16];
         entropy.fill(&mut instance);
         let cache = Cache::new(&config);
-        let limiter = AuthLimiter::new(config.rate_limit);
+        let admission = crate::admission::Admission::new(config.rate_limit);
         let mut g = Gateway {
             identity: DeviceIdentity::from_seed(&seed),
             instance_id: uuid_v4(instance),
@@ -438,21 +379,19 @@ impl Gateway {
             started_at: now_ms,
             next_conn: 1,
             conns: HashMap::new(),
-            preauth_per_ip: HashMap::new(),
+            admission,
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
             presence: Presence::default(),
             health_version: 1,
             logs: VecDeque::new(),
             log_cursor: 0,
-            http_nonces: HttpNonces::default(),
             idempotency: crate::idempotency::IdempotencyCache::default(),
             tool_calls: HashMap::new(),
             agents: crate::agents::AgentHub::default(),
             next_tool_call: 1,
             metrics: crate::metrics::Metrics::default(),
             cache,
-            limiter,
             secret_generation: 1,
             document: crate::settings::empty_document(),
             config_reload_status: json!({"hotReloadStatus": "active"}),
@@ -704,7 +643,7 @@ impl Gateway {
                 }
                 HotAction::RateLimit => {
                     self.config.rate_limit = next.rate_limit;
-                    self.limiter.config = self.config.rate_limit;
+                    self.admission.set_rate_limit(self.config.rate_limit);
                 }
                 HotAction::AllowedOrigins => self.config.allowed_origins = next.allowed_origins.clone(),
                 HotAction::PairingPolicy => self.config.auto_approve_local = next.auto_approve_local,
@@ -801,13 +740,7 @@ impl Gateway {
     }
 
     fn release_preauth(&mut self, ip: IpAddr) {
-        let ip = canonical_ip(ip);
-        if let Some(n) = self.preauth_per_ip.get_mut(&ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.preauth_per_ip.remove(&ip);
-            }
-        }
+        self.admission.released(ip);
     }
 
     /// Queues bytes for a connection (held back while an acknowledged write is not durable).
@@ -975,19 +908,7 @@ impl Gateway {
         peer: SocketAddr,
         request: &Request,
     ) -> Result<(), Option<u64>> {
-        let exempt = self.limiter.config.exempt_loopback && Self::is_local_direct(peer, request);
-        let key = limiter_key(CredentialClass::SharedSecret, peer.ip(), request.header("origin"));
-        if !exempt {
-            self.limiter.check(&key, now_ms).map_err(Some)?;
-        }
-        if self.bearer_ok(request) {
-            self.limiter.reset(&key);
-            return Ok(());
-        }
-        if !exempt {
-            self.limiter.record_failure(&key, now_ms);
-        }
-        Err(None)
+        self.admission.check_http_bearer(&self.config, now_ms, peer, request)
     }
 
     pub(crate) fn refresh_session_defaults(&mut self) {
@@ -1194,19 +1115,9 @@ impl Gateway {
         self.drive_http(now_ms, conn);
     }
 
-    pub(crate) fn is_local_direct(peer: SocketAddr, request: &Request) -> bool {
-        is_loopback(peer.ip()) && !FORWARDING_HEADERS.iter().any(|h| request.has_header(h))
-    }
-
     pub(crate) fn issue_http_nonce(&mut self, now_ms: u64) -> (String, u64) {
         let nonce = self.random_uuid();
-        let nonces = &mut self.http_nonces.issued;
-        nonces.retain(|(_, at)| now_ms.saturating_sub(*at) <= HTTP_NONCE_TTL_MS);
-        if nonces.len() >= MAX_HTTP_NONCES {
-            nonces.pop_front();
-        }
-        nonces.push_back((nonce.clone(), now_ms));
-        (nonce, now_ms + HTTP_NONCE_TTL_MS)
+        self.admission.issue_nonce(nonce, now_ms)
     }
 
     fn upgrade(&mut self, now_ms: u64, conn: ConnId, request: &Request, leftover: Vec<u8>) {
@@ -1218,7 +1129,7 @@ impl Gateway {
             self.send_http(conn, &r, false, false);
             return;
         }
-        if self.preauth_per_ip.get(&ip).copied().unwrap_or(0) >= self.config.max_preauth_per_ip {
+        if !self.admission.may_open(ip, self.config.max_preauth_per_ip) {
             let r = Response::text(503, "Too many unauthenticated sockets");
             self.send_http(conn, &r, false, false);
             self.log(
@@ -1236,46 +1147,15 @@ impl Gateway {
             }
         };
         let local = self.conns.get(&conn).map(|c| c.local).unwrap_or(peer);
-        let via_trusted_proxy = crate::config::ip_in_list(peer.ip(), &self.config.trusted_proxies);
-        // Forwarding headers count only from a trusted proxy; the leftmost address is the client.
-        let forwarded_ip = request
-            .header("x-forwarded-for")
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok());
-        let client_ip = if via_trusted_proxy {
-            forwarded_ip.unwrap_or(peer.ip())
-        } else {
-            peer.ip()
-        };
-        let mut identity_headers = Vec::new();
-        let wanted = self
-            .config
-            .trusted_proxy
-            .user_header
-            .iter()
-            .chain(self.config.trusted_proxy.required_headers.iter());
-        for name in wanted {
-            if let Some(v) = request.header(name) {
-                identity_headers.push((name.clone(), v.to_owned()));
-            }
-        }
-        let upgrade = UpgradeInfo {
-            client_ip,
-            via_trusted_proxy,
-            identity_headers,
-            local_direct: Self::is_local_direct(peer, request),
-            own_origin: format!("http://{local}"),
-            origin: request.header("origin").map(str::to_owned),
-            host: request.header("host").map(str::to_owned),
-        };
-        if upgrade.origin.is_some() && !self.origin_allowed(&upgrade) {
+        let upgrade = UpgradeInfo::read(&self.config, peer, local, request);
+        if upgrade.origin.is_some() && !upgrade.origin_allowed(&self.config) {
             // A browser page from a foreign origin never gets a WebSocket.
             let r = Response::text(403, "Origin not allowed");
             self.send_http(conn, &r, false, false);
             self.metrics.handshake("origin_refused");
             return;
         }
-        *self.preauth_per_ip.entry(ip).or_insert(0) += 1;
+        self.admission.opened(ip);
         let nonce = self.random_uuid();
         let handshake = ServerHandshake::new(nonce, now_ms);
         let mut codec = WsCodec::server(self.config.max_preauth_payload);
@@ -1370,7 +1250,7 @@ impl Gateway {
                 return;
             };
             let peer = c.peer;
-            match handshake.handle_first_frame(text, now_ms, &mut self.http_nonces) {
+            match handshake.handle_first_frame(text, now_ms, self.admission.nonces()) {
                 Err(rejection) => {
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.phase = Phase::Handshake {
@@ -1404,65 +1284,6 @@ impl Gateway {
         self.close_ws(conn, close);
     }
 
-    /// Whether a browser origin may connect: the gateway's own origin, one listed in
-    /// `gateway.controlUi.allowedOrigins` (or `*`), or a loopback origin on a direct-local
-    /// connection (or matching a loopback `Host`). `null`, empty or absent origins never are.
-    fn origin_allowed(&self, upgrade: &UpgradeInfo) -> bool {
-        match upgrade.origin.as_deref() {
-            None | Some("null") | Some("") => false,
-            Some(origin) => {
-                let origin = origin.trim_end_matches('/');
-                let same_host = upgrade.host.as_deref().is_some_and(|h| {
-                    origin
-                        .split_once("://")
-                        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(h))
-                });
-                let own = origin.eq_ignore_ascii_case(&upgrade.own_origin)
-                    || origin.eq_ignore_ascii_case(&upgrade.own_origin.replacen("http://", "https://", 1));
-                let listed = self
-                    .config
-                    .allowed_origins
-                    .iter()
-                    .any(|o| o == "*" || o.trim_end_matches('/').eq_ignore_ascii_case(origin));
-                own || listed || ((upgrade.local_direct || same_host) && origin_is_loopback(origin))
-            }
-        }
-    }
-
-    /// Auth mode `trusted-proxy`: the peer must be a trusted proxy (not loopback unless allowed)
-    /// and vouch for a user with the configured headers.
-    fn check_trusted_proxy(&self, peer: SocketAddr, upgrade: &UpgradeInfo) -> Result<(), AuthFailure> {
-        let tp = &self.config.trusted_proxy;
-        if !upgrade.via_trusted_proxy {
-            return Err(AuthFailure::TrustedProxy("trusted_proxy_untrusted_source".into()));
-        }
-        if is_loopback(peer.ip()) && !tp.allow_loopback {
-            return Err(AuthFailure::TrustedProxy("trusted_proxy_loopback_source".into()));
-        }
-        let header = |name: &str| {
-            upgrade
-                .identity_headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-                .filter(|v| !v.is_empty())
-        };
-        for required in &tp.required_headers {
-            if header(required).is_none() {
-                return Err(AuthFailure::TrustedProxy(format!(
-                    "trusted_proxy_missing_header_{required}"
-                )));
-            }
-        }
-        let Some(user) = tp.user_header.as_deref().and_then(header) else {
-            return Err(AuthFailure::TrustedProxy("trusted_proxy_user_missing".into()));
-        };
-        if !tp.allow_users.is_empty() && !tp.allow_users.iter().any(|u| u == user) {
-            return Err(AuthFailure::TrustedProxy("trusted_proxy_user_not_allowed".into()));
-        }
-        Ok(())
-    }
-
     /// The decisions that need gateway state: origin, shared secret, device admission, scopes.
     fn admit(
         &mut self,
@@ -1472,54 +1293,25 @@ impl Gateway {
         upgrade: &UpgradeInfo,
     ) -> Result<(AuthMethod, Vec<String>), ConnectRejection> {
         let client = &accepted.params.client;
-        let browser =
-            client.id == ClientId::ControlUi || client.mode == ClientMode::Webchat || client.id == ClientId::WebchatUi;
-        if upgrade.origin.is_some() || browser {
-            let allowed = self.origin_allowed(upgrade);
-            if !allowed {
-                let reason = match upgrade.origin.as_deref() {
-                    None | Some("null") | Some("") => "origin missing or invalid",
-                    Some(_) => "origin not allowed",
-                };
-                return Err(ConnectRejection::OriginNotAllowed { reason: reason.into() });
-            }
-        }
-        // Failed attempts are counted per client (per origin for browsers); a clean request from
-        // this host is exempt, a browser never is.
-        let exempt = self.limiter.config.exempt_loopback && upgrade.local_direct && upgrade.origin.is_none();
-        let origin = upgrade.origin.as_deref();
-        let secret_key = limiter_key(CredentialClass::SharedSecret, upgrade.client_ip, origin);
-        if !exempt {
-            if let Err(retry_after_ms) = self.limiter.check(&secret_key, now_ms) {
-                return Err(accepted.unauthorized(AuthFailure::RateLimited { retry_after_ms }));
-            }
-        }
-        let secret = self.config.auth.check(accepted.params.auth.as_ref()).and_then(|m| {
-            if m == AuthMethod::TrustedProxy {
-                self.check_trusted_proxy(peer, upgrade)?;
-            }
-            Ok(m)
-        });
-        if secret.is_ok() {
-            self.limiter.reset(&secret_key);
-        }
-        // A failed shared secret counts only if nothing else authenticates the connection (a
-        // device may offer its device token in `auth.token`).
-        let count_secret_failure = |limiter: &mut AuthLimiter, failure: &AuthFailure| {
-            if failure.counts_as_attempt() && !exempt {
-                limiter.record_failure(&secret_key, now_ms);
-            }
-        };
         let requested = accepted.params.scopes().to_vec();
+        let role = accepted.role.as_str();
+        // A device whose shared secret fails may authenticate with its own token.
+        let pairing = &mut self.pairing;
+        let mut verify = |token: &str| match &accepted.device {
+            Some(device) => pairing
+                .verify_token(&device.id, token, role, &requested, now_ms)
+                .is_ok(),
+            None => false,
+        };
+        let device_token = accepted
+            .device
+            .is_some()
+            .then_some(&mut verify as &mut dyn FnMut(&str) -> bool);
+        let method = self
+            .admission
+            .authenticate(&self.config, now_ms, peer, accepted, upgrade, device_token)?;
         match &accepted.device {
             None => {
-                let method = match secret {
-                    Ok(m) => m,
-                    Err(f) => {
-                        count_secret_failure(&mut self.limiter, &f);
-                        return Err(accepted.unauthorized(f));
-                    }
-                };
                 if client.id == ClientId::ControlUi || client.id == ClientId::Tui {
                     return Err(ConnectRejection::ControlUiDeviceIdentityRequired);
                 }
@@ -1542,49 +1334,6 @@ impl Gateway {
             Some(device) => {
                 let params = &accepted.params;
                 let public_key = base64url_encode(&device.public_key);
-                let role = accepted.role.as_str();
-                let method = match secret {
-                    Ok(m) => m,
-                    Err(failure) => {
-                        // The shared secret failed: the device may authenticate with its own token
-                        // (`auth.deviceToken`, else `auth.token` as the fallback).
-                        let auth = params.auth.as_ref();
-                        let explicit = auth.and_then(|a| a.device_token.as_deref()).filter(|t| !t.is_empty());
-                        let candidate = explicit.or(auth.and_then(|a| a.token.as_deref()).filter(|t| !t.is_empty()));
-                        // Device tokens have a failure bucket of their own.
-                        let token_key = limiter_key(CredentialClass::DeviceToken, upgrade.client_ip, origin);
-                        if candidate.is_some() && !exempt {
-                            if let Err(retry_after_ms) = self.limiter.check(&token_key, now_ms) {
-                                return Err(accepted.unauthorized(AuthFailure::RateLimited { retry_after_ms }));
-                            }
-                        }
-                        let verified = candidate.map(|t| {
-                            self.pairing
-                                .verify_token(&device.id, t, role, &requested, now_ms)
-                                .is_ok()
-                        });
-                        match verified {
-                            Some(true) => {
-                                self.limiter.reset(&token_key);
-                                AuthMethod::DeviceToken
-                            }
-                            Some(false) => {
-                                if !exempt {
-                                    self.limiter.record_failure(&token_key, now_ms);
-                                }
-                                count_secret_failure(&mut self.limiter, &failure);
-                                if explicit.is_some() {
-                                    return Err(accepted.unauthorized(AuthFailure::DeviceTokenMismatch));
-                                }
-                                return Err(accepted.unauthorized(failure));
-                            }
-                            None => {
-                                count_secret_failure(&mut self.limiter, &failure);
-                                return Err(accepted.unauthorized(failure));
-                            }
-                        }
-                    }
-                };
                 let claim = DeviceClaim {
                     device_id: &device.id,
                     public_key: &public_key,
@@ -1595,7 +1344,8 @@ impl Gateway {
                     device_family: params.client.device_family.as_deref(),
                     client_id: params.client.id.as_str(),
                     client_mode: params.client.mode.as_str(),
-                    remote_ip: (!is_loopback(upgrade.client_ip)).then(|| canonical_ip(upgrade.client_ip).to_string()),
+                    remote_ip: (!crate::admission::is_loopback(upgrade.client_ip))
+                        .then(|| canonical_ip(upgrade.client_ip).to_string()),
                 };
                 if let Err(reason) = self.pairing.check(&claim) {
                     let request_id = self.random_uuid();
@@ -1764,7 +1514,7 @@ impl Gateway {
                     .display_name
                     .clone()
                     .unwrap_or_else(|| client.id.as_str().to_owned()),
-                ip: if is_loopback(peer.ip()) {
+                ip: if crate::admission::is_loopback(peer.ip()) {
                     None
                 } else {
                     Some(canonical_ip(peer.ip()).to_string())

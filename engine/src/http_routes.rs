@@ -81,24 +81,7 @@ fn json_response<T: serde::Serialize + ?Sized>(status: u16, body: &T) -> Respons
 impl Gateway {
     /// Whether `Authorization: Bearer <secret>` carries the shared token or password.
     pub(crate) fn bearer_ok(&self, request: &Request) -> bool {
-        let Some(value) = request.header("authorization") else {
-            return false;
-        };
-        let Some((scheme, secret)) = value.split_once(' ') else {
-            return false;
-        };
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return false;
-        }
-        let offered = clawgate_proto::connect::ConnectAuth {
-            token: Some(secret.trim().to_owned()),
-            password: Some(secret.trim().to_owned()),
-            ..Default::default()
-        };
-        matches!(
-            self.config.auth.check(Some(&offered)),
-            Ok(clawgate_proto::auth::AuthMethod::Token | clawgate_proto::auth::AuthMethod::Password)
-        )
+        crate::admission::bearer_matches(&self.config.auth, request)
     }
 
     /// The answer to an HTTP request; `None` when it waits for a tool (see
@@ -129,7 +112,7 @@ impl Gateway {
                 let ready = !self.is_stopping();
                 let status = if ready { 200 } else { 503 };
                 // Details only for callers on this host; others learn just the verdict.
-                if Self::is_local_direct(peer, request) {
+                if crate::admission::is_local_direct(peer, request) {
                     let failing: Vec<&str> = if ready { vec![] } else { vec!["stopping"] };
                     json_response(
                         status,
@@ -149,7 +132,7 @@ impl Gateway {
             }
             "/metrics" if !get_like => Response::text(405, "Method Not Allowed").header("Allow", "GET, HEAD"),
             "/metrics" => {
-                if Self::is_local_direct(peer, request) || self.bearer_ok(request) {
+                if crate::admission::is_local_direct(peer, request) || self.bearer_ok(request) {
                     let body = self.metrics.render(&self.connection_states());
                     Response::new(200)
                         .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")

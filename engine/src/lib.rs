@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+mod admission;
 pub mod agents;
 pub mod config;
 pub mod control_ui;
