@@ -425,7 +425,7 @@ impl Gateway {
                 format!("agent {agent}: worker {} is {role}", conn.0),
             );
         }
-        self.health_version += 1;
+        self.cache.health_changed();
         self.refresh_session_defaults();
         self.deliver_queue(now_ms);
     }
@@ -462,7 +462,7 @@ impl Gateway {
             self.log(now_ms, LogLevel::Info, message);
         }
         if was_worker {
-            self.health_version += 1;
+            self.cache.health_changed();
             self.refresh_session_defaults();
             for run_id in ids_where(&self.agents.runs, |r| r.worker == Some(conn)) {
                 self.fail_run(now_ms, &run_id, "the agent worker disconnected during the run");
@@ -567,7 +567,7 @@ impl Gateway {
         };
         self.insert_run(&queued, session_id.clone(), request.origin, now_ms);
         // Health shows runs and queues per agent.
-        self.health_version += 1;
+        self.cache.health_changed();
         self.session_changed(now_ms, &queued.session_key, "run.accepted", Some(&queued.run_id));
         match worker {
             Some(w) => {
@@ -1011,7 +1011,7 @@ impl Gateway {
             }
         }
         self.session_changed(now_ms, &session_key, "run.ended", Some(run_id));
-        self.health_version += 1;
+        self.cache.health_changed();
     }
 
     /// The answer owed to whoever started the run.

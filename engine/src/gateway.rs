@@ -268,6 +268,8 @@ pub(crate) struct Cache {
     pub health: (u64, Box<RawValue>),
     /// `(presence version, presence list)`.
     pub presence: (u64, Box<RawValue>),
+    /// Moves whenever anything `health` reports changes; the summary is re-taken then.
+    health_version: u64,
 }
 
 impl Cache {
@@ -286,7 +288,18 @@ impl Cache {
             // Version 0 is never current: the first use fills these.
             health: (0, to_raw(&json!({}))),
             presence: (0, to_raw(&json!([]))),
+            health_version: 1,
         }
+    }
+
+    /// Something `health` reports changed: the next snapshot is taken afresh.
+    pub(crate) fn health_changed(&mut self) {
+        self.health_version += 1;
+    }
+
+    /// The version of what `health` reports (`stateVersion.health`).
+    pub(crate) fn health_version(&self) -> u64 {
+        self.health_version
     }
 }
 
@@ -301,7 +314,6 @@ pub struct Gateway {
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
     outputs: VecDeque<Output>,
     pub(crate) presence: Presence,
-    pub(crate) health_version: u64,
     pub(crate) logs: VecDeque<(u64, LogLine)>,
     pub(crate) log_cursor: u64,
     pub(crate) idempotency: crate::idempotency::IdempotencyCache,
@@ -383,7 +395,6 @@ impl Gateway {
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
             presence: Presence::default(),
-            health_version: 1,
             logs: VecDeque::new(),
             log_cursor: 0,
             idempotency: crate::idempotency::IdempotencyCache::default(),
@@ -588,7 +599,7 @@ impl Gateway {
                 );
                 self.config_reload_status =
                     json!({"hotReloadStatus": "error", "lastError": e, "lastAttemptAtMs": now_ms});
-                self.health_version += 1;
+                self.cache.health_changed();
                 return;
             }
         };
@@ -621,7 +632,7 @@ impl Gateway {
         self.config.reload_mode = mode;
         self.config_reload_status =
             json!({"hotReloadStatus": "active", "lastReloadAtMs": now_ms, "changed": plan.changed});
-        self.health_version += 1;
+        self.cache.health_changed();
         if plan.restart {
             self.document = settings.document;
             self.restart_requested = true;
@@ -1606,7 +1617,7 @@ impl Gateway {
                 health: &self.cache.health.1,
                 state_version: StateVersion {
                     presence: self.presence.version(),
-                    health: self.health_version,
+                    health: self.cache.health_version(),
                 },
                 uptime_ms: now_ms.saturating_sub(self.started_at),
                 session_defaults: &self.cache.session_defaults,
@@ -1628,9 +1639,9 @@ impl Gateway {
 
     /// Re-serializes the cached health and presence snapshots if they changed.
     pub(crate) fn refresh_snapshots(&mut self, now_ms: u64) {
-        if self.cache.health.0 != self.health_version {
+        if self.cache.health.0 != self.cache.health_version() {
             let health = to_raw(&self.health_payload(now_ms));
-            self.cache.health = (self.health_version, health);
+            self.cache.health = (self.cache.health_version(), health);
         }
         if self.cache.presence.0 != self.presence.version() {
             let presence = to_raw(&self.presence.list());
@@ -1827,7 +1838,7 @@ impl Gateway {
         };
         let sv = StateVersion {
             presence: self.presence.version(),
-            health: self.health_version,
+            health: self.cache.health_version(),
         };
         self.broadcast(now_ms, "presence", &payload, true, Some(sv));
     }
@@ -1868,12 +1879,12 @@ impl Gateway {
                 Timer::Health => {
                     if !self.stopping {
                         self.prune_idle_sessions(now_ms);
-                        self.health_version += 1;
+                        self.cache.health_changed();
                         self.refresh_snapshots(now_ms);
                         let payload = self.cache.health.1.clone();
                         let sv = StateVersion {
                             presence: self.presence.version(),
-                            health: self.health_version,
+                            health: self.cache.health_version(),
                         };
                         // Health snapshots are not skipped for slow clients: a client that cannot
                         // keep up with them is closed.
