@@ -1,11 +1,12 @@
 //! The conformance suite: the gateway over real loopback sockets, run once per runtime (smol and
 //! mio) from this one source. Clients are made of `clawgate-proto` pieces and blocking std sockets.
 
+use clawgate_engine::testkit::{cli_params, with_device};
 use clawgate_engine::{Gateway, GatewayConfig};
 use clawgate_io::{bind, now_ms, OsEntropy};
 use clawgate_proto::auth::{AuthMode, SharedSecretConfig};
 use clawgate_proto::close::CloseFrame;
-use clawgate_proto::connect::{ConnectChallenge, ConnectParams, DeviceProof};
+use clawgate_proto::connect::ConnectChallenge;
 use clawgate_proto::device::DeviceIdentity;
 use clawgate_proto::frame::{Frame, RequestFrame};
 use clawgate_proto::ws::{encode_frame, ClientUpgrade, Message, OpCode, SeededMasks, WsCodec};
@@ -187,25 +188,6 @@ impl Client {
     }
 }
 
-fn cli_params(scopes: &[&str], token: Option<&str>) -> Value {
-    let mut p = json!({
-        "minProtocol": 4, "maxProtocol": 4,
-        "client": {"id": "cli", "version": "t", "platform": "linux", "mode": "cli"},
-        "role": "operator", "scopes": scopes,
-    });
-    if let Some(t) = token {
-        p["auth"] = json!({"token": t});
-    }
-    p
-}
-
-fn signed(params: Value, identity: &DeviceIdentity, nonce: &str, signed_at: u64) -> Value {
-    let parsed = ConnectParams::parse(&params.to_string()).unwrap();
-    let mut p = params;
-    p["device"] = serde_json::to_value(DeviceProof::sign(identity, &parsed, nonce, signed_at)).unwrap();
-    p
-}
-
 fn error_details(f: Frame) -> (String, Value) {
     match f {
         Frame::Response(r) if !r.ok => {
@@ -347,8 +329,9 @@ fn a_good_device_proof_gets_a_device_token(rt: Runtime) {
     let server = Server::start(rt, GatewayConfig::with_token(TOKEN));
     let id = DeviceIdentity::from_seed(&[3; 32]);
     let mut c = Client::open(server.addr);
-    let hello =
-        ok_payload(c.connect_with(|nonce, ts| signed(cli_params(&["operator.read"], Some(TOKEN)), &id, nonce, ts)));
+    let hello = ok_payload(
+        c.connect_with(|nonce, ts| with_device(&cli_params(&["operator.read"], Some(TOKEN)), &id, nonce, ts)),
+    );
     assert_eq!(hello["auth"]["deviceToken"].as_str().unwrap().len(), 43);
 }
 
@@ -360,18 +343,18 @@ fn bad_stale_and_foreign_device_proofs_are_refused_with_1008(rt: Runtime) {
         (
             "DEVICE_AUTH_SIGNATURE_INVALID",
             Box::new(|n, ts| {
-                let mut p = signed(cli_params(&["operator.read"], Some(TOKEN)), &id, n, ts);
+                let mut p = with_device(&cli_params(&["operator.read"], Some(TOKEN)), &id, n, ts);
                 p["scopes"] = json!(["operator.admin"]);
                 p
             }),
         ),
         (
             "DEVICE_AUTH_SIGNATURE_EXPIRED",
-            Box::new(|n, ts| signed(cli_params(&[], Some(TOKEN)), &id, n, ts - 130_000)),
+            Box::new(|n, ts| with_device(&cli_params(&[], Some(TOKEN)), &id, n, ts - 130_000)),
         ),
         (
             "DEVICE_AUTH_NONCE_MISMATCH",
-            Box::new(|_, ts| signed(cli_params(&[], Some(TOKEN)), &id, "someone-elses-nonce", ts)),
+            Box::new(|_, ts| with_device(&cli_params(&[], Some(TOKEN)), &id, "someone-elses-nonce", ts)),
         ),
     ];
     for (expected, make) in cases {

@@ -29,6 +29,8 @@ mod presence;
 pub mod rate_limit;
 pub mod reload;
 pub mod settings;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod tool_calls;
 mod tool_catalog;
 pub mod tool_policy;

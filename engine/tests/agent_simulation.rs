@@ -6,10 +6,8 @@
 //! worker produced, and the `chat` deltas of the run add up to it (the throttle loses nothing);
 //! chat seqs of a run never go back; no run is left in the persisted queue.
 
-mod common;
-
+use clawgate_engine::testkit::*;
 use clawgate_engine::{ConnId, GatewayConfig};
-use common::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;

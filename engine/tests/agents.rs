@@ -1,10 +1,8 @@
 //! Agent workers, runs and sessions in the sans-IO engine, on a controlled clock.
 
-mod common;
-
+use clawgate_engine::testkit::*;
 use clawgate_engine::GatewayConfig;
 use clawgate_proto::frame::{EventFrame, Frame};
-use common::*;
 use serde_json::{json, Value};
 
 /// Connects a worker serving `agents`.

@@ -1,9 +1,7 @@
 //! The Control UI's HTTP paths and methods in the sans-IO engine.
 
-mod common;
-
+use clawgate_engine::testkit::*;
 use clawgate_engine::GatewayConfig;
-use common::*;
 use serde_json::{json, Value};
 
 fn get(b: &mut Bench, path: &str, extra: &str) -> String {

@@ -1,14 +1,12 @@
 //! The gateway engine, driven without sockets: each test is one behaviour of the protocol.
 
-mod common;
-
+use clawgate_engine::testkit::*;
 use clawgate_engine::GatewayConfig;
 use clawgate_proto::auth::{AuthMode, SharedSecretConfig};
 use clawgate_proto::close::CloseFrame;
 use clawgate_proto::device::DeviceIdentity;
 use clawgate_proto::frame::RequestFrame;
 use clawgate_proto::ws::{encode_frame, OpCode};
-use common::*;
 use serde_json::{json, Value};
 
 #[test]

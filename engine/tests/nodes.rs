@@ -1,9 +1,7 @@
 //! `node.list`: connected node clients with what they declared, and paired ones that are offline.
 
-mod common;
-
+use clawgate_engine::testkit::*;
 use clawgate_engine::GatewayConfig;
-use common::*;
 use serde_json::json;
 
 #[test]

@@ -1,11 +1,9 @@
 //! Device pairing through the gateway: requests, approval, device tokens, revocation, events and
 //! durability, without sockets.
 
-mod common;
-
+use clawgate_engine::testkit::*;
 use clawgate_engine::GatewayConfig;
 use clawgate_proto::device::DeviceIdentity;
-use common::*;
 use serde_json::{json, Value};
 
 fn bench(auto_approve_local: bool) -> Bench {

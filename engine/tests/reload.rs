@@ -1,12 +1,10 @@
 //! Configuration reloads: what applies live, what restarts, what is refused.
 
-mod common;
-
 use clawgate_engine::config::Overrides;
+use clawgate_engine::testkit::*;
 use clawgate_engine::GatewayConfig;
 use clawgate_proto::close::CloseFrame;
 use clawgate_proto::device::DeviceIdentity;
-use common::*;
 use serde_json::{json, Value};
 
 fn no_env(_: &str) -> Option<String> {

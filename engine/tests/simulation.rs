@@ -6,13 +6,11 @@
 //! call succeeds that its granted scopes do not allow; every request is answered or its connection
 //! is closed (unless raw garbage was written into that stream first).
 
-mod common;
-
+use clawgate_engine::testkit::*;
 use clawgate_engine::{ConnId, GatewayConfig};
 use clawgate_proto::frame::{Frame, RequestFrame};
 use clawgate_proto::scopes::{authorize, Scope, ScopeSet};
 use clawgate_proto::Role;
-use common::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};

@@ -1,11 +1,9 @@
 //! `tools.invoke` in the engine: decided by policy, run by the runtime, answered afterwards.
 
-mod common;
-
+use clawgate_engine::testkit::*;
 use clawgate_engine::tool_calls::ToolFailure;
 use clawgate_engine::tool_policy::ToolPolicy;
 use clawgate_engine::GatewayConfig;
-use common::*;
 use serde_json::{json, Value};
 
 fn bench(policy: Value) -> Bench {

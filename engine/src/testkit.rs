@@ -1,8 +1,8 @@
-//! A sans-IO test bench: a gateway, a fake clock, and clients built on `clawgate-proto`, connected
-//! by moving bytes by hand. No sockets, no threads, no sleeping.
-#![allow(dead_code)]
+//! A sans-IO test bench (feature `testkit`): a gateway, a fake clock, and clients built on
+//! `clawgate-proto`, connected by moving bytes by hand. No sockets, no threads, no sleeping.
+#![allow(missing_docs, clippy::unwrap_used)]
 
-use clawgate_engine::{ConnId, Entropy, Gateway, GatewayConfig, Output};
+use crate::{ConnId, Entropy, Gateway, GatewayConfig, Output};
 use clawgate_proto::close::CloseFrame;
 use clawgate_proto::connect::{ConnectChallenge, ConnectParams, DeviceProof};
 use clawgate_proto::device::DeviceIdentity;
@@ -73,13 +73,13 @@ pub struct Bench {
     /// `config.reload` requests the gateway passed on.
     pub reload_requests: usize,
     /// Tool runs the gateway asked for, not yet answered.
-    pub tool_runs: Vec<clawgate_engine::tool_calls::ToolRun>,
+    pub tool_runs: Vec<crate::tool_calls::ToolRun>,
     /// Lines appended to the tool audit log.
     pub audit: Vec<String>,
     /// Transcript files and their lines.
     pub transcripts: HashMap<String, Vec<String>>,
     /// Bundle files the gateway asked the runtime to serve.
-    pub static_requests: Vec<clawgate_engine::control_ui::StaticRequest>,
+    pub static_requests: Vec<crate::control_ui::StaticRequest>,
 }
 
 pub fn loopback() -> SocketAddr {
