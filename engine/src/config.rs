@@ -95,18 +95,7 @@ pub struct GatewayConfig {
     pub overrides: Overrides,
 }
 
-/// `gateway.auth.trustedProxy`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxyConfig {
-    /// The header carrying the authenticated user (e.g. `x-forwarded-user`).
-    pub user_header: Option<String>,
-    /// Headers that must be present and non-empty.
-    pub required_headers: Vec<String>,
-    /// When non-empty, only these users are let in.
-    pub allow_users: Vec<String>,
-    /// Whether a proxy on loopback may vouch for users.
-    pub allow_loopback: bool,
-}
+pub use crate::settings::TrustedProxyConfig;
 
 /// Whether `ip` is one of `list` (addresses or CIDR ranges such as `10.0.0.0/8`).
 pub fn ip_in_list(ip: std::net::IpAddr, list: &[String]) -> bool {

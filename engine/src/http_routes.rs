@@ -1,10 +1,9 @@
 //! Plain HTTP requests on the gateway port.
 
 use crate::gateway::{ConnId, Gateway};
-use crate::tool_calls::{ToolCallRequest, ToolReply, ToolStart};
+use crate::tool_calls::{json_response, ToolCallRequest, ToolReply, ToolStart};
 use clawgate_proto::http::{Request, Response};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
@@ -47,35 +46,6 @@ pub(crate) fn refused_request(e: &clawgate_proto::http::HttpError) -> Response {
         &json!({"error": {"message": message, "type": "invalid_request_error"}}),
     )
     .header("Connection", "close")
-}
-
-/// The HTTP answer for a finished tool run.
-pub(crate) fn tool_http_response(tool: &str, result: Result<&RawValue, &crate::tool_calls::ToolFailure>) -> Response {
-    #[derive(serde::Serialize)]
-    struct Ran<'a> {
-        ok: bool,
-        result: &'a RawValue,
-    }
-    match result {
-        Ok(output) => json_response(
-            200,
-            &Ran {
-                ok: true,
-                result: output,
-            },
-        ),
-        Err(failure) => {
-            let (status, kind) = failure.kind.http();
-            json_response(
-                status,
-                &json!({"ok": false, "error": {"type": kind, "code": failure.kind.code(), "message": failure.message, "tool": tool}}),
-            )
-        }
-    }
-}
-
-fn json_response<T: serde::Serialize + ?Sized>(status: u16, body: &T) -> Response {
-    Response::json(status, body).header("Cache-Control", "no-store")
 }
 
 impl Gateway {

@@ -53,8 +53,7 @@ pub const EVENTS: &[&str] = &[
     "node.invoke.request",
 ];
 
-/// Placeholder the reference gateway puts where a secret would be.
-pub const REDACTED: &str = "__OPENCLAW_REDACTED__";
+pub use crate::settings::REDACTED;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -29,7 +29,7 @@ pub struct FileSettings {
     pub auth_password: Option<String>,
     pub rate_limit: Option<crate::rate_limit::RateLimitConfig>,
     pub trusted_proxies: Vec<String>,
-    pub trusted_proxy: crate::config::TrustedProxyConfig,
+    pub trusted_proxy: TrustedProxyConfig,
     pub allowed_origins: Vec<String>,
     /// `gateway.controlUi.root`: the folder of a Control UI bundle to serve.
     pub control_ui_root: Option<String>,
@@ -225,6 +225,22 @@ fn unhonored_protection(doc: &Value) -> Option<(String, &'static str)> {
         })
     })
 }
+
+/// `gateway.auth.trustedProxy`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxyConfig {
+    /// The header carrying the authenticated user (e.g. `x-forwarded-user`).
+    pub user_header: Option<String>,
+    /// Headers that must be present and non-empty.
+    pub required_headers: Vec<String>,
+    /// When non-empty, only these users are let in.
+    pub allow_users: Vec<String>,
+    /// Whether a proxy on loopback may vouch for users.
+    pub allow_loopback: bool,
+}
+
+/// Placeholder the reference gateway puts where a secret would be.
+pub const REDACTED: &str = "__OPENCLAW_REDACTED__";
 
 /// `"30d"`, `"12h"`, `"90m"`, `"45s"` or `"500ms"` in milliseconds; `"0"` means never.
 pub fn parse_duration_ms(text: &str) -> Option<u64> {
@@ -606,7 +622,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         auth_password: string("gateway.auth.password")?,
         rate_limit,
         trusted_proxies: strings("gateway.trustedProxies")?,
-        trusted_proxy: crate::config::TrustedProxyConfig {
+        trusted_proxy: TrustedProxyConfig {
             user_header: string("gateway.auth.trustedProxy.userHeader")?.map(|h| h.to_ascii_lowercase()),
             required_headers: strings("gateway.auth.trustedProxy.requiredHeaders")?
                 .into_iter()
@@ -648,7 +664,7 @@ pub fn redacted(doc: &Value) -> Value {
             for (k, val) in map.iter_mut() {
                 let secret = matches!(k.as_str(), "token" | "password" | "apiKey" | "secret");
                 if secret && val.is_string() {
-                    *val = Value::String(crate::methods::REDACTED.to_owned());
+                    *val = Value::String(REDACTED.to_owned());
                 } else {
                     walk(val);
                 }

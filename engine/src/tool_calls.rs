@@ -4,6 +4,7 @@
 use crate::gateway::{ConnId, Gateway, LogLevel, Output};
 use crate::tool_policy::{ToolDecision, ToolDenial, WorkspaceAccess};
 use clawgate_proto::frame::{to_raw, ErrorCode, ErrorShape, RequestFrame, ResponseFrame};
+use clawgate_proto::http::Response;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
@@ -77,6 +78,36 @@ pub struct ToolFailure {
     pub kind: ToolFailureKind,
     /// What happened.
     pub message: String,
+}
+
+/// The HTTP answer for a finished tool run.
+pub(crate) fn tool_http_response(tool: &str, result: Result<&RawValue, &ToolFailure>) -> Response {
+    #[derive(serde::Serialize)]
+    struct Ran<'a> {
+        ok: bool,
+        result: &'a RawValue,
+    }
+    match result {
+        Ok(output) => json_response(
+            200,
+            &Ran {
+                ok: true,
+                result: output,
+            },
+        ),
+        Err(failure) => {
+            let (status, kind) = failure.kind.http();
+            json_response(
+                status,
+                &json!({"ok": false, "error": {"type": kind, "code": failure.kind.code(), "message": failure.message, "tool": tool}}),
+            )
+        }
+    }
+}
+
+/// A JSON answer that no cache keeps.
+pub(crate) fn json_response<T: serde::Serialize + ?Sized>(status: u16, body: &T) -> Response {
+    Response::json(status, body).header("Cache-Control", "no-store")
 }
 
 /// Where the answer of a running tool call goes.
@@ -367,7 +398,7 @@ impl Gateway {
             }
             ToolReply::Http { conn, keep_alive } => {
                 let outcome = outcome.as_ref().map(|(_, output)| &**output);
-                let response = crate::http_routes::tool_http_response(pending.tool, outcome);
+                let response = tool_http_response(pending.tool, outcome);
                 self.finish_deferred_http(now_ms, conn, &response, false, keep_alive);
             }
         }
