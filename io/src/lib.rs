@@ -14,7 +14,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, the engine's clock.
 pub fn now_ms() -> u64 {
@@ -302,6 +302,64 @@ pub fn default_workspace(state_dir: Option<&Path>) -> Option<PathBuf> {
     state_dir.map(|d| d.join("workspace"))
 }
 
+/// Time a closing connection gets to flush what is queued before it is cut.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Time the gateway waits for clients to take their close frames at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How often the configuration file is checked for changes, and the default settling time.
+pub const CONFIG_POLL: Duration = Duration::from_millis(300);
+
+type Stamp = Option<(SystemTime, u64)>;
+
+/// Change detection for the configuration file, shared by both runtimes: a change counts once
+/// the file has stayed the same for the debounce period (an editor writing in several steps
+/// causes one reload). Checked at most every [`CONFIG_POLL`].
+pub struct ConfigWatch {
+    path: PathBuf,
+    debounce: Duration,
+    seen: Stamp,
+    pending: Option<(Stamp, Instant)>,
+    next_check: Instant,
+}
+
+impl ConfigWatch {
+    /// Watches `path` from `now`, with the current file as the known state.
+    pub fn new(path: PathBuf, debounce: Option<Duration>, now: Instant) -> ConfigWatch {
+        ConfigWatch {
+            seen: file_stamp(&path),
+            path,
+            debounce: debounce.unwrap_or(CONFIG_POLL),
+            pending: None,
+            next_check: now + CONFIG_POLL,
+        }
+    }
+
+    /// Whether the file changed and has since settled, so that it should be read again.
+    pub fn due(&mut self, now: Instant) -> bool {
+        if now < self.next_check {
+            return false;
+        }
+        self.next_check = now + CONFIG_POLL;
+        let stamp = file_stamp(&self.path);
+        match self.pending {
+            _ if stamp == self.seen => {
+                self.pending = None;
+                false
+            }
+            Some((pending, since)) if pending == stamp && now.duration_since(since) >= self.debounce => {
+                self.seen = stamp;
+                self.pending = None;
+                true
+            }
+            Some((pending, _)) if pending == stamp => false,
+            _ => {
+                self.pending = Some((stamp, now));
+                false
+            }
+        }
+    }
+}
+
 /// What only the event loop can do with an output of the engine.
 #[derive(Debug)]
 pub enum SocketOutput {
@@ -381,5 +439,28 @@ impl Effects {
     /// The end of one turn's outputs: the transcript lines written in it become durable together.
     pub fn end_of_turn(&mut self) {
         self.transcripts.sync();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_file_is_due_once_it_has_settled_and_only_once() {
+        let dir = std::env::temp_dir().join(format!("clawgate-io-watch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("openclaw.json");
+        std::fs::write(&file, "{}").unwrap();
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut watch = ConfigWatch::new(file.clone(), Some(Duration::from_millis(600)), start);
+        assert!(!watch.due(at(300)), "nothing changed");
+        std::fs::write(&file, "{ gateway: {} }").unwrap();
+        assert!(!watch.due(at(600)), "a change is not due before it settled");
+        assert!(!watch.due(at(900)), "300 ms of the 600 ms debounce");
+        assert!(watch.due(at(1200)), "settled for the debounce period");
+        assert!(!watch.due(at(1500)), "due once");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

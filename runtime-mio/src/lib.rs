@@ -19,16 +19,12 @@ use std::time::{Duration, Instant};
 
 // Binding, the clock and the OS random source are the same for both runtimes.
 pub use clawgate_io::{bind, now_ms, Exit, OsEntropy};
-use clawgate_io::{file_stamp, reload_config, Effects, SocketOutput};
+use clawgate_io::{reload_config, ConfigWatch, Effects, SocketOutput, CLOSE_GRACE, CONFIG_POLL, SHUTDOWN_GRACE};
 
 /// Size of the read buffer shared by all connections.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Reads handled for one connection per loop turn before the others get theirs.
 const READS_PER_TURN: usize = 16;
-/// Time a closing connection gets to flush what is queued before it is cut.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Time the gateway waits for clients to take their close frames at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// The waker's token; listeners come next, then connections.
 const WAKER: Token = Token(0);
 const FIRST_LISTENER: usize = 1;
@@ -97,47 +93,6 @@ pub struct MioRuntime {
     tool_results: Arc<std::sync::Mutex<Vec<clawgate_io::ToolResult>>>,
     /// Made when the run starts, once the state directory and configuration file are known.
     effects: Option<Effects>,
-}
-
-/// How often the configuration file is checked, and how long a change must settle.
-const CONFIG_POLL: Duration = Duration::from_millis(300);
-
-type Stamp = Option<(std::time::SystemTime, u64)>;
-
-/// Change detection for the configuration file, debounced by one poll period.
-struct ConfigWatch {
-    debounce: Duration,
-    seen: Stamp,
-    pending: Option<(Stamp, Instant)>,
-    next_check: Instant,
-}
-
-impl ConfigWatch {
-    /// Whether the file changed and then stayed unchanged for a poll period.
-    fn due(&mut self, path: &std::path::Path) -> bool {
-        let now = Instant::now();
-        if now < self.next_check {
-            return false;
-        }
-        self.next_check = now + CONFIG_POLL;
-        let stamp = file_stamp(path);
-        match self.pending {
-            _ if stamp == self.seen => {
-                self.pending = None;
-                false
-            }
-            Some((pending, since)) if pending == stamp && now.duration_since(since) >= self.debounce => {
-                self.seen = stamp;
-                self.pending = None;
-                true
-            }
-            Some((pending, _)) if pending == stamp => false,
-            _ => {
-                self.pending = Some((stamp, now));
-                false
-            }
-        }
-    }
 }
 
 impl MioRuntime {
@@ -220,12 +175,10 @@ impl MioRuntime {
         let mut stopping_since: Option<Instant> = None;
         let mut stopped = false;
         let debounce = self.config_debounce;
-        let mut watch = self.config_file.as_deref().map(|path| ConfigWatch {
-            debounce,
-            seen: file_stamp(path),
-            pending: None,
-            next_check: Instant::now() + CONFIG_POLL,
-        });
+        let mut watch = self
+            .config_file
+            .clone()
+            .map(|path| ConfigWatch::new(path, Some(debounce), Instant::now()));
         let exit = |gateway: &Gateway| {
             if gateway.restart_requested() {
                 Exit::Restart
@@ -243,10 +196,7 @@ impl MioRuntime {
                     return Ok(exit(&gateway));
                 }
             }
-            let file_changed = match (watch.as_mut(), self.config_file.as_deref()) {
-                (Some(w), Some(path)) => w.due(path),
-                _ => false,
-            };
+            let file_changed = watch.as_mut().is_some_and(|w| w.due(Instant::now()));
             if (self.stop.reload.swap(false, Ordering::SeqCst) || file_changed) && stopping_since.is_none() {
                 if let Some(path) = &self.config_file {
                     reload_config(&mut gateway, path);

@@ -9,7 +9,9 @@
 
 use clawgate_engine::{ConnId, Gateway, LogLevel};
 pub use clawgate_io::{bind, now_ms, Exit, OsEntropy};
-use clawgate_io::{file_stamp, on_signals, reload_config, Effects, SocketOutput, ToolResult};
+use clawgate_io::{
+    on_signals, reload_config, ConfigWatch, Effects, SocketOutput, ToolResult, CLOSE_GRACE, CONFIG_POLL, SHUTDOWN_GRACE,
+};
 use smol::channel::{Receiver, Sender};
 use smol::io::AsyncWriteExt;
 use smol::{Async, LocalExecutor, Timer};
@@ -25,10 +27,6 @@ use std::time::Duration;
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// Reads handled for one connection before yielding to the others.
 const READS_PER_TURN: usize = 16;
-/// Time a closing connection gets to flush what is queued before it is cut.
-const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Time the gateway waits for clients to take their close frames at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// What another thread can ask of a running gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +71,6 @@ pub fn stop_channel() -> (StopHandle, Receiver<Control>) {
     (StopHandle(tx), rx)
 }
 
-/// How often the configuration file is checked for changes, and how long it must stay unchanged.
-const CONFIG_POLL: Duration = Duration::from_millis(300);
-
 /// Stops on SIGINT and SIGTERM, reloads on SIGHUP.
 pub fn stop_on_signals(handle: StopHandle) -> io::Result<()> {
     on_signals(move |stop| if stop { handle.stop() } else { handle.reload() })
@@ -101,26 +96,13 @@ struct Shared {
     effects: RefCell<Effects>,
 }
 
-async fn watch_config(path: PathBuf, debounce: Duration, control: Sender<Control>) {
-    let mut seen = file_stamp(&path);
+async fn watch_config(path: PathBuf, debounce: Option<Duration>, control: Sender<Control>) {
+    let mut watch = ConfigWatch::new(path, debounce, std::time::Instant::now());
     loop {
         Timer::after(CONFIG_POLL).await;
-        let now = file_stamp(&path);
-        if now == seen {
-            continue;
+        if watch.due(std::time::Instant::now()) {
+            let _ = control.send(Control::Reload).await;
         }
-        // Debounce: wait until the file stays the same for the debounce period.
-        let mut last = now;
-        loop {
-            Timer::after(debounce).await;
-            let again = file_stamp(&path);
-            if again == last {
-                break;
-            }
-            last = again;
-        }
-        seen = last;
-        let _ = control.send(Control::Reload).await;
     }
 }
 
@@ -380,8 +362,8 @@ pub fn run(
         .detach();
     }
     if let Some(path) = options.config_file.clone() {
-        let debounce = options.config_debounce.unwrap_or(CONFIG_POLL);
-        ex.spawn(watch_config(path, debounce, control_tx.clone())).detach();
+        ex.spawn(watch_config(path, options.config_debounce, control_tx.clone()))
+            .detach();
     }
     let control = control_rx;
     let main = async {
