@@ -130,6 +130,32 @@ pub(crate) struct PendingToolCall {
     idempotency_key: Option<String>,
 }
 
+/// The tool calls that are running: each has a number the runtime reports its result under.
+#[derive(Default)]
+pub(crate) struct RunningTools {
+    pending: std::collections::HashMap<u64, PendingToolCall>,
+    next: u64,
+}
+
+impl RunningTools {
+    /// The number the next call will get.
+    fn next_call(&self) -> u64 {
+        self.next + 1
+    }
+
+    /// Records a call started under [`RunningTools::next_call`].
+    fn started(&mut self, pending: PendingToolCall) -> u64 {
+        self.next += 1;
+        self.pending.insert(self.next, pending);
+        self.next
+    }
+
+    /// The call `call`, which has ended.
+    fn finished(&mut self, call: u64) -> Option<PendingToolCall> {
+        self.pending.remove(&call)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ToolsInvokeParams {
@@ -301,8 +327,7 @@ impl Gateway {
                 sandbox,
             } => (tool, workspace, sandbox),
         };
-        let call = self.next_tool_call;
-        self.next_tool_call += 1;
+        let call = self.tool_calls.next_call();
         let run = request.run_id.clone().map(|run_id| {
             let tool_call_id = format!("call_{call}");
             self.tool_event(
@@ -312,19 +337,16 @@ impl Gateway {
             );
             (run_id, tool_call_id)
         });
-        self.tool_calls.insert(
-            call,
-            PendingToolCall {
-                reply,
-                run,
-                tool: tool.name,
-                agent: agent.as_str().to_owned(),
-                session_key: session_key.clone(),
-                caller: request.caller.clone(),
-                started_ms: now_ms,
-                idempotency_key,
-            },
-        );
+        self.tool_calls.started(PendingToolCall {
+            reply,
+            run,
+            tool: tool.name,
+            agent: agent.as_str().to_owned(),
+            session_key: session_key.clone(),
+            caller: request.caller.clone(),
+            started_ms: now_ms,
+            idempotency_key,
+        });
         self.push_output(Output::RunTool(ToolRun {
             call,
             tool: tool.name,
@@ -340,7 +362,7 @@ impl Gateway {
     /// The runtime finished tool run `call`: answers the caller (if still connected) and writes
     /// the audit line. Unknown calls are ignored.
     pub fn handle_tool_result(&mut self, now_ms: u64, call: u64, result: Result<Value, ToolFailure>) {
-        let Some(pending) = self.tool_calls.remove(&call) else {
+        let Some(pending) = self.tool_calls.finished(call) else {
             return;
         };
         // The output is serialized once, for the answer and for its size in the audit line.
