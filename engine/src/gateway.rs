@@ -1,7 +1,7 @@
 //! The gateway state machine.
 
 use crate::admission::UpgradeInfo;
-use crate::config::{GatewayConfig, LOG_RING_LINES};
+use crate::config::GatewayConfig;
 use crate::methods::Reply;
 use crate::pairing::{DeviceClaim, PairingStore};
 use crate::presence::{Presence, PresenceEntry};
@@ -31,91 +31,7 @@ pub trait Entropy {
     fn fill(&mut self, buf: &mut [u8]);
 }
 
-/// Severity of a log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    /// Routine events.
-    Info,
-    /// Something a caller did wrong, or a degraded condition.
-    Warn,
-    /// A failure of the gateway itself.
-    Error,
-}
-
-impl LogLevel {
-    fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Info => "info",
-            LogLevel::Warn => "warn",
-            LogLevel::Error => "error",
-        }
-    }
-}
-
-/// One line of the gateway's own log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    /// When, in ms since the epoch.
-    pub ts: u64,
-    /// Severity.
-    pub level: LogLevel,
-    /// The text. Never contains a secret.
-    pub message: String,
-}
-
-impl LogLine {
-    /// The line as the gateway prints it.
-    pub fn render(&self) -> String {
-        format!("{} [{}] {}", iso8601_utc(self.ts), self.level.as_str(), self.message)
-    }
-
-    /// The line as `logs.tail` returns it: one JSON object in the layout of OpenClaw's file log
-    /// (`time`, `_meta.logLevelName`, `message`), which its CLI formats.
-    pub fn render_json(&self) -> String {
-        serde_json::json!({
-            "time": iso8601_utc(self.ts),
-            "_meta": {"logLevelName": self.level.as_str().to_ascii_uppercase(), "name": "clawgate"},
-            "message": self.message,
-        })
-        .to_string()
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for milliseconds since the Unix epoch (proleptic Gregorian calendar).
-pub fn iso8601_utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil-from-days: converts a day count into year, month and day.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::iso8601_utc;
-
-    #[test]
-    fn iso_dates_are_exact() {
-        assert_eq!(iso8601_utc(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(iso8601_utc(1_795_694_455_763), "2026-11-26T12:00:55.763Z");
-    }
-}
+pub use crate::log_ring::{LogLevel, LogLine};
 
 /// What the runtime must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,8 +230,7 @@ pub struct Gateway {
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
     outputs: VecDeque<Output>,
     pub(crate) presence: Presence,
-    pub(crate) logs: VecDeque<(u64, LogLine)>,
-    pub(crate) log_cursor: u64,
+    logs: crate::log_ring::LogRing,
     pub(crate) idempotency: crate::idempotency::IdempotencyCache,
     pub(crate) tool_calls: crate::tool_calls::RunningTools,
     pub(crate) agents: crate::agents::AgentHub,
@@ -364,15 +279,6 @@ pub(crate) fn uuid_v4(bytes: [u8; 16]) -> String {
     s
 }
 
-#[cfg(test)]
-mod uuid_tests {
-    #[test]
-    fn uuids_have_the_v4_layout() {
-        assert_eq!(super::uuid_v4([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
-        assert_eq!(super::uuid_v4([0; 16]), "00000000-0000-4000-8000-000000000000");
-    }
-}
-
 impl Gateway {
     /// A gateway started at `now_ms`. The gateway's own identity seed is drawn from `entropy`.
     pub fn new(config: GatewayConfig, mut entropy: Box<dyn Entropy + Send>, now_ms: u64) -> Self {
@@ -394,8 +300,7 @@ impl Gateway {
             timers: BinaryHeap::new(),
             outputs: VecDeque::new(),
             presence: Presence::default(),
-            logs: VecDeque::new(),
-            log_cursor: 0,
+            logs: crate::log_ring::LogRing::default(),
             idempotency: crate::idempotency::IdempotencyCache::default(),
             tool_calls: crate::tool_calls::RunningTools::default(),
             agents: crate::agents::AgentHub::default(),
@@ -449,17 +354,18 @@ impl Gateway {
         uuid_v4(b)
     }
 
+    /// The log lines kept for `logs.tail`.
+    pub(crate) fn logs_ring(&self) -> &crate::log_ring::LogRing {
+        &self.logs
+    }
+
     pub(crate) fn log(&mut self, now_ms: u64, level: LogLevel, message: String) {
         let line = LogLine {
             ts: now_ms,
             level,
             message,
         };
-        self.log_cursor += 1;
-        self.logs.push_back((self.log_cursor, line.clone()));
-        if self.logs.len() > LOG_RING_LINES {
-            self.logs.pop_front();
-        }
+        self.logs.push(line.clone());
         self.outputs.push_back(Output::Log(line));
     }
 
@@ -1951,5 +1857,14 @@ impl Gateway {
 
     pub(crate) fn auth_mode(&self) -> AuthMode {
         self.config.auth.mode
+    }
+}
+
+#[cfg(test)]
+mod uuid_tests {
+    #[test]
+    fn uuids_have_the_v4_layout() {
+        assert_eq!(super::uuid_v4([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_eq!(super::uuid_v4([0; 16]), "00000000-0000-4000-8000-000000000000");
     }
 }

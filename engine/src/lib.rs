@@ -19,6 +19,7 @@ pub mod control_ui;
 mod gateway;
 mod http_routes;
 pub mod idempotency;
+mod log_ring;
 mod methods;
 mod metrics;
 pub mod nodes;

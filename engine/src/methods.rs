@@ -160,28 +160,7 @@ impl Gateway {
     fn logs_tail(&self, params: LogsTailParams) -> Value {
         let limit = params.limit.unwrap_or(200).clamp(1, 1000);
         let max_bytes = params.max_bytes.unwrap_or(256 * 1024).max(1);
-        let first_kept = self.logs.front().map_or(self.log_cursor + 1, |(c, _)| *c);
-        let (start, reset) = match params.cursor {
-            // A cursor from before the ring's start lost lines: say so and start at what is kept.
-            Some(c) if c + 1 < first_kept => (first_kept, true),
-            Some(c) => (c + 1, false),
-            None => (self.log_cursor.saturating_sub(limit as u64) + 1, false),
-        };
-        let mut lines = Vec::new();
-        let mut bytes = 0;
-        let mut cursor = start.saturating_sub(1);
-        let mut truncated = false;
-        for (c, line) in self.logs.iter().filter(|(c, _)| *c >= start) {
-            let text = line.render_json();
-            if lines.len() >= limit || bytes + text.len() > max_bytes {
-                truncated = true;
-                break;
-            }
-            bytes += text.len();
-            lines.push(text);
-            cursor = *c;
-        }
-        json!({"file": "memory", "cursor": cursor, "size": self.log_cursor, "lines": lines, "truncated": truncated, "reset": reset})
+        self.logs_ring().tail(params.cursor, limit, max_bytes)
     }
 
     pub(crate) fn call_method(
