@@ -12,7 +12,7 @@
 //! that leaves mid-run ends its runs with an error, visibly, and the message can be sent again.
 
 use crate::gateway::{ConnId, Gateway, LogLevel, Output};
-use crate::methods::Reply;
+use crate::reply::Reply;
 use clawgate_proto::frame::{to_raw, ErrorCode, ErrorShape, RequestFrame, ResponseFrame};
 use clawgate_proto::session::AgentId;
 use serde::{Deserialize, Serialize};

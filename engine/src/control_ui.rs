@@ -2,6 +2,7 @@
 //! folder), `/control-ui-config.json`, and the methods it calls at start and around a chat.
 
 use crate::gateway::{ConnId, Gateway, Output};
+use crate::reply::HttpReply;
 use clawgate_proto::frame::{ErrorCode, ErrorShape, RequestFrame};
 use clawgate_proto::http::{Request, Response};
 use serde_json::{json, Value};
@@ -120,7 +121,8 @@ impl Gateway {
         !self.config.tool_policy.agents.is_empty() || self.agents.any_worker()
     }
 
-    /// The Control UI's HTTP paths; `None` when `path` is not one of them (another route or 404).
+    /// The Control UI's HTTP paths (a bundle file answers later, once read); `None` when `path`
+    /// is not one of them (another route or 404).
     pub(crate) fn route_control_ui(
         &mut self,
         now_ms: u64,
@@ -128,7 +130,7 @@ impl Gateway {
         peer: std::net::SocketAddr,
         request: &Request,
         keep_alive: bool,
-    ) -> Option<Option<Response>> {
+    ) -> Option<HttpReply> {
         let base = self.config.control_ui_base_path.clone();
         let path = request.path();
         let rest = if base.is_empty() {
@@ -141,12 +143,12 @@ impl Gateway {
         let get_like = request.method == "GET" || request.method == "HEAD";
         if rest == "/control-ui-config.json" {
             if !get_like {
-                return Some(Some(
+                return Some(HttpReply::Now(
                     Response::text(405, "Method Not Allowed").header("Allow", "GET, HEAD"),
                 ));
             }
             if self.check_http_bearer(now_ms, peer, request).is_err() {
-                return Some(Some(
+                return Some(HttpReply::Now(
                     Response::json(
                         401,
                         &json!({"error": {"message": "Unauthorized", "type": "unauthorized"}}),
@@ -154,7 +156,7 @@ impl Gateway {
                     .header("Cache-Control", "no-store"),
                 ));
             }
-            return Some(Some(
+            return Some(HttpReply::Now(
                 Response::json(200, &self.control_ui_config()).header("Cache-Control", "no-store"),
             ));
         }
@@ -163,7 +165,7 @@ impl Gateway {
         }
         let Some(root) = self.config.control_ui_root.clone() else {
             return (rest == "/").then(|| {
-                Some(
+                HttpReply::Now(
                     Response::new(200)
                         .header("Content-Type", "text/html; charset=utf-8")
                         .header("Cache-Control", "no-store")
@@ -172,7 +174,7 @@ impl Gateway {
             });
         };
         let Some(file) = bundle_path(rest) else {
-            return Some(Some(Response::text(404, "Not Found")));
+            return Some(HttpReply::Now(Response::text(404, "Not Found")));
         };
         // A path whose last segment has no extension is a route of the single-page app.
         let spa_fallback = !file.rsplit('/').next().unwrap_or("").contains('.');
@@ -187,7 +189,7 @@ impl Gateway {
             head_only: request.method == "HEAD",
             keep_alive,
         }));
-        Some(None)
+        Some(HttpReply::Later)
     }
 
     /// The runtime read (or failed to find) a file of the bundle: answers the request and serves

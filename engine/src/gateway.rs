@@ -2,10 +2,10 @@
 
 use crate::admission::UpgradeInfo;
 use crate::config::GatewayConfig;
-use crate::methods::Reply;
 use crate::pairing::{DeviceClaim, PairingStore};
 use crate::presence::{Presence, PresenceEntry};
 use crate::rate_limit::canonical_ip;
+use crate::reply::Reply;
 use clawgate_proto::auth::{AuthFailure, AuthMethod, AuthMode};
 use clawgate_proto::close::{code, CloseFrame};
 use clawgate_proto::connect::{ClientId, ClientMode, HelloOk, Role};
@@ -1003,8 +1003,8 @@ impl Gateway {
             let head_only = request.method == "HEAD";
             let keep_alive = request.keep_alive() && !self.stopping;
             match self.route_http(now_ms, conn, peer, &request, keep_alive) {
-                Some(response) => self.send_http(conn, &response, head_only, keep_alive),
-                None => {
+                crate::reply::HttpReply::Now(response) => self.send_http(conn, &response, head_only, keep_alive),
+                crate::reply::HttpReply::Later => {
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.http_busy = true;
                     }

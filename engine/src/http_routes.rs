@@ -1,6 +1,7 @@
 //! Plain HTTP requests on the gateway port.
 
 use crate::gateway::{ConnId, Gateway};
+use crate::reply::HttpReply;
 use crate::tool_calls::{json_response, ToolCallRequest, ToolReply, ToolStart};
 use clawgate_proto::http::{Request, Response};
 use serde::Deserialize;
@@ -54,7 +55,7 @@ impl Gateway {
         crate::admission::bearer_matches(&self.config.auth, request)
     }
 
-    /// The answer to an HTTP request; `None` when it waits for a tool (see
+    /// The answer to an HTTP request (later for a tool, an agent or a file; see
     /// [`Gateway::finish_deferred_http`]).
     pub(crate) fn route_http(
         &mut self,
@@ -63,13 +64,13 @@ impl Gateway {
         peer: SocketAddr,
         request: &Request,
         keep_alive: bool,
-    ) -> Option<Response> {
+    ) -> HttpReply {
         if let Some(answer) = self.route_agent_http(now_ms, conn, peer, request, keep_alive) {
             return answer;
         }
         let path = request.path();
         let get_like = request.method == "GET" || request.method == "HEAD";
-        Some(match path {
+        HttpReply::Now(match path {
             "/tools/invoke" if request.method != "POST" => {
                 Response::text(405, "Method Not Allowed").header("Allow", "POST")
             }
@@ -123,16 +124,16 @@ impl Gateway {
     }
 
     /// `POST /tools/invoke`: the shared secret as a bearer token is a full operator.
-    fn http_tool_call(&mut self, now_ms: u64, conn: ConnId, request: &Request, keep_alive: bool) -> Option<Response> {
+    fn http_tool_call(&mut self, now_ms: u64, conn: ConnId, request: &Request, keep_alive: bool) -> HttpReply {
         if !self.bearer_ok(request) {
-            return Some(json_response(
+            return HttpReply::Now(json_response(
                 401,
                 &json!({"error": {"message": "Unauthorized", "type": "unauthorized"}}),
             ));
         }
         let call: HttpToolCall = match serde_json::from_slice(&request.body) {
             Ok(call) => call,
-            Err(e) => return Some(http_error(400, "invalid_request", &format!("invalid body: {e}"))),
+            Err(e) => return HttpReply::Now(http_error(400, "invalid_request", &format!("invalid body: {e}"))),
         };
         let mut args = call.args.unwrap_or_default();
         if let Some(action) = call.action {
@@ -149,16 +150,16 @@ impl Gateway {
             run_id: None,
         };
         match self.begin_tool_call(now_ms, start, ToolReply::Http { conn, keep_alive }, None) {
-            Ok(ToolStart::Running) => None,
+            Ok(ToolStart::Running) => HttpReply::Later,
             Ok(ToolStart::Refused {
                 code: "TOOL_NOT_FOUND", ..
-            }) => Some(http_error(
+            }) => HttpReply::Now(http_error(
                 404,
                 "not_found",
                 &format!("Tool not available: {}", call.tool),
             )),
-            Ok(ToolStart::Refused { message, .. }) => Some(http_error(403, "tool_call_blocked", &message)),
-            Err(e) => Some(http_error(400, "invalid_request", &e.message)),
+            Ok(ToolStart::Refused { message, .. }) => HttpReply::Now(http_error(403, "tool_call_blocked", &message)),
+            Err(e) => HttpReply::Now(http_error(400, "invalid_request", &e.message)),
         }
     }
 }

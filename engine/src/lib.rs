@@ -29,6 +29,7 @@ mod pairing_methods;
 mod presence;
 pub mod rate_limit;
 pub mod reload;
+mod reply;
 pub mod settings;
 #[cfg(feature = "testkit")]
 pub mod testkit;

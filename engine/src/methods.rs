@@ -12,31 +12,6 @@ pub fn implemented_methods() -> impl Iterator<Item = &'static str> {
     clawgate_proto::methods::implemented().map(|m| m.name)
 }
 
-/// What a method handler answers: now, or later (the answer comes when a tool has run, a worker
-/// has finished, a persist is durable; the part that owns the request sends it then).
-pub(crate) enum Reply {
-    /// The answer, to send at once.
-    Now(Result<Box<RawValue>, ErrorShape>),
-    /// No answer yet.
-    Later,
-}
-
-impl Reply {
-    /// An answer given now as a JSON value.
-    pub(crate) fn value(result: Result<Value, ErrorShape>) -> Reply {
-        Reply::Now(result.map(|v| to_raw(&v)))
-    }
-
-    /// A handler's result where `Ok(None)` means the answer comes later.
-    pub(crate) fn deferred<T: serde::Serialize>(result: Result<Option<T>, ErrorShape>) -> Reply {
-        match result {
-            Ok(None) => Reply::Later,
-            Ok(Some(v)) => Reply::Now(Ok(to_raw(&v))),
-            Err(e) => Reply::Now(Err(e)),
-        }
-    }
-}
-
 /// Events this gateway emits, advertised in `hello-ok.features.events`.
 pub const EVENTS: &[&str] = &[
     "connect.challenge",

@@ -3,6 +3,7 @@
 
 use crate::agents::{message_text, Ack, HttpRun, HttpShape, Origin, RunOptions, RunRequest, MAX_MESSAGE_BYTES};
 use crate::gateway::{ConnId, Gateway};
+use crate::reply::HttpReply;
 use clawgate_proto::http::{encode_chunk, encode_chunked_head, encode_last_chunk, Request, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -151,7 +152,7 @@ impl Gateway {
         peer: SocketAddr,
         request: &Request,
         keep_alive: bool,
-    ) -> Option<Option<Response>> {
+    ) -> Option<HttpReply> {
         enum Endpoint {
             Models(Option<String>),
             Completions,
@@ -173,7 +174,7 @@ impl Gateway {
             };
             // Session keys in paths may be percent-encoded (`agent%3Amain%3Amain`).
             let Some(key) = crate::control_ui::percent_decode(encoded) else {
-                return Some(Some(Response::text(404, "Not Found")));
+                return Some(HttpReply::Now(Response::text(404, "Not Found")));
             };
             if messages {
                 Endpoint::SessionMessages(key)
@@ -190,17 +191,19 @@ impl Gateway {
         };
         if !allowed {
             let allow = if posts { "POST" } else { "GET, HEAD" };
-            return Some(Some(Response::text(405, "Method Not Allowed").header("Allow", allow)));
+            return Some(HttpReply::Now(
+                Response::text(405, "Method Not Allowed").header("Allow", allow),
+            ));
         }
         if let Err(r) = self.http_api_auth(now_ms, peer, request) {
-            return Some(Some(r));
+            return Some(HttpReply::Now(r));
         }
         Some(match endpoint {
             Endpoint::Models(one) => {
                 let model = |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "openclaw", "permission": []});
                 let mut data = vec![model("openclaw"), model("openclaw/default")];
                 data.extend(self.agent_ids().iter().map(|a| model(&format!("openclaw/{a}"))));
-                Some(match one {
+                HttpReply::Now(match one {
                     None => Response::json(200, &json!({"object": "list", "data": data})),
                     Some(one) => match data.into_iter().find(|m| m["id"] == one.as_str()) {
                         Some(m) => Response::json(200, &m),
@@ -212,8 +215,8 @@ impl Gateway {
                     },
                 })
             }
-            Endpoint::Completions => self.chat_completion(now_ms, conn, request, keep_alive).err(),
-            Endpoint::SessionMessages(key) => self.session_message(now_ms, conn, &key, request, keep_alive).err(),
+            Endpoint::Completions => self.chat_completion(now_ms, conn, request, keep_alive).into(),
+            Endpoint::SessionMessages(key) => self.session_message(now_ms, conn, &key, request, keep_alive).into(),
             Endpoint::SessionHistory(key) => {
                 let limit = request
                     .query()
@@ -221,7 +224,7 @@ impl Gateway {
                     .and_then(|v| v.parse::<usize>().ok())
                     .unwrap_or(200)
                     .clamp(1, 1000);
-                Some(match self.session_history(&key, limit) {
+                HttpReply::Now(match self.session_history(&key, limit) {
                     Ok(v) => Response::json(200, &v).header("Cache-Control", "no-store"),
                     Err(e) => openai_error(400, "invalid_request_error", &e.message),
                 })
