@@ -25,11 +25,8 @@ use std::net::{IpAddr, SocketAddr};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
-/// The source of randomness the engine draws from (nonces, connection ids, device tokens).
-pub trait Entropy {
-    /// Fills `buf` with random bytes.
-    fn fill(&mut self, buf: &mut [u8]);
-}
+pub use crate::entropy::Entropy;
+pub(crate) use crate::entropy::{mint_token, uuid_v4};
 
 pub use crate::log_ring::{LogLevel, LogLine};
 
@@ -255,30 +252,6 @@ pub struct Gateway {
     stopped_reported: bool,
 }
 
-/// A device token: 32 random bytes, base64url (43 characters).
-pub(crate) fn mint_token(entropy: &mut (dyn Entropy + Send)) -> String {
-    let mut bytes = [0u8; 32];
-    entropy.fill(&mut bytes);
-    base64url_encode(&bytes)
-}
-
-/// A random (version 4) UUID in its 36-character text form.
-pub(crate) fn uuid_v4(bytes: [u8; 16]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut b = bytes;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let mut s = String::with_capacity(36);
-    for (i, byte) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        s.push(DIGITS[(byte >> 4) as usize] as char);
-        s.push(DIGITS[(byte & 15) as usize] as char);
-    }
-    s
-}
-
 impl Gateway {
     /// A gateway started at `now_ms`. The gateway's own identity seed is drawn from `entropy`.
     pub fn new(config: GatewayConfig, mut entropy: Box<dyn Entropy + Send>, now_ms: u64) -> Self {
@@ -381,6 +354,43 @@ impl Gateway {
         self.persist_file("devices/paired.json", paired);
         let pending = self.pairing.pending_json();
         self.persist_file("devices/pending.json", pending)
+    }
+
+    /// Carries out what a pairing method asked for, in order, for the request on `conn`.
+    fn apply_pairing_effects(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        effects: Vec<crate::pairing_methods::PairingEffect>,
+    ) {
+        use crate::pairing_methods::PairingEffect;
+        for effect in effects {
+            match effect {
+                PairingEffect::Persist { hold } => {
+                    self.persist_pairing(now_ms);
+                    if hold {
+                        self.hold_for_persist(conn);
+                    }
+                }
+                PairingEffect::Resolved(payload) => self.broadcast_after_persist("device.pair.resolved", payload),
+                PairingEffect::Log(line) => self.log(now_ms, LogLevel::Info, line),
+                PairingEffect::Disconnect {
+                    device_id,
+                    role,
+                    reason,
+                } => {
+                    // The caller's own connection gets its answer first and is closed after it.
+                    for c in self.connections_of_device(&device_id, role.as_deref()) {
+                        let frame = CloseFrame::new(code::POLICY_VIOLATION, reason);
+                        if c == conn {
+                            self.close_after_answer(c, &frame);
+                        } else {
+                            self.close_connection(c, &frame);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Holds everything sent to `conn` until the last `persist` is durable.
@@ -1611,7 +1621,17 @@ impl Gateway {
                     scopes: session.scopes,
                     device_id: session.device_id.clone(),
                 };
-                Reply::Now(self.call_pairing(now_ms, conn, &caller, &request))
+                let mut effects = Vec::new();
+                let answer = crate::pairing_methods::call(
+                    &mut self.pairing,
+                    self.entropy.as_mut(),
+                    now_ms,
+                    &caller,
+                    &request,
+                    &mut effects,
+                );
+                self.apply_pairing_effects(now_ms, conn, effects);
+                Reply::Now(answer)
             }
             (Ok(()), Some(Owner::Core) | None) => {
                 use crate::idempotency::{CachedAnswer, IdempotencyCache};
@@ -1857,14 +1877,5 @@ impl Gateway {
 
     pub(crate) fn auth_mode(&self) -> AuthMode {
         self.config.auth.mode
-    }
-}
-
-#[cfg(test)]
-mod uuid_tests {
-    #[test]
-    fn uuids_have_the_v4_layout() {
-        assert_eq!(super::uuid_v4([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
-        assert_eq!(super::uuid_v4([0; 16]), "00000000-0000-4000-8000-000000000000");
     }
 }

@@ -16,6 +16,7 @@ mod admission;
 pub mod agents;
 pub mod config;
 pub mod control_ui;
+mod entropy;
 mod gateway;
 mod http_routes;
 pub mod idempotency;
@@ -38,4 +39,5 @@ mod tool_catalog;
 pub mod tool_policy;
 
 pub use config::GatewayConfig;
-pub use gateway::{ConnId, Entropy, Gateway, LogLevel, LogLine, Output};
+pub use entropy::Entropy;
+pub use gateway::{ConnId, Gateway, LogLevel, LogLine, Output};
