@@ -10,8 +10,25 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_clawgate"))
 }
 
+/// A port for a gateway a test starts. Ports the kernel hands out for port 0 can be handed to
+/// another test's gateway before this one binds it, and the test would then talk to the wrong
+/// gateway. So each test of this process takes its own port below the kernel's ephemeral range
+/// (from 32768 on Linux), from a counter, skipping ports something else holds.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 2_000;
+        // The gateway listens on both loopbacks; a host without IPv6 only has the first.
+        let v6_free = match TcpListener::bind(("::1", port)) {
+            Ok(_) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::AddrNotAvailable,
+        };
+        if v6_free && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Runs a command that is expected to exit by itself; a gateway that wrongly keeps running is
