@@ -19,10 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-/// The command a worker declares, and that the gateway invokes for every run.
-pub const WORKER_COMMAND: &str = "agent.run";
-/// Caps `agent:<agentId>` name the agents a worker serves.
-pub const WORKER_CAP_PREFIX: &str = "agent:";
+pub use crate::nodes::{WORKER_CAP_PREFIX, WORKER_COMMAND};
 /// The `node.event` a worker sends for each piece of reply text.
 pub const DELTA_EVENT: &str = "agent.delta";
 /// The file (under the state directory) holding the runs that wait for a worker.
@@ -390,28 +387,13 @@ pub(crate) enum Ack {
 impl Gateway {
     // ----- workers -------------------------------------------------------------------------
 
-    /// The agents a node-role connection serves (empty for other nodes).
-    pub(crate) fn served_agents(caps: &[String], commands: &[String]) -> Vec<String> {
-        if !commands.iter().any(|c| c == WORKER_COMMAND) {
-            return Vec::new();
-        }
-        let mut agents: Vec<String> = caps
-            .iter()
-            .filter_map(|c| c.strip_prefix(WORKER_CAP_PREFIX))
-            .filter(|a| AgentId::is_valid(a))
-            .map(|a| AgentId::normalize(a).as_str().to_owned())
-            .collect();
-        agents.dedup();
-        agents
-    }
-
     /// A node connected: if it is a worker, it serves (or stands by for) its agents, and what
     /// waited for them is delivered.
     pub(crate) fn worker_connected(&mut self, now_ms: u64, conn: ConnId) {
         let Some(node) = self.session_of(conn).and_then(|s| s.node.as_deref()) else {
             return;
         };
-        let agents = Self::served_agents(node.caps(), node.commands());
+        let agents = crate::nodes::served_agents(node.caps(), node.commands());
         if agents.is_empty() {
             return;
         }

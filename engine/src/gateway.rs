@@ -760,6 +760,17 @@ impl Gateway {
         })
     }
 
+    /// The connected node-role clients: each one's node id (its device, else its connection)
+    /// and what it declared.
+    pub(crate) fn connected_nodes(&self) -> impl Iterator<Item = (String, &crate::nodes::NodeInfo)> {
+        self.node_sessions().map(|(session, node)| {
+            (
+                session.device_id.clone().unwrap_or_else(|| session.conn_uuid.clone()),
+                node,
+            )
+        })
+    }
+
     /// The session of an open connection.
     pub(crate) fn session_of(&self, conn: ConnId) -> Option<&Session> {
         match &self.conns.get(&conn)?.phase {

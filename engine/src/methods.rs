@@ -183,12 +183,12 @@ impl Gateway {
                     "hash": null,
                 })
             }
-            "node.list" => self.node_list(now_ms),
+            "node.list" => crate::nodes::node_list(now_ms, self.connected_nodes(), &self.pairing),
             "node.describe" => {
                 let params: NodeDescribeParams = request.parse_params().map_err(|e| invalid_params(method, e))?;
-                self.node_describe(now_ms, &params.node_id).ok_or_else(|| {
-                    ErrorShape::new(ErrorCode::InvalidRequest, format!("unknown nodeId: {}", params.node_id))
-                })?
+                crate::nodes::node_describe(now_ms, &params.node_id, self.connected_nodes(), &self.pairing).ok_or_else(
+                    || ErrorShape::new(ErrorCode::InvalidRequest, format!("unknown nodeId: {}", params.node_id)),
+                )?
             }
             "tools.catalog" => {
                 let params: ToolsCatalogParams = request.parse_params().map_err(|e| invalid_params(method, e))?;

@@ -1,9 +1,30 @@
 //! `node.list`: the node-role clients that are connected or paired, as OpenClaw reports them.
 
-use crate::gateway::Gateway;
+use crate::pairing::PairingStore;
 use clawgate_proto::connect::ConnectParams;
+use clawgate_proto::session::AgentId;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+
+/// The command a worker declares, and that the gateway invokes for every run.
+pub const WORKER_COMMAND: &str = "agent.run";
+/// Caps `agent:<agentId>` name the agents a worker serves.
+pub const WORKER_CAP_PREFIX: &str = "agent:";
+
+/// The agents a node-role connection serves (empty for other nodes).
+pub(crate) fn served_agents(caps: &[String], commands: &[String]) -> Vec<String> {
+    if !commands.iter().any(|c| c == WORKER_COMMAND) {
+        return Vec::new();
+    }
+    let mut agents: Vec<String> = caps
+        .iter()
+        .filter_map(|c| c.strip_prefix(WORKER_CAP_PREFIX))
+        .filter(|a| AgentId::is_valid(a))
+        .map(|a| AgentId::normalize(a).as_str().to_owned())
+        .collect();
+    agents.dedup();
+    agents
+}
 
 /// What a node-role client declared in its `connect`.
 #[derive(Debug, Clone)]
@@ -49,85 +70,92 @@ impl NodeInfo {
     }
 }
 
-impl Gateway {
-    /// Connected node clients first (by node id), then paired node devices that are offline.
-    pub(crate) fn node_list(&self, now_ms: u64) -> Value {
-        json!({"ts": now_ms, "nodes": self.node_entries()})
-    }
+/// `node.list`: connected node clients first (by node id), then paired node devices that are
+/// offline. `connected` gives each connected node's id and what it declared.
+pub(crate) fn node_list<'a>(
+    now_ms: u64,
+    connected: impl Iterator<Item = (String, &'a NodeInfo)>,
+    pairing: &PairingStore,
+) -> Value {
+    json!({"ts": now_ms, "nodes": node_entries(connected, pairing)})
+}
 
-    /// One node of [`Gateway::node_list`] by id, for `node.describe`.
-    pub(crate) fn node_describe(&self, now_ms: u64, node_id: &str) -> Option<Value> {
-        let mut entry = self.node_entries().into_iter().find(|n| n["nodeId"] == node_id)?;
-        entry["ts"] = json!(now_ms);
-        Some(entry)
-    }
+/// One node of [`node_list`] by id, for `node.describe`.
+pub(crate) fn node_describe<'a>(
+    now_ms: u64,
+    node_id: &str,
+    connected: impl Iterator<Item = (String, &'a NodeInfo)>,
+    pairing: &PairingStore,
+) -> Option<Value> {
+    let mut entry = node_entries(connected, pairing)
+        .into_iter()
+        .find(|n| n["nodeId"] == node_id)?;
+    entry["ts"] = json!(now_ms);
+    Some(entry)
+}
 
-    fn node_entries(&self) -> Vec<Value> {
-        let mut nodes: BTreeMap<String, Value> = BTreeMap::new();
-        for (session, node) in self.node_sessions() {
-            let node_id = session.device_id.clone().unwrap_or_else(|| session.conn_uuid.clone());
-            let paired = self.pairing.paired.get(&node_id);
-            let mut entry = json!({
-                "nodeId": node_id,
-                "displayName": node.display_name,
-                "platform": node.platform,
-                "version": node.version,
-                "clientId": node.client_id,
-                "clientMode": node.client_mode,
-                "deviceFamily": node.device_family,
-                "caps": node.caps,
-                "commands": node.commands,
-                "sessionHost": false,
-                "nodePluginTools": [],
-                "pathEnv": node.path_env,
-                "agents": Self::served_agents(&node.caps, &node.commands),
-                "approvalState": if paired.is_some() { "approved" } else { "unpaired" },
-                "connectedAtMs": node.connected_at_ms,
-                "lastConnectedAtMs": node.connected_at_ms,
-                "lastSeenAtMs": node.connected_at_ms,
-                "lastSeenReason": "connect",
-                "paired": paired.is_some(),
-                "connected": true,
-            });
-            if let Some(p) = paired {
-                entry["approvedAtMs"] = json!(p.approved_at_ms);
-            }
-            nodes.insert(node_id, entry);
+fn node_entries<'a>(connected: impl Iterator<Item = (String, &'a NodeInfo)>, pairing: &PairingStore) -> Vec<Value> {
+    let mut nodes: BTreeMap<String, Value> = BTreeMap::new();
+    for (node_id, node) in connected {
+        let paired = pairing.paired.get(&node_id);
+        let mut entry = json!({
+            "nodeId": node_id,
+            "displayName": node.display_name,
+            "platform": node.platform,
+            "version": node.version,
+            "clientId": node.client_id,
+            "clientMode": node.client_mode,
+            "deviceFamily": node.device_family,
+            "caps": node.caps,
+            "commands": node.commands,
+            "sessionHost": false,
+            "nodePluginTools": [],
+            "pathEnv": node.path_env,
+            "agents": served_agents(&node.caps, &node.commands),
+            "approvalState": if paired.is_some() { "approved" } else { "unpaired" },
+            "connectedAtMs": node.connected_at_ms,
+            "lastConnectedAtMs": node.connected_at_ms,
+            "lastSeenAtMs": node.connected_at_ms,
+            "lastSeenReason": "connect",
+            "paired": paired.is_some(),
+            "connected": true,
+        });
+        if let Some(p) = paired {
+            entry["approvedAtMs"] = json!(p.approved_at_ms);
         }
-        for (id, device) in &self.pairing.paired {
-            let is_node =
-                device.roles.iter().any(|r| r == "node") || device.description.role.as_deref() == Some("node");
-            if !is_node || nodes.contains_key(id) {
-                continue;
-            }
-            nodes.insert(
-                id.clone(),
-                json!({
-                    "nodeId": id,
-                    "displayName": device.description.display_name,
-                    "platform": device.description.platform,
-                    "clientId": device.description.client_id,
-                    "clientMode": device.description.client_mode,
-                    "deviceFamily": device.description.device_family,
-                    "caps": [],
-                    "commands": [],
-                    "approvalState": "approved",
-                    "approvedAtMs": device.approved_at_ms,
-                    "paired": true,
-                    "connected": false,
-                }),
-            );
-        }
-        let (online, offline): (Vec<Value>, Vec<Value>) =
-            nodes.into_values().partition(|n| n["connected"] == json!(true));
-        let mut list = online;
-        list.extend(offline);
-        // Fields a node did not declare are left out rather than sent as null.
-        for node in &mut list {
-            if let Some(map) = node.as_object_mut() {
-                map.retain(|_, v| !v.is_null());
-            }
-        }
-        list
+        nodes.insert(node_id, entry);
     }
+    for (id, device) in &pairing.paired {
+        let is_node = device.roles.iter().any(|r| r == "node") || device.description.role.as_deref() == Some("node");
+        if !is_node || nodes.contains_key(id) {
+            continue;
+        }
+        nodes.insert(
+            id.clone(),
+            json!({
+                "nodeId": id,
+                "displayName": device.description.display_name,
+                "platform": device.description.platform,
+                "clientId": device.description.client_id,
+                "clientMode": device.description.client_mode,
+                "deviceFamily": device.description.device_family,
+                "caps": [],
+                "commands": [],
+                "approvalState": "approved",
+                "approvedAtMs": device.approved_at_ms,
+                "paired": true,
+                "connected": false,
+            }),
+        );
+    }
+    let (online, offline): (Vec<Value>, Vec<Value>) = nodes.into_values().partition(|n| n["connected"] == json!(true));
+    let mut list = online;
+    list.extend(offline);
+    // Fields a node did not declare are left out rather than sent as null.
+    for node in &mut list {
+        if let Some(map) = node.as_object_mut() {
+            map.retain(|_, v| !v.is_null());
+        }
+    }
+    list
 }
