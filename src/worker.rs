@@ -207,15 +207,19 @@ fn system_roots() -> ureq::tls::RootCerts {
 
 /// The HTTP client of the model server: TLS with the system's trust store (so `https://`
 /// providers work), connection and first-byte timeouts, and a stream body read as it arrives.
-fn http_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .tls_config(ureq::tls::TlsConfig::builder().root_certs(system_roots()).build())
-        .timeout_connect(Some(Duration::from_secs(15)))
-        .timeout_recv_response(Some(Duration::from_secs(300)))
-        // A failed status is read like any answer, for its message.
-        .http_status_as_error(false)
-        .build()
-        .into()
+/// Made once per worker: loading the trust store and the connection pool serve every run.
+fn http_agent() -> &'static ureq::Agent {
+    static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::Agent::config_builder()
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(system_roots()).build())
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_recv_response(Some(Duration::from_secs(300)))
+            // A failed status is read like any answer, for its message.
+            .http_status_as_error(false)
+            .build()
+            .into()
+    })
 }
 
 /// Longest line of a model server's event stream (a chunk of a few tokens is far shorter).
