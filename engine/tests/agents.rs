@@ -56,6 +56,14 @@ fn chat(events: &[EventFrame]) -> Vec<Value> {
         .collect()
 }
 
+/// A `POST /v1/chat/completions` with `headers` (each ending in CRLF) and a JSON `body`.
+fn completion_post(headers: &str, body: &str) -> String {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 #[test]
 fn deltas_are_throttled_to_one_per_150_ms_and_flushed_before_the_final() {
     let mut b = Bench::with_token();
@@ -413,12 +421,7 @@ fn operators_invoke_node_commands_and_get_the_node_answer() {
 fn http_completions_check_auth_model_and_messages_and_stream_sse() {
     let mut b = Bench::with_token();
     let node = worker(&mut b, &["main"]);
-    let post = |body: &str, auth: &str| {
-        format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    };
+    let post = |body: &str, auth: &str| completion_post(auth, body);
     let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
     let (_, raw) = b.http(remote(), &post("{}", ""));
     assert!(
@@ -604,10 +607,7 @@ fn the_http_endpoints_check_method_auth_and_path() {
 fn an_http_completion_for_an_agent_without_a_worker_is_refused_at_once_with_retry_after() {
     let mut b = Bench::with_token();
     let body = r#"{"model":"openclaw","messages":[{"role":"user","content":"anyone there?"}]}"#;
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = completion_post(&format!("Authorization: Bearer {TOKEN}\r\n"), &body);
     let (_, raw) = b.http(loopback(), &request);
     assert!(raw.starts_with("HTTP/1.1 503"), "{raw}");
     assert!(raw.contains("Retry-After: 5"), "{raw}");
@@ -676,9 +676,9 @@ fn an_http_conversation_reaches_the_worker_as_openclaw_shapes_it() {
         ],
     })
     .to_string();
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nx-openclaw-model: tiny-model\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
+    let request = completion_post(
+        &format!("Authorization: Bearer {TOKEN}\r\nx-openclaw-model: tiny-model\r\n"),
+        &body,
     );
     b.http(loopback(), &request);
     let (_, params) = invocations(&mut b, node).remove(0);
@@ -690,10 +690,7 @@ fn an_http_conversation_reaches_the_worker_as_openclaw_shapes_it() {
     );
     // A single user message goes as it is, with no system prompt and the worker's own model.
     let body = json!({"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]}).to_string();
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = completion_post(&format!("Authorization: Bearer {TOKEN}\r\n"), &body);
     b.http(loopback(), &request);
     let (_, params) = invocations(&mut b, node).remove(0);
     assert_eq!(params["message"], "hi");
