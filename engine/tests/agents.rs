@@ -607,7 +607,7 @@ fn the_http_endpoints_check_method_auth_and_path() {
 fn an_http_completion_for_an_agent_without_a_worker_is_refused_at_once_with_retry_after() {
     let mut b = Bench::with_token();
     let body = r#"{"model":"openclaw","messages":[{"role":"user","content":"anyone there?"}]}"#;
-    let request = completion_post(&format!("Authorization: Bearer {TOKEN}\r\n"), &body);
+    let request = completion_post(&format!("Authorization: Bearer {TOKEN}\r\n"), body);
     let (_, raw) = b.http(loopback(), &request);
     assert!(raw.starts_with("HTTP/1.1 503"), "{raw}");
     assert!(raw.contains("Retry-After: 5"), "{raw}");
