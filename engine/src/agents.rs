@@ -11,7 +11,12 @@
 //! that is persisted under the state directory and delivered in order when one connects. A worker
 //! that leaves mid-run ends its runs with an error, visibly, and the message can be sent again.
 
-use crate::gateway::{ConnId, Gateway, LogLevel, Output};
+use crate::config::GatewayConfig;
+use crate::conns::Timer;
+use crate::context::Ctx;
+use crate::http_runs::HttpRun;
+use crate::log_ring::LogLevel;
+use crate::output::{ConnId, Output};
 use crate::reply::Reply;
 use clawgate_proto::frame::{to_raw, ErrorCode, ErrorShape, RequestFrame, ResponseFrame};
 use clawgate_proto::session::AgentId;
@@ -52,29 +57,6 @@ pub(crate) enum Origin {
     Agent { conn: ConnId, request_id: String },
     /// One of the HTTP endpoints.
     Http(HttpRun),
-}
-
-/// An HTTP request answered by a run.
-pub(crate) struct HttpRun {
-    pub conn: ConnId,
-    pub keep_alive: bool,
-    pub shape: HttpShape,
-    /// Whether the answer streams as server-sent events (the head is already sent).
-    pub stream: bool,
-}
-
-/// What the HTTP answer looks like.
-pub(crate) enum HttpShape {
-    /// `POST /v1/chat/completions`.
-    Completion {
-        id: String,
-        model: String,
-        created: u64,
-        include_usage: bool,
-        prompt_chars: usize,
-    },
-    /// `POST /api/sessions/<key>/messages`.
-    SessionMessage,
 }
 
 pub(crate) struct Run {
@@ -384,37 +366,10 @@ pub(crate) enum Ack {
     Raw(ConnId, Vec<u8>),
 }
 
-impl Gateway {
-    // ----- workers -------------------------------------------------------------------------
-
-    /// A node connected: if it is a worker, it serves (or stands by for) its agents, and what
-    /// waited for them is delivered.
-    pub(crate) fn worker_connected(&mut self, now_ms: u64, conn: ConnId) {
-        let Some(node) = self.session_of(conn).and_then(|s| s.node.as_deref()) else {
-            return;
-        };
-        let agents = crate::nodes::served_agents(node.caps(), node.commands());
-        if agents.is_empty() {
-            return;
-        }
-        for agent in &agents {
-            let list = self.agents.workers.entry(agent.clone()).or_default();
-            list.push(conn);
-            let role = if list.len() == 1 { "active" } else { "standby" };
-            self.log(
-                now_ms,
-                LogLevel::Info,
-                format!("agent {agent}: worker {} is {role}", conn.0),
-            );
-        }
-        self.cache.health_changed();
-        self.refresh_session_defaults();
-        self.deliver_queue(now_ms);
-    }
-
+impl AgentHub {
     /// The active worker of `agent`, if one is online.
     fn active_worker(&self, agent: &str) -> Option<ConnId> {
-        self.agents.workers.get(agent).and_then(|w| w.first().copied())
+        self.workers.get(agent).and_then(|w| w.first().copied())
     }
 
     /// Whether a worker serves `agent` now.
@@ -422,81 +377,26 @@ impl Gateway {
         self.active_worker(agent).is_some()
     }
 
-    /// A connection is gone: a worker's runs end with an error, its agents fall to a standby,
-    /// and what the connection waited for is forgotten.
-    pub(crate) fn agent_conn_closed(&mut self, now_ms: u64, conn: ConnId) {
-        let mut was_worker = false;
-        let mut notes = Vec::new();
-        for (agent, list) in self.agents.workers.iter_mut() {
-            if let Some(pos) = list.iter().position(|c| *c == conn) {
-                list.remove(pos);
-                was_worker = true;
-                let next = list.first().map(|c| c.0);
-                let message = match next {
-                    Some(n) if pos == 0 => format!("agent {agent}: worker {} left; standby {n} takes over", conn.0),
-                    _ => format!("agent {agent}: worker {} left", conn.0),
-                };
-                notes.push(message);
-            }
-        }
-        self.agents.workers.retain(|_, l| !l.is_empty());
-        for message in notes {
-            self.log(now_ms, LogLevel::Info, message);
-        }
-        if was_worker {
-            self.cache.health_changed();
-            self.refresh_session_defaults();
-            for run_id in ids_where(&self.agents.runs, |r| r.worker == Some(conn)) {
-                self.fail_run(now_ms, &run_id, "the agent worker disconnected during the run");
-            }
-        }
-        // Operators waiting on this node's answers get an error.
-        for id in ids_where(&self.agents.invokes, |p| p.node_conn == conn) {
-            if let Some(p) = self.agents.invokes.remove(&id) {
-                let e = ErrorShape::new(ErrorCode::Unavailable, "node disconnected before answering");
-                self.send_text(p.conn, &ResponseFrame::err(p.request_id, e).encode());
-            }
-        }
-        self.agents.waiters.retain(|w| w.conn != conn);
-        self.agents.invokes.retain(|_, p| p.conn != conn);
-        self.agents.session_subscribers.remove(&conn);
-        self.agents.message_subscribers.remove(&conn);
-        // A run whose requester left goes on (others may watch it); an HTTP answer has no reader.
-        for run in self.agents.runs.values_mut() {
-            let gone = match &run.origin {
-                Origin::Chat { conn: c } | Origin::Agent { conn: c, .. } => *c == conn,
-                Origin::Http(h) => h.conn == conn,
-                Origin::Nobody => false,
-            };
-            if gone {
-                run.origin = Origin::Nobody;
-            }
-        }
-        // Runs of agents that just lost their last worker wait for the next one.
-        self.deliver_queue(now_ms);
-    }
-
     /// Presence of the agents: configured ones and the ones workers serve.
-    pub(crate) fn agent_presence(&self) -> Vec<Value> {
-        let routing = self.config.session_routing();
-        self.agent_ids()
+    pub(crate) fn agent_presence(&self, config: &GatewayConfig) -> Vec<Value> {
+        let routing = config.session_routing();
+        self.agent_ids(config)
             .iter()
             .map(|id| {
-                let workers = self.agents.workers.get(id).map_or(0, Vec::len);
+                let workers = self.workers.get(id).map_or(0, Vec::len);
                 let active: Vec<&String> = self
-                    .agents
                     .runs
                     .iter()
                     .filter(|(_, r)| &r.agent_id == id && r.worker.is_some())
                     .map(|(k, _)| k)
                     .collect();
-                let queued = self.agents.queue.iter().filter(|q| &q.agent_id == id).count();
+                let queued = self.queue.iter().filter(|q| &q.agent_id == id).count();
                 let state = match (workers, active.is_empty()) {
                     (0, _) => "offline",
                     (_, true) => "online",
                     (_, false) => "busy",
                 };
-                let sessions = self.agents.sessions.values().filter(|s| &s.agent_id == id).count();
+                let sessions = self.sessions.values().filter(|s| &s.agent_id == id).count();
                 json!({
                     "agentId": id,
                     "isDefault": *id == routing.default_agent.as_str(),
@@ -512,13 +412,495 @@ impl Gateway {
             .collect()
     }
 
+    fn run_session(&self, run_id: &str) -> String {
+        self.runs.get(run_id).map(|r| r.session_key.clone()).unwrap_or_default()
+    }
+
+    /// The session and agent of `run_id` if it is assigned to worker `conn`.
+    pub(crate) fn run_of_worker(&self, conn: ConnId, run_id: &str) -> Result<(String, String), ErrorShape> {
+        match self.runs.get(run_id) {
+            Some(run) if run.worker == Some(conn) => Ok((run.session_key.clone(), run.agent_id.clone())),
+            _ => Err(ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                format!("run {run_id} is not an active run of this node"),
+            )),
+        }
+    }
+
+    fn session_row(&self, config: &GatewayConfig, key: &str, s: &ChatSession) -> Value {
+        let active: Vec<&String> = self
+            .runs
+            .iter()
+            .filter(|(_, r)| r.session_key == key)
+            .map(|(id, _)| id)
+            .collect();
+        let is_main = key
+            == config
+                .session_routing()
+                .main_session(Some(&AgentId::normalize(&s.agent_id)));
+        let preview = s
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .map(|m| message_text(m).chars().take(120).collect::<String>());
+        let mut row = json!({
+            "key": key,
+            "kind": "direct",
+            "chatType": "direct",
+            "visibility": "shared",
+            "classification": if is_main { "main" } else { "session" },
+            "agentId": s.agent_id,
+            "sessionId": s.session_id,
+            "isMain": is_main,
+            "isBackground": false,
+            "archived": false,
+            "pinned": false,
+            "unread": false,
+            "lastMessagePreview": preview,
+            "lastInteractionAt": s.updated_at,
+            "createdAt": s.created_at,
+            "updatedAt": s.updated_at,
+            "createdVia": s.created_via,
+            "status": s.status,
+            "lastRunId": s.last_run_id,
+            "hasActiveRun": !active.is_empty(),
+            "activeRunIds": active,
+            "messageCount": s.total,
+        });
+        // Clients validate rows with optional, not nullable, fields: absent beats null.
+        if let Some(map) = row.as_object_mut() {
+            map.retain(|_, v| !v.is_null());
+        }
+        row
+    }
+
+    pub(crate) fn sessions_list_payload(
+        &self,
+        config: &GatewayConfig,
+        now_ms: u64,
+        request: &RequestFrame,
+    ) -> Result<Value, ErrorShape> {
+        let params: SessionsListParams = request.parse_params().map_err(|e| invalid("sessions.list", e))?;
+        let agent = params
+            .agent_id
+            .as_deref()
+            .map(|a| AgentId::normalize(a).as_str().to_owned());
+        let mut rows: Vec<(&String, &ChatSession)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| agent.as_ref().is_none_or(|a| *a == s.agent_id))
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1.updated_at));
+        let total = rows.len();
+        let limit = params.limit.unwrap_or(100).clamp(1, 1000);
+        let sessions: Vec<Value> = rows
+            .iter()
+            .take(limit)
+            .map(|(k, s)| self.session_row(config, k, s))
+            .collect();
+        Ok(json!({
+            "ts": now_ms,
+            "path": format!("{}/{TRANSCRIPT_DIR}", config.state_dir),
+            "count": sessions.len(),
+            "totalCount": total,
+            "limitApplied": limit,
+            "hasMore": total > limit,
+            "defaults": {"model": null, "contextTokens": null},
+            "sessions": sessions,
+        }))
+    }
+
+    // ----- methods -------------------------------------------------------------------------
+
+    /// A request's session key, canonical, and its agent (which must be known).
+    pub(crate) fn session_key_for(
+        &self,
+        config: &GatewayConfig,
+        raw: Option<&str>,
+        agent: Option<&str>,
+    ) -> Result<(String, String), ErrorShape> {
+        let routing = config.session_routing();
+        let key = routing
+            .resolve(raw, agent)
+            .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid session key: {e}")))?;
+        let agent = self.known_agent(config, Some(routing.agent_of(&key).as_str()))?;
+        Ok((key.as_str().to_owned(), agent.as_str().to_owned()))
+    }
+
+    fn agents_list(&self, config: &GatewayConfig) -> Value {
+        let routing = config.session_routing();
+        let agents: Vec<Value> = self
+            .agent_presence(config)
+            .into_iter()
+            .map(|a| {
+                // The Control UI asks for model setup while an agent has no `model.primary`: a
+                // worker is the agent's model here.
+                json!({
+                    "id": a["agentId"],
+                    "kind": "agent",
+                    "state": a["state"],
+                    "agentRuntime": {"id": "clawgate-worker", "cloudPlacementSupported": false, "devicePlacementSupported": false, "source": "implicit"},
+                    "thinkingLevels": [{"id": "off", "label": "off"}],
+                    "thinkingOptions": ["off"],
+                    "thinkingDefault": "off",
+                    "model": {"primary": format!("clawgate/{}", a["agentId"].as_str().unwrap_or("main"))},
+                    "defaultPermissionMode": "full",
+                })
+            })
+            .collect();
+        json!({
+            "defaultId": routing.default_agent.as_str(),
+            "mainKey": routing.effective_main_key(),
+            "scope": match config.session_scope {
+                clawgate_proto::session::SessionScope::PerSender => "per-sender",
+                clawgate_proto::session::SessionScope::Global => "global",
+            },
+            "ownership": "explicit",
+            "selectionRequired": false,
+            "agents": agents,
+        })
+    }
+
+    fn chat_history(&self, config: &GatewayConfig, request: &RequestFrame) -> Result<Value, ErrorShape> {
+        let p: ChatHistoryParams = request.parse_params().map_err(|e| invalid("chat.history", e))?;
+        let (key, _) = self.session_key_for(config, Some(&p.session_key), None)?;
+        let limit = p.limit.unwrap_or(200).clamp(1, 1000);
+        let pending = json!({"items": [], "total": 0});
+        let Some(s) = self.sessions.get(&key) else {
+            if p.cursor.is_some() {
+                return Ok(json!({"kind": "delta", "messages": [], "deltaCursor": "0", "pendingInputs": pending}));
+            }
+            return Ok(json!({
+                "sessionKey": key, "messages": [], "hasMore": false, "totalMessages": 0, "deltaCursor": "0",
+                "pendingInputs": pending,
+            }));
+        };
+        // The cursor is the seq of the last message the caller has (an opaque string to it).
+        if let Some(cursor) = &p.cursor {
+            let after = cursor.parse::<u64>().unwrap_or(0);
+            let messages: Vec<Value> = s
+                .messages
+                .iter()
+                .filter(|m| m["__openclaw"]["seq"].as_u64().is_some_and(|seq| seq > after))
+                .take(limit)
+                .map(|m| {
+                    json!({
+                        "sessionKey": key, "agentId": s.agent_id, "message": m,
+                        "messageId": m["__openclaw"]["id"], "messageSeq": m["__openclaw"]["seq"],
+                    })
+                })
+                .collect();
+            let last = messages
+                .last()
+                .and_then(|m| m["messageSeq"].as_u64())
+                .unwrap_or(after.min(s.total));
+            return Ok(json!({
+                "kind": "delta", "messages": messages, "deltaCursor": last.to_string(), "pendingInputs": pending,
+                "sessionInfo": self.session_row(config, &key, s),
+            }));
+        }
+        let skip = s.messages.len().saturating_sub(limit);
+        let messages: Vec<&Value> = s.messages.iter().skip(skip).collect();
+        Ok(json!({
+            "sessionKey": key,
+            "sessionId": s.session_id,
+            "messages": messages,
+            "hasMore": s.total > messages.len() as u64,
+            "totalMessages": s.total,
+            "deltaCursor": s.total.to_string(),
+            "pendingInputs": pending,
+            "inputReceipts": [],
+            "inputConsumptions": [],
+            "sessionInfo": self.session_row(config, &key, s),
+        }))
+    }
+
+    /// `sessions.describe` / `chat.startup`'s view of a session; `None` for one never used.
+    pub(crate) fn session_info(
+        &self,
+        config: &GatewayConfig,
+        now_ms: u64,
+        raw_key: &str,
+    ) -> Result<Option<Value>, ErrorShape> {
+        let (key, agent) = self.session_key_for(config, Some(raw_key), None)?;
+        let Some(s) = self.sessions.get(&key) else {
+            return Ok(None);
+        };
+        let mut row = self.session_row(config, &key, s);
+        row["modelProvider"] = json!("clawgate");
+        row["model"] = json!(agent);
+        row["activeLeafEntryId"] = Value::Null;
+        row["snapshotAt"] = json!(now_ms);
+        Ok(Some(row))
+    }
+
+    /// The last `limit` messages of a session for `chat.startup`.
+    pub(crate) fn startup_history(
+        &self,
+        config: &GatewayConfig,
+        raw_key: &str,
+        limit: usize,
+    ) -> Result<StartupHistory, ErrorShape> {
+        let (key, agent) = self.session_key_for(config, Some(raw_key), None)?;
+        let Some(s) = self.sessions.get(&key) else {
+            return Ok(StartupHistory {
+                key,
+                agent,
+                messages: Vec::new(),
+                total: 0,
+                session_id: None,
+            });
+        };
+        let messages = s
+            .messages
+            .iter()
+            .skip(s.messages.len().saturating_sub(limit))
+            .cloned()
+            .collect();
+        Ok(StartupHistory {
+            key,
+            agent,
+            messages,
+            total: s.total,
+            session_id: Some(s.session_id.clone()),
+        })
+    }
+
+    /// The messages of a session, for `GET /sessions/<key>/history`.
+    pub(crate) fn session_history(
+        &self,
+        config: &GatewayConfig,
+        raw_key: &str,
+        limit: usize,
+    ) -> Result<Value, ErrorShape> {
+        let (key, _) = self.session_key_for(config, Some(raw_key), None)?;
+        let messages: Vec<&Value> = self.sessions.get(&key).map_or_else(Vec::new, |s| {
+            s.messages.iter().skip(s.messages.len().saturating_sub(limit)).collect()
+        });
+        Ok(json!({"sessionKey": key, "messages": messages}))
+    }
+
+    /// The agent ids that are configured or served by a worker.
+    pub(crate) fn agent_ids(&self, config: &GatewayConfig) -> BTreeSet<String> {
+        let mut ids: BTreeSet<String> = config.tool_policy.agent_ids().collect();
+        ids.insert(config.session_routing().default_agent.as_str().to_owned());
+        ids.extend(self.workers.keys().cloned());
+        ids
+    }
+
+    /// The agent a request names (the default one when it names none); an agent the config does
+    /// not know is refused.
+    pub(crate) fn known_agent(&self, config: &GatewayConfig, requested: Option<&str>) -> Result<AgentId, ErrorShape> {
+        let routing = config.session_routing();
+        let Some(raw) = requested.filter(|r| !r.trim().is_empty()) else {
+            return Ok(routing.default_agent);
+        };
+        let agent = AgentId::normalize(raw);
+        if agent == routing.default_agent || config.tool_policy.agent(&agent).is_some() || self.serves(agent.as_str()) {
+            Ok(agent)
+        } else {
+            Err(ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                format!("unknown agent id: {raw}"),
+            ))
+        }
+    }
+    /// Restores sessions from their transcript files (read by the runtime at start).
+    pub(crate) fn restore_transcripts(&mut self, files: Vec<String>) {
+        for text in files {
+            let mut lines = text.lines();
+            let Some(header) = lines.next().and_then(|l| serde_json::from_str::<Value>(l).ok()) else {
+                continue;
+            };
+            let (Some(key), Some(id)) = (header["key"].as_str(), header["sessionId"].as_str()) else {
+                continue;
+            };
+            let mut session = ChatSession {
+                session_id: id.to_owned(),
+                agent_id: header["agentId"].as_str().unwrap_or("main").to_owned(),
+                created_at: header["createdAt"].as_u64().unwrap_or(0),
+                updated_at: header["createdAt"].as_u64().unwrap_or(0),
+                created_via: header["createdVia"].as_str().unwrap_or("run").to_owned(),
+                messages: VecDeque::new(),
+                total: 0,
+                last_run_id: None,
+                status: None,
+            };
+            // A torn last line (a crash mid-write) is skipped; every complete line counts.
+            for entry in lines.filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+                let message = &entry["message"];
+                if message.is_object() {
+                    session.total += 1;
+                    session.updated_at = session.updated_at.max(message["timestamp"].as_u64().unwrap_or(0));
+                    if let Some(r) = message["__openclaw"]["runId"].as_str() {
+                        session.last_run_id = Some(r.to_owned());
+                        session.status = Some(if message["stopReason"] == "stop" {
+                            "done"
+                        } else {
+                            "failed"
+                        });
+                    }
+                    session.messages.push_back(message.clone());
+                    if session.messages.len() > MEMORY_MESSAGES {
+                        session.messages.pop_front();
+                    }
+                }
+            }
+            let newer = self
+                .sessions
+                .get(key)
+                .is_some_and(|s| s.updated_at > session.updated_at);
+            if !newer {
+                self.sessions.insert(key.to_owned(), session);
+            }
+        }
+    }
+
+    /// Restores the runs that waited for a worker when the gateway stopped (the text of
+    /// [`QUEUE_FILE`]). A file that does not parse is an error: those messages were accepted.
+    pub(crate) fn restore_queue(&mut self, text: &str) -> Result<(), String> {
+        #[derive(Deserialize)]
+        struct File {
+            #[serde(default)]
+            queue: Vec<Queued>,
+        }
+        let file: File = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        self.queue = file.queue.into_iter().take(QUEUE_LIMIT).collect();
+        Ok(())
+    }
+
+    // ----- timers --------------------------------------------------------------------------
+}
+
+/// The agents at work on an input: their own state, and what they may send and read.
+pub(crate) struct Agents<'a> {
+    pub hub: &'a mut AgentHub,
+    pub cx: Ctx<'a>,
+}
+
+impl Agents<'_> {
+    /// Text of a run for a streaming HTTP caller.
+    fn stream_http_delta(&mut self, run_id: &str, delta: &str) {
+        let Some(Run {
+            origin: Origin::Http(http),
+            ..
+        }) = self.hub.runs.get(run_id)
+        else {
+            return;
+        };
+        if let Some(bytes) = crate::http_runs::delta_bytes(http, run_id, delta) {
+            self.cx.net.push_bytes(http.conn, bytes);
+        }
+    }
+
+    /// The end of a run started over HTTP: the last events of a stream, or the whole answer.
+    fn finish_http_run(&mut self, run_id: &str, http: HttpRun, done: &Finished) {
+        use crate::http_runs::{end_of_run, HttpEnd, RunEnd};
+        let error = done.error.clone().unwrap_or_else(|| format!("run {}", done.status));
+        let end = RunEnd {
+            ok: done.status == "ok",
+            error: &error,
+            text: &done.text,
+            session_key: &done.session_key,
+        };
+        match end_of_run(&http, run_id, &end) {
+            HttpEnd::Stream(bytes) => {
+                self.cx.net.push_bytes(http.conn, bytes);
+                self.cx.net.end_stream(http.conn, http.keep_alive);
+            }
+            HttpEnd::Whole(response) => self.cx.net.finish_http(http.conn, &response, false, http.keep_alive),
+        }
+    }
+
+    // ----- workers -------------------------------------------------------------------------
+
+    /// A node connected: if it is a worker, it serves (or stands by for) its agents, and what
+    /// waited for them is delivered.
+    pub(crate) fn worker_connected(&mut self, now_ms: u64, conn: ConnId) {
+        let Some(node) = self.cx.net.session_of(conn).and_then(|s| s.node.as_deref()) else {
+            return;
+        };
+        let agents = crate::nodes::served_agents(node.caps(), node.commands());
+        if agents.is_empty() {
+            return;
+        }
+        for agent in &agents {
+            let list = self.hub.workers.entry(agent.clone()).or_default();
+            list.push(conn);
+            let role = if list.len() == 1 { "active" } else { "standby" };
+            self.cx.net.log(
+                now_ms,
+                LogLevel::Info,
+                format!("agent {agent}: worker {} is {role}", conn.0),
+            );
+        }
+        self.cx.net.health_changed();
+        self.deliver_queue(now_ms);
+    }
+
+    /// A connection is gone: a worker's runs end with an error, its agents fall to a standby,
+    /// and what the connection waited for is forgotten.
+    pub(crate) fn conn_closed(&mut self, now_ms: u64, conn: ConnId) {
+        let mut was_worker = false;
+        let mut notes = Vec::new();
+        for (agent, list) in self.hub.workers.iter_mut() {
+            if let Some(pos) = list.iter().position(|c| *c == conn) {
+                list.remove(pos);
+                was_worker = true;
+                let next = list.first().map(|c| c.0);
+                let message = match next {
+                    Some(n) if pos == 0 => format!("agent {agent}: worker {} left; standby {n} takes over", conn.0),
+                    _ => format!("agent {agent}: worker {} left", conn.0),
+                };
+                notes.push(message);
+            }
+        }
+        self.hub.workers.retain(|_, l| !l.is_empty());
+        for message in notes {
+            self.cx.net.log(now_ms, LogLevel::Info, message);
+        }
+        if was_worker {
+            self.cx.net.health_changed();
+            for run_id in ids_where(&self.hub.runs, |r| r.worker == Some(conn)) {
+                self.fail_run(now_ms, &run_id, "the agent worker disconnected during the run");
+            }
+        }
+        // Operators waiting on this node's answers get an error.
+        for id in ids_where(&self.hub.invokes, |p| p.node_conn == conn) {
+            if let Some(p) = self.hub.invokes.remove(&id) {
+                let e = ErrorShape::new(ErrorCode::Unavailable, "node disconnected before answering");
+                self.cx
+                    .net
+                    .send_text(p.conn, &ResponseFrame::err(p.request_id, e).encode());
+            }
+        }
+        self.hub.waiters.retain(|w| w.conn != conn);
+        self.hub.invokes.retain(|_, p| p.conn != conn);
+        self.hub.session_subscribers.remove(&conn);
+        self.hub.message_subscribers.remove(&conn);
+        // A run whose requester left goes on (others may watch it); an HTTP answer has no reader.
+        for run in self.hub.runs.values_mut() {
+            let gone = match &run.origin {
+                Origin::Chat { conn: c } | Origin::Agent { conn: c, .. } => *c == conn,
+                Origin::Http(h) => h.conn == conn,
+                Origin::Nobody => false,
+            };
+            if gone {
+                run.origin = Origin::Nobody;
+            }
+        }
+        // Runs of agents that just lost their last worker wait for the next one.
+        self.deliver_queue(now_ms);
+    }
+
     // ----- runs ----------------------------------------------------------------------------
 
     /// Accepts a message: records it in the transcript, then hands it to the agent's worker or
     /// queues it. Returns the session id.
     pub(crate) fn start_run(&mut self, now_ms: u64, request: RunRequest) -> Result<String, ErrorShape> {
-        let worker = self.active_worker(&request.agent_id);
-        if worker.is_none() && self.agents.queue.len() >= QUEUE_LIMIT {
+        let worker = self.hub.active_worker(&request.agent_id);
+        if worker.is_none() && self.hub.queue.len() >= QUEUE_LIMIT {
             return Err(ErrorShape::new(
                 ErrorCode::Unavailable,
                 format!(
@@ -534,7 +916,7 @@ impl Gateway {
             &request.session_key,
             user_message(&request.message, &request.run_id, now_ms),
         );
-        if let Some(s) = self.agents.sessions.get_mut(&request.session_key) {
+        if let Some(s) = self.hub.sessions.get_mut(&request.session_key) {
             s.last_run_id = Some(request.run_id.clone());
             s.status = Some("running");
         }
@@ -549,7 +931,7 @@ impl Gateway {
         };
         self.insert_run(&queued, session_id.clone(), request.origin, now_ms);
         // Health shows runs and queues per agent.
-        self.cache.health_changed();
+        self.cx.net.health_changed();
         self.session_changed(now_ms, &queued.session_key, "run.accepted", Some(&queued.run_id));
         match worker {
             Some(w) => {
@@ -561,14 +943,14 @@ impl Gateway {
                     "agent {}: no worker online, run {} queued ({} waiting)",
                     queued.agent_id,
                     queued.run_id,
-                    self.agents.queue.len() + 1
+                    self.hub.queue.len() + 1
                 );
-                let position = self.agents.queue.len() + 1;
+                let position = self.hub.queue.len() + 1;
                 let (run_id, agent_id) = (queued.run_id.clone(), queued.agent_id.clone());
-                self.agents.queue.push_back(queued);
+                self.hub.queue.push_back(queued);
                 self.persist_queue();
                 self.send_ack(request.ack);
-                self.log(now_ms, LogLevel::Info, line);
+                self.cx.net.log(now_ms, LogLevel::Info, line);
                 // The sender learns why nothing streams yet: the message waits for a worker.
                 let status = json!({
                     "phase": "queued",
@@ -579,7 +961,7 @@ impl Gateway {
                 });
                 self.run_event(now_ms, &run_id, "run_status", status.clone());
                 if self
-                    .agents
+                    .hub
                     .runs
                     .get(&run_id)
                     .is_some_and(|r| matches!(r.origin, Origin::Chat { .. }))
@@ -595,7 +977,7 @@ impl Gateway {
     /// Registers a run (not yet on a worker); its deadline counts from `now_ms`.
     fn insert_run(&mut self, q: &Queued, session_id: String, origin: Origin, now_ms: u64) {
         let mut item = [0u8; 16];
-        self.entropy.fill(&mut item);
+        self.cx.entropy.fill(&mut item);
         // A timeout of 0 means no limit; far enough away never to come, and safe to add to.
         let timeout = if q.timeout_ms == 0 { u64::MAX / 4 } else { q.timeout_ms };
         let run = Run {
@@ -613,53 +995,53 @@ impl Gateway {
             accepted_at: q.accepted_at,
             started_at: now_ms,
             deadline: now_ms.saturating_add(timeout),
-            item_id: format!("{}:1", crate::gateway::uuid_v4(item)),
+            item_id: format!("{}:1", crate::entropy::uuid_v4(item)),
             options: q.options.clone(),
         };
-        self.agents.runs.insert(q.run_id.clone(), run);
+        self.hub.runs.insert(q.run_id.clone(), run);
     }
 
     /// Sends the acknowledgement of an accepted message, after what is to be durable first.
     fn send_ack(&mut self, ack: Option<Ack>) {
         match ack {
             Some(Ack::Ws(conn, text)) => {
-                self.hold_for_persist(conn);
-                self.send_text(conn, &text);
+                self.cx.net.hold_for_persist(conn);
+                self.cx.net.send_text(conn, &text);
             }
             Some(Ack::Raw(conn, bytes)) => {
-                self.hold_for_persist(conn);
-                self.push_bytes(conn, bytes);
+                self.cx.net.hold_for_persist(conn);
+                self.cx.net.push_bytes(conn, bytes);
             }
             None => {}
         }
     }
 
     fn persist_queue(&mut self) {
-        let contents = serde_json::to_string(&json!({"version": 1, "queue": self.agents.queue}))
+        let contents = serde_json::to_string(&json!({"version": 1, "queue": self.hub.queue}))
             .unwrap_or_else(|_| "{\"version\":1,\"queue\":[]}".to_owned());
-        self.persist_file(QUEUE_FILE, contents);
+        self.cx.net.persist_file(QUEUE_FILE, contents);
     }
 
     /// Delivers queued runs, in order, to agents that now have a worker.
     fn deliver_queue(&mut self, now_ms: u64) {
-        if self.agents.queue.is_empty() {
+        if self.hub.queue.is_empty() {
             return;
         }
         let mut kept = VecDeque::new();
         let mut delivered = Vec::new();
-        for q in std::mem::take(&mut self.agents.queue) {
-            match self.active_worker(&q.agent_id) {
+        for q in std::mem::take(&mut self.hub.queue) {
+            match self.hub.active_worker(&q.agent_id) {
                 Some(w) => delivered.push((q, w)),
                 None => kept.push_back(q),
             }
         }
-        self.agents.queue = kept;
+        self.hub.queue = kept;
         if delivered.is_empty() {
             return;
         }
         self.persist_queue();
         for (q, worker) in delivered {
-            if !self.agents.runs.contains_key(&q.run_id) {
+            if !self.hub.runs.contains_key(&q.run_id) {
                 // Restored after a restart: the run is known again, with nobody waiting.
                 let session_id = self.touch_session(now_ms, &q.session_key, &q.agent_id, "run");
                 self.insert_run(&q, session_id, Origin::Nobody, now_ms);
@@ -671,14 +1053,14 @@ impl Gateway {
 
     /// Sends a run to a worker and announces its start.
     fn dispatch(&mut self, now_ms: u64, run_id: &str, worker: ConnId) {
-        let node_id = self.node_id_of(worker);
-        let Some(run) = self.agents.runs.get_mut(run_id) else {
+        let node_id = self.cx.net.node_id_of(worker);
+        let Some(run) = self.hub.runs.get_mut(run_id) else {
             return;
         };
         run.worker = Some(worker);
         run.started_at = now_ms;
         let history: Vec<Value> = self
-            .agents
+            .hub
             .sessions
             .get(&run.session_key)
             .map(|s| {
@@ -712,9 +1094,11 @@ impl Gateway {
             "timeoutMs": timeout_ms,
             "idempotencyKey": run_id,
         });
-        self.send_event(worker, "node.invoke.request", &to_raw(&payload), false);
+        self.cx
+            .net
+            .send_event(worker, "node.invoke.request", &to_raw(&payload), false);
         let chat_run = self
-            .agents
+            .hub
             .runs
             .get(run_id)
             .is_some_and(|r| matches!(r.origin, Origin::Chat { .. }));
@@ -729,40 +1113,23 @@ impl Gateway {
             "lifecycle",
             json!({"phase": "start", "startedAt": now_ms}),
         );
-        self.session_changed(now_ms, &self.run_session(run_id), "run.started", Some(run_id));
-    }
-
-    fn run_session(&self, run_id: &str) -> String {
-        self.agents
-            .runs
-            .get(run_id)
-            .map(|r| r.session_key.clone())
-            .unwrap_or_default()
+        self.session_changed(now_ms, &self.hub.run_session(run_id), "run.started", Some(run_id));
     }
 
     /// Broadcasts one `agent` event of a run (drawing the run's next seq).
     fn run_event(&mut self, now_ms: u64, run_id: &str, stream: &str, data: Value) {
-        let Some(run) = self.agents.runs.get_mut(run_id) else {
+        let Some(run) = self.hub.runs.get_mut(run_id) else {
             return;
         };
         let payload = run.next_agent_event(run_id, stream, data, now_ms);
-        self.broadcast(now_ms, "agent", &payload, stream == "assistant", None);
-    }
-
-    /// The session and agent of `run_id` if it is assigned to worker `conn`.
-    pub(crate) fn run_of_worker(&self, conn: ConnId, run_id: &str) -> Result<(String, String), ErrorShape> {
-        match self.agents.runs.get(run_id) {
-            Some(run) if run.worker == Some(conn) => Ok((run.session_key.clone(), run.agent_id.clone())),
-            _ => Err(ErrorShape::new(
-                ErrorCode::InvalidRequest,
-                format!("run {run_id} is not an active run of this node"),
-            )),
-        }
+        self.cx
+            .net
+            .broadcast(now_ms, "agent", &payload, stream == "assistant", None);
     }
 
     /// An `agent` event of stream `tool`: only the run's requester gets it.
     pub(crate) fn tool_event(&mut self, now_ms: u64, run_id: &str, data: Value) {
-        let Some(run) = self.agents.runs.get_mut(run_id) else {
+        let Some(run) = self.hub.runs.get_mut(run_id) else {
             return;
         };
         let requester = match &run.origin {
@@ -770,12 +1137,12 @@ impl Gateway {
             Origin::Http(_) | Origin::Nobody => return,
         };
         let payload = run.next_agent_event(run_id, "tool", data, now_ms);
-        self.send_event(requester, "agent", &payload, true);
+        self.cx.net.send_event(requester, "agent", &payload, true);
     }
 
     /// Broadcasts one `chat` event of a run, with the run's current seq.
     fn chat_event(&mut self, now_ms: u64, run_id: &str, state: &str, extra: Value) {
-        let Some(run) = self.agents.runs.get(run_id) else {
+        let Some(run) = self.hub.runs.get(run_id) else {
             return;
         };
         let mut payload = json!({
@@ -788,12 +1155,14 @@ impl Gateway {
         if let (Some(map), Value::Object(more)) = (payload.as_object_mut(), extra) {
             map.extend(more);
         }
-        self.broadcast(now_ms, "chat", &to_raw(&payload), state == "delta", None);
+        self.cx
+            .net
+            .broadcast(now_ms, "chat", &to_raw(&payload), state == "delta", None);
     }
 
     /// Sends the text held back by the delta throttle as one `chat` delta.
     fn flush_delta(&mut self, now_ms: u64, run_id: &str) {
-        let Some(run) = self.agents.runs.get_mut(run_id) else {
+        let Some(run) = self.hub.runs.get_mut(run_id) else {
             return;
         };
         run.flush_at = None;
@@ -809,7 +1178,7 @@ impl Gateway {
 
     /// Text from a worker.
     fn on_worker_delta(&mut self, now_ms: u64, conn: ConnId, delta: WorkerDelta) -> Result<(), ErrorShape> {
-        let Some(run) = self.agents.runs.get_mut(&delta.run_id) else {
+        let Some(run) = self.hub.runs.get_mut(&delta.run_id) else {
             // A run that already ended (aborted, timed out): its late text is dropped.
             return Ok(());
         };
@@ -843,7 +1212,7 @@ impl Gateway {
     fn finish_run(&mut self, now_ms: u64, run_id: &str, outcome: Result<String, String>) {
         match outcome {
             Ok(text) => {
-                if let Some(run) = self.agents.runs.get_mut(run_id) {
+                if let Some(run) = self.hub.runs.get_mut(run_id) {
                     if !text.is_empty() && text != run.text {
                         // The result is the whole reply; text not streamed goes out as a last delta.
                         if let Some(rest) = text.strip_prefix(run.text.as_str()) {
@@ -868,14 +1237,14 @@ impl Gateway {
     /// Ends a run: the last delta, the lifecycle end, `chat` final/error/aborted, the transcript,
     /// and the answers of whoever waits.
     fn end_run(&mut self, now_ms: u64, run_id: &str, status: &'static str, error: Option<String>) {
-        if !self.agents.runs.contains_key(run_id) {
+        if !self.hub.runs.contains_key(run_id) {
             return;
         }
-        if self.agents.queue.iter().any(|q| q.run_id == run_id) {
-            self.agents.queue.retain(|q| q.run_id != run_id);
+        if self.hub.queue.iter().any(|q| q.run_id == run_id) {
+            self.hub.queue.retain(|q| q.run_id != run_id);
             self.persist_queue();
         }
-        let Some(run) = self.agents.runs.get(run_id) else {
+        let Some(run) = self.hub.runs.get(run_id) else {
             return;
         };
         let started_at = run.started_at;
@@ -956,7 +1325,7 @@ impl Gateway {
                 });
             }
         }
-        let Some(run) = self.agents.runs.remove(run_id) else {
+        let Some(run) = self.hub.runs.remove(run_id) else {
             return;
         };
         let finished = Finished {
@@ -969,35 +1338,37 @@ impl Gateway {
             duration_ms: now_ms.saturating_sub(run.accepted_at),
             session_id: run.session_id.clone(),
         };
-        if let Some(s) = self.agents.sessions.get_mut(&run.session_key) {
+        if let Some(s) = self.hub.sessions.get_mut(&run.session_key) {
             s.status = Some(if status == "ok" { "done" } else { "failed" });
             s.updated_at = now_ms;
         }
-        self.answer_origin(now_ms, run_id, run.origin, &finished);
+        self.answer_origin(run_id, run.origin, &finished);
         let waiting: Vec<Waiter> = {
-            let (hit, rest): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.agents.waiters)
+            let (hit, rest): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.hub.waiters)
                 .into_iter()
                 .partition(|w| w.run_id == run_id);
-            self.agents.waiters = rest;
+            self.hub.waiters = rest;
             hit
         };
         for w in waiting {
             let payload = wait_payload(run_id, &finished);
-            self.send_text(w.conn, &ResponseFrame::ok(w.request_id, &payload).encode());
+            self.cx
+                .net
+                .send_text(w.conn, &ResponseFrame::ok(w.request_id, &payload).encode());
         }
-        self.agents.finished.insert(run_id.to_owned(), finished);
-        self.agents.finished_order.push_back(run_id.to_owned());
-        while self.agents.finished_order.len() > FINISHED_KEPT {
-            if let Some(old) = self.agents.finished_order.pop_front() {
-                self.agents.finished.remove(&old);
+        self.hub.finished.insert(run_id.to_owned(), finished);
+        self.hub.finished_order.push_back(run_id.to_owned());
+        while self.hub.finished_order.len() > FINISHED_KEPT {
+            if let Some(old) = self.hub.finished_order.pop_front() {
+                self.hub.finished.remove(&old);
             }
         }
         self.session_changed(now_ms, &session_key, "run.ended", Some(run_id));
-        self.cache.health_changed();
+        self.cx.net.health_changed();
     }
 
     /// The answer owed to whoever started the run.
-    fn answer_origin(&mut self, now_ms: u64, run_id: &str, origin: Origin, finished: &Finished) {
+    fn answer_origin(&mut self, run_id: &str, origin: Origin, finished: &Finished) {
         match origin {
             Origin::Nobody | Origin::Chat { .. } => {}
             Origin::Agent { conn, request_id } => {
@@ -1012,16 +1383,16 @@ impl Gateway {
                         .with_details(json!({"runId": run_id, "status": status})),
                     ),
                 };
-                self.send_text(conn, &frame.encode());
+                self.cx.net.send_text(conn, &frame.encode());
             }
-            Origin::Http(http) => self.finish_http_run(now_ms, run_id, http, finished),
+            Origin::Http(http) => self.finish_http_run(run_id, http, finished),
         }
     }
 
     /// A caller stops a session's runs (`chat.abort`).
     fn abort_runs(&mut self, now_ms: u64, session_key: &str, run_id: Option<&str>) -> Vec<String> {
         let ids: Vec<String> = self
-            .agents
+            .hub
             .runs
             .iter()
             .filter(|(id, r)| r.session_key == session_key && run_id.is_none_or(|want| want == id.as_str()))
@@ -1037,22 +1408,22 @@ impl Gateway {
 
     /// Creates the session if new; returns its id.
     fn touch_session(&mut self, now_ms: u64, key: &str, agent_id: &str, created_via: &str) -> String {
-        if let Some(s) = self.agents.sessions.get_mut(key) {
+        if let Some(s) = self.hub.sessions.get_mut(key) {
             s.updated_at = now_ms;
             return s.session_id.clone();
         }
         let mut b = [0u8; 16];
-        self.entropy.fill(&mut b);
-        let session_id = crate::gateway::uuid_v4(b);
+        self.cx.entropy.fill(&mut b);
+        let session_id = crate::entropy::uuid_v4(b);
         let header = json!({
             "type": "session", "key": key, "sessionId": session_id, "agentId": agent_id,
             "createdAt": now_ms, "createdVia": created_via,
         });
-        self.push_output(Output::AppendTranscript {
+        self.cx.net.push_output(Output::AppendTranscript {
             file: transcript_file(&session_id),
             line: header.to_string(),
         });
-        self.agents.sessions.insert(
+        self.hub.sessions.insert(
             key.to_owned(),
             ChatSession {
                 session_id: session_id.clone(),
@@ -1073,8 +1444,8 @@ impl Gateway {
     /// Records a message: its id and place in the session go in `__openclaw` (`id`, `seq`), as
     /// OpenClaw's transcripts have them; clients use them to merge history and live events.
     fn append_message(&mut self, now_ms: u64, key: &str, mut message: Value) {
-        let id = self.random_uuid();
-        let Some(s) = self.agents.sessions.get_mut(key) else {
+        let id = self.cx.random_uuid();
+        let Some(s) = self.hub.sessions.get_mut(key) else {
             return;
         };
         s.updated_at = now_ms;
@@ -1092,9 +1463,9 @@ impl Gateway {
         while s.messages.len() > MEMORY_MESSAGES {
             s.messages.pop_front();
         }
-        self.push_output(Output::AppendTranscript { file, line });
+        self.cx.net.push_output(Output::AppendTranscript { file, line });
         let targets: Vec<ConnId> = self
-            .agents
+            .hub
             .message_subscribers
             .iter()
             .filter(|(_, keys)| keys.contains(key))
@@ -1106,304 +1477,152 @@ impl Gateway {
                 "ts": now_ms,
             }));
             for conn in targets {
-                self.send_event(conn, "session.message", &payload, true);
+                self.cx.net.send_event(conn, "session.message", &payload, true);
             }
         }
     }
 
     fn session_changed(&mut self, now_ms: u64, key: &str, phase: &str, run_id: Option<&str>) {
-        if self.agents.session_subscribers.is_empty() {
+        if self.hub.session_subscribers.is_empty() {
             return;
         }
         // Subscribers (the Control UI) read the session's row from the event itself.
-        let session = self.agents.sessions.get(key).map(|s| self.session_row(key, s));
+        let session = self
+            .hub
+            .sessions
+            .get(key)
+            .map(|s| self.hub.session_row(self.cx.config, key, s));
         let agent_id = session.as_ref().map(|s| s["agentId"].clone());
         let payload = to_raw(&json!({
             "sessionKey": key, "agentId": agent_id, "phase": phase, "reason": phase, "runId": run_id, "ts": now_ms,
             "session": session,
         }));
-        let targets: Vec<ConnId> = self.agents.session_subscribers.iter().copied().collect();
+        let targets: Vec<ConnId> = self.hub.session_subscribers.iter().copied().collect();
         for conn in targets {
-            self.send_event(conn, "sessions.changed", &payload, true);
+            self.cx.net.send_event(conn, "sessions.changed", &payload, true);
         }
-    }
-
-    fn session_row(&self, key: &str, s: &ChatSession) -> Value {
-        let active: Vec<&String> = self
-            .agents
-            .runs
-            .iter()
-            .filter(|(_, r)| r.session_key == key)
-            .map(|(id, _)| id)
-            .collect();
-        let is_main = key
-            == self
-                .config
-                .session_routing()
-                .main_session(Some(&AgentId::normalize(&s.agent_id)));
-        let preview = s
-            .messages
-            .iter()
-            .rev()
-            .find(|m| m["role"] == "user")
-            .map(|m| message_text(m).chars().take(120).collect::<String>());
-        let mut row = json!({
-            "key": key,
-            "kind": "direct",
-            "chatType": "direct",
-            "visibility": "shared",
-            "classification": if is_main { "main" } else { "session" },
-            "agentId": s.agent_id,
-            "sessionId": s.session_id,
-            "isMain": is_main,
-            "isBackground": false,
-            "archived": false,
-            "pinned": false,
-            "unread": false,
-            "lastMessagePreview": preview,
-            "lastInteractionAt": s.updated_at,
-            "createdAt": s.created_at,
-            "updatedAt": s.updated_at,
-            "createdVia": s.created_via,
-            "status": s.status,
-            "lastRunId": s.last_run_id,
-            "hasActiveRun": !active.is_empty(),
-            "activeRunIds": active,
-            "messageCount": s.total,
-        });
-        // Clients validate rows with optional, not nullable, fields: absent beats null.
-        if let Some(map) = row.as_object_mut() {
-            map.retain(|_, v| !v.is_null());
-        }
-        row
-    }
-
-    pub(crate) fn sessions_list_payload(&self, now_ms: u64, request: &RequestFrame) -> Result<Value, ErrorShape> {
-        let params: SessionsListParams = request.parse_params().map_err(|e| invalid("sessions.list", e))?;
-        let agent = params
-            .agent_id
-            .as_deref()
-            .map(|a| AgentId::normalize(a).as_str().to_owned());
-        let mut rows: Vec<(&String, &ChatSession)> = self
-            .agents
-            .sessions
-            .iter()
-            .filter(|(_, s)| agent.as_ref().is_none_or(|a| *a == s.agent_id))
-            .collect();
-        rows.sort_by_key(|r| std::cmp::Reverse(r.1.updated_at));
-        let total = rows.len();
-        let limit = params.limit.unwrap_or(100).clamp(1, 1000);
-        let sessions: Vec<Value> = rows.iter().take(limit).map(|(k, s)| self.session_row(k, s)).collect();
-        Ok(json!({
-            "ts": now_ms,
-            "path": format!("{}/{TRANSCRIPT_DIR}", self.config.state_dir),
-            "count": sessions.len(),
-            "totalCount": total,
-            "limitApplied": limit,
-            "hasMore": total > limit,
-            "defaults": {"model": null, "contextTokens": null},
-            "sessions": sessions,
-        }))
     }
 
     /// Prunes sessions idle longer than the configured time (their transcripts go too).
     pub(crate) fn prune_idle_sessions(&mut self, now_ms: u64) {
-        let limit = self.config.session_prune_after_ms;
+        let limit = self.cx.config.session_prune_after_ms;
         if limit == 0 {
             return;
         }
         let idle: Vec<String> = self
-            .agents
+            .hub
             .sessions
             .iter()
             .filter(|(k, s)| {
-                now_ms.saturating_sub(s.updated_at) > limit && !self.agents.runs.values().any(|r| &r.session_key == *k)
+                now_ms.saturating_sub(s.updated_at) > limit && !self.hub.runs.values().any(|r| &r.session_key == *k)
             })
             .map(|(k, _)| k.clone())
             .collect();
         for key in idle {
-            self.log(now_ms, LogLevel::Info, format!("pruned idle session {key}"));
+            self.cx
+                .net
+                .log(now_ms, LogLevel::Info, format!("pruned idle session {key}"));
             self.remove_session(now_ms, &key);
         }
     }
 
     fn remove_session(&mut self, now_ms: u64, key: &str) -> bool {
-        let Some(s) = self.agents.sessions.remove(key) else {
+        let Some(s) = self.hub.sessions.remove(key) else {
             return false;
         };
-        self.push_output(Output::RemoveTranscript {
+        self.cx.net.push_output(Output::RemoveTranscript {
             file: transcript_file(&s.session_id),
         });
         self.session_changed(now_ms, key, "deleted", None);
         true
     }
 
-    /// Restores sessions from their transcript files (read by the runtime at start).
-    pub fn with_transcripts(mut self, files: Vec<String>) -> Self {
-        for text in files {
-            let mut lines = text.lines();
-            let Some(header) = lines.next().and_then(|l| serde_json::from_str::<Value>(l).ok()) else {
-                continue;
-            };
-            let (Some(key), Some(id)) = (header["key"].as_str(), header["sessionId"].as_str()) else {
-                continue;
-            };
-            let mut session = ChatSession {
-                session_id: id.to_owned(),
-                agent_id: header["agentId"].as_str().unwrap_or("main").to_owned(),
-                created_at: header["createdAt"].as_u64().unwrap_or(0),
-                updated_at: header["createdAt"].as_u64().unwrap_or(0),
-                created_via: header["createdVia"].as_str().unwrap_or("run").to_owned(),
-                messages: VecDeque::new(),
-                total: 0,
-                last_run_id: None,
-                status: None,
-            };
-            // A torn last line (a crash mid-write) is skipped; every complete line counts.
-            for entry in lines.filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
-                let message = &entry["message"];
-                if message.is_object() {
-                    session.total += 1;
-                    session.updated_at = session.updated_at.max(message["timestamp"].as_u64().unwrap_or(0));
-                    if let Some(r) = message["__openclaw"]["runId"].as_str() {
-                        session.last_run_id = Some(r.to_owned());
-                        session.status = Some(if message["stopReason"] == "stop" {
-                            "done"
-                        } else {
-                            "failed"
-                        });
-                    }
-                    session.messages.push_back(message.clone());
-                    if session.messages.len() > MEMORY_MESSAGES {
-                        session.messages.pop_front();
-                    }
-                }
-            }
-            let newer = self
-                .agents
-                .sessions
-                .get(key)
-                .is_some_and(|s| s.updated_at > session.updated_at);
-            if !newer {
-                self.agents.sessions.insert(key.to_owned(), session);
-            }
-        }
-        self
-    }
-
-    /// Restores the runs that waited for a worker when the gateway stopped (the text of
-    /// [`QUEUE_FILE`]). A file that does not parse is an error: those messages were accepted.
-    pub fn with_agent_queue(mut self, text: &str) -> Result<Self, String> {
-        #[derive(Deserialize)]
-        struct File {
-            #[serde(default)]
-            queue: Vec<Queued>,
-        }
-        let file: File = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        self.agents.queue = file.queue.into_iter().take(QUEUE_LIMIT).collect();
-        Ok(self)
-    }
-
-    // ----- timers --------------------------------------------------------------------------
-
     fn arm_agents_timer(&mut self) {
         let next = self
-            .agents
+            .hub
             .runs
             .values()
             .flat_map(|r| [r.flush_at, Some(r.deadline)])
             .flatten()
-            .chain(self.agents.waiters.iter().map(|w| w.deadline))
-            .chain(self.agents.invokes.values().map(|p| p.deadline))
+            .chain(self.hub.waiters.iter().map(|w| w.deadline))
+            .chain(self.hub.invokes.values().map(|p| p.deadline))
             .min();
         if let Some(at) = next {
-            if self.agents.timer_at.is_none_or(|t| at < t) {
-                self.agents.timer_at = Some(at);
-                self.schedule_agents_timer(at);
+            if self.hub.timer_at.is_none_or(|t| at < t) {
+                self.hub.timer_at = Some(at);
+                self.cx.net.schedule(at, Timer::Agents);
             }
         }
     }
 
-    pub(crate) fn on_agents_timer(&mut self, now_ms: u64) {
-        if self.agents.timer_at.is_some_and(|t| t <= now_ms) {
-            self.agents.timer_at = None;
+    pub(crate) fn on_timer(&mut self, now_ms: u64) {
+        if self.hub.timer_at.is_some_and(|t| t <= now_ms) {
+            self.hub.timer_at = None;
         }
-        for id in ids_where(&self.agents.runs, |r| r.flush_at.is_some_and(|t| t <= now_ms)) {
+        for id in ids_where(&self.hub.runs, |r| r.flush_at.is_some_and(|t| t <= now_ms)) {
             self.flush_delta(now_ms, &id);
         }
-        for id in ids_where(&self.agents.runs, |r| r.deadline <= now_ms) {
+        for id in ids_where(&self.hub.runs, |r| r.deadline <= now_ms) {
             self.fail_run(now_ms, &id, "the run timed out");
         }
-        let (due, rest): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.agents.waiters)
+        let (due, rest): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.hub.waiters)
             .into_iter()
             .partition(|w| w.deadline <= now_ms);
-        self.agents.waiters = rest;
+        self.hub.waiters = rest;
         for w in due {
             let payload = json!({"runId": w.run_id, "status": "timeout"});
-            self.send_text(w.conn, &ResponseFrame::ok(w.request_id, &payload).encode());
+            self.cx
+                .net
+                .send_text(w.conn, &ResponseFrame::ok(w.request_id, &payload).encode());
         }
-        for id in ids_where(&self.agents.invokes, |p| p.deadline <= now_ms) {
-            if let Some(p) = self.agents.invokes.remove(&id) {
+        for id in ids_where(&self.hub.invokes, |p| p.deadline <= now_ms) {
+            if let Some(p) = self.hub.invokes.remove(&id) {
                 let e = ErrorShape::new(
                     ErrorCode::Unavailable,
                     format!("node {} did not answer {} in time", p.node_id, p.command),
                 )
                 .retry_after(1000);
-                self.send_text(p.conn, &ResponseFrame::err(p.request_id, e).encode());
+                self.cx
+                    .net
+                    .send_text(p.conn, &ResponseFrame::err(p.request_id, e).encode());
             }
         }
         self.arm_agents_timer();
     }
 
-    // ----- methods -------------------------------------------------------------------------
-
-    /// A request's session key, canonical, and its agent (which must be known).
-    pub(crate) fn session_key_for(
-        &self,
-        raw: Option<&str>,
-        agent: Option<&str>,
-    ) -> Result<(String, String), ErrorShape> {
-        let routing = self.config.session_routing();
-        let key = routing
-            .resolve(raw, agent)
-            .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid session key: {e}")))?;
-        let agent = self.known_agent(Some(routing.agent_of(&key).as_str()))?;
-        Ok((key.as_str().to_owned(), agent.as_str().to_owned()))
-    }
-
     /// Methods of this module; `None` means the answer goes out later (or went out already).
-    pub(crate) fn call_agent_method(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Reply {
+    pub(crate) fn call(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Reply {
         let method = request.method.as_str();
         let result = match method {
             // These may answer later.
             "chat.send" => return Reply::deferred(self.chat_send(now_ms, conn, request)),
             "agent" => return Reply::deferred(self.agent_call(now_ms, conn, request)),
             "agent.wait" => return Reply::deferred(self.agent_wait(now_ms, conn, request)),
-            "chat.history" => self.chat_history(request),
+            "chat.history" => self.hub.chat_history(self.cx.config, request),
             "chat.abort" => (|| {
                 let p: ChatAbortParams = request.parse_params().map_err(|e| invalid(method, e))?;
-                let (key, _) = self.session_key_for(Some(&p.session_key), None)?;
+                let (key, _) = self.hub.session_key_for(self.cx.config, Some(&p.session_key), None)?;
                 let ids = self.abort_runs(now_ms, &key, p.run_id.as_deref());
                 Ok(json!({"ok": true, "aborted": !ids.is_empty(), "runIds": ids}))
             })(),
-            "agents.list" => Ok(self.agents_list()),
+            "agents.list" => Ok(self.hub.agents_list(self.cx.config)),
             "sessions.get" => (|| {
                 let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;
-                let (key, _) = self.session_key_for(Some(&p.key), None)?;
+                let (key, _) = self.hub.session_key_for(self.cx.config, Some(&p.key), None)?;
                 let limit = p.limit.unwrap_or(200).clamp(1, 1000);
-                let messages: Vec<&Value> = self.agents.sessions.get(&key).map_or_else(Vec::new, |s| {
+                let messages: Vec<&Value> = self.hub.sessions.get(&key).map_or_else(Vec::new, |s| {
                     s.messages.iter().skip(s.messages.len().saturating_sub(limit)).collect()
                 });
                 Ok(json!({"key": key, "messages": messages}))
             })(),
             "sessions.resolve" => (|| {
                 let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;
-                let (key, agent) = self.session_key_for(Some(&p.key), None)?;
+                let (key, agent) = self.hub.session_key_for(self.cx.config, Some(&p.key), None)?;
                 Ok(json!({"ok": true, "key": key, "agentId": agent}))
             })(),
             "sessions.reset" => (|| {
                 let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;
-                let (key, agent) = self.session_key_for(Some(&p.key), None)?;
+                let (key, agent) = self.hub.session_key_for(self.cx.config, Some(&p.key), None)?;
                 self.abort_runs(now_ms, &key, None);
                 self.remove_session(now_ms, &key);
                 let session_id = self.touch_session(now_ms, &key, &agent, "reset");
@@ -1411,24 +1630,24 @@ impl Gateway {
             })(),
             "sessions.delete" => (|| {
                 let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;
-                let (key, _) = self.session_key_for(Some(&p.key), None)?;
+                let (key, _) = self.hub.session_key_for(self.cx.config, Some(&p.key), None)?;
                 self.abort_runs(now_ms, &key, None);
                 let deleted = self.remove_session(now_ms, &key);
                 Ok(json!({"ok": true, "key": key, "deleted": deleted}))
             })(),
             "sessions.subscribe" => {
-                self.agents.session_subscribers.insert(conn);
+                self.hub.session_subscribers.insert(conn);
                 Ok(json!({"subscribed": true}))
             }
             "sessions.unsubscribe" => {
-                self.agents.session_subscribers.remove(&conn);
+                self.hub.session_subscribers.remove(&conn);
                 Ok(json!({"subscribed": false}))
             }
             "sessions.messages.subscribe" | "sessions.messages.unsubscribe" => (|| {
                 let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;
-                let (key, _) = self.session_key_for(Some(&p.key), None)?;
+                let (key, _) = self.hub.session_key_for(self.cx.config, Some(&p.key), None)?;
                 let on = method == "sessions.messages.subscribe";
-                let keys = self.agents.message_subscribers.entry(conn).or_default();
+                let keys = self.hub.message_subscribers.entry(conn).or_default();
                 if on {
                     keys.insert(key.clone());
                 } else {
@@ -1444,40 +1663,6 @@ impl Gateway {
         Reply::value(result)
     }
 
-    fn agents_list(&self) -> Value {
-        let routing = self.config.session_routing();
-        let agents: Vec<Value> = self
-            .agent_presence()
-            .into_iter()
-            .map(|a| {
-                // The Control UI asks for model setup while an agent has no `model.primary`: a
-                // worker is the agent's model here.
-                json!({
-                    "id": a["agentId"],
-                    "kind": "agent",
-                    "state": a["state"],
-                    "agentRuntime": {"id": "clawgate-worker", "cloudPlacementSupported": false, "devicePlacementSupported": false, "source": "implicit"},
-                    "thinkingLevels": [{"id": "off", "label": "off"}],
-                    "thinkingOptions": ["off"],
-                    "thinkingDefault": "off",
-                    "model": {"primary": format!("clawgate/{}", a["agentId"].as_str().unwrap_or("main"))},
-                    "defaultPermissionMode": "full",
-                })
-            })
-            .collect();
-        json!({
-            "defaultId": routing.default_agent.as_str(),
-            "mainKey": routing.effective_main_key(),
-            "scope": match self.config.session_scope {
-                clawgate_proto::session::SessionScope::PerSender => "per-sender",
-                clawgate_proto::session::SessionScope::Global => "global",
-            },
-            "ownership": "explicit",
-            "selectionRequired": false,
-            "agents": agents,
-        })
-    }
-
     fn chat_send(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Result<Option<Value>, ErrorShape> {
         let p: ChatSendParams = request.parse_params().map_err(|e| invalid("chat.send", e))?;
         check_message(
@@ -1487,14 +1672,16 @@ impl Gateway {
             "message or attachment required",
         )?;
         let run_id = p.idempotency_key;
-        if self.agents.runs.contains_key(&run_id) {
+        if self.hub.runs.contains_key(&run_id) {
             return Ok(Some(json!({"runId": run_id, "status": "in_flight"})));
         }
-        if self.agents.finished.contains_key(&run_id) {
+        if self.hub.finished.contains_key(&run_id) {
             return Ok(Some(json!({"runId": run_id, "status": "started"})));
         }
         let ack = ResponseFrame::ok(request.id.clone(), &json!({"runId": run_id, "status": "started"})).encode();
-        let (key, agent) = self.session_key_for(Some(&p.session_key), p.agent_id.as_deref())?;
+        let (key, agent) = self
+            .hub
+            .session_key_for(self.cx.config, Some(&p.session_key), p.agent_id.as_deref())?;
         self.start_run(
             now_ms,
             RunRequest {
@@ -1516,12 +1703,12 @@ impl Gateway {
         let p: AgentParams = request.parse_params().map_err(|e| invalid("agent", e))?;
         check_message("agent", &p.idempotency_key, &p.message, "message required")?;
         let run_id = p.idempotency_key;
-        if let Some(run) = self.agents.runs.get(&run_id) {
+        if let Some(run) = self.hub.runs.get(&run_id) {
             return Ok(Some(json!({
                 "runId": run_id, "status": "in_flight", "sessionKey": run.session_key, "agentId": run.agent_id,
             })));
         }
-        if let Some(done) = self.agents.finished.get(&run_id) {
+        if let Some(done) = self.hub.finished.get(&run_id) {
             // A repeat of a finished run gets its outcome again, not a second run.
             return match done.status {
                 "ok" => Ok(Some(agent_final_payload(&run_id, done))),
@@ -1532,7 +1719,9 @@ impl Gateway {
                 .with_details(json!({"runId": run_id, "status": status}))),
             };
         }
-        let (key, agent) = self.session_key_for(p.session_key.as_deref(), p.agent_id.as_deref())?;
+        let (key, agent) = self
+            .hub
+            .session_key_for(self.cx.config, p.session_key.as_deref(), p.agent_id.as_deref())?;
         let accepted = json!({
             "runId": run_id, "sessionKey": key, "agentId": agent, "status": "accepted", "acceptedAt": now_ms,
         });
@@ -1559,14 +1748,14 @@ impl Gateway {
 
     fn agent_wait(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Result<Option<Value>, ErrorShape> {
         let p: AgentWaitParams = request.parse_params().map_err(|e| invalid("agent.wait", e))?;
-        if let Some(done) = self.agents.finished.get(&p.run_id) {
+        if let Some(done) = self.hub.finished.get(&p.run_id) {
             return Ok(Some(wait_payload(&p.run_id, done)));
         }
         let timeout = p.timeout_ms.unwrap_or(30_000).min(24 * 3_600_000);
         if timeout == 0 {
             return Ok(Some(json!({"runId": p.run_id, "status": "timeout"})));
         }
-        self.agents.waiters.push(Waiter {
+        self.hub.waiters.push(Waiter {
             conn,
             request_id: request.id.clone(),
             run_id: p.run_id,
@@ -1576,121 +1765,9 @@ impl Gateway {
         Ok(None)
     }
 
-    fn chat_history(&self, request: &RequestFrame) -> Result<Value, ErrorShape> {
-        let p: ChatHistoryParams = request.parse_params().map_err(|e| invalid("chat.history", e))?;
-        let (key, _) = self.session_key_for(Some(&p.session_key), None)?;
-        let limit = p.limit.unwrap_or(200).clamp(1, 1000);
-        let pending = json!({"items": [], "total": 0});
-        let Some(s) = self.agents.sessions.get(&key) else {
-            if p.cursor.is_some() {
-                return Ok(json!({"kind": "delta", "messages": [], "deltaCursor": "0", "pendingInputs": pending}));
-            }
-            return Ok(json!({
-                "sessionKey": key, "messages": [], "hasMore": false, "totalMessages": 0, "deltaCursor": "0",
-                "pendingInputs": pending,
-            }));
-        };
-        // The cursor is the seq of the last message the caller has (an opaque string to it).
-        if let Some(cursor) = &p.cursor {
-            let after = cursor.parse::<u64>().unwrap_or(0);
-            let messages: Vec<Value> = s
-                .messages
-                .iter()
-                .filter(|m| m["__openclaw"]["seq"].as_u64().is_some_and(|seq| seq > after))
-                .take(limit)
-                .map(|m| {
-                    json!({
-                        "sessionKey": key, "agentId": s.agent_id, "message": m,
-                        "messageId": m["__openclaw"]["id"], "messageSeq": m["__openclaw"]["seq"],
-                    })
-                })
-                .collect();
-            let last = messages
-                .last()
-                .and_then(|m| m["messageSeq"].as_u64())
-                .unwrap_or(after.min(s.total));
-            return Ok(json!({
-                "kind": "delta", "messages": messages, "deltaCursor": last.to_string(), "pendingInputs": pending,
-                "sessionInfo": self.session_row(&key, s),
-            }));
-        }
-        let skip = s.messages.len().saturating_sub(limit);
-        let messages: Vec<&Value> = s.messages.iter().skip(skip).collect();
-        Ok(json!({
-            "sessionKey": key,
-            "sessionId": s.session_id,
-            "messages": messages,
-            "hasMore": s.total > messages.len() as u64,
-            "totalMessages": s.total,
-            "deltaCursor": s.total.to_string(),
-            "pendingInputs": pending,
-            "inputReceipts": [],
-            "inputConsumptions": [],
-            "sessionInfo": self.session_row(&key, s),
-        }))
-    }
-
-    /// `sessions.describe` / `chat.startup`'s view of a session; `None` for one never used.
-    pub(crate) fn session_info(&self, now_ms: u64, raw_key: &str) -> Result<Option<Value>, ErrorShape> {
-        let (key, agent) = self.session_key_for(Some(raw_key), None)?;
-        let Some(s) = self.agents.sessions.get(&key) else {
-            return Ok(None);
-        };
-        let mut row = self.session_row(&key, s);
-        row["modelProvider"] = json!("clawgate");
-        row["model"] = json!(agent);
-        row["activeLeafEntryId"] = Value::Null;
-        row["snapshotAt"] = json!(now_ms);
-        Ok(Some(row))
-    }
-
-    /// The last `limit` messages of a session for `chat.startup`.
-    pub(crate) fn startup_history(&self, raw_key: &str, limit: usize) -> Result<StartupHistory, ErrorShape> {
-        let (key, agent) = self.session_key_for(Some(raw_key), None)?;
-        let Some(s) = self.agents.sessions.get(&key) else {
-            return Ok(StartupHistory {
-                key,
-                agent,
-                messages: Vec::new(),
-                total: 0,
-                session_id: None,
-            });
-        };
-        let messages = s
-            .messages
-            .iter()
-            .skip(s.messages.len().saturating_sub(limit))
-            .cloned()
-            .collect();
-        Ok(StartupHistory {
-            key,
-            agent,
-            messages,
-            total: s.total,
-            session_id: Some(s.session_id.clone()),
-        })
-    }
-
-    /// The messages of a session, for `GET /sessions/<key>/history`.
-    pub(crate) fn session_history(&self, raw_key: &str, limit: usize) -> Result<Value, ErrorShape> {
-        let (key, _) = self.session_key_for(Some(raw_key), None)?;
-        let messages: Vec<&Value> = self.agents.sessions.get(&key).map_or_else(Vec::new, |s| {
-            s.messages.iter().skip(s.messages.len().saturating_sub(limit)).collect()
-        });
-        Ok(json!({"sessionKey": key, "messages": messages}))
-    }
-
-    /// The agent ids that are configured or served by a worker.
-    pub(crate) fn agent_ids(&self) -> BTreeSet<String> {
-        let mut ids: BTreeSet<String> = self.config.tool_policy.agent_ids().collect();
-        ids.insert(self.config.session_routing().default_agent.as_str().to_owned());
-        ids.extend(self.agents.workers.keys().cloned());
-        ids
-    }
-
     fn node_invoke(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Result<Option<Value>, ErrorShape> {
         let p: NodeInvokeParams = request.parse_params().map_err(|e| invalid("node.invoke", e))?;
-        let Some((node_conn, commands)) = self.node_conn(&p.node_id) else {
+        let Some((node_conn, commands)) = self.cx.net.node_conn(&p.node_id) else {
             return Err(ErrorShape::new(
                 ErrorCode::Unavailable,
                 format!("node not connected: {}", p.node_id),
@@ -1706,7 +1783,7 @@ impl Gateway {
             )
             .with_details(json!({"reason": "command not declared", "command": p.command})));
         }
-        let id = self.random_uuid();
+        let id = self.cx.random_uuid();
         let timeout = p.timeout_ms.unwrap_or(30_000).clamp(1, 600_000);
         let params = p.params.unwrap_or(json!({}));
         let payload = json!({
@@ -1717,8 +1794,10 @@ impl Gateway {
             "timeoutMs": timeout,
             "idempotencyKey": p.idempotency_key,
         });
-        self.send_event(node_conn, "node.invoke.request", &to_raw(&payload), false);
-        self.agents.invokes.insert(
+        self.cx
+            .net
+            .send_event(node_conn, "node.invoke.request", &to_raw(&payload), false);
+        self.hub.invokes.insert(
             id,
             PendingInvoke {
                 conn,
@@ -1754,7 +1833,7 @@ impl Gateway {
                 })
                 .unwrap_or_else(|| "the node reported a failure".to_owned())
         };
-        if let Some(run) = self.agents.runs.get(&p.id) {
+        if let Some(run) = self.hub.runs.get(&p.id) {
             if run.worker != Some(conn) {
                 return Err(ErrorShape::new(
                     ErrorCode::InvalidRequest,
@@ -1773,14 +1852,14 @@ impl Gateway {
             self.finish_run(now_ms, &p.id, outcome);
             return Ok(json!({"ok": true}));
         }
-        if let Some(pending) = self.agents.invokes.get(&p.id) {
+        if let Some(pending) = self.hub.invokes.get(&p.id) {
             if pending.node_conn != conn {
                 return Err(ErrorShape::new(
                     ErrorCode::InvalidRequest,
                     "invoke not addressed to this node",
                 ));
             }
-            let Some(pending) = self.agents.invokes.remove(&p.id) else {
+            let Some(pending) = self.hub.invokes.remove(&p.id) else {
                 return Ok(json!({"ok": true}));
             };
             let frame = if p.ok {
@@ -1796,7 +1875,7 @@ impl Gateway {
                     ErrorShape::new(ErrorCode::Unavailable, error_text()),
                 )
             };
-            self.send_text(pending.conn, &frame.encode());
+            self.cx.net.send_text(pending.conn, &frame.encode());
             return Ok(json!({"ok": true}));
         }
         // A result for a run that was aborted or timed out: accepted and dropped.

@@ -46,6 +46,12 @@ pub struct GatewayConfig {
     pub http_body_timeout_ms: u64,
     /// Interval of `tick` events.
     pub tick_interval_ms: u64,
+    /// Time a closing connection gets to flush what is queued for it before the runtime cuts it.
+    pub close_grace_ms: u64,
+    /// Time the runtime waits at shutdown for clients to take their close frames.
+    pub shutdown_grace_ms: u64,
+    /// `restartExpectedMs` of the `shutdown` event before a restart: when clients may try again.
+    pub restart_expected_ms: u64,
     /// Largest frame before `hello-ok`.
     pub max_preauth_payload: usize,
     /// Largest frame after `hello-ok`.
@@ -190,6 +196,9 @@ impl GatewayConfig {
             http_head_timeout_ms: 10_000,
             http_body_timeout_ms: 30_000,
             tick_interval_ms: TICK_INTERVAL_MS,
+            close_grace_ms: 1_000,
+            shutdown_grace_ms: 2_000,
+            restart_expected_ms: 1_500,
             max_preauth_payload: MAX_PREAUTH_PAYLOAD_BYTES,
             max_payload: MAX_PAYLOAD_BYTES,
             max_buffered_bytes: MAX_BUFFERED_BYTES,

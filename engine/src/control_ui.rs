@@ -1,33 +1,17 @@
 //! What the official OpenClaw Control UI needs: its files over HTTP (read by the runtime from a
 //! folder), `/control-ui-config.json`, and the methods it calls at start and around a chat.
 
-use crate::gateway::{ConnId, Gateway, Output};
+use crate::admission::Admission;
+use crate::agents::AgentHub;
+use crate::config::GatewayConfig;
+use crate::context::Ctx;
+use crate::output::{ConnId, Output};
 use crate::reply::HttpReply;
 use clawgate_proto::frame::{ErrorCode, ErrorShape, RequestFrame};
 use clawgate_proto::http::{Request, Response};
 use serde_json::{json, Value};
 
-/// A file of the Control UI bundle for the runtime to send ([`Output::ServeStatic`]); hand it
-/// back with the response to [`Gateway::handle_static_response`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaticRequest {
-    /// The connection.
-    pub conn: ConnId,
-    /// The bundle's folder.
-    pub root: String,
-    /// The file, relative to `root`: no `..`, `.`, empty or backslash segments.
-    pub path: String,
-    /// Serve `index.html` when the file does not exist (an SPA route).
-    pub spa_fallback: bool,
-    /// The client accepts `br` / `gzip` (precompressed siblings are used when present).
-    pub accepts_br: bool,
-    /// See `accepts_br`.
-    pub accepts_gzip: bool,
-    /// A `HEAD` request.
-    pub head_only: bool,
-    /// Keep the connection open after the answer.
-    pub keep_alive: bool,
-}
+pub use crate::output::StaticRequest;
 
 /// The model name shown for agents served by workers.
 const WORKER_PROVIDER: &str = "clawgate";
@@ -114,214 +98,212 @@ const NO_BUNDLE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"
 <p>or set <code>gateway.controlUi.root</code> in <code>openclaw.json</code>. Then open \
 <code>http://127.0.0.1:18789/#token=&lt;your token&gt;</code>.</p></body></html>";
 
-impl Gateway {
-    /// Whether a worker serves an agent or the configuration names one: what the UI calls "a
-    /// model is configured".
-    pub(crate) fn model_configured(&self) -> bool {
-        !self.config.tool_policy.agents.is_empty() || self.agents.any_worker()
-    }
+/// Whether a worker serves an agent or the configuration names one: what the UI calls "a
+/// model is configured".
+pub(crate) fn model_configured(config: &GatewayConfig, agents: &AgentHub) -> bool {
+    !config.tool_policy.agents.is_empty() || agents.any_worker()
+}
 
-    /// The Control UI's HTTP paths (a bundle file answers later, once read); `None` when `path`
-    /// is not one of them (another route or 404).
-    pub(crate) fn route_control_ui(
-        &mut self,
-        now_ms: u64,
-        conn: ConnId,
-        peer: std::net::SocketAddr,
-        request: &Request,
-        keep_alive: bool,
-    ) -> Option<HttpReply> {
-        let base = self.config.control_ui_base_path.clone();
-        let path = request.path();
-        let rest = if base.is_empty() {
-            path
-        } else if path == base {
-            "/"
-        } else {
-            path.strip_prefix(base.as_str()).filter(|r| r.starts_with('/'))?
-        };
-        let get_like = request.method == "GET" || request.method == "HEAD";
-        if rest == "/control-ui-config.json" {
-            if !get_like {
-                return Some(HttpReply::Now(
-                    Response::text(405, "Method Not Allowed").header("Allow", "GET, HEAD"),
-                ));
-            }
-            if self.check_http_bearer(now_ms, peer, request).is_err() {
-                return Some(HttpReply::Now(
-                    Response::json(
-                        401,
-                        &json!({"error": {"message": "Unauthorized", "type": "unauthorized"}}),
-                    )
-                    .header("Cache-Control", "no-store"),
-                ));
-            }
+/// The Control UI's HTTP paths (a bundle file answers later, once read); `None` when `path`
+/// is not one of them (another route or 404).
+pub(crate) fn route(
+    cx: &mut Ctx<'_>,
+    admission: &mut Admission,
+    now_ms: u64,
+    conn: ConnId,
+    peer: std::net::SocketAddr,
+    request: &Request,
+    keep_alive: bool,
+) -> Option<HttpReply> {
+    let base = cx.config.control_ui_base_path.clone();
+    let path = request.path();
+    let rest = if base.is_empty() {
+        path
+    } else if path == base {
+        "/"
+    } else {
+        path.strip_prefix(base.as_str()).filter(|r| r.starts_with('/'))?
+    };
+    let get_like = request.method == "GET" || request.method == "HEAD";
+    if rest == "/control-ui-config.json" {
+        if !get_like {
             return Some(HttpReply::Now(
-                Response::json(200, &self.control_ui_config()).header("Cache-Control", "no-store"),
+                Response::text(405, "Method Not Allowed").header("Allow", "GET, HEAD"),
             ));
         }
-        if !get_like {
-            return None;
-        }
-        let Some(root) = self.config.control_ui_root.clone() else {
-            return (rest == "/").then(|| {
-                HttpReply::Now(
-                    Response::new(200)
-                        .header("Content-Type", "text/html; charset=utf-8")
-                        .header("Cache-Control", "no-store")
-                        .body(NO_BUNDLE_PAGE.as_bytes().to_vec()),
+        if admission.check_http_bearer(cx.config, now_ms, peer, request).is_err() {
+            return Some(HttpReply::Now(
+                Response::json(
+                    401,
+                    &json!({"error": {"message": "Unauthorized", "type": "unauthorized"}}),
                 )
-            });
-        };
-        let Some(file) = bundle_path(rest) else {
-            return Some(HttpReply::Now(Response::text(404, "Not Found")));
-        };
-        // A path whose last segment has no extension is a route of the single-page app.
-        let spa_fallback = !file.rsplit('/').next().unwrap_or("").contains('.');
-        let encodings = request.header("accept-encoding").unwrap_or("").to_ascii_lowercase();
-        self.push_output(Output::ServeStatic(StaticRequest {
-            conn,
-            root,
-            path: file,
-            spa_fallback,
-            accepts_br: encodings.contains("br"),
-            accepts_gzip: encodings.contains("gzip"),
-            head_only: request.method == "HEAD",
-            keep_alive,
-        }));
-        Some(HttpReply::Later)
+                .header("Cache-Control", "no-store"),
+            ));
+        }
+        return Some(HttpReply::Now(
+            Response::json(200, &control_ui_config(cx.config)).header("Cache-Control", "no-store"),
+        ));
     }
-
-    /// The runtime read (or failed to find) a file of the bundle: answers the request and serves
-    /// what the client pipelined behind it.
-    pub fn handle_static_response(&mut self, now_ms: u64, request: &StaticRequest, response: &Response) {
-        self.finish_deferred_http(now_ms, request.conn, response, request.head_only, request.keep_alive);
+    if !get_like {
+        return None;
     }
+    let Some(root) = cx.config.control_ui_root.clone() else {
+        return (rest == "/").then(|| {
+            HttpReply::Now(
+                Response::new(200)
+                    .header("Content-Type", "text/html; charset=utf-8")
+                    .header("Cache-Control", "no-store")
+                    .body(NO_BUNDLE_PAGE.as_bytes().to_vec()),
+            )
+        });
+    };
+    let Some(file) = bundle_path(rest) else {
+        return Some(HttpReply::Now(Response::text(404, "Not Found")));
+    };
+    // A path whose last segment has no extension is a route of the single-page app.
+    let spa_fallback = !file.rsplit('/').next().unwrap_or("").contains('.');
+    let encodings = request.header("accept-encoding").unwrap_or("").to_ascii_lowercase();
+    cx.net.push_output(Output::ServeStatic(StaticRequest {
+        conn,
+        root,
+        path: file,
+        spa_fallback,
+        accepts_br: encodings.contains("br"),
+        accepts_gzip: encodings.contains("gzip"),
+        head_only: request.method == "HEAD",
+        keep_alive,
+    }));
+    Some(HttpReply::Later)
+}
 
-    fn control_ui_config(&self) -> Value {
-        let agent = self.config.session_routing().default_agent.as_str().to_owned();
-        json!({
-            "basePath": self.config.control_ui_base_path,
-            "assistantName": "Assistant",
-            "assistantAvatar": "A",
-            "assistantAvatarSource": null,
-            "assistantAvatarStatus": null,
-            "assistantAvatarReason": null,
-            "assistantAgentId": agent,
-            "serverVersion": self.config.server_version,
-            "serverBuildId": format!("clawgate-{}", self.config.server_version),
-            "embedSandbox": "scripts",
-            "allowExternalEmbedUrls": false,
-            "automaticallyFetchFavicons": false,
-            "communityInvite": false,
-            "terminalEnabled": false,
-            "cliAgentsEnabled": false,
-            "pluginAssetsRequireAuth": true,
-            "pluginFrameGrants": [],
-        })
-    }
+fn control_ui_config(config: &GatewayConfig) -> Value {
+    let agent = config.session_routing().default_agent.as_str().to_owned();
+    json!({
+        "basePath": config.control_ui_base_path,
+        "assistantName": "Assistant",
+        "assistantAvatar": "A",
+        "assistantAvatarSource": null,
+        "assistantAvatarStatus": null,
+        "assistantAvatarReason": null,
+        "assistantAgentId": agent,
+        "serverVersion": config.server_version,
+        "serverBuildId": format!("clawgate-{}", config.server_version),
+        "embedSandbox": "scripts",
+        "allowExternalEmbedUrls": false,
+        "automaticallyFetchFavicons": false,
+        "communityInvite": false,
+        "terminalEnabled": false,
+        "cliAgentsEnabled": false,
+        "pluginAssetsRequireAuth": true,
+        "pluginFrameGrants": [],
+    })
+}
 
-    fn model_entry(&self, agent: &str) -> Value {
-        json!({
-            "id": agent,
-            "name": format!("Agent worker ({agent})"),
-            "provider": WORKER_PROVIDER,
-            "contextWindow": null,
-            "reasoning": false,
-            "tags": ["default"],
-            "thinkingLevels": [{"id": "off", "label": "off"}],
-            "thinkingDefault": "off",
-            "manualSelectionAllowed": true,
-            "available": self.agents.serves(agent),
-        })
-    }
+fn model_entry(agents: &AgentHub, agent: &str) -> Value {
+    json!({
+        "id": agent,
+        "name": format!("Agent worker ({agent})"),
+        "provider": WORKER_PROVIDER,
+        "contextWindow": null,
+        "reasoning": false,
+        "tags": ["default"],
+        "thinkingLevels": [{"id": "off", "label": "off"}],
+        "thinkingDefault": "off",
+        "manualSelectionAllowed": true,
+        "available": agents.serves(agent),
+    })
+}
 
-    /// The Control UI's methods.
-    pub(crate) fn call_control_ui_method(&self, now_ms: u64, request: &RequestFrame) -> Result<Value, ErrorShape> {
-        let params: Value = request.parse_params().unwrap_or(Value::Null);
-        let method = request.method.as_str();
-        let agent_param = params["agentId"].as_str();
-        Ok(match method {
-            "agent.identity.get" => {
-                let agent = self.known_agent(agent_param)?;
-                json!({"agentId": agent.as_str(), "name": "Assistant", "nameSource": "default", "avatar": "A"})
-            }
-            "question.list" => json!({"questions": []}),
-            "users.prefs.get" => json!({"status": "ok", "entries": {}}),
-            "sessions.observer.visibility" => json!({"ok": true}),
-            "sessions.viewers.set" => {
-                json!({"sessionKeys": params["sessionKeys"].as_array().cloned().unwrap_or_default()})
-            }
-            "models.list" => {
-                let agent = self.known_agent(agent_param)?;
-                json!({
-                    "models": [self.model_entry(agent.as_str())],
-                    "accountSelection": {"kind": "automatic", "label": "Automatic account selection"},
-                })
-            }
-            "chat.metadata" => {
-                let agent = self.known_agent(agent_param)?;
-                json!({
-                    "models": [self.model_entry(agent.as_str())],
-                    "commands": [],
-                    "swarmEnabled": false,
-                    "accountSelection": {"kind": "automatic", "label": "Automatic account selection"},
-                    "runtimeSelectionLocked": true,
-                })
-            }
-            "sessions.describe" => {
-                let key = params["key"].as_str().or(params["sessionKey"].as_str());
-                let session = match key {
-                    Some(k) => self.session_info(now_ms, k)?,
-                    None => {
-                        return Err(ErrorShape::new(
-                            ErrorCode::InvalidRequest,
-                            "invalid sessions.describe params: key is required",
-                        ))
-                    }
-                };
-                json!({"session": session})
-            }
-            "chat.startup" => {
-                let Some(raw_key) = params["sessionKey"].as_str() else {
+/// The Control UI's methods.
+pub(crate) fn call(
+    config: &GatewayConfig,
+    agents: &AgentHub,
+    now_ms: u64,
+    request: &RequestFrame,
+) -> Result<Value, ErrorShape> {
+    let params: Value = request.parse_params().unwrap_or(Value::Null);
+    let method = request.method.as_str();
+    let agent_param = params["agentId"].as_str();
+    Ok(match method {
+        "agent.identity.get" => {
+            let agent = agents.known_agent(config, agent_param)?;
+            json!({"agentId": agent.as_str(), "name": "Assistant", "nameSource": "default", "avatar": "A"})
+        }
+        "question.list" => json!({"questions": []}),
+        "users.prefs.get" => json!({"status": "ok", "entries": {}}),
+        "sessions.observer.visibility" => json!({"ok": true}),
+        "sessions.viewers.set" => {
+            json!({"sessionKeys": params["sessionKeys"].as_array().cloned().unwrap_or_default()})
+        }
+        "models.list" => {
+            let agent = agents.known_agent(config, agent_param)?;
+            json!({
+                "models": [model_entry(agents, agent.as_str())],
+                "accountSelection": {"kind": "automatic", "label": "Automatic account selection"},
+            })
+        }
+        "chat.metadata" => {
+            let agent = agents.known_agent(config, agent_param)?;
+            json!({
+                "models": [model_entry(agents, agent.as_str())],
+                "commands": [],
+                "swarmEnabled": false,
+                "accountSelection": {"kind": "automatic", "label": "Automatic account selection"},
+                "runtimeSelectionLocked": true,
+            })
+        }
+        "sessions.describe" => {
+            let key = params["key"].as_str().or(params["sessionKey"].as_str());
+            let session = match key {
+                Some(k) => agents.session_info(config, now_ms, k)?,
+                None => {
                     return Err(ErrorShape::new(
                         ErrorCode::InvalidRequest,
-                        "invalid chat.startup params: sessionKey is required",
-                    ));
-                };
-                let limit = params["limit"].as_u64().unwrap_or(80).clamp(1, 1000) as usize;
-                let crate::agents::StartupHistory {
-                    key,
-                    agent,
-                    messages,
-                    total,
-                    session_id,
-                } = self.startup_history(raw_key, limit)?;
-                let info = self.session_info(now_ms, &key)?.unwrap_or_else(|| {
-                    json!({"key": key, "kind": "direct", "agentId": agent, "isMain": true, "updatedAt": null,
-                           "hasActiveRun": false, "activeRunIds": [], "activeLeafEntryId": null,
-                           "modelProvider": WORKER_PROVIDER, "model": agent})
-                });
-                json!({
-                    "sessionKey": key,
-                    "sessionId": session_id,
-                    "messages": messages,
-                    "pendingInputs": {"items": [], "total": 0},
-                    "hasMore": total > messages.len() as u64,
-                    "totalMessages": total,
-                    "defaults": {
-                        "modelProvider": WORKER_PROVIDER, "model": agent, "contextTokens": null,
-                        "agentRuntime": {"id": "clawgate-worker", "cloudPlacementSupported": false, "devicePlacementSupported": false, "source": "implicit"},
-                        "modelSelectionTarget": "session",
-                    },
-                    "sessionInfo": info,
-                    "thinkingLevel": "off",
-                    "metadata": {},
-                })
-            }
-            other => return Err(ErrorShape::unknown_method(other)),
-        })
-    }
+                        "invalid sessions.describe params: key is required",
+                    ))
+                }
+            };
+            json!({"session": session})
+        }
+        "chat.startup" => {
+            let Some(raw_key) = params["sessionKey"].as_str() else {
+                return Err(ErrorShape::new(
+                    ErrorCode::InvalidRequest,
+                    "invalid chat.startup params: sessionKey is required",
+                ));
+            };
+            let limit = params["limit"].as_u64().unwrap_or(80).clamp(1, 1000) as usize;
+            let crate::agents::StartupHistory {
+                key,
+                agent,
+                messages,
+                total,
+                session_id,
+            } = agents.startup_history(config, raw_key, limit)?;
+            let info = agents.session_info(config, now_ms, &key)?.unwrap_or_else(|| {
+                json!({"key": key, "kind": "direct", "agentId": agent, "isMain": true, "updatedAt": null,
+                       "hasActiveRun": false, "activeRunIds": [], "activeLeafEntryId": null,
+                       "modelProvider": WORKER_PROVIDER, "model": agent})
+            });
+            json!({
+                "sessionKey": key,
+                "sessionId": session_id,
+                "messages": messages,
+                "pendingInputs": {"items": [], "total": 0},
+                "hasMore": total > messages.len() as u64,
+                "totalMessages": total,
+                "defaults": {
+                    "modelProvider": WORKER_PROVIDER, "model": agent, "contextTokens": null,
+                    "agentRuntime": {"id": "clawgate-worker", "cloudPlacementSupported": false, "devicePlacementSupported": false, "source": "implicit"},
+                    "modelSelectionTarget": "session",
+                },
+                "sessionInfo": info,
+                "thinkingLevel": "off",
+                "metadata": {},
+            })
+        }
+        other => return Err(ErrorShape::unknown_method(other)),
+    })
 }
 
 #[cfg(test)]

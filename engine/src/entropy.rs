@@ -10,7 +10,7 @@ pub trait Entropy {
 }
 
 /// A device token: 32 random bytes, base64url (43 characters).
-pub(crate) fn mint_token(entropy: &mut (dyn Entropy + Send)) -> String {
+pub(crate) fn mint_token(entropy: &mut dyn Entropy) -> String {
     let mut bytes = [0u8; 32];
     entropy.fill(&mut bytes);
     base64url_encode(&bytes)

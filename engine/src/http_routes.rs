@@ -1,12 +1,12 @@
-//! Plain HTTP requests on the gateway port.
+//! Plain HTTP requests on the gateway port: which part of the gateway a request goes to (a pure
+//! function of the request), and the answers of the gateway's own endpoints.
 
-use crate::gateway::{ConnId, Gateway};
 use crate::reply::HttpReply;
-use crate::tool_calls::{json_response, ToolCallRequest, ToolReply, ToolStart};
+use crate::tool_calls::{json_response, ToolCallRequest, ToolStart};
+use clawgate_proto::frame::ErrorShape;
 use clawgate_proto::http::{Request, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 
 /// The body of `POST /tools/invoke`.
 #[derive(Deserialize)]
@@ -49,117 +49,134 @@ pub(crate) fn refused_request(e: &clawgate_proto::http::HttpError) -> Response {
     .header("Connection", "close")
 }
 
-impl Gateway {
-    /// Whether `Authorization: Bearer <secret>` carries the shared token or password.
-    pub(crate) fn bearer_ok(&self, request: &Request) -> bool {
-        crate::admission::bearer_matches(&self.config.auth, request)
-    }
+/// Where an HTTP request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// The HTTP API of the agents (`/v1/...`, `/api/sessions/.../messages`,
+    /// `/sessions/.../history`).
+    Agents,
+    /// `POST /tools/invoke`.
+    ToolsInvoke,
+    /// `/health`, `/healthz`: the process is alive.
+    Live,
+    /// `/ready`, `/readyz`: the gateway serves.
+    Ready,
+    /// `/api/device/nonce`.
+    DeviceNonce,
+    /// `/metrics`.
+    Metrics,
+    /// Anything else: a path of the Control UI, or nothing (404).
+    ControlUi,
+    /// A known path asked with a method it does not take; the value is its `Allow`.
+    MethodNotAllowed(&'static str),
+}
 
-    /// The answer to an HTTP request (later for a tool, an agent or a file; see
-    /// [`Gateway::finish_deferred_http`]).
-    pub(crate) fn route_http(
-        &mut self,
-        now_ms: u64,
-        conn: ConnId,
-        peer: SocketAddr,
-        request: &Request,
-        keep_alive: bool,
-    ) -> HttpReply {
-        if let Some(answer) = self.route_agent_http(now_ms, conn, peer, request, keep_alive) {
-            return answer;
-        }
-        let path = request.path();
-        let get_like = request.method == "GET" || request.method == "HEAD";
-        HttpReply::Now(match path {
-            "/tools/invoke" if request.method != "POST" => {
-                Response::text(405, "Method Not Allowed").header("Allow", "POST")
-            }
-            "/tools/invoke" => return self.http_tool_call(now_ms, conn, request, keep_alive),
-            "/health" | "/healthz" | "/ready" | "/readyz" if !get_like => {
-                Response::text(405, "Method Not Allowed").header("Allow", "GET, HEAD")
-            }
-            "/health" | "/healthz" => json_response(200, &json!({"ok": true, "status": "live"})),
-            "/ready" | "/readyz" => {
-                let ready = !self.is_stopping();
-                let status = if ready { 200 } else { 503 };
-                // Details only for callers on this host; others learn just the verdict.
-                if crate::admission::is_local_direct(peer, request) {
-                    let failing: Vec<&str> = if ready { vec![] } else { vec!["stopping"] };
-                    json_response(
-                        status,
-                        &json!({"ready": ready, "failing": failing, "uptimeMs": now_ms.saturating_sub(self.started_at)}),
-                    )
-                } else {
-                    json_response(status, &json!({"ready": ready}))
-                }
-            }
-            "/api/device/nonce" if !get_like => Response::text(405, "Method Not Allowed").header("Allow", "GET, HEAD"),
-            "/api/device/nonce" => {
-                let (nonce, expires_at_ms) = self.issue_http_nonce(now_ms);
-                json_response(
-                    200,
-                    &json!({"nonce": nonce, "ts": now_ms, "expiresAtMs": expires_at_ms}),
-                )
-            }
-            "/metrics" if !get_like => Response::text(405, "Method Not Allowed").header("Allow", "GET, HEAD"),
-            "/metrics" => {
-                if crate::admission::is_local_direct(peer, request) || self.bearer_ok(request) {
-                    let body = self.metrics.render(&self.connection_states());
-                    Response::new(200)
-                        .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-                        .header("Cache-Control", "no-store")
-                        .body(body.into_bytes())
-                } else {
-                    json_response(
-                        401,
-                        &json!({"error": {"message": "Unauthorized", "type": "unauthorized"}}),
-                    )
-                }
-            }
-            _ => match self.route_control_ui(now_ms, conn, peer, request, keep_alive) {
-                Some(answer) => return answer,
-                None => Response::text(404, "Not Found"),
-            },
-        })
+/// Which part of the gateway answers `request`.
+pub(crate) fn route(request: &Request) -> Route {
+    let path = request.path();
+    if crate::openai_http::claims(path) {
+        return Route::Agents;
     }
+    let get_like = request.method == "GET" || request.method == "HEAD";
+    let (route, allowed, allow) = match path {
+        "/tools/invoke" => (Route::ToolsInvoke, request.method == "POST", "POST"),
+        "/health" | "/healthz" => (Route::Live, get_like, "GET, HEAD"),
+        "/ready" | "/readyz" => (Route::Ready, get_like, "GET, HEAD"),
+        "/api/device/nonce" => (Route::DeviceNonce, get_like, "GET, HEAD"),
+        "/metrics" => (Route::Metrics, get_like, "GET, HEAD"),
+        _ => return Route::ControlUi,
+    };
+    if allowed {
+        route
+    } else {
+        Route::MethodNotAllowed(allow)
+    }
+}
 
-    /// `POST /tools/invoke`: the shared secret as a bearer token is a full operator.
-    fn http_tool_call(&mut self, now_ms: u64, conn: ConnId, request: &Request, keep_alive: bool) -> HttpReply {
-        if !self.bearer_ok(request) {
-            return HttpReply::Now(json_response(
-                401,
-                &json!({"error": {"message": "Unauthorized", "type": "unauthorized"}}),
-            ));
-        }
-        let call: HttpToolCall = match serde_json::from_slice(&request.body) {
-            Ok(call) => call,
-            Err(e) => return HttpReply::Now(http_error(400, "invalid_request", &format!("invalid body: {e}"))),
-        };
-        let mut args = call.args.unwrap_or_default();
-        if let Some(action) = call.action {
-            args.entry("action").or_insert(Value::String(action));
-        }
-        let header = |name: &str| request.header(name).map(str::to_owned);
-        let start = ToolCallRequest {
-            caller: Some("http".to_owned()),
-            name: call.tool.clone(),
-            args,
-            session_key: call.session_key.or_else(|| header("x-openclaw-session-key")),
-            agent_id: header("x-openclaw-agent-id").or_else(|| header("x-openclaw-agent")),
-            over_http: true,
-            run_id: None,
-        };
-        match self.begin_tool_call(now_ms, start, ToolReply::Http { conn, keep_alive }, None) {
-            Ok(ToolStart::Running) => HttpReply::Later,
-            Ok(ToolStart::Refused {
-                code: "TOOL_NOT_FOUND", ..
-            }) => HttpReply::Now(http_error(
-                404,
-                "not_found",
-                &format!("Tool not available: {}", call.tool),
-            )),
-            Ok(ToolStart::Refused { message, .. }) => HttpReply::Now(http_error(403, "tool_call_blocked", &message)),
-            Err(e) => HttpReply::Now(http_error(400, "invalid_request", &e.message)),
-        }
+/// The answer to a method a path does not take.
+pub(crate) fn method_not_allowed(allow: &str) -> Response {
+    Response::text(405, "Method Not Allowed").header("Allow", allow)
+}
+
+/// `/health`: alive.
+pub(crate) fn live() -> Response {
+    json_response(200, &json!({"ok": true, "status": "live"}))
+}
+
+/// `/ready`: whether the gateway serves; details only for callers on this host, others learn just
+/// the verdict.
+pub(crate) fn ready(stopping: bool, local_caller: bool, uptime_ms: u64) -> Response {
+    let ready = !stopping;
+    let status = if ready { 200 } else { 503 };
+    if local_caller {
+        let failing: Vec<&str> = if ready { vec![] } else { vec!["stopping"] };
+        json_response(
+            status,
+            &json!({"ready": ready, "failing": failing, "uptimeMs": uptime_ms}),
+        )
+    } else {
+        json_response(status, &json!({"ready": ready}))
     }
+}
+
+/// `/api/device/nonce`: a nonce for a device's HTTP signature.
+pub(crate) fn nonce(nonce: &str, now_ms: u64, expires_at_ms: u64) -> Response {
+    json_response(
+        200,
+        &json!({"nonce": nonce, "ts": now_ms, "expiresAtMs": expires_at_ms}),
+    )
+}
+
+/// `/metrics` in the Prometheus text format, for callers on this host or with the secret.
+pub(crate) fn metrics(allowed: bool, body: impl FnOnce() -> String) -> Response {
+    if !allowed {
+        return unauthorized();
+    }
+    Response::new(200)
+        .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        .header("Cache-Control", "no-store")
+        .body(body().into_bytes())
+}
+
+fn unauthorized() -> Response {
+    json_response(
+        401,
+        &json!({"error": {"message": "Unauthorized", "type": "unauthorized"}}),
+    )
+}
+
+/// The call a `POST /tools/invoke` asks for (the shared secret as a bearer token is a full
+/// operator), or the answer that refuses it.
+pub(crate) fn tool_call_of(request: &Request, bearer_ok: bool) -> Result<ToolCallRequest, Response> {
+    if !bearer_ok {
+        return Err(unauthorized());
+    }
+    let call: HttpToolCall = serde_json::from_slice(&request.body)
+        .map_err(|e| http_error(400, "invalid_request", &format!("invalid body: {e}")))?;
+    let mut args = call.args.unwrap_or_default();
+    if let Some(action) = call.action {
+        args.entry("action").or_insert(Value::String(action));
+    }
+    let header = |name: &str| request.header(name).map(str::to_owned);
+    Ok(ToolCallRequest {
+        caller: Some("http".to_owned()),
+        name: call.tool,
+        args,
+        session_key: call.session_key.or_else(|| header("x-openclaw-session-key")),
+        agent_id: header("x-openclaw-agent-id").or_else(|| header("x-openclaw-agent")),
+        over_http: true,
+        run_id: None,
+    })
+}
+
+/// The answer of a `POST /tools/invoke` once the call was decided: later when the tool runs.
+pub(crate) fn tool_call_answer(tool: &str, started: Result<ToolStart, ErrorShape>) -> HttpReply {
+    HttpReply::Now(match started {
+        Ok(ToolStart::Running) => return HttpReply::Later,
+        Ok(ToolStart::Refused {
+            code: "TOOL_NOT_FOUND", ..
+        }) => http_error(404, "not_found", &format!("Tool not available: {tool}")),
+        Ok(ToolStart::Refused { message, .. }) => http_error(403, "tool_call_blocked", &message),
+        Err(e) => http_error(400, "invalid_request", &e.message),
+    })
 }

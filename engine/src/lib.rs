@@ -14,17 +14,24 @@
 
 mod admission;
 pub mod agents;
+mod cache;
 pub mod config;
+mod connect;
+mod conns;
+mod context;
 pub mod control_ui;
 mod entropy;
 mod gateway;
 mod http_routes;
+mod http_runs;
 pub mod idempotency;
+mod lifecycle;
 mod log_ring;
 mod methods;
 mod metrics;
 pub mod nodes;
 mod openai_http;
+mod output;
 pub mod pairing;
 mod pairing_methods;
 mod presence;

@@ -6,14 +6,21 @@ use std::fmt::Write;
 /// Upper bounds (microseconds) of the event-loop turn histogram buckets.
 pub const TURN_BUCKETS_US: [u64; 10] = [10, 50, 100, 250, 500, 1_000, 5_000, 10_000, 50_000, 100_000];
 
+/// What the connection table reports for `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConnStats {
+    /// Open connections by state.
+    pub states: [(&'static str, usize); 3],
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub slow_consumer_closes: u64,
+}
+
 /// What the gateway counts.
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub handshakes: BTreeMap<&'static str, u64>,
     pub requests: BTreeMap<(String, &'static str), u64>,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub slow_consumer_closes: u64,
     pub turn_buckets: [u64; TURN_BUCKETS_US.len()],
     pub turn_count: u64,
     pub turn_sum_us: u64,
@@ -43,12 +50,12 @@ impl Metrics {
         }
     }
 
-    /// The exposition text. `connections` is `(state, count)`.
-    pub fn render(&self, connections: &[(&str, usize)]) -> String {
+    /// The exposition text.
+    pub fn render(&self, conns: &ConnStats) -> String {
         let mut s = String::with_capacity(2048);
         let _ = writeln!(s, "# HELP clawgate_connections Open connections by state.");
         let _ = writeln!(s, "# TYPE clawgate_connections gauge");
-        for (state, n) in connections {
+        for (state, n) in &conns.states {
             let _ = writeln!(s, "clawgate_connections{{state=\"{state}\"}} {n}");
         }
         let _ = writeln!(s, "# HELP clawgate_handshakes_total WebSocket handshakes by outcome.");
@@ -69,14 +76,14 @@ impl Metrics {
             "# HELP clawgate_bytes_total Bytes received and sent on all connections."
         );
         let _ = writeln!(s, "# TYPE clawgate_bytes_total counter");
-        let _ = writeln!(s, "clawgate_bytes_total{{direction=\"in\"}} {}", self.bytes_in);
-        let _ = writeln!(s, "clawgate_bytes_total{{direction=\"out\"}} {}", self.bytes_out);
+        let _ = writeln!(s, "clawgate_bytes_total{{direction=\"in\"}} {}", conns.bytes_in);
+        let _ = writeln!(s, "clawgate_bytes_total{{direction=\"out\"}} {}", conns.bytes_out);
         let _ = writeln!(
             s,
             "# HELP clawgate_slow_consumer_closes_total Connections closed for not reading."
         );
         let _ = writeln!(s, "# TYPE clawgate_slow_consumer_closes_total counter");
-        let _ = writeln!(s, "clawgate_slow_consumer_closes_total {}", self.slow_consumer_closes);
+        let _ = writeln!(s, "clawgate_slow_consumer_closes_total {}", conns.slow_consumer_closes);
         let _ = writeln!(
             s,
             "# HELP clawgate_event_loop_turn_seconds Time the runtime spent per event-loop turn."
@@ -118,7 +125,7 @@ mod tests {
         assert_eq!(m.turn_buckets[0], 1);
         assert_eq!(m.turn_buckets[4], 2);
         assert_eq!(m.turn_buckets[9], 2);
-        let text = m.render(&[]);
+        let text = m.render(&ConnStats::default());
         assert!(text.contains("clawgate_event_loop_turn_seconds_bucket{le=\"+Inf\"} 3"));
     }
 
@@ -128,7 +135,7 @@ mod tests {
         m.request("a.b", false, false);
         m.request("c.d", false, false);
         m.request("health", true, true);
-        let text = m.render(&[]);
+        let text = m.render(&ConnStats::default());
         assert!(text.contains("clawgate_requests_total{method=\"unknown\",outcome=\"error\"} 2"));
         assert!(text.contains("clawgate_requests_total{method=\"health\",outcome=\"ok\"} 1"));
     }

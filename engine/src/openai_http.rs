@@ -1,10 +1,13 @@
 //! The OpenAI-compatible HTTP endpoints and the session endpoints, on the gateway port: each
 //! message is one run of [`crate::agents`]; streamed answers are server-sent events.
 
-use crate::agents::{message_text, Ack, HttpRun, HttpShape, Origin, RunOptions, RunRequest, MAX_MESSAGE_BYTES};
-use crate::gateway::{ConnId, Gateway};
+use crate::admission::Admission;
+use crate::agents::{message_text, Ack, Agents, Origin, RunOptions, RunRequest, MAX_MESSAGE_BYTES};
+use crate::config::GatewayConfig;
+use crate::http_runs::{completion_chunk, openai_error, sse_chunk, sse_head, HttpRun, HttpShape};
+use crate::output::ConnId;
 use crate::reply::HttpReply;
-use clawgate_proto::http::{encode_chunk, encode_chunked_head, encode_last_chunk, Request, Response};
+use clawgate_proto::http::{Request, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -72,10 +75,6 @@ fn prompt_of(messages: &[Value]) -> Option<Prompt> {
     })
 }
 
-fn openai_error(status: u16, kind: &str, message: &str) -> Response {
-    Response::json(status, &json!({"error": {"message": message, "type": kind}})).header("Cache-Control", "no-store")
-}
-
 #[derive(Deserialize)]
 struct CompletionRequest {
     model: Option<String>,
@@ -92,446 +91,331 @@ struct SessionMessageRequest {
     content: Value,
 }
 
-fn sse_head() -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    let headers = vec![
-        ("Content-Type".to_owned(), "text/event-stream; charset=utf-8".to_owned()),
-        ("Cache-Control".to_owned(), "no-cache".to_owned()),
-        ("X-Content-Type-Options".to_owned(), "nosniff".to_owned()),
-        ("Referrer-Policy".to_owned(), "no-referrer".to_owned()),
-        (
-            "Permissions-Policy".to_owned(),
-            "camera=(), microphone=(), geolocation=()".to_owned(),
-        ),
-    ];
-    encode_chunked_head(200, &headers, &mut out);
-    out
-}
-
-/// One `data:` event as a chunk of the chunked body.
-fn sse_chunk(data: &str) -> Vec<u8> {
-    let mut event = Vec::with_capacity(data.len() + 8);
-    clawgate_proto::http::sse::encode_event(None, data, &mut event);
-    let mut out = Vec::with_capacity(event.len() + 16);
-    encode_chunk(&event, &mut out);
-    out
-}
-
-fn completion_chunk(id: &str, model: &str, created: u64, delta: Value, finish: Option<&str>) -> String {
-    json!({
-        "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    })
-    .to_string()
-}
-
-/// A rough token count (four characters a token), for the `usage` OpenAI clients expect.
-fn tokens(chars: usize) -> usize {
-    chars.div_ceil(4)
-}
-
-impl Gateway {
-    /// Bearer auth of the HTTP API with the failed-attempt limiter: `Err` is the 401 or 429.
-    fn http_api_auth(&mut self, now_ms: u64, peer: SocketAddr, request: &Request) -> Result<(), Response> {
-        match self.check_http_bearer(now_ms, peer, request) {
-            Ok(()) => Ok(()),
-            Err(None) => Err(openai_error(401, "unauthorized", "Unauthorized")),
-            Err(Some(retry_after_ms)) => Err(Response::json(
-                429,
-                &json!({"error": {"message": "Too many failed authentication attempts. Please try again later.", "type": "rate_limited"}}),
-            )
-            .header("Retry-After", &retry_after_ms.div_ceil(1000).to_string())),
-        }
+/// Bearer auth of the HTTP API with the failed-attempt limiter: `Err` is the 401 or 429.
+fn http_api_auth(
+    admission: &mut Admission,
+    config: &GatewayConfig,
+    now_ms: u64,
+    peer: SocketAddr,
+    request: &Request,
+) -> Result<(), Response> {
+    match admission.check_http_bearer(config, now_ms, peer, request) {
+        Ok(()) => Ok(()),
+        Err(None) => Err(openai_error(401, "unauthorized", "Unauthorized")),
+        Err(Some(retry_after_ms)) => Err(Response::json(
+            429,
+            &json!({"error": {"message": "Too many failed authentication attempts. Please try again later.", "type": "rate_limited"}}),
+        )
+        .header("Retry-After", &retry_after_ms.div_ceil(1000).to_string())),
     }
+}
 
-    /// Routes of this module; `None` when the path is not one of them.
-    pub(crate) fn route_agent_http(
-        &mut self,
-        now_ms: u64,
-        conn: ConnId,
-        peer: SocketAddr,
-        request: &Request,
-        keep_alive: bool,
-    ) -> Option<HttpReply> {
-        enum Endpoint {
-            Models(Option<String>),
-            Completions,
-            SessionMessages(String),
-            SessionHistory(String),
-        }
-        let path = request.path();
-        let endpoint = if path == "/v1/models" {
-            Endpoint::Models(None)
-        } else if let Some(one) = path.strip_prefix("/v1/models/") {
-            Endpoint::Models(Some(one.to_owned()))
-        } else if path == "/v1/chat/completions" {
-            Endpoint::Completions
-        } else {
-            let (encoded, messages) = match (path.strip_prefix("/api/sessions/"), path.strip_prefix("/sessions/")) {
-                (Some(rest), _) => (rest.strip_suffix("/messages")?, true),
-                (None, Some(rest)) => (rest.strip_suffix("/history")?, false),
-                (None, None) => return None,
-            };
-            // Session keys in paths may be percent-encoded (`agent%3Amain%3Amain`).
-            let Some(key) = crate::control_ui::percent_decode(encoded) else {
-                return Some(HttpReply::Now(Response::text(404, "Not Found")));
-            };
-            if messages {
-                Endpoint::SessionMessages(key)
-            } else {
-                Endpoint::SessionHistory(key)
-            }
-        };
-        let posts = matches!(endpoint, Endpoint::Completions | Endpoint::SessionMessages(_));
-        let method = request.method.as_str();
-        let allowed = if posts {
-            method == "POST"
-        } else {
-            method == "GET" || method == "HEAD"
-        };
-        if !allowed {
-            let allow = if posts { "POST" } else { "GET, HEAD" };
-            return Some(HttpReply::Now(
-                Response::text(405, "Method Not Allowed").header("Allow", allow),
-            ));
-        }
-        if let Err(r) = self.http_api_auth(now_ms, peer, request) {
-            return Some(HttpReply::Now(r));
-        }
-        Some(match endpoint {
-            Endpoint::Models(one) => {
-                let model = |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "openclaw", "permission": []});
-                let mut data = vec![model("openclaw"), model("openclaw/default")];
-                data.extend(self.agent_ids().iter().map(|a| model(&format!("openclaw/{a}"))));
-                HttpReply::Now(match one {
-                    None => Response::json(200, &json!({"object": "list", "data": data})),
-                    Some(one) => match data.into_iter().find(|m| m["id"] == one.as_str()) {
-                        Some(m) => Response::json(200, &m),
-                        None => openai_error(
-                            404,
-                            "invalid_request_error",
-                            &format!("The model `{one}` does not exist"),
-                        ),
-                    },
-                })
-            }
-            Endpoint::Completions => self.chat_completion(now_ms, conn, request, keep_alive).into(),
-            Endpoint::SessionMessages(key) => self.session_message(now_ms, conn, &key, request, keep_alive).into(),
-            Endpoint::SessionHistory(key) => {
-                let limit = request
-                    .query()
-                    .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("limit=")))
-                    .and_then(|v| v.parse::<usize>().ok())
-                    .unwrap_or(200)
-                    .clamp(1, 1000);
-                HttpReply::Now(match self.session_history(&key, limit) {
-                    Ok(v) => Response::json(200, &v).header("Cache-Control", "no-store"),
-                    Err(e) => openai_error(400, "invalid_request_error", &e.message),
-                })
-            }
-        })
+/// Whether `path` is one of the endpoints of this module.
+pub(crate) fn claims(path: &str) -> bool {
+    path == "/v1/models"
+        || path.starts_with("/v1/models/")
+        || path == "/v1/chat/completions"
+        || path
+            .strip_prefix("/api/sessions/")
+            .is_some_and(|r| r.ends_with("/messages"))
+        || path.strip_prefix("/sessions/").is_some_and(|r| r.ends_with("/history"))
+}
+
+/// Routes of this module; `None` when the path is not one of them.
+pub(crate) fn route(
+    agents: &mut Agents<'_>,
+    admission: &mut Admission,
+    now_ms: u64,
+    conn: ConnId,
+    peer: SocketAddr,
+    request: &Request,
+    keep_alive: bool,
+) -> Option<HttpReply> {
+    enum Endpoint {
+        Models(Option<String>),
+        Completions,
+        SessionMessages(String),
+        SessionHistory(String),
     }
-
-    /// `POST /v1/chat/completions`. `Ok` means the answer comes later (or streams).
-    fn chat_completion(
-        &mut self,
-        now_ms: u64,
-        conn: ConnId,
-        request: &Request,
-        keep_alive: bool,
-    ) -> Result<(), Response> {
-        let body: CompletionRequest = serde_json::from_slice(&request.body)
-            .map_err(|e| openai_error(400, "invalid_request_error", &format!("Invalid request body: {e}")))?;
-        let model = body.model.unwrap_or_else(|| "openclaw".to_owned());
-        // `model` names the agent; `x-openclaw-agent-id` does when it names none.
-        let agent = agent_of_model(&model).ok_or_else(|| {
-            openai_error(
-                400,
-                "invalid_request_error",
-                "Invalid `model`. Use `openclaw` or `openclaw/<agentId>`.",
-            )
-        })?;
-        let header_agent = request
-            .header("x-openclaw-agent-id")
-            .or_else(|| request.header("x-openclaw-agent"))
-            .map(str::trim)
-            .filter(|a| !a.is_empty());
-        if header_agent.is_some_and(|a| !clawgate_proto::session::AgentId::is_valid(a)) {
-            return Err(openai_error(
-                400,
-                "invalid_request_error",
-                "Invalid `x-openclaw-agent-id`.",
-            ));
-        }
-        let agent = agent.or(header_agent);
-        let Prompt {
-            message,
-            extra_system_prompt,
-        } = prompt_of(&body.messages)
-            .ok_or_else(|| openai_error(400, "invalid_request_error", "Missing user message in `messages`."))?;
-        // The upstream model is the agent's own unless the caller names one with the header.
-        let upstream_model = request
-            .header("x-openclaw-model")
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-            .map(str::to_owned);
-        if message.len() > MAX_MESSAGE_BYTES {
-            return Err(openai_error(413, "invalid_request_error", "Message too long."));
-        }
-        // The session: the header, else one per `user`, else a fresh one per call.
-        let raw_key = match (request.header("x-openclaw-session-key"), &body.user) {
-            (Some(k), _) => k.to_owned(),
-            (None, Some(user)) => format!("openai-user:{user}"),
-            (None, None) => format!("openai:{}", self.random_uuid()),
+    let path = request.path();
+    let endpoint = if path == "/v1/models" {
+        Endpoint::Models(None)
+    } else if let Some(one) = path.strip_prefix("/v1/models/") {
+        Endpoint::Models(Some(one.to_owned()))
+    } else if path == "/v1/chat/completions" {
+        Endpoint::Completions
+    } else {
+        let (encoded, messages) = match (path.strip_prefix("/api/sessions/"), path.strip_prefix("/sessions/")) {
+            (Some(rest), _) => (rest.strip_suffix("/messages")?, true),
+            (None, Some(rest)) => (rest.strip_suffix("/history")?, false),
+            (None, None) => return None,
         };
-        let (key, agent) = self
-            .session_key_for(Some(&raw_key), agent)
-            .map_err(|e| openai_error(400, "invalid_request_error", &e.message))?;
-        let id = format!("chatcmpl_{}", self.random_uuid());
-        let include_usage = body
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o["include_usage"] == json!(true));
-        let created = now_ms / 1000;
-        let ack = body.stream.then(|| {
-            let mut bytes = sse_head();
-            bytes.extend(sse_chunk(&completion_chunk(
-                &id,
-                &model,
-                created,
-                json!({"role": "assistant"}),
-                None,
-            )));
-            bytes
-        });
-        let run_id = self.random_uuid();
-        self.start_http_run(
-            now_ms,
-            RunRequest {
-                run_id,
-                session_key: key,
-                agent_id: agent,
-                message: message.clone(),
-                origin: Origin::Http(HttpRun {
-                    conn,
-                    keep_alive,
-                    shape: HttpShape::Completion {
-                        id,
-                        model,
-                        created,
-                        include_usage,
-                        prompt_chars: message.len(),
-                    },
-                    stream: body.stream,
-                }),
-                options: RunOptions {
-                    extra_system_prompt,
-                    model: upstream_model,
+        // Session keys in paths may be percent-encoded (`agent%3Amain%3Amain`).
+        let Some(key) = crate::control_ui::percent_decode(encoded) else {
+            return Some(HttpReply::Now(Response::text(404, "Not Found")));
+        };
+        if messages {
+            Endpoint::SessionMessages(key)
+        } else {
+            Endpoint::SessionHistory(key)
+        }
+    };
+    let posts = matches!(endpoint, Endpoint::Completions | Endpoint::SessionMessages(_));
+    let method = request.method.as_str();
+    let allowed = if posts {
+        method == "POST"
+    } else {
+        method == "GET" || method == "HEAD"
+    };
+    if !allowed {
+        let allow = if posts { "POST" } else { "GET, HEAD" };
+        return Some(HttpReply::Now(
+            Response::text(405, "Method Not Allowed").header("Allow", allow),
+        ));
+    }
+    if let Err(r) = http_api_auth(admission, agents.cx.config, now_ms, peer, request) {
+        return Some(HttpReply::Now(r));
+    }
+    Some(match endpoint {
+        Endpoint::Models(one) => {
+            let model =
+                |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "openclaw", "permission": []});
+            let mut data = vec![model("openclaw"), model("openclaw/default")];
+            data.extend(
+                agents
+                    .hub
+                    .agent_ids(agents.cx.config)
+                    .iter()
+                    .map(|a| model(&format!("openclaw/{a}"))),
+            );
+            HttpReply::Now(match one {
+                None => Response::json(200, &json!({"object": "list", "data": data})),
+                Some(one) => match data.into_iter().find(|m| m["id"] == one.as_str()) {
+                    Some(m) => Response::json(200, &m),
+                    None => openai_error(
+                        404,
+                        "invalid_request_error",
+                        &format!("The model `{one}` does not exist"),
+                    ),
                 },
-                timeout_ms: 600_000,
-                created_via: "openai",
-                ack: None,
-            },
-            ack,
+            })
+        }
+        Endpoint::Completions => chat_completion(agents, now_ms, conn, request, keep_alive).into(),
+        Endpoint::SessionMessages(key) => session_message(agents, now_ms, conn, &key, request, keep_alive).into(),
+        Endpoint::SessionHistory(key) => {
+            let limit = request
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("limit=")))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(200)
+                .clamp(1, 1000);
+            HttpReply::Now(match agents.hub.session_history(agents.cx.config, &key, limit) {
+                Ok(v) => Response::json(200, &v).header("Cache-Control", "no-store"),
+                Err(e) => openai_error(400, "invalid_request_error", &e.message),
+            })
+        }
+    })
+}
+
+/// `POST /v1/chat/completions`. `Ok` means the answer comes later (or streams).
+fn chat_completion(
+    agents: &mut Agents<'_>,
+    now_ms: u64,
+    conn: ConnId,
+    request: &Request,
+    keep_alive: bool,
+) -> Result<(), Response> {
+    let body: CompletionRequest = serde_json::from_slice(&request.body)
+        .map_err(|e| openai_error(400, "invalid_request_error", &format!("Invalid request body: {e}")))?;
+    let model = body.model.unwrap_or_else(|| "openclaw".to_owned());
+    // `model` names the agent; `x-openclaw-agent-id` does when it names none.
+    let agent = agent_of_model(&model).ok_or_else(|| {
+        openai_error(
+            400,
+            "invalid_request_error",
+            "Invalid `model`. Use `openclaw` or `openclaw/<agentId>`.",
         )
+    })?;
+    let header_agent = request
+        .header("x-openclaw-agent-id")
+        .or_else(|| request.header("x-openclaw-agent"))
+        .map(str::trim)
+        .filter(|a| !a.is_empty());
+    if header_agent.is_some_and(|a| !clawgate_proto::session::AgentId::is_valid(a)) {
+        return Err(openai_error(
+            400,
+            "invalid_request_error",
+            "Invalid `x-openclaw-agent-id`.",
+        ));
     }
-
-    /// `POST /api/sessions/<key>/messages`: `{role, content}`; SSE when the client accepts it.
-    fn session_message(
-        &mut self,
-        now_ms: u64,
-        conn: ConnId,
-        raw_key: &str,
-        request: &Request,
-        keep_alive: bool,
-    ) -> Result<(), Response> {
-        let body: SessionMessageRequest = serde_json::from_slice(&request.body)
-            .map_err(|e| openai_error(400, "invalid_request_error", &format!("Invalid request body: {e}")))?;
-        if body.role.as_deref().is_some_and(|r| r != "user") {
-            return Err(openai_error(
-                400,
-                "invalid_request_error",
-                "Only `user` messages can be sent.",
-            ));
-        }
-        let text = message_text(&json!({"content": body.content}));
-        if text.trim().is_empty() {
-            return Err(openai_error(400, "invalid_request_error", "Missing `content`."));
-        }
-        if text.len() > MAX_MESSAGE_BYTES {
-            return Err(openai_error(413, "invalid_request_error", "Message too long."));
-        }
-        let (key, agent) = self
-            .session_key_for(Some(raw_key), None)
-            .map_err(|e| openai_error(400, "invalid_request_error", &e.message))?;
-        let stream = request.header_has_token("accept", "text/event-stream")
-            || request
-                .header("accept")
-                .is_some_and(|a| a.contains("text/event-stream"));
-        let run_id = self.random_uuid();
-        let ack = stream.then(|| {
-            let mut bytes = sse_head();
-            let start = json!({"type": "run.started", "runId": run_id, "sessionKey": key});
-            bytes.extend(sse_chunk(&start.to_string()));
-            bytes
-        });
-        self.start_http_run(
-            now_ms,
-            RunRequest {
-                run_id: run_id.clone(),
-                session_key: key,
-                agent_id: agent,
-                message: text,
-                origin: Origin::Http(HttpRun {
-                    conn,
-                    keep_alive,
-                    shape: HttpShape::SessionMessage,
-                    stream,
-                }),
-                options: RunOptions::default(),
-                timeout_ms: 600_000,
-                created_via: "http",
-                ack: None,
-            },
-            ack,
-        )
+    let agent = agent.or(header_agent);
+    let Prompt {
+        message,
+        extra_system_prompt,
+    } = prompt_of(&body.messages)
+        .ok_or_else(|| openai_error(400, "invalid_request_error", "Missing user message in `messages`."))?;
+    // The upstream model is the agent's own unless the caller names one with the header.
+    let upstream_model = request
+        .header("x-openclaw-model")
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned);
+    if message.len() > MAX_MESSAGE_BYTES {
+        return Err(openai_error(413, "invalid_request_error", "Message too long."));
     }
-
-    fn start_http_run(&mut self, now_ms: u64, mut run: RunRequest, head: Option<Vec<u8>>) -> Result<(), Response> {
-        // An HTTP caller holds its connection open for the answer, so a message for an agent
-        // that no worker serves is refused at once rather than queued behind a silent wait.
-        // 503 with Retry-After is what OpenAI clients retry by themselves (the official SDKs
-        // honour the header); nothing was queued, so a retry never runs the message twice.
-        if !self.agent_has_worker(&run.agent_id) {
-            return Err(openai_error(
-                503,
-                "unavailable",
-                &format!(
-                    "agent {} has no worker connected, so nothing can answer yet (start one with \
-                     `clawgate agent --agent {}`); the message was not queued",
-                    run.agent_id, run.agent_id
-                ),
-            )
-            .header("Retry-After", "5"));
-        }
-        if let (Some(head), Origin::Http(h)) = (head, &run.origin) {
-            // A stream's head is its acknowledgement: it goes out once the message is recorded.
-            run.ack = Some(Ack::Raw(h.conn, head));
-        }
-        self.start_run(now_ms, run)
-            .map(|_| ())
-            .map_err(|e| openai_error(503, "unavailable", &e.message))
-    }
-
-    /// Text of a run for a streaming HTTP caller.
-    pub(crate) fn stream_http_delta(&mut self, run_id: &str, delta: &str) {
-        if delta.is_empty() {
-            return;
-        }
-        let Some(run) = self.agents.runs.get(run_id) else {
-            return;
-        };
-        let Origin::Http(http) = &run.origin else { return };
-        if !http.stream {
-            return;
-        }
-        let conn = http.conn;
-        let data = match &http.shape {
-            HttpShape::Completion { id, model, created, .. } => {
-                completion_chunk(id, model, *created, json!({"content": delta}), None)
-            }
-            HttpShape::SessionMessage => json!({"type": "delta", "runId": run_id, "delta": delta}).to_string(),
-        };
-        self.push_bytes(conn, sse_chunk(&data));
-    }
-
-    /// The end of a run started over HTTP: the last events of a stream, or the whole answer.
-    pub(crate) fn finish_http_run(&mut self, now_ms: u64, run_id: &str, http: HttpRun, done: &crate::agents::Finished) {
-        let ok = done.status == "ok";
-        let error = done.error.clone().unwrap_or_else(|| format!("run {}", done.status));
-        if http.stream {
-            let mut out = Vec::new();
-            match &http.shape {
-                HttpShape::Completion {
+    // The session: the header, else one per `user`, else a fresh one per call.
+    let raw_key = match (request.header("x-openclaw-session-key"), &body.user) {
+        (Some(k), _) => k.to_owned(),
+        (None, Some(user)) => format!("openai-user:{user}"),
+        (None, None) => format!("openai:{}", agents.cx.random_uuid()),
+    };
+    let (key, agent) = agents
+        .hub
+        .session_key_for(agents.cx.config, Some(&raw_key), agent)
+        .map_err(|e| openai_error(400, "invalid_request_error", &e.message))?;
+    let id = format!("chatcmpl_{}", agents.cx.random_uuid());
+    let include_usage = body
+        .stream_options
+        .as_ref()
+        .is_some_and(|o| o["include_usage"] == json!(true));
+    let created = now_ms / 1000;
+    let ack = body.stream.then(|| {
+        let mut bytes = sse_head();
+        bytes.extend(sse_chunk(&completion_chunk(
+            &id,
+            &model,
+            created,
+            json!({"role": "assistant"}),
+            None,
+        )));
+        bytes
+    });
+    let run_id = agents.cx.random_uuid();
+    start_http_run(
+        agents,
+        now_ms,
+        RunRequest {
+            run_id,
+            session_key: key,
+            agent_id: agent,
+            message: message.clone(),
+            origin: Origin::Http(HttpRun {
+                conn,
+                keep_alive,
+                shape: HttpShape::Completion {
                     id,
                     model,
                     created,
                     include_usage,
-                    prompt_chars,
-                } => {
-                    if ok {
-                        out.extend(sse_chunk(&completion_chunk(
-                            id,
-                            model,
-                            *created,
-                            json!({}),
-                            Some("stop"),
-                        )));
-                        if *include_usage {
-                            let usage = json!({
-                                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                                "choices": [], "usage": usage(*prompt_chars, done.text.len()),
-                            });
-                            out.extend(sse_chunk(&usage.to_string()));
-                        }
-                    } else {
-                        out.extend(sse_chunk(
-                            &json!({"error": {"message": error, "type": "server_error"}}).to_string(),
-                        ));
-                    }
-                    out.extend(sse_chunk("[DONE]"));
-                }
-                HttpShape::SessionMessage => {
-                    let end = if ok {
-                        json!({"type": "final", "runId": run_id, "text": done.text})
-                    } else {
-                        json!({"type": "error", "runId": run_id, "error": error})
-                    };
-                    out.extend(sse_chunk(&end.to_string()));
-                }
-            }
-            encode_last_chunk(&mut out);
-            self.push_bytes(http.conn, out);
-            self.end_streamed_http(now_ms, http.conn, http.keep_alive);
-            return;
-        }
-        let response = match (&http.shape, ok) {
-            (
-                HttpShape::Completion {
-                    id,
-                    model,
-                    created,
-                    prompt_chars,
-                    ..
+                    prompt_chars: message.len(),
                 },
-                true,
-            ) => Response::json(
-                200,
-                &json!({
-                    "id": id, "object": "chat.completion", "created": created, "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text}, "finish_reason": "stop"}],
-                    "usage": usage(*prompt_chars, done.text.len()),
-                }),
-            ),
-            (HttpShape::SessionMessage, true) => Response::json(
-                200,
-                &json!({"ok": true, "runId": run_id, "sessionKey": done.session_key, "text": done.text}),
-            ),
-            (_, false) => openai_error(502, "server_error", &error),
-        };
-        self.finish_deferred_http(
-            now_ms,
-            http.conn,
-            &response.header("Cache-Control", "no-store"),
-            false,
-            http.keep_alive,
-        );
-    }
+                stream: body.stream,
+            }),
+            options: RunOptions {
+                extra_system_prompt,
+                model: upstream_model,
+            },
+            timeout_ms: 600_000,
+            created_via: "openai",
+            ack: None,
+        },
+        ack,
+    )
 }
 
-fn usage(prompt_chars: usize, completion_chars: usize) -> Value {
-    let (p, c) = (tokens(prompt_chars), tokens(completion_chars));
-    json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
+/// `POST /api/sessions/<key>/messages`: `{role, content}`; SSE when the client accepts it.
+fn session_message(
+    agents: &mut Agents<'_>,
+    now_ms: u64,
+    conn: ConnId,
+    raw_key: &str,
+    request: &Request,
+    keep_alive: bool,
+) -> Result<(), Response> {
+    let body: SessionMessageRequest = serde_json::from_slice(&request.body)
+        .map_err(|e| openai_error(400, "invalid_request_error", &format!("Invalid request body: {e}")))?;
+    if body.role.as_deref().is_some_and(|r| r != "user") {
+        return Err(openai_error(
+            400,
+            "invalid_request_error",
+            "Only `user` messages can be sent.",
+        ));
+    }
+    let text = message_text(&json!({"content": body.content}));
+    if text.trim().is_empty() {
+        return Err(openai_error(400, "invalid_request_error", "Missing `content`."));
+    }
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(openai_error(413, "invalid_request_error", "Message too long."));
+    }
+    let (key, agent) = agents
+        .hub
+        .session_key_for(agents.cx.config, Some(raw_key), None)
+        .map_err(|e| openai_error(400, "invalid_request_error", &e.message))?;
+    let stream = request.header_has_token("accept", "text/event-stream")
+        || request
+            .header("accept")
+            .is_some_and(|a| a.contains("text/event-stream"));
+    let run_id = agents.cx.random_uuid();
+    let ack = stream.then(|| {
+        let mut bytes = sse_head();
+        let start = json!({"type": "run.started", "runId": run_id, "sessionKey": key});
+        bytes.extend(sse_chunk(&start.to_string()));
+        bytes
+    });
+    start_http_run(
+        agents,
+        now_ms,
+        RunRequest {
+            run_id: run_id.clone(),
+            session_key: key,
+            agent_id: agent,
+            message: text,
+            origin: Origin::Http(HttpRun {
+                conn,
+                keep_alive,
+                shape: HttpShape::SessionMessage,
+                stream,
+            }),
+            options: RunOptions::default(),
+            timeout_ms: 600_000,
+            created_via: "http",
+            ack: None,
+        },
+        ack,
+    )
+}
+
+fn start_http_run(
+    agents: &mut Agents<'_>,
+    now_ms: u64,
+    mut run: RunRequest,
+    head: Option<Vec<u8>>,
+) -> Result<(), Response> {
+    // An HTTP caller holds its connection open for the answer, so a message for an agent
+    // that no worker serves is refused at once rather than queued behind a silent wait.
+    // 503 with Retry-After is what OpenAI clients retry by themselves (the official SDKs
+    // honour the header); nothing was queued, so a retry never runs the message twice.
+    if !agents.hub.agent_has_worker(&run.agent_id) {
+        return Err(openai_error(
+            503,
+            "unavailable",
+            &format!(
+                "agent {} has no worker connected, so nothing can answer yet (start one with \
+                 `clawgate agent --agent {}`); the message was not queued",
+                run.agent_id, run.agent_id
+            ),
+        )
+        .header("Retry-After", "5"));
+    }
+    if let (Some(head), Origin::Http(h)) = (head, &run.origin) {
+        // A stream's head is its acknowledgement: it goes out once the message is recorded.
+        run.ack = Some(Ack::Raw(h.conn, head));
+    }
+    agents
+        .start_run(now_ms, run)
+        .map(|_| ())
+        .map_err(|e| openai_error(503, "unavailable", &e.message))
 }
 
 #[cfg(test)]

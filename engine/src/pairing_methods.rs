@@ -3,8 +3,12 @@
 //! the files written (and the answer held until they are durable), the resolution announced,
 //! devices disconnected.
 
+use crate::conns::Connections;
 use crate::entropy::{mint_token, Entropy};
+use crate::log_ring::LogLevel;
+use crate::output::ConnId;
 use crate::pairing::{PairingError, PairingStore};
+use clawgate_proto::close::{code, CloseFrame};
 use clawgate_proto::frame::{to_raw, ErrorCode, ErrorShape, RequestFrame};
 use clawgate_proto::scopes::{Scope, ScopeSet};
 use serde::Deserialize;
@@ -80,7 +84,7 @@ pub(crate) enum PairingEffect {
 /// Answers a pairing method on `store`, pushing what else must happen onto `effects`.
 pub(crate) fn call(
     store: &mut PairingStore,
-    entropy: &mut (dyn Entropy + Send),
+    entropy: &mut dyn Entropy,
     now_ms: u64,
     caller: &Caller,
     request: &RequestFrame,
@@ -225,4 +229,47 @@ pub(crate) fn call(
         other => return Err(ErrorShape::unknown_method(other)),
     };
     Ok(to_raw(&value))
+}
+
+/// Writes the pairing files (a `persist` output each); returns the sequence number to wait for.
+pub(crate) fn persist(net: &mut Connections, store: &PairingStore) -> u64 {
+    net.persist_file("devices/paired.json", store.paired_json());
+    net.persist_file("devices/pending.json", store.pending_json())
+}
+
+/// Carries out what a pairing method asked for, in order, for the request on `conn`.
+pub(crate) fn apply_effects(
+    net: &mut Connections,
+    store: &PairingStore,
+    now_ms: u64,
+    conn: ConnId,
+    effects: Vec<PairingEffect>,
+) {
+    for effect in effects {
+        match effect {
+            PairingEffect::Persist { hold } => {
+                persist(net, store);
+                if hold {
+                    net.hold_for_persist(conn);
+                }
+            }
+            PairingEffect::Resolved(payload) => net.broadcast_after_persist("device.pair.resolved", payload),
+            PairingEffect::Log(line) => net.log(now_ms, LogLevel::Info, line),
+            PairingEffect::Disconnect {
+                device_id,
+                role,
+                reason,
+            } => {
+                // The caller's own connection gets its answer first and is closed after it.
+                for c in net.connections_of_device(&device_id, role.as_deref()) {
+                    let frame = CloseFrame::new(code::POLICY_VIOLATION, reason);
+                    if c == conn {
+                        net.close_after_answer(c, &frame);
+                    } else {
+                        net.close_ws(c, &frame);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -31,6 +31,61 @@ pub struct PresenceEntry {
     pub ts: u64,
 }
 
+impl PresenceEntry {
+    /// The gateway's own entry.
+    pub(crate) fn of_gateway(config: &crate::config::GatewayConfig, instance_id: &str, now_ms: u64) -> PresenceEntry {
+        PresenceEntry {
+            host: config.host_name.clone(),
+            ip: None,
+            version: config.server_version.clone(),
+            platform: std::env::consts::OS.to_owned(),
+            device_family: None,
+            model_identifier: None,
+            mode: "gateway".to_owned(),
+            reason: "self".to_owned(),
+            device_id: None,
+            instance_id: Some(instance_id.to_owned()),
+            roles: Vec::new(),
+            scopes: None,
+            text: format!(
+                "Gateway: {} · app {} · mode gateway · reason self",
+                config.host_name, config.server_version
+            ),
+            ts: now_ms,
+        }
+    }
+
+    /// The entry of a client that connected from `ip`.
+    pub(crate) fn of_client(
+        client: &clawgate_proto::connect::ClientInfo,
+        ip: std::net::IpAddr,
+        role: clawgate_proto::connect::Role,
+        device_id: Option<String>,
+        scopes: Vec<String>,
+        now_ms: u64,
+    ) -> PresenceEntry {
+        PresenceEntry {
+            host: client
+                .display_name
+                .clone()
+                .unwrap_or_else(|| client.id.as_str().to_owned()),
+            ip: (!crate::admission::is_loopback(ip)).then(|| crate::rate_limit::canonical_ip(ip).to_string()),
+            version: client.version.clone(),
+            platform: client.platform.clone(),
+            device_family: client.device_family.clone(),
+            model_identifier: client.model_identifier.clone(),
+            mode: client.mode.as_str().to_owned(),
+            reason: "connect".to_owned(),
+            device_id,
+            instance_id: client.instance_id.clone(),
+            roles: vec![role.as_str().to_owned()],
+            scopes: Some(scopes),
+            text: format!("Node: {} · app {} · mode {}", client.id, client.version, client.mode),
+            ts: now_ms,
+        }
+    }
+}
+
 /// The presence table with its version counter.
 #[derive(Debug, Default)]
 pub struct Presence {

@@ -1,7 +1,11 @@
 //! `tools.invoke`: the policy decides, the runtime runs the tool, the caller gets the result and
 //! the audit log gets one line.
 
-use crate::gateway::{ConnId, Gateway, LogLevel, Output};
+use crate::agents::{AgentHub, Agents};
+use crate::context::Ctx;
+use crate::idempotency::{CachedAnswer, IdempotencyCache};
+use crate::log_ring::LogLevel;
+use crate::output::{ConnId, Output};
 use crate::tool_policy::{ToolDecision, ToolDenial, WorkspaceAccess};
 use clawgate_proto::frame::{to_raw, ErrorCode, ErrorShape, RequestFrame, ResponseFrame};
 use clawgate_proto::http::Response;
@@ -9,24 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-/// A tool call the runtime is to carry out ([`Output::RunTool`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolRun {
-    /// Hand this back to [`Gateway::handle_tool_result`].
-    pub call: u64,
-    /// The tool (one of [`crate::tool_policy::TOOLS`]).
-    pub tool: &'static str,
-    /// Its arguments, as the caller sent them (the tool checks them).
-    pub args: Value,
-    /// The agent's workspace from the config; `None` means the runtime's default one.
-    pub workspace: Option<String>,
-    /// The agent the call runs for.
-    pub agent: String,
-    /// What the call may do to the workspace.
-    pub access: WorkspaceAccess,
-    /// Whether the runtime must confine the call in its sandbox.
-    pub sandboxed: bool,
-}
+pub use crate::output::ToolRun;
 
 /// What kind of failure ended a tool run; its code is made only at the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,11 +194,15 @@ fn refused(tool: &str, code: &str, message: String) -> Box<RawValue> {
     to_raw(&json!({"ok": false, "toolName": tool, "error": {"code": code, "message": message}}))
 }
 
-impl Gateway {
+impl RunningTools {
     /// Starts a `tools.invoke` from a WebSocket: `Ok(None)` when the tool is running (the answer
     /// follows), `Ok(Some(payload))` when it is answered at once (refused, or a repeat).
-    pub(crate) fn start_tool_call(
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start_ws(
         &mut self,
+        cx: &mut Ctx<'_>,
+        agents: &mut AgentHub,
+        idempotency: &mut IdempotencyCache,
         now_ms: u64,
         conn: ConnId,
         caller: Option<String>,
@@ -222,13 +213,14 @@ impl Gateway {
             .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid tools.invoke params: {e}")))?;
         let idempotency_key = params.idempotency_key.as_ref().map(|k| format!("tools.invoke:{k}"));
         if let Some(key) = &idempotency_key {
-            if let Some(crate::idempotency::CachedAnswer::Ok(payload)) = self.idempotency.get(key, now_ms) {
+            if let Some(CachedAnswer::Ok(payload)) = idempotency.get(key, now_ms) {
                 return Ok(Some(payload.clone()));
             }
         }
         let name = params.name.clone();
         // A worker calls tools for one of its runs, in that run's session; nothing else.
-        let is_node = self
+        let is_node = cx
+            .net
             .session_of(conn)
             .is_some_and(|s| s.role == clawgate_proto::Role::Node);
         let (session_key, agent_id, run_id) = if is_node {
@@ -238,7 +230,7 @@ impl Gateway {
                     "invalid tools.invoke params: a node calls tools for a run: runId is required",
                 ));
             };
-            let (key, agent) = self.run_of_worker(conn, &run_id)?;
+            let (key, agent) = agents.run_of_worker(conn, &run_id)?;
             (Some(key), Some(agent), Some(run_id))
         } else {
             (params.session_key, params.agent_id, None)
@@ -256,32 +248,34 @@ impl Gateway {
             conn,
             request_id: request.id.clone(),
         };
-        match self.begin_tool_call(now_ms, call, reply, idempotency_key)? {
+        match self.begin(cx, agents, now_ms, call, reply, idempotency_key)? {
             ToolStart::Running => Ok(None),
             ToolStart::Refused { code, message } => Ok(Some(refused(&name, code, message))),
         }
     }
 
     /// Decides a call and, when it may run, hands it to the runtime.
-    pub(crate) fn begin_tool_call(
+    pub(crate) fn begin(
         &mut self,
+        cx: &mut Ctx<'_>,
+        agents: &mut AgentHub,
         now_ms: u64,
         request: ToolCallRequest,
         reply: ToolReply,
         idempotency_key: Option<String>,
     ) -> Result<ToolStart, ErrorShape> {
-        let routing = self.config.session_routing();
+        let routing = cx.config.session_routing();
         let session_key = routing
             .resolve(request.session_key.as_deref(), request.agent_id.as_deref())
             .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid tools.invoke params: {e}")))?;
-        let agent = self.known_agent(Some(routing.agent_of(&session_key).as_str()))?;
-        let mut decision = self
+        let agent = agents.known_agent(cx.config, Some(routing.agent_of(&session_key).as_str()))?;
+        let mut decision = cx
             .config
             .tool_policy
             .decide(&routing, &agent, &session_key, &request.name);
         if request.over_http {
             if let ToolDecision::Allowed { tool, .. } = &decision {
-                if let Err(why) = self.config.tool_policy.check_http(tool) {
+                if let Err(why) = cx.config.tool_policy.check_http(tool) {
                     decision = ToolDecision::Denied(why);
                 }
             }
@@ -300,7 +294,7 @@ impl Gateway {
                     "TOOL_DENIED"
                 };
                 let line = audit("denied", &why.to_string());
-                self.push_output(Output::AppendAudit { line: line.to_string() });
+                cx.net.push_output(Output::AppendAudit { line: line.to_string() });
                 return Ok(ToolStart::Refused {
                     code,
                     message: format!("{}: {why}", request.name),
@@ -309,13 +303,13 @@ impl Gateway {
             // A call the policy wants confined never runs unconfined.
             ToolDecision::Allowed {
                 sandbox: Some(plan), ..
-            } if self.config.sandbox.is_none() => {
+            } if cx.config.sandbox.is_none() => {
                 let message = format!(
                     "{}: the policy runs this call in a sandbox ({:?} workspace access) and no sandbox is available on this host",
                     request.name, plan.access
                 );
                 let line = audit("denied", "sandbox unavailable");
-                self.push_output(Output::AppendAudit { line: line.to_string() });
+                cx.net.push_output(Output::AppendAudit { line: line.to_string() });
                 return Ok(ToolStart::Refused {
                     code: crate::tool_calls::ToolFailureKind::SandboxUnavailable.code(),
                     message,
@@ -327,17 +321,21 @@ impl Gateway {
                 sandbox,
             } => (tool, workspace, sandbox),
         };
-        let call = self.tool_calls.next_call();
+        let call = self.next_call();
         let run = request.run_id.clone().map(|run_id| {
             let tool_call_id = format!("call_{call}");
-            self.tool_event(
+            Agents {
+                hub: agents,
+                cx: cx.reborrow(),
+            }
+            .tool_event(
                 now_ms,
                 &run_id,
                 json!({"phase": "start", "name": tool.name, "toolCallId": tool_call_id, "args": request.args}),
             );
             (run_id, tool_call_id)
         });
-        self.tool_calls.started(PendingToolCall {
+        self.started(PendingToolCall {
             reply,
             run,
             tool: tool.name,
@@ -347,7 +345,7 @@ impl Gateway {
             started_ms: now_ms,
             idempotency_key,
         });
-        self.push_output(Output::RunTool(ToolRun {
+        cx.net.push_output(Output::RunTool(ToolRun {
             call,
             tool: tool.name,
             args: Value::Object(request.args),
@@ -361,8 +359,16 @@ impl Gateway {
 
     /// The runtime finished tool run `call`: answers the caller (if still connected) and writes
     /// the audit line. Unknown calls are ignored.
-    pub fn handle_tool_result(&mut self, now_ms: u64, call: u64, result: Result<Value, ToolFailure>) {
-        let Some(pending) = self.tool_calls.finished(call) else {
+    pub(crate) fn finish(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        agents: &mut AgentHub,
+        idempotency: &mut IdempotencyCache,
+        now_ms: u64,
+        call: u64,
+        result: Result<Value, ToolFailure>,
+    ) {
+        let Some(pending) = self.finished(call) else {
             return;
         };
         // The output is serialized once, for the answer and for its size in the audit line.
@@ -390,13 +396,12 @@ impl Gateway {
             "status": status, "detail": detail, "durationMs": now_ms.saturating_sub(pending.started_ms),
             "outputBytes": output_bytes, "http": matches!(pending.reply, ToolReply::Http { .. }),
         });
-        self.push_output(Output::AppendAudit { line: line.to_string() });
+        cx.net.push_output(Output::AppendAudit { line: line.to_string() });
         if let Some(key) = pending.idempotency_key {
-            self.idempotency
-                .insert(key, crate::idempotency::CachedAnswer::Ok(payload.clone()), now_ms);
+            idempotency.insert(key, CachedAnswer::Ok(payload.clone()), now_ms);
         }
         if status == "error" {
-            self.log(
+            cx.net.log(
                 now_ms,
                 LogLevel::Info,
                 format!("tool {} for agent {} failed: {}", pending.tool, pending.agent, detail),
@@ -404,7 +409,11 @@ impl Gateway {
         }
         if let Some((run_id, tool_call_id)) = &pending.run {
             let result: Value = serde_json::from_str(payload.get()).unwrap_or(Value::Null);
-            self.tool_event(
+            Agents {
+                hub: agents,
+                cx: cx.reborrow(),
+            }
+            .tool_event(
                 now_ms,
                 run_id,
                 json!({
@@ -416,12 +425,12 @@ impl Gateway {
         match pending.reply {
             ToolReply::Ws { conn, request_id } => {
                 let frame = ResponseFrame::ok_raw(request_id, payload);
-                self.send_text(conn, &frame.encode());
+                cx.net.send_text(conn, &frame.encode());
             }
             ToolReply::Http { conn, keep_alive } => {
                 let outcome = outcome.as_ref().map(|(_, output)| &**output);
                 let response = tool_http_response(pending.tool, outcome);
-                self.finish_deferred_http(now_ms, conn, &response, false, keep_alive);
+                cx.net.finish_http(conn, &response, false, keep_alive);
             }
         }
     }

@@ -1,0 +1,155 @@
+//! The decisions of a `connect` that need gateway state: the shared secret, device admission
+//! and pairing (silent for local clients when the policy says so), the granted scopes, and the
+//! device token handed back in `hello-ok`.
+
+use crate::admission::{Admission, UpgradeInfo};
+use crate::context::Ctx;
+use crate::entropy::mint_token;
+use crate::log_ring::LogLevel;
+use crate::pairing::{DeviceClaim, PairingStore};
+use crate::rate_limit::canonical_ip;
+use clawgate_proto::auth::AuthMethod;
+use clawgate_proto::connect::{ClientId, ClientMode, Role};
+use clawgate_proto::device::base64url_encode;
+use clawgate_proto::frame::to_raw;
+use clawgate_proto::handshake::{AcceptedConnect, ConnectRejection, PairingReason};
+use clawgate_proto::scopes::ScopeSet;
+use serde_json::json;
+use std::net::SocketAddr;
+
+/// The decisions that need gateway state: origin, shared secret, device admission, scopes.
+pub(crate) fn admit(
+    cx: &mut Ctx<'_>,
+    admission: &mut Admission,
+    pairing: &mut PairingStore,
+    now_ms: u64,
+    peer: SocketAddr,
+    accepted: &AcceptedConnect,
+    upgrade: &UpgradeInfo,
+) -> Result<(AuthMethod, Vec<String>), ConnectRejection> {
+    let client = &accepted.params.client;
+    let requested = accepted.params.scopes().to_vec();
+    let role = accepted.role.as_str();
+    // A device whose shared secret fails may authenticate with its own token.
+    let store = &mut *pairing;
+    let mut verify = |token: &str| match &accepted.device {
+        Some(device) => store.verify_token(&device.id, token, role, &requested, now_ms).is_ok(),
+        None => false,
+    };
+    let device_token = accepted
+        .device
+        .is_some()
+        .then_some(&mut verify as &mut dyn FnMut(&str) -> bool);
+    let method = admission.authenticate(cx.config, now_ms, peer, accepted, upgrade, device_token)?;
+    match &accepted.device {
+        None => {
+            if client.id == ClientId::ControlUi || client.id == ClientId::Tui {
+                return Err(ConnectRejection::ControlUiDeviceIdentityRequired);
+            }
+            if method == AuthMethod::None && !upgrade.local_direct {
+                // Without a shared secret, a device-less caller must at least be on this host.
+                return Err(ConnectRejection::DeviceIdentityRequired);
+            }
+            let keeps_scopes = upgrade.local_direct
+                && matches!(
+                    (client.id, client.mode),
+                    (ClientId::Cli, ClientMode::Cli) | (ClientId::GatewayClient, ClientMode::Backend)
+                );
+            let scopes = if keeps_scopes || accepted.role == Role::Node {
+                requested
+            } else {
+                Vec::new()
+            };
+            Ok((method, scopes))
+        }
+        Some(device) => {
+            let params = &accepted.params;
+            let public_key = base64url_encode(&device.public_key);
+            let claim = DeviceClaim {
+                device_id: &device.id,
+                public_key: &public_key,
+                role,
+                scopes: &requested,
+                display_name: params.client.display_name.as_deref(),
+                platform: &params.client.platform,
+                device_family: params.client.device_family.as_deref(),
+                client_id: params.client.id.as_str(),
+                client_mode: params.client.mode.as_str(),
+                remote_ip: (!crate::admission::is_loopback(upgrade.client_ip))
+                    .then(|| canonical_ip(upgrade.client_ip).to_string()),
+            };
+            if let Err(reason) = pairing.check(&claim) {
+                let request_id = cx.random_uuid();
+                let (request, new) = pairing.request(&claim, request_id, now_ms);
+                let browser_ok = upgrade.origin.is_none() || client.id == ClientId::ControlUi;
+                let silent = cx.config.auto_approve_local
+                    && upgrade.local_direct
+                    && browser_ok
+                    && matches!(reason, PairingReason::NotPaired | PairingReason::RoleUpgrade);
+                if !silent {
+                    crate::pairing_methods::persist(cx.net, pairing);
+                    if new {
+                        cx.net
+                            .broadcast_after_persist("device.pair.requested", to_raw(&request));
+                    }
+                    return Err(ConnectRejection::PairingRequired {
+                        request_id: request.request_id,
+                        reason,
+                    });
+                }
+                let granted = ScopeSet::from_names(&requested);
+                let entropy = &mut *cx.entropy;
+                let mut mint = || mint_token(entropy);
+                let approved = pairing.approve(&request.request_id, granted, now_ms, &mut mint);
+                if let Err(e) = approved {
+                    cx.net.log(
+                        now_ms,
+                        LogLevel::Warn,
+                        format!("silent pairing of {} failed: {e:?}", device.id),
+                    );
+                    return Err(ConnectRejection::PairingRequired {
+                        request_id: request.request_id,
+                        reason,
+                    });
+                }
+                cx.net.log(
+                    now_ms,
+                    LogLevel::Info,
+                    format!("paired device {} silently ({})", device.id, reason.as_str()),
+                );
+                crate::pairing_methods::persist(cx.net, pairing);
+                let resolved = json!({"requestId": request.request_id, "deviceId": device.id, "decision": "approved", "ts": now_ms});
+                cx.net
+                    .broadcast_after_persist("device.pair.resolved", to_raw(&resolved));
+            }
+            Ok((method, requested))
+        }
+    }
+}
+
+/// The device token a paired device gets in `hello-ok` for `role` (minted on first use, written
+/// durably when new) and when it was issued.
+pub(crate) fn device_token(
+    cx: &mut Ctx<'_>,
+    pairing: &mut PairingStore,
+    now_ms: u64,
+    device_id: &str,
+    role: Role,
+    scope_names: &[String],
+) -> (Option<String>, Option<u64>) {
+    let before = pairing
+        .paired
+        .get(device_id)
+        .and_then(|d| d.tokens.get(role.as_str()))
+        .map(|t| t.token.clone());
+    let entropy = &mut *cx.entropy;
+    let mut mint = || mint_token(entropy);
+    let token = pairing.ensure_token(device_id, role.as_str(), scope_names, now_ms, &mut mint);
+    if token.as_ref().map(|t| &t.token) != before.as_ref() {
+        crate::pairing_methods::persist(cx.net, pairing);
+    }
+    match token {
+        Some(t) => (Some(t.token), Some(t.rotated_at_ms.unwrap_or(t.created_at_ms))),
+        None => (None, None),
+    }
+}

@@ -1,0 +1,188 @@
+//! The gateway's life: the configuration document in force and its reloads (which changes apply
+//! live, which need a restart), the shared-secret generation, and stopping (the grace periods
+//! the runtimes give connections and the restart hint clients get).
+
+use crate::config::GatewayConfig;
+use crate::conns::Connections;
+use crate::log_ring::LogLevel;
+use crate::reload::{plan, HotAction, ReloadMode};
+use serde_json::{json, Value};
+
+/// What a reload changed that other parts of the gateway must hear about.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reloaded {
+    /// `gateway.auth.rateLimit` changed.
+    pub rate_limit: bool,
+    /// Agents, session routing or tool policy changed (what `hello-ok` derives from them).
+    pub routing: bool,
+    /// The change needs a restart: the gateway stops and the runtime starts it again.
+    pub restart: bool,
+}
+
+pub(crate) struct Lifecycle {
+    /// The configuration document in force, for diffing on reload.
+    document: Value,
+    /// `health.configReload`.
+    reload_status: Value,
+    /// Incremented whenever the shared secret changes.
+    secret_generation: u64,
+    restart_requested: bool,
+    stopping: bool,
+    stopped_reported: bool,
+}
+
+impl Lifecycle {
+    pub fn new() -> Self {
+        Lifecycle {
+            document: crate::settings::empty_document(),
+            reload_status: json!({"hotReloadStatus": "active"}),
+            secret_generation: 1,
+            restart_requested: false,
+            stopping: false,
+            stopped_reported: false,
+        }
+    }
+
+    pub fn set_document(&mut self, document: Value) {
+        self.document = document;
+    }
+
+    pub fn document(&self) -> &Value {
+        &self.document
+    }
+
+    pub fn reload_status(&self) -> &Value {
+        &self.reload_status
+    }
+
+    pub fn secret_generation(&self) -> u64 {
+        self.secret_generation
+    }
+
+    pub fn restart_requested(&self) -> bool {
+        self.restart_requested
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// Marks the gateway as stopping; `false` if it already was.
+    pub fn begin_stop(&mut self) -> bool {
+        !std::mem::replace(&mut self.stopping, true)
+    }
+
+    /// Whether `Stopped` is to be reported now (once, when stopping and no connection is left).
+    pub fn take_stopped(&mut self, connections_left: usize) -> bool {
+        if self.stopping && !self.stopped_reported && connections_left == 0 {
+            self.stopped_reported = true;
+            return true;
+        }
+        false
+    }
+
+    /// Applies the configuration file's new text to `config`: what may change live does, what
+    /// needs a restart asks for one. A file that does not parse or validate changes nothing and is
+    /// reported in `health.configReload`.
+    pub fn reload(
+        &mut self,
+        net: &mut Connections,
+        config: &mut GatewayConfig,
+        now_ms: u64,
+        text: Result<&str, &str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Reloaded {
+        let mut done = Reloaded::default();
+        let parsed = match text {
+            Err(e) => Err(e.to_owned()),
+            Ok(t) => crate::settings::parse(t, env).map_err(|e| e.to_string()),
+        };
+        let (settings, warnings) = match parsed {
+            Ok(ok) => ok,
+            Err(e) => {
+                net.log(
+                    now_ms,
+                    LogLevel::Error,
+                    format!("config reload skipped (invalid config): {e}"),
+                );
+                self.reload_status = json!({"hotReloadStatus": "error", "lastError": e, "lastAttemptAtMs": now_ms});
+                net.health_changed();
+                return done;
+            }
+        };
+        for w in warnings {
+            net.log(now_ms, LogLevel::Warn, w);
+        }
+        // What the whole file means; the plan decides which of it applies now.
+        let mut next = config.clone();
+        next.apply_file(&settings);
+        let mode: ReloadMode = next.reload_mode;
+        let plan = plan(mode, &self.document, &settings.document);
+        if plan.changed.is_empty() {
+            return done;
+        }
+        net.log(
+            now_ms,
+            LogLevel::Info,
+            format!("config changed: {}", plan.changed.join(", ")),
+        );
+        if !plan.ignored.is_empty() {
+            net.log(
+                now_ms,
+                LogLevel::Warn,
+                format!(
+                    "config changes NOT applied (reload mode {mode:?} needs a restart for them): {}",
+                    plan.ignored.join(", ")
+                ),
+            );
+        }
+        config.reload_mode = mode;
+        self.reload_status = json!({"hotReloadStatus": "active", "lastReloadAtMs": now_ms, "changed": plan.changed});
+        net.health_changed();
+        self.document = settings.document;
+        if plan.restart {
+            self.restart_requested = true;
+            done.restart = true;
+            return done;
+        }
+        for action in &plan.hot {
+            match action {
+                HotAction::AuthSecret => {
+                    if next.auth != config.auth {
+                        config.auth = next.auth.clone();
+                        self.secret_generation += 1;
+                        net.log(
+                            now_ms,
+                            LogLevel::Info,
+                            "shared secret changed; sockets that used the old one close at their next request".into(),
+                        );
+                    }
+                }
+                HotAction::RateLimit => {
+                    config.rate_limit = next.rate_limit;
+                    done.rate_limit = true;
+                }
+                HotAction::AllowedOrigins => config.allowed_origins = next.allowed_origins.clone(),
+                HotAction::PairingPolicy => config.auto_approve_local = next.auto_approve_local,
+                HotAction::TrustedProxies => {
+                    config.trusted_proxies = next.trusted_proxies.clone();
+                    config.trusted_proxy = next.trusted_proxy.clone();
+                }
+                HotAction::Agents | HotAction::SessionRouting => {
+                    config.tool_policy = next.tool_policy.clone();
+                    config.main_key = next.main_key.clone();
+                    config.session_scope = next.session_scope;
+                    config.session_prune_after_ms = next.session_prune_after_ms;
+                    done.routing = true;
+                }
+                HotAction::ToolPolicy => {
+                    config.tool_policy = next.tool_policy.clone();
+                    done.routing = true;
+                }
+                // Read by parts of the gateway that are not built yet; nothing to refresh.
+                HotAction::HttpEndpoints => {}
+            }
+        }
+        done
+    }
+}

@@ -1,0 +1,108 @@
+//! What the engine asks its runtime to do, and the handles it names things by.
+
+use crate::log_ring::LogLine;
+use crate::tool_policy::WorkspaceAccess;
+use serde_json::Value;
+
+/// A connection handle, chosen by the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// What the runtime must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send these bytes on the connection, after any bytes sent before.
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// Close the connection once its queued bytes are written (or a short grace passed).
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Print this log line.
+    Log(LogLine),
+    /// Write `contents` to `path` (relative to the state directory) atomically and durably, then
+    /// call [`Gateway::handle_persisted`](crate::Gateway::handle_persisted) with `seq` (or [`Gateway::handle_persist_failed`](crate::Gateway::handle_persist_failed)).
+    Persist {
+        /// Relative path, e.g. `devices/paired.json`.
+        path: &'static str,
+        /// The whole new file.
+        contents: String,
+        /// Acknowledge with this number.
+        seq: u64,
+    },
+    /// The gateway stopped: every connection was told and closed; the runtime may exit.
+    Stopped,
+    /// Read the configuration file again and pass it to [`Gateway::handle_config_text`](crate::Gateway::handle_config_text)
+    /// (asked for over RPC with `config.reload`).
+    ReloadConfig,
+    /// Run a tool off the event loop, then call [`Gateway::handle_tool_result`](crate::Gateway::handle_tool_result) with its `call`.
+    RunTool(ToolRun),
+    /// Append this line (JSON, no newline) to the tool audit log under the state directory.
+    AppendAudit {
+        /// The line.
+        line: String,
+    },
+    /// Append this line (JSON, no newline) to a session transcript, creating the file (0600) and
+    /// its folder (0700) if needed. Lines are written in order; the runtime syncs the files it
+    /// appended to before it reads more input.
+    AppendTranscript {
+        /// Relative to the state directory, e.g. `sessions/<sessionId>.jsonl`.
+        file: String,
+        /// The line.
+        line: String,
+    },
+    /// Read a file of the Control UI bundle and answer with it: call
+    /// [`Gateway::handle_static_response`](crate::Gateway::handle_static_response).
+    ServeStatic(StaticRequest),
+    /// Delete a session transcript (the session was reset, deleted or pruned).
+    RemoveTranscript {
+        /// Relative to the state directory.
+        file: String,
+    },
+}
+
+/// A tool call the runtime is to carry out ([`Output::RunTool`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolRun {
+    /// Hand this back to [`Gateway::handle_tool_result`](crate::Gateway::handle_tool_result).
+    pub call: u64,
+    /// The tool (one of [`crate::tool_policy::TOOLS`]).
+    pub tool: &'static str,
+    /// Its arguments, as the caller sent them (the tool checks them).
+    pub args: Value,
+    /// The agent's workspace from the config; `None` means the runtime's default one.
+    pub workspace: Option<String>,
+    /// The agent the call runs for.
+    pub agent: String,
+    /// What the call may do to the workspace.
+    pub access: WorkspaceAccess,
+    /// Whether the runtime must confine the call in its sandbox.
+    pub sandboxed: bool,
+}
+
+/// A file of the Control UI bundle for the runtime to send ([`Output::ServeStatic`]); hand it
+/// back with the response to [`Gateway::handle_static_response`](crate::Gateway::handle_static_response).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticRequest {
+    /// The connection.
+    pub conn: ConnId,
+    /// The bundle's folder.
+    pub root: String,
+    /// The file, relative to `root`: no `..`, `.`, empty or backslash segments.
+    pub path: String,
+    /// Serve `index.html` when the file does not exist (an SPA route).
+    pub spa_fallback: bool,
+    /// The client accepts `br` / `gzip` (precompressed siblings are used when present).
+    pub accepts_br: bool,
+    /// See `accepts_br`.
+    pub accepts_gzip: bool,
+    /// A `HEAD` request.
+    pub head_only: bool,
+    /// Keep the connection open after the answer.
+    pub keep_alive: bool,
+}
