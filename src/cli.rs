@@ -100,7 +100,7 @@ pub struct RunArgs {
 /// file, then the environment, as the gateway on the same state directory resolves them.
 #[derive(Args, Clone)]
 pub struct ClientArgs {
-    /// The gateway's URL (else OPENCLAW_GATEWAY_URL, else ws://127.0.0.1:<port> with the port from
+    /// The gateway's URL (else OPENCLAW_GATEWAY_URL, else `ws://127.0.0.1:<port>` with the port from
     /// OPENCLAW_GATEWAY_PORT, gateway.port or 18789).
     #[arg(long, global = true)]
     pub url: Option<String>,

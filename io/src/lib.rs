@@ -302,10 +302,6 @@ pub fn default_workspace(state_dir: Option<&Path>) -> Option<PathBuf> {
     state_dir.map(|d| d.join("workspace"))
 }
 
-/// Time a closing connection gets to flush what is queued before it is cut.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// Time the gateway waits for clients to take their close frames at shutdown.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often the configuration file is checked for changes, and the default settling time.
 pub const CONFIG_POLL: Duration = Duration::from_millis(300);
 

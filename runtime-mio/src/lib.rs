@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 // Binding, the clock and the OS random source are the same for both runtimes.
 pub use clawgate_io::{bind, now_ms, Exit, OsEntropy};
-use clawgate_io::{reload_config, ConfigWatch, Effects, SocketOutput, CLOSE_GRACE, CONFIG_POLL, SHUTDOWN_GRACE};
+use clawgate_io::{reload_config, ConfigWatch, Effects, SocketOutput, CONFIG_POLL};
 
 /// Size of the read buffer shared by all connections.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
@@ -192,7 +192,7 @@ impl MioRuntime {
                 return Ok(exit(&gateway));
             }
             if let Some(since) = stopping_since {
-                if since.elapsed() > SHUTDOWN_GRACE {
+                if since.elapsed() > Duration::from_millis(gateway.config().shutdown_grace_ms) {
                     return Ok(exit(&gateway));
                 }
             }
@@ -272,7 +272,7 @@ impl MioRuntime {
             }
         }
         if let Some(since) = stopping_since {
-            let d = (since + SHUTDOWN_GRACE).saturating_duration_since(now);
+            let d = (since + Duration::from_millis(gateway.config().shutdown_grace_ms)).saturating_duration_since(now);
             timeout = Some(timeout.map_or(d, |t| t.min(d)));
         }
         if self.config_file.is_some() {
@@ -428,7 +428,8 @@ impl MioRuntime {
                 Some(SocketOutput::Close { conn }) => {
                     let Some(&slot) = self.by_id.get(&conn) else { continue };
                     if let Some(c) = self.conns.get_mut(&slot) {
-                        c.close_deadline = Some(Instant::now() + CLOSE_GRACE);
+                        c.close_deadline =
+                            Some(Instant::now() + Duration::from_millis(gateway.config().close_grace_ms));
                     }
                     self.flush(gateway, slot);
                 }

@@ -9,9 +9,7 @@
 
 use clawgate_engine::{ConnId, Gateway, LogLevel};
 pub use clawgate_io::{bind, now_ms, Exit, OsEntropy};
-use clawgate_io::{
-    on_signals, reload_config, ConfigWatch, Effects, SocketOutput, ToolResult, CLOSE_GRACE, CONFIG_POLL, SHUTDOWN_GRACE,
-};
+use clawgate_io::{on_signals, reload_config, ConfigWatch, Effects, SocketOutput, ToolResult, CONFIG_POLL};
 use smol::channel::{Receiver, Sender};
 use smol::io::AsyncWriteExt;
 use smol::{Async, LocalExecutor, Timer};
@@ -129,8 +127,9 @@ impl Shared {
                         let _ = w.tx.try_send(WriteCmd::Close);
                         // A peer that does not read must not keep the socket open forever.
                         let stream = w.stream.clone();
+                        let grace = Duration::from_millis(self.gateway.borrow().config().close_grace_ms);
                         ex.spawn(async move {
-                            Timer::after(CLOSE_GRACE).await;
+                            Timer::after(grace).await;
                             let _ = stream.get_ref().shutdown(Shutdown::Both);
                         })
                         .detach();
@@ -278,14 +277,19 @@ async fn timer_loop(shared: Rc<Shared>, ex: Rc<LocalExecutor<'static>>, wake: Re
     }
 }
 
+/// How long the engine gives clients to take their close frames at shutdown.
+fn shutdown_grace(shared: &Shared) -> Duration {
+    Duration::from_millis(shared.gateway.borrow().config().shutdown_grace_ms)
+}
+
 /// Waits until the engine reports it stopped, or the shutdown grace has passed.
-async fn stopped_or_grace(stopped: &Receiver<()>) {
+async fn stopped_or_grace(stopped: &Receiver<()>, grace: Duration) {
     smol::future::or(
         async {
             let _ = stopped.recv().await;
         },
         async {
-            Timer::after(SHUTDOWN_GRACE).await;
+            Timer::after(grace).await;
         },
     )
     .await;
@@ -388,7 +392,7 @@ pub fn run(
                         shared.drain(&ex);
                     }
                     if shared.gateway.borrow().restart_requested() {
-                        stopped_or_grace(&stopped_rx).await;
+                        stopped_or_grace(&stopped_rx, shutdown_grace(&shared)).await;
                         return Exit::Restart;
                     }
                 }
@@ -398,7 +402,7 @@ pub fn run(
                         .borrow_mut()
                         .handle_shutdown(now_ms(), "gateway stopping", None);
                     shared.drain(&ex);
-                    stopped_or_grace(&stopped_rx).await;
+                    stopped_or_grace(&stopped_rx, shutdown_grace(&shared)).await;
                     return Exit::Stopped;
                 }
             }

@@ -1,7 +1,7 @@
 //! Starts a gateway binary and reports: time from spawn to the first successful `hello-ok`, idle
 //! RSS, and RSS with N idle authenticated connections (from `/proc/PID/status`).
 //!
-//!   cargo run --release -p clawgate-benches --bin gateway-footprint -- [BINARY] [N]
+//!   cargo run --release -p clawgate-benches --bin gateway-footprint -- \[BINARY\] \[N\]
 
 use clawgate_benches::rss_kib;
 use std::net::{SocketAddr, TcpListener};
