@@ -7,7 +7,8 @@ use crate::config::{GatewayConfig, HTTP_NONCE_TTL_MS, MAX_HTTP_NONCES};
 use crate::rate_limit::{canonical_ip, limiter_key, AuthLimiter, CredentialClass, RateLimitConfig};
 use clawgate_proto::auth::{AuthFailure, AuthMethod, SharedSecretConfig};
 use clawgate_proto::handshake::{AcceptedConnect, ConnectRejection, NonceRedeemer};
-use clawgate_proto::http::Request;
+use clawgate_proto::http::{Request, Response};
+use clawgate_proto::ws::{accept_upgrade, UpgradeAccepted};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
@@ -183,6 +184,14 @@ impl NonceRedeemer for HttpNonces {
     }
 }
 
+/// Why a WebSocket upgrade was refused: the HTTP answer, and what to log and count.
+pub(crate) struct UpgradeRefusal {
+    pub response: Response,
+    pub log: Option<String>,
+    /// The handshake metric's outcome label.
+    pub metric: Option<&'static str>,
+}
+
 /// The admission state of one gateway.
 pub(crate) struct Admission {
     preauth_per_ip: HashMap<IpAddr, usize>,
@@ -207,6 +216,49 @@ impl Admission {
     /// Whether `ip` may open one more unauthenticated socket.
     pub(crate) fn may_open(&self, ip: IpAddr, max_per_ip: usize) -> bool {
         self.preauth_per_ip.get(&canonical_ip(ip)).copied().unwrap_or(0) < max_per_ip
+    }
+
+    /// Whether a WebSocket upgrade from `peer` may go ahead. When it may, its socket counts as
+    /// unauthenticated from now on, and the answer is the `101` and what the request says about
+    /// its client; when not, the HTTP answer that refuses it.
+    pub(crate) fn admit_upgrade(
+        &mut self,
+        config: &GatewayConfig,
+        stopping: bool,
+        peer: SocketAddr,
+        local: SocketAddr,
+        request: &Request,
+    ) -> Result<(UpgradeAccepted, UpgradeInfo), UpgradeRefusal> {
+        let ip = canonical_ip(peer.ip());
+        let refuse = |status: u16, text: &str| UpgradeRefusal {
+            response: Response::text(status, text),
+            log: None,
+            metric: None,
+        };
+        if stopping {
+            return Err(refuse(503, "Gateway stopping"));
+        }
+        if !self.may_open(ip, config.max_preauth_per_ip) {
+            return Err(UpgradeRefusal {
+                log: Some(format!("refused upgrade from {ip}: too many unauthenticated sockets")),
+                ..refuse(503, "Too many unauthenticated sockets")
+            });
+        }
+        let accepted = accept_upgrade(request).map_err(|response| UpgradeRefusal {
+            response,
+            log: None,
+            metric: None,
+        })?;
+        let upgrade = UpgradeInfo::read(config, peer, local, request);
+        if upgrade.origin.is_some() && !upgrade.origin_allowed(config) {
+            // A browser page from a foreign origin never gets a WebSocket.
+            return Err(UpgradeRefusal {
+                metric: Some("origin_refused"),
+                ..refuse(403, "Origin not allowed")
+            });
+        }
+        self.opened(ip);
+        Ok((accepted, upgrade))
     }
 
     /// An unauthenticated socket of `ip` opened.

@@ -3,6 +3,8 @@
 //! device token handed back in `hello-ok`.
 
 use crate::admission::{Admission, UpgradeInfo};
+use crate::cache::HelloAuth;
+use crate::conns::Session;
 use crate::context::Ctx;
 use crate::entropy::mint_token;
 use crate::log_ring::LogLevel;
@@ -152,4 +154,48 @@ pub(crate) fn device_token(
         Some(t) => (Some(t.token), Some(t.rotated_at_ms.unwrap_or(t.created_at_ms))),
         None => (None, None),
     }
+}
+
+/// The session an admitted `connect` opens (`admitted` is how it authenticated and the scopes it
+/// was granted), and what `hello-ok.auth` tells it.
+pub(crate) fn session(
+    cx: &mut Ctx<'_>,
+    pairing: &mut PairingStore,
+    now_ms: u64,
+    accepted: &AcceptedConnect,
+    admitted: (AuthMethod, Vec<String>),
+    secret_generation: Option<u64>,
+) -> (Session, HelloAuth) {
+    let (method, scope_names) = admitted;
+    let client = &accepted.params.client;
+    let role = accepted.role;
+    let conn_uuid = cx.random_uuid();
+    let device_id = accepted.device.as_ref().map(|d| d.id.clone());
+    let (device_token, issued_at_ms) = match &device_id {
+        Some(id) => device_token(cx, pairing, now_ms, id, role, &scope_names),
+        None => (None, None),
+    };
+    // The command line comes and goes; it is not a presence.
+    let presence_key = (client.mode != ClientMode::Cli).then(|| {
+        device_id
+            .clone()
+            .or_else(|| client.instance_id.clone())
+            .unwrap_or_else(|| conn_uuid.clone())
+    });
+    let session = Session {
+        secret_generation,
+        device_id,
+        role,
+        scopes: ScopeSet::from_names(&scope_names),
+        scope_names,
+        presence_key,
+        conn_uuid,
+        node: (role == Role::Node).then(|| Box::new(crate::nodes::NodeInfo::from_connect(&accepted.params, now_ms))),
+    };
+    let auth = HelloAuth {
+        method,
+        device_token,
+        issued_at_ms,
+    };
+    (session, auth)
 }

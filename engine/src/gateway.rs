@@ -4,29 +4,27 @@
 
 use crate::admission::{Admission, UpgradeInfo};
 use crate::agents::{AgentHub, Agents};
-use crate::cache::{Cache, HelloAuth};
+use crate::cache::Cache;
 use crate::config::GatewayConfig;
-use crate::conns::{ConnLimits, Connections, Gone, HttpInput, Session, Timer, WsInput};
+use crate::conns::{ConnLimits, Connections, Gone, HttpInput, Timer, WsInput};
 use crate::context::Ctx;
-use crate::http_routes::Route;
 use crate::idempotency::{CachedAnswer, IdempotencyCache};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::pairing::PairingStore;
 use crate::presence::{Presence, PresenceEntry};
-use crate::rate_limit::canonical_ip;
 use crate::reply::{HttpReply, Reply};
-use crate::tool_calls::{RunningTools, ToolFailure, ToolReply};
+use crate::tool_calls::{RunningTools, ToolFailure};
 use clawgate_proto::auth::AuthFailure;
 use clawgate_proto::close::{code, CloseFrame};
-use clawgate_proto::connect::{ClientMode, Role};
+use clawgate_proto::connect::Role;
 use clawgate_proto::device::DeviceIdentity;
 use clawgate_proto::frame::{to_raw, ErrorShape, Frame, FrameError, ResponseFrame, StateVersion};
 use clawgate_proto::handshake::{AcceptedConnect, ConnectRejection, Rejection, ServerHandshake};
 use clawgate_proto::http::{Request, Response};
 use clawgate_proto::methods::Owner;
-use clawgate_proto::scopes::{authorize, ScopeSet};
-use clawgate_proto::ws::{accept_upgrade, WsCodec};
+use clawgate_proto::scopes::authorize;
+use clawgate_proto::ws::WsCodec;
 use serde_json::json;
 use std::net::SocketAddr;
 
@@ -414,64 +412,16 @@ impl Gateway {
         request: &Request,
         keep_alive: bool,
     ) -> HttpReply {
-        use crate::http_routes as http;
-        let local_caller = crate::admission::is_local_direct(peer, request);
-        HttpReply::Now(match http::route(request) {
-            Route::MethodNotAllowed(allow) => http::method_not_allowed(allow),
-            Route::Live => http::live(),
-            Route::Ready => http::ready(
-                self.life.is_stopping(),
-                local_caller,
-                now_ms.saturating_sub(self.started_at),
-            ),
-            Route::DeviceNonce => {
-                let nonce = cx!(self).random_uuid();
-                let (nonce, expires_at_ms) = self.admission.issue_nonce(nonce, now_ms);
-                http::nonce(&nonce, now_ms, expires_at_ms)
-            }
-            Route::Metrics => {
-                let allowed = local_caller || crate::admission::bearer_matches(&self.config.auth, request);
-                let stats = self.net.stats();
-                http::metrics(allowed, || self.metrics.render(&stats))
-            }
-            Route::ToolsInvoke => {
-                let bearer_ok = crate::admission::bearer_matches(&self.config.auth, request);
-                let call = match http::tool_call_of(request, bearer_ok) {
-                    Ok(call) => call,
-                    Err(response) => return HttpReply::Now(response),
-                };
-                let tool = call.name.clone();
-                let reply = ToolReply::Http { conn, keep_alive };
-                let started = self
-                    .tools
-                    .begin(&mut cx!(self), &mut self.agents, now_ms, call, reply, None);
-                return http::tool_call_answer(&tool, started);
-            }
-            Route::Agents => {
-                let routed = crate::openai_http::route(
-                    &mut agents!(self),
-                    &mut self.admission,
-                    now_ms,
-                    conn,
-                    peer,
-                    request,
-                    keep_alive,
-                );
-                return routed.unwrap_or_else(|| HttpReply::Now(Response::text(404, "Not Found")));
-            }
-            Route::ControlUi => {
-                let routed = crate::control_ui::route(
-                    &mut cx!(self),
-                    &mut self.admission,
-                    now_ms,
-                    conn,
-                    peer,
-                    request,
-                    keep_alive,
-                );
-                return routed.unwrap_or_else(|| HttpReply::Now(Response::text(404, "Not Found")));
-            }
-        })
+        let parts = crate::http_routes::Parts {
+            cx: cx!(self),
+            admission: &mut self.admission,
+            agents: &mut self.agents,
+            tools: &mut self.tools,
+            metrics: &self.metrics,
+            stopping: self.life.is_stopping(),
+            started_at: self.started_at,
+        };
+        crate::http_routes::answer(parts, now_ms, conn, peer, request, keep_alive)
     }
 
     fn upgrade(
@@ -483,34 +433,23 @@ impl Gateway {
         local: SocketAddr,
         leftover: Vec<u8>,
     ) {
-        let ip = canonical_ip(peer.ip());
-        let refuse = |net: &mut Connections, status: u16, text: &str| {
-            net.send_http(conn, &Response::text(status, text), false, false);
+        let stopping = self.life.is_stopping();
+        let (accepted, upgrade) = match self
+            .admission
+            .admit_upgrade(&self.config, stopping, peer, local, request)
+        {
+            Ok(ok) => ok,
+            Err(refusal) => {
+                self.net.send_http(conn, &refusal.response, false, false);
+                if let Some(line) = refusal.log {
+                    self.net.log(now_ms, LogLevel::Warn, line);
+                }
+                if let Some(label) = refusal.metric {
+                    self.metrics.handshake(label);
+                }
+                return;
+            }
         };
-        if self.life.is_stopping() {
-            return refuse(&mut self.net, 503, "Gateway stopping");
-        }
-        if !self.admission.may_open(ip, self.config.max_preauth_per_ip) {
-            refuse(&mut self.net, 503, "Too many unauthenticated sockets");
-            self.net.log(
-                now_ms,
-                LogLevel::Warn,
-                format!("refused upgrade from {ip}: too many unauthenticated sockets"),
-            );
-            return;
-        }
-        let accepted = match accept_upgrade(request) {
-            Ok(a) => a,
-            Err(response) => return self.net.send_http(conn, &response, false, false),
-        };
-        let upgrade = UpgradeInfo::read(&self.config, peer, local, request);
-        if upgrade.origin.is_some() && !upgrade.origin_allowed(&self.config) {
-            // A browser page from a foreign origin never gets a WebSocket.
-            refuse(&mut self.net, 403, "Origin not allowed");
-            self.metrics.handshake("origin_refused");
-            return;
-        }
-        self.admission.opened(ip);
         let nonce = cx!(self).random_uuid();
         let handshake = ServerHandshake::new(nonce, now_ms);
         let mut codec = WsCodec::server(self.config.max_preauth_payload);
@@ -596,36 +535,22 @@ impl Gateway {
         self.admission.released(peer.ip());
         let client = accepted.params.client.clone();
         let role = accepted.role;
-        let conn_uuid = cx!(self).random_uuid();
-        let device_id = accepted.device.as_ref().map(|d| d.id.clone());
-        let (device_token, issued_at_ms) = match &device_id {
-            Some(id) => crate::connect::device_token(&mut cx!(self), &mut self.pairing, now_ms, id, role, &scope_names),
-            None => (None, None),
-        };
-        let presence_key = (client.mode != ClientMode::Cli).then(|| {
-            device_id
-                .clone()
-                .or_else(|| client.instance_id.clone())
-                .unwrap_or_else(|| conn_uuid.clone())
-        });
+        let secret_generation = method.is_shared_secret().then_some(self.life.secret_generation());
+        let (session, auth) = crate::connect::session(
+            &mut cx!(self),
+            &mut self.pairing,
+            now_ms,
+            &accepted,
+            (method, scope_names.clone()),
+            secret_generation,
+        );
+        let (conn_uuid, device_id, presence_key) = (
+            session.conn_uuid.clone(),
+            session.device_id.clone(),
+            session.presence_key.clone(),
+        );
         self.net.hold_for_persist(conn);
-        let session = Session {
-            secret_generation: method.is_shared_secret().then_some(self.life.secret_generation()),
-            device_id: device_id.clone(),
-            role,
-            scopes: ScopeSet::from_names(&scope_names),
-            scope_names: scope_names.clone(),
-            presence_key: presence_key.clone(),
-            conn_uuid: conn_uuid.clone(),
-            node: (role == Role::Node)
-                .then(|| Box::new(crate::nodes::NodeInfo::from_connect(&accepted.params, now_ms))),
-        };
         self.refresh_snapshots(now_ms);
-        let auth = HelloAuth {
-            method,
-            device_token,
-            issued_at_ms,
-        };
         let model_configured = crate::control_ui::model_configured(&self.config, &self.agents);
         let uptime_ms = now_ms.saturating_sub(self.started_at);
         let sv = self.state_version();
@@ -662,33 +587,22 @@ impl Gateway {
 
     /// A request on an open WebSocket: the scope gate, then the part that owns the method.
     fn on_request(&mut self, now_ms: u64, conn: ConnId, text: &str) {
+        let refuse = |net: &mut Connections, id: Option<String>, reason: &str| {
+            let e = ErrorShape::new(
+                clawgate_proto::ErrorCode::InvalidRequest,
+                format!("invalid request frame: {reason}"),
+            );
+            let id = id.unwrap_or_else(|| "invalid".to_owned());
+            net.send_text(conn, &ResponseFrame::err(id, e).encode());
+        };
         let request = match Frame::decode(text) {
             Ok(Frame::Request(r)) => r,
             Ok(Frame::Cancel { .. }) => return,
-            Ok(_) => {
-                let e = ErrorShape::new(
-                    clawgate_proto::ErrorCode::InvalidRequest,
-                    "invalid request frame: expected a req frame",
-                );
-                self.net.send_text(conn, &ResponseFrame::err("invalid", e).encode());
-                return;
-            }
+            Ok(_) => return refuse(&mut self.net, None, "expected a req frame"),
+            Err(FrameError::InvalidFrame { id, reason }) => return refuse(&mut self.net, id, &reason),
             Err(FrameError::InvalidJson(_)) => {
-                self.net.log(
-                    now_ms,
-                    LogLevel::Warn,
-                    format!("ignored a message that is not JSON on {}", conn.0),
-                );
-                return;
-            }
-            Err(FrameError::InvalidFrame { id, reason }) => {
-                let e = ErrorShape::new(
-                    clawgate_proto::ErrorCode::InvalidRequest,
-                    format!("invalid request frame: {reason}"),
-                );
-                let id = id.unwrap_or_else(|| "invalid".to_owned());
-                self.net.send_text(conn, &ResponseFrame::err(id, e).encode());
-                return;
+                let line = format!("ignored a message that is not JSON on {}", conn.0);
+                return self.net.log(now_ms, LogLevel::Warn, line);
             }
         };
         let Some(session) = self.net.session_of(conn) else {

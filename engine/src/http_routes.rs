@@ -1,12 +1,18 @@
 //! Plain HTTP requests on the gateway port: which part of the gateway a request goes to (a pure
 //! function of the request), and the answers of the gateway's own endpoints.
 
+use crate::admission::Admission;
+use crate::agents::{AgentHub, Agents};
+use crate::context::Ctx;
+use crate::metrics::Metrics;
+use crate::output::ConnId;
 use crate::reply::HttpReply;
-use crate::tool_calls::{json_response, ToolCallRequest, ToolStart};
+use crate::tool_calls::{json_response, RunningTools, ToolCallRequest, ToolReply, ToolStart};
 use clawgate_proto::frame::ErrorShape;
 use clawgate_proto::http::{Request, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 
 /// The body of `POST /tools/invoke`.
 #[derive(Deserialize)]
@@ -178,5 +184,83 @@ pub(crate) fn tool_call_answer(tool: &str, started: Result<ToolStart, ErrorShape
         }) => http_error(404, "not_found", &format!("Tool not available: {tool}")),
         Ok(ToolStart::Refused { message, .. }) => http_error(403, "tool_call_blocked", &message),
         Err(e) => http_error(400, "invalid_request", &e.message),
+    })
+}
+
+/// What the HTTP endpoints work with.
+pub(crate) struct Parts<'a> {
+    pub cx: Ctx<'a>,
+    pub admission: &'a mut Admission,
+    pub agents: &'a mut AgentHub,
+    pub tools: &'a mut RunningTools,
+    pub metrics: &'a Metrics,
+    pub stopping: bool,
+    pub started_at: u64,
+}
+
+/// The answer to an HTTP request, from the part its route names.
+pub(crate) fn answer(
+    mut parts: Parts<'_>,
+    now_ms: u64,
+    conn: ConnId,
+    peer: SocketAddr,
+    request: &Request,
+    keep_alive: bool,
+) -> HttpReply {
+    let local_caller = crate::admission::is_local_direct(peer, request);
+    HttpReply::Now(match route(request) {
+        Route::MethodNotAllowed(allow) => method_not_allowed(allow),
+        Route::Live => live(),
+        Route::Ready => ready(parts.stopping, local_caller, now_ms.saturating_sub(parts.started_at)),
+        Route::DeviceNonce => {
+            let fresh = parts.cx.random_uuid();
+            let (issued, expires_at_ms) = parts.admission.issue_nonce(fresh, now_ms);
+            nonce(&issued, now_ms, expires_at_ms)
+        }
+        Route::Metrics => {
+            let allowed = local_caller || crate::admission::bearer_matches(&parts.cx.config.auth, request);
+            let stats = parts.cx.net.stats();
+            metrics(allowed, || parts.metrics.render(&stats))
+        }
+        Route::ToolsInvoke => {
+            let bearer_ok = crate::admission::bearer_matches(&parts.cx.config.auth, request);
+            let call = match tool_call_of(request, bearer_ok) {
+                Ok(call) => call,
+                Err(response) => return HttpReply::Now(response),
+            };
+            let tool = call.name.clone();
+            let reply = ToolReply::Http { conn, keep_alive };
+            let started = parts
+                .tools
+                .begin(&mut parts.cx, parts.agents, now_ms, call, reply, None);
+            return tool_call_answer(&tool, started);
+        }
+        Route::Agents => {
+            let routed = crate::openai_http::route(
+                &mut Agents {
+                    hub: parts.agents,
+                    cx: parts.cx,
+                },
+                parts.admission,
+                now_ms,
+                conn,
+                peer,
+                request,
+                keep_alive,
+            );
+            return routed.unwrap_or_else(|| HttpReply::Now(Response::text(404, "Not Found")));
+        }
+        Route::ControlUi => {
+            let routed = crate::control_ui::route(
+                &mut parts.cx,
+                parts.admission,
+                now_ms,
+                conn,
+                peer,
+                request,
+                keep_alive,
+            );
+            return routed.unwrap_or_else(|| HttpReply::Now(Response::text(404, "Not Found")));
+        }
     })
 }
