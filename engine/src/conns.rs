@@ -121,8 +121,9 @@ pub(crate) enum Gone {
 
 /// The next thing a WebSocket said.
 pub(crate) enum WsInput {
-    /// A text message (a binary one that is UTF-8 counts as text).
-    Text(String),
+    /// A text message (a binary one that is UTF-8 counts as text): the `connect` when the
+    /// connection is still in its handshake, a request after it.
+    Text { text: String, handshake: bool },
     /// Nothing complete yet, or the connection was closed (answered here).
     Nothing,
 }
@@ -917,9 +918,19 @@ impl Connections {
                 }
             };
             match message {
-                Message::Text(text) => return WsInput::Text(text),
+                Message::Text(text) => {
+                    return WsInput::Text {
+                        text,
+                        handshake: in_handshake,
+                    }
+                }
                 Message::Binary(data) => match String::from_utf8(data) {
-                    Ok(text) => return WsInput::Text(text),
+                    Ok(text) => {
+                        return WsInput::Text {
+                            text,
+                            handshake: in_handshake,
+                        }
+                    }
                     Err(_) => {
                         self.close_ws(
                             conn,

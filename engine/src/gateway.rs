@@ -464,18 +464,20 @@ impl Gateway {
     }
 
     fn drive_ws(&mut self, now_ms: u64, conn: ConnId) {
-        while let WsInput::Text(text) = self.net.poll_ws(now_ms, conn) {
-            match self.net.take_handshake(conn) {
-                Some((codec, handshake, upgrade, peer)) => {
-                    match handshake.handle_first_frame(&text, now_ms, self.admission.nonces()) {
-                        Err(rejection) => {
-                            self.net.restore_handshake(now_ms, conn, codec, upgrade);
-                            self.reject(now_ms, conn, peer, rejection);
-                        }
-                        Ok(accepted) => self.complete_handshake(now_ms, conn, peer, codec, accepted, upgrade),
-                    }
+        while let WsInput::Text { text, handshake } = self.net.poll_ws(now_ms, conn) {
+            if !handshake {
+                self.on_request(now_ms, conn, &text);
+                continue;
+            }
+            let Some((codec, handshake, upgrade, peer)) = self.net.take_handshake(conn) else {
+                return;
+            };
+            match handshake.handle_first_frame(&text, now_ms, self.admission.nonces()) {
+                Err(rejection) => {
+                    self.net.restore_handshake(now_ms, conn, codec, upgrade);
+                    self.reject(now_ms, conn, peer, rejection);
                 }
-                None => self.on_request(now_ms, conn, &text),
+                Ok(accepted) => self.complete_handshake(now_ms, conn, peer, codec, accepted, upgrade),
             }
         }
     }
@@ -618,25 +620,28 @@ impl Gateway {
             return;
         }
         let (role, scopes, admin) = (session.role, session.scopes, session.is_admin());
-        let device_id = session.device_id.clone();
         let owner = clawgate_proto::methods::lookup(&request.method).and_then(|m| m.owner);
         let known = request.method == "connect" || owner.is_some();
         let reply = match (authorize(role, scopes, &request.method), owner) {
             (Err(denied), _) => Reply::Now(Err(denied.to_error())),
-            (Ok(()), Some(Owner::Tools)) => Reply::deferred(self.tools.start_ws(
-                &mut cx!(self),
-                &mut self.agents,
-                &mut self.idempotency,
-                now_ms,
-                conn,
-                device_id,
-                &request,
-            )),
+            (Ok(()), Some(Owner::Tools)) => {
+                let caller = self.net.session_of(conn).and_then(|s| s.device_id.clone());
+                Reply::deferred(self.tools.start_ws(
+                    &mut cx!(self),
+                    &mut self.agents,
+                    &mut self.idempotency,
+                    now_ms,
+                    conn,
+                    caller,
+                    &request,
+                ))
+            }
             (Ok(()), Some(Owner::ControlUi)) => {
                 Reply::value(crate::control_ui::call(&self.config, &self.agents, now_ms, &request))
             }
             (Ok(()), Some(Owner::Agents)) => agents!(self).call(now_ms, conn, &request),
             (Ok(()), Some(Owner::Pairing)) => {
+                let device_id = self.net.session_of(conn).and_then(|s| s.device_id.clone());
                 let caller = crate::pairing_methods::Caller { scopes, device_id };
                 let mut effects = Vec::new();
                 let answer = crate::pairing_methods::call(

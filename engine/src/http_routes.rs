@@ -251,15 +251,8 @@ pub(crate) fn answer(
             return routed.unwrap_or_else(|| HttpReply::Now(Response::text(404, "Not Found")));
         }
         Route::ControlUi => {
-            let routed = crate::control_ui::route(
-                &mut parts.cx,
-                parts.admission,
-                now_ms,
-                conn,
-                peer,
-                request,
-                keep_alive,
-            );
+            let routed =
+                crate::control_ui::route(&mut parts.cx, parts.admission, now_ms, conn, peer, request, keep_alive);
             return routed.unwrap_or_else(|| HttpReply::Now(Response::text(404, "Not Found")));
         }
     })
