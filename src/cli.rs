@@ -169,8 +169,10 @@ pub struct AgentArgs {
     /// The agent this worker serves.
     #[arg(long, default_value = "main")]
     pub agent: String,
-    /// Where replies come from: echo repeats the message word by word; openai streams from an
-    /// OpenAI-compatible /v1/chat/completions.
+    /// Where replies of runs that name no model come from (a run of an agent with a model in the
+    /// configuration goes to that model's provider): echo repeats the message word by word;
+    /// openai streams from an OpenAI-compatible /v1/chat/completions given by the flags below,
+    /// for every run.
     #[arg(long, value_enum, default_value = "echo")]
     pub backend: BackendKind,
     /// echo: milliseconds between words.

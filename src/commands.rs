@@ -266,7 +266,11 @@ pub fn agent_worker(args: &AgentArgs) -> Result<(), Failure> {
         },
     };
     let target = client_target(&args.client, &[])?;
-    crate::worker::run(target, agent.as_str(), &backend).map_err(Failure::failed)
+    // The providers of the models runs name are read from the gateway's configuration file.
+    let config = crate::worker::Config {
+        path: crate::config_file::config_path(&crate::config_file::state_dir(args.client.state_dir.as_deref())),
+    };
+    crate::worker::run(target, agent.as_str(), &backend, &config).map_err(Failure::failed)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod commands;
 mod config_file;
 mod exit;
 mod gateway_cmd;
+mod providers;
 mod worker;
 
 use clap::Parser;

@@ -2,18 +2,30 @@
 //! takes runs from `node.invoke.request` events, streams the reply with `node.event`
 //! (`agent.delta`) and ends each run with `node.invoke.result`.
 //!
-//! Backends: `echo` sends the message back word by word; `openai` streams a completion from an
-//! OpenAI-compatible `/v1/chat/completions` (`http://` or `https://`, trusting the system's
-//! certificate store), with the session's history as context.
+//! A run that names a model (`modelRef`, the agent's `provider/model` from the configuration)
+//! goes to that provider, read from the same configuration file: the OpenAI chat-completions API
+//! or the Anthropic Messages API, over `http://` or `https://` (trusting the system's certificate
+//! store). The model is offered the tools the gateway allows for the session; each call it makes
+//! runs through the gateway (`tools.invoke` with the run's id, so policy, sandbox and audit
+//! apply) and its result goes back to the model, until it answers without calling a tool.
+//!
+//! Without a model in the run, the `--backend` decides: `echo` sends the message back word by
+//! word; `openai` uses one OpenAI-compatible server given by flags.
 
+use crate::providers::{Endpoint, Item, ToolCall, TurnError, Usage};
 use clawgate_client::{Error as CallError, Session, Target};
 use clawgate_engine::agents::{DELTA_EVENT, WORKER_CAP_PREFIX, WORKER_COMMAND};
+use clawgate_engine::models::{ModelRef, ProviderApi};
 use clawgate_proto::ErrorCode;
 use serde_json::{json, Value};
-use std::io::Read;
+use std::path::PathBuf;
 use std::time::Duration;
 
-/// Where replies come from.
+/// Model turns a run may take that end in tool calls; a model that still calls tools after
+/// this many ends its run with an error instead of looping until the run's timeout.
+pub const MAX_TOOL_ROUNDS: usize = 12;
+
+/// Where replies of runs that name no model come from.
 pub enum Backend {
     /// The message back, one word per delta, `delay` between words; with `tool`, each run first
     /// calls that tool (with no arguments but `path: "."`) through the gateway.
@@ -37,6 +49,10 @@ struct Job {
     extra_system_prompt: Option<String>,
     /// The upstream model the caller asked for, instead of the worker's own.
     model: Option<String>,
+    /// The run's `provider/model`, from the configuration.
+    model_ref: Option<String>,
+    /// The tools the model may call, as function schemas.
+    tools: Vec<Value>,
 }
 
 fn job_of(payload: &Value) -> Result<Job, (String, String, String)> {
@@ -56,6 +72,8 @@ fn job_of(payload: &Value) -> Result<Job, (String, String, String)> {
         history: params["history"].as_array().cloned().unwrap_or_default(),
         extra_system_prompt: params["extraSystemPrompt"].as_str().map(str::to_owned),
         model: params["model"].as_str().map(str::to_owned),
+        model_ref: params["modelRef"].as_str().map(str::to_owned),
+        tools: params["tools"].as_array().cloned().unwrap_or_default(),
         invoke_id,
         node_id,
     })
@@ -63,7 +81,7 @@ fn job_of(payload: &Value) -> Result<Job, (String, String, String)> {
 
 /// Serves `agent` until the process is stopped, reconnecting with a growing pause (1 s to 30 s)
 /// when the gateway goes away.
-pub fn run(mut target: Target, agent: &str, backend: &Backend) -> Result<(), String> {
+pub fn run(mut target: Target, agent: &str, backend: &Backend, config: &Config) -> Result<(), String> {
     target.node = Some((
         vec![format!("{WORKER_CAP_PREFIX}{agent}")],
         vec![WORKER_COMMAND.to_owned()],
@@ -74,7 +92,7 @@ pub fn run(mut target: Target, agent: &str, backend: &Backend) -> Result<(), Str
             Ok(mut session) => {
                 eprintln!("clawgate agent: serving agent {agent} at {}", target.url);
                 pause = Duration::from_secs(1);
-                match serve(&mut session, backend) {
+                match serve(&mut session, backend, config) {
                     Ok(()) => return Ok(()),
                     Err(e) => eprintln!("clawgate agent: connection lost: {}", describe(&e)),
                 }
@@ -96,7 +114,7 @@ fn describe(e: &CallError) -> String {
     }
 }
 
-fn serve(session: &mut Session, backend: &Backend) -> Result<(), CallError> {
+fn serve(session: &mut Session, backend: &Backend, config: &Config) -> Result<(), CallError> {
     loop {
         let event = session.next_event()?;
         if event.event != "node.invoke.request" {
@@ -128,25 +146,22 @@ fn serve(session: &mut Session, backend: &Backend) -> Result<(), CallError> {
                 }
             }
         }
-        let mut sink = |delta: &str| -> Result<(), CallError> {
-            let payload = json!({"runId": job.run_id, "delta": delta});
-            session.send(
-                "node.event",
-                &json!({"event": DELTA_EVENT, "payloadJSON": payload.to_string()}),
-            )
-        };
-        let outcome = match backend {
-            Backend::Echo { delay, .. } => echo(&job.message, *delay, &mut sink),
-            Backend::OpenAi {
-                base_url,
-                model,
-                api_key,
-            } => openai(base_url, model, api_key.as_deref(), &job, &mut sink),
+        let outcome = match endpoint_for(&job, backend, config) {
+            Ok(Some(endpoint)) => model_run(session, &endpoint, &job),
+            Ok(None) => {
+                let delay = match backend {
+                    Backend::Echo { delay, .. } => *delay,
+                    Backend::OpenAi { .. } => Duration::ZERO,
+                };
+                let mut sink = |delta: &str| send_delta(session, &job.run_id, delta);
+                echo(&job.message, delay, &mut sink).map(|text| (text, Usage::default()))
+            }
+            Err(why) => Err(Failure::Backend(why)),
         };
         let result = match outcome {
-            Ok(text) => json!({
+            Ok((text, usage)) => json!({
                 "id": job.invoke_id, "nodeId": job.node_id, "ok": true,
-                "payloadJSON": json!({"text": text}).to_string(),
+                "payloadJSON": json!({"text": text, "usage": {"input": usage.input, "output": usage.output}}).to_string(),
             }),
             Err(Failure::Backend(why)) => json!({
                 "id": job.invoke_id, "nodeId": job.node_id, "ok": false,
@@ -189,109 +204,196 @@ fn echo(
     Ok(text)
 }
 
-/// The certificates the system trusts (`SSL_CERT_FILE` / `SSL_CERT_DIR` first, then the
-/// distribution's bundle); Mozilla's list where the system has none.
-fn system_roots() -> ureq::tls::RootCerts {
-    let found = rustls_native_certs::load_native_certs();
-    let certs: Vec<ureq::tls::Certificate<'static>> = found
-        .certs
-        .iter()
-        .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
-        .collect();
-    if certs.is_empty() {
-        ureq::tls::RootCerts::WebPki
-    } else {
-        ureq::tls::RootCerts::new_with_certs(&certs)
+fn send_delta(session: &mut Session, run_id: &str, delta: &str) -> Result<(), CallError> {
+    let payload = json!({"runId": run_id, "delta": delta});
+    session.send(
+        "node.event",
+        &json!({"event": DELTA_EVENT, "payloadJSON": payload.to_string()}),
+    )
+}
+
+/// Where the worker reads the providers of the models runs name.
+pub struct Config {
+    pub path: PathBuf,
+}
+
+/// The model server a run goes to: the provider of the run's model from the configuration, else
+/// the `openai` backend's flags; `None` for the echo backend.
+fn endpoint_for(job: &Job, backend: &Backend, config: &Config) -> Result<Option<Endpoint>, String> {
+    if let Backend::OpenAi {
+        base_url,
+        model,
+        api_key,
+    } = backend
+    {
+        return Ok(Some(Endpoint {
+            api: ProviderApi::OpenAiCompletions,
+            base_url: base_url.clone(),
+            api_key: api_key.clone(),
+            model: job.model.clone().unwrap_or_else(|| model.clone()),
+            max_tokens: None,
+        }));
     }
-}
-
-/// The HTTP client of the model server: TLS with the system's trust store (so `https://`
-/// providers work), connection and first-byte timeouts, and a stream body read as it arrives.
-/// Made once per worker: loading the trust store and the connection pool serve every run.
-fn http_agent() -> &'static ureq::Agent {
-    static AGENT: std::sync::OnceLock<ureq::Agent> = std::sync::OnceLock::new();
-    AGENT.get_or_init(|| {
-        ureq::Agent::config_builder()
-            .tls_config(ureq::tls::TlsConfig::builder().root_certs(system_roots()).build())
-            .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_recv_response(Some(Duration::from_secs(300)))
-            // A failed status is read like any answer, for its message.
-            .http_status_as_error(false)
-            .build()
-            .into()
-    })
-}
-
-/// Longest line of a model server's event stream (a chunk of a few tokens is far shorter).
-const MAX_SSE_LINE: usize = 1024 * 1024;
-
-fn openai(
-    base_url: &str,
-    model: &str,
-    api_key: Option<&str>,
-    job: &Job,
-    sink: &mut dyn FnMut(&str) -> Result<(), CallError>,
-) -> Result<String, Failure> {
-    let mut messages: Vec<Value> = job
-        .extra_system_prompt
-        .iter()
-        .map(|p| json!({"role": "system", "content": p}))
-        .collect();
-    messages.extend(
-        job.history
+    let Some(model_ref) = &job.model_ref else {
+        return Ok(None);
+    };
+    let path = config.path.display();
+    let model =
+        ModelRef::parse(model_ref).ok_or_else(|| format!("the run's model {model_ref} is not provider/model"))?;
+    let text = std::fs::read_to_string(&config.path)
+        .map_err(|e| format!("cannot read {path} for the provider of {model_ref}: {e}"))?;
+    let env = |name: &str| std::env::var(name).ok();
+    let (settings, _) = clawgate_engine::settings::parse(&text, &env)
+        .map_err(|e| format!("{path}:{}:{}: {}", e.line, e.column, e.message))?;
+    let provider = settings.models.providers.get(&model.provider).ok_or_else(|| {
+        format!(
+            "model {model_ref}: provider {} is not in models.providers of {path}",
+            model.provider
+        )
+    })?;
+    let api = provider.api().ok_or_else(|| {
+        format!(
+            "model {model_ref}: provider {} speaks {}, which this worker does not (openai-completions, anthropic-messages)",
+            provider.id, provider.api_name
+        )
+    })?;
+    // As OpenClaw does for a provider without a key in the file: `<PROVIDER>_API_KEY`.
+    let env_key = format!("{}_API_KEY", provider.id.to_ascii_uppercase().replace('-', "_"));
+    Ok(Some(Endpoint {
+        api,
+        base_url: provider.base_url.clone(),
+        api_key: provider
+            .api_key
+            .clone()
+            .or_else(|| std::env::var(env_key).ok().filter(|k| !k.is_empty())),
+        max_tokens: provider
+            .models
             .iter()
-            .filter(|m| m["role"] == "user" || m["role"] == "assistant")
-            .filter(|m| m["content"].as_str().is_some_and(|c| !c.is_empty()))
-            .map(|m| json!({"role": m["role"], "content": m["content"]})),
-    );
-    messages.push(json!({"role": "user", "content": job.message}));
-    let model = job.model.as_deref().unwrap_or(model);
-    let body = json!({"model": model, "messages": messages, "stream": true}).to_string();
-    let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
-    let backend = |e: &dyn std::fmt::Display| Failure::Backend(format!("model server {url}: {e}"));
-    let mut request = http_agent()
-        .post(&url)
-        .header("Content-Type", "application/json")
-        .header("Accept", "text/event-stream");
-    if let Some(key) = api_key {
-        request = request.header("Authorization", &format!("Bearer {key}"));
-    }
-    let mut response = request.send(body.as_bytes()).map_err(|e| backend(&e))?;
-    let status = response.status().as_u16();
-    let mut reader = response.body_mut().as_reader();
-    if status != 200 {
-        let mut text = Vec::new();
-        let _ = reader.by_ref().take(4096).read_to_end(&mut text);
-        return Err(Failure::Backend(format!(
-            "model server answered {status}: {}",
-            String::from_utf8_lossy(&text).trim()
-        )));
-    }
-    let mut decoder = clawgate_proto::http::sse::Decoder::with_max_line(MAX_SSE_LINE);
-    let mut text = String::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = reader.read(&mut buf).map_err(|e| backend(&e))?;
-        if n == 0 {
-            return Ok(text);
-        }
-        for event in decoder.feed(&buf[..n]).map_err(|e| backend(&e))? {
-            let data = event.data.trim();
-            if data == "[DONE]" {
-                return Ok(text);
+            .find(|m| m.id == model.model)
+            .and_then(|m| m.max_tokens),
+        model: model.model,
+    }))
+}
+
+/// A run on a model: turns until the model answers without calling a tool. The reply is every
+/// turn's text, joined by a blank line, as it streamed.
+fn model_run(session: &mut Session, endpoint: &Endpoint, job: &Job) -> Result<(String, Usage), Failure> {
+    let mut items: Vec<Item> = job
+        .history
+        .iter()
+        .filter_map(|m| {
+            let text = m["content"].as_str().filter(|c| !c.is_empty())?.to_owned();
+            match m["role"].as_str()? {
+                "user" => Some(Item::User(text)),
+                "assistant" => Some(Item::Assistant {
+                    text,
+                    calls: Vec::new(),
+                }),
+                _ => None,
             }
-            let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-                continue;
-            };
-            if let Some(message) = chunk["error"]["message"].as_str() {
-                return Err(Failure::Backend(format!("model server: {message}")));
-            }
-            if let Some(delta) = chunk["choices"][0]["delta"]["content"].as_str() {
-                if !delta.is_empty() {
-                    sink(delta)?;
-                    text.push_str(delta);
+        })
+        .collect();
+    items.push(Item::User(job.message.clone()));
+    let system = job.extra_system_prompt.as_deref();
+    let mut reply = String::new();
+    let mut usage = Usage::default();
+    for round in 0..=MAX_TOOL_ROUNDS {
+        let mut first_piece = true;
+        let turn = {
+            let reply = &mut reply;
+            let mut sink = |delta: &str| -> Result<(), CallError> {
+                if first_piece && !reply.is_empty() {
+                    send_delta(session, &job.run_id, "\n\n")?;
+                    reply.push_str("\n\n");
                 }
-            }
+                first_piece = false;
+                reply.push_str(delta);
+                send_delta(session, &job.run_id, delta)
+            };
+            crate::providers::turn(endpoint, system, &items, &job.tools, &mut sink)
+        };
+        let turn = match turn {
+            Ok(t) => t,
+            Err(TurnError::Provider(why)) => return Err(Failure::Backend(why)),
+            Err(TurnError::Gateway(e)) => return Err(Failure::Gateway(e)),
+        };
+        usage.input += turn.usage.input;
+        usage.output += turn.usage.output;
+        if turn.calls.is_empty() {
+            return Ok((reply, usage));
         }
+        if round == MAX_TOOL_ROUNDS {
+            return Err(Failure::Backend(format!(
+                "the model still called tools after {MAX_TOOL_ROUNDS} rounds; the run was stopped"
+            )));
+        }
+        items.push(Item::Assistant {
+            text: turn.text,
+            calls: turn.calls.clone(),
+        });
+        for call in &turn.calls {
+            let (content, is_error) = invoke(session, job, call)?;
+            items.push(Item::ToolResult {
+                call_id: call.id.clone(),
+                content,
+                is_error,
+            });
+        }
+    }
+    Err(Failure::Backend("the tool rounds ended without an answer".to_owned()))
+}
+
+/// Runs one call through the gateway: the text the model gets back, and whether it is an error.
+/// A refusal or a failed tool is an answer for the model, not a failure of the run.
+fn invoke(session: &mut Session, job: &Job, call: &ToolCall) -> Result<(String, bool), Failure> {
+    let args = match &call.arguments {
+        Ok(args) => args.clone(),
+        Err(raw) => {
+            return Ok((
+                format!("the arguments of {} are not a JSON object: {raw}", call.name),
+                true,
+            ))
+        }
+    };
+    let params = json!({"name": call.name, "args": args, "runId": job.run_id});
+    let answer = session.call("tools.invoke", &params).map(|payload| {
+        payload
+            .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+            .unwrap_or(Value::Null)
+    });
+    match answer {
+        Ok(answer) if answer["ok"] == true => Ok((tool_text(&call.name, &answer["output"]), false)),
+        Ok(answer) => {
+            let message = answer["error"]["message"].as_str().unwrap_or("the tool failed");
+            Ok((message.to_owned(), true))
+        }
+        Err(CallError::Gateway(e)) => Ok((e.message, true)),
+        Err(e) => Err(Failure::Gateway(e)),
+    }
+}
+
+/// A tool's output as text for the model: a file's content, a command's output, else the
+/// output as JSON.
+fn tool_text(tool: &str, output: &Value) -> String {
+    match tool {
+        "read" => output["content"]
+            .as_str()
+            .map_or_else(|| output.to_string(), str::to_owned),
+        "exec" => {
+            let mut text = output["stdout"].as_str().unwrap_or_default().trim_end().to_owned();
+            if let Some(err) = output["stderr"].as_str().map(str::trim_end).filter(|e| !e.is_empty()) {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(err);
+            }
+            match output["exitCode"].as_i64() {
+                Some(0) => {}
+                Some(code) => text.push_str(&format!("\n(exit code {code})")),
+                None => text.push_str("\n(ended by a signal)"),
+            }
+            text
+        }
+        _ => output.to_string(),
     }
 }

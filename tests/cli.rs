@@ -655,7 +655,15 @@ fn a_realistic_openclaw_file_starts_with_one_warning() {
     let err = String::from_utf8_lossy(&out.stderr);
     let warnings: Vec<&str> = err.lines().filter(|l| l.contains("does not use")).collect();
     assert_eq!(warnings.len(), 1, "{err}");
-    assert!(warnings[0].contains("agents.defaults.model.primary"));
+    assert!(warnings[0].contains("models.mode"), "{err}");
+    assert!(
+        !warnings[0].contains("agents.defaults.model"),
+        "the agents' model is read: {err}"
+    );
+    assert!(
+        err.contains("fakeai/fake-golden names provider fakeai, which models.providers does not configure"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1086,6 +1086,20 @@ impl Agents<'_> {
         if let (Some(map), Ok(Value::Object(options))) = (params.as_object_mut(), serde_json::to_value(&run.options)) {
             map.extend(options);
         }
+        // The worker runs the agent's configured model (reading its provider from the same
+        // file) with the tools this session may use.
+        let config = self.cx.config;
+        if let Some(model) = config.models.model_for_run(&run.agent_id, run.options.model.as_deref()) {
+            params["modelRef"] = json!(model.as_string());
+        }
+        let routing = config.session_routing();
+        let agent = AgentId::normalize(&run.agent_id);
+        params["tools"] = json!(crate::tool_catalog::offered(
+            &config.tool_policy,
+            &routing,
+            &agent,
+            &run.session_key
+        ));
         let payload = json!({
             "id": run_id,
             "nodeId": node_id,

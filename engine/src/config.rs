@@ -71,6 +71,8 @@ pub struct GatewayConfig {
     pub session_prune_after_ms: u64,
     /// Which tools agents may run, and where.
     pub tool_policy: crate::tool_policy::ToolPolicy,
+    /// Model providers and each agent's model.
+    pub models: crate::models::ModelCatalog,
     /// The sandbox the runtime can confine tool calls with (e.g. "Landlock"); `None` refuses
     /// every call the policy wants sandboxed.
     pub sandbox: Option<String>,
@@ -208,6 +210,7 @@ impl GatewayConfig {
             session_scope: clawgate_proto::session::SessionScope::PerSender,
             session_prune_after_ms: SESSION_PRUNE_AFTER_MS,
             tool_policy: crate::tool_policy::ToolPolicy::default(),
+            models: crate::models::ModelCatalog::default(),
             sandbox: None,
             state_dir: String::new(),
             config_path: String::new(),
@@ -251,6 +254,7 @@ impl GatewayConfig {
         self.session_scope = file.session_scope.unwrap_or_default();
         self.session_prune_after_ms = file.session_prune_after_ms.unwrap_or(SESSION_PRUNE_AFTER_MS);
         self.tool_policy = file.tool_policy.clone();
+        self.models = file.models.clone();
         self.control_ui_base_path = file
             .control_ui_base_path
             .as_deref()

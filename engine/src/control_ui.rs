@@ -101,7 +101,7 @@ const NO_BUNDLE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"
 /// Whether a worker serves an agent or the configuration names one: what the UI calls "a
 /// model is configured".
 pub(crate) fn model_configured(config: &GatewayConfig, agents: &AgentHub) -> bool {
-    !config.tool_policy.agents.is_empty() || agents.any_worker()
+    !config.tool_policy.agents.is_empty() || config.models.default_model.is_some() || agents.any_worker()
 }
 
 /// The Control UI's HTTP paths (a bundle file answers later, once read); `None` when `path`
@@ -235,6 +235,11 @@ pub(crate) fn call(
         "sessions.viewers.set" => {
             json!({"sessionKeys": params["sessionKeys"].as_array().cloned().unwrap_or_default()})
         }
+        "models.list" if !config.models.providers.is_empty() => {
+            let mut list = config.models.list_payload();
+            list["accountSelection"] = json!({"kind": "automatic", "label": "Automatic account selection"});
+            list
+        }
         "models.list" => {
             let agent = agents.known_agent(config, agent_param)?;
             json!({
@@ -242,6 +247,7 @@ pub(crate) fn call(
                 "accountSelection": {"kind": "automatic", "label": "Automatic account selection"},
             })
         }
+        "models.authStatus" => config.models.auth_status_payload(now_ms),
         "chat.metadata" => {
             let agent = agents.known_agent(config, agent_param)?;
             json!({

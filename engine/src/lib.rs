@@ -29,6 +29,7 @@ mod lifecycle;
 mod log_ring;
 mod methods;
 mod metrics;
+pub mod models;
 pub mod nodes;
 mod openai_http;
 mod output;

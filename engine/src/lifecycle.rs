@@ -173,6 +173,7 @@ impl Lifecycle {
                     config.main_key = next.main_key.clone();
                     config.session_scope = next.session_scope;
                     config.session_prune_after_ms = next.session_prune_after_ms;
+                    config.models = next.models.clone();
                     done.routing = true;
                 }
                 HotAction::ToolPolicy => {

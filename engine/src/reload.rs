@@ -76,6 +76,7 @@ const RULES: &[(&str, Rule)] = &[
     ("agents.defaults.systemAgent", Rule::Hot(HotAction::Agents)),
     ("agents.defaults.sandbox", Rule::Hot(HotAction::ToolPolicy)),
     ("agents.defaults.workspace", Rule::Hot(HotAction::ToolPolicy)),
+    ("agents.defaults.model", Rule::Hot(HotAction::Agents)),
     ("meta", Rule::Nothing),
     ("identity", Rule::Nothing),
     ("wizard", Rule::Nothing),
@@ -94,6 +95,7 @@ const RULES: &[(&str, Rule)] = &[
     ("skills", Rule::Nothing),
     ("secrets", Rule::Nothing),
     ("ui", Rule::Nothing),
+    ("models.providers", Rule::Hot(HotAction::Agents)),
     ("models", Rule::Nothing),
     ("plugins", Rule::Restart),
     ("discovery", Rule::Restart),
@@ -270,7 +272,11 @@ mod tests {
     #[test]
     fn the_longest_prefix_wins() {
         assert_eq!(rule_for("agents.list"), Rule::Hot(HotAction::Agents));
-        assert_eq!(rule_for("agents.defaults.model"), Rule::Nothing);
+        assert_eq!(rule_for("agents.defaults.model"), Rule::Hot(HotAction::Agents));
+        assert_eq!(
+            rule_for("models.providers.fakeai.baseUrl"),
+            Rule::Hot(HotAction::Agents)
+        );
         assert_eq!(rule_for("agents.entries.ops.tools.deny"), Rule::Hot(HotAction::Agents));
         assert_eq!(
             rule_for("agents.defaults.systemAgent.agentId"),

@@ -46,6 +46,8 @@ pub struct FileSettings {
     pub session_prune_after_ms: Option<u64>,
     /// Which tools agents may run, and where (`tools.*`, `agents.*`).
     pub tool_policy: crate::tool_policy::ToolPolicy,
+    /// Model providers and the model of each agent (`models.providers`, `agents.*.model`).
+    pub models: crate::models::ModelCatalog,
     /// The whole document after `${ENV}` substitution, for `config get` and for diffing on reload.
     pub document: Value,
 }
@@ -147,6 +149,8 @@ const USED: &[&str] = &[
     "tools.deny",
     "agents.list",
     "agents.defaults.workspace",
+    "agents.defaults.model",
+    "models.providers",
     "agents.defaults.systemAgent.agentId",
     "agents.defaults.sandbox.mode",
     "agents.defaults.sandbox.scope",
@@ -405,6 +409,7 @@ pub fn leaf_paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
 /// Keys Clawgate reads inside each `agents.entries.<id>` (OpenClaw 2026.9's form of `agents.list`).
 const USED_IN_AGENT_ENTRY: &[&str] = &[
     "workspace",
+    "model",
     "tools.allow",
     "tools.deny",
     "sandbox.mode",
@@ -600,6 +605,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
     }
     let tool_policy =
         crate::tool_policy::ToolPolicy::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
+    let models =
+        crate::models::ModelCatalog::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let rate_limit = match get(&doc, "gateway.auth.rateLimit") {
         None | Some(Value::Null) => None,
         Some(Value::Object(_)) => {
@@ -641,12 +648,13 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         session_scope,
         session_prune_after_ms,
         tool_policy,
+        models,
         document: doc.clone(),
     };
     let mut paths = Vec::new();
     leaf_paths(&doc, "", &mut paths);
     let unused: Vec<String> = paths.into_iter().filter(|p| !p.is_empty() && !used(p)).collect();
-    let warnings = if unused.is_empty() {
+    let mut warnings = if unused.is_empty() {
         Vec::new()
     } else {
         vec![format!(
@@ -654,6 +662,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
             unused.join(", ")
         )]
     };
+    warnings.extend(settings.models.warnings());
     Ok((settings, warnings))
 }
 
@@ -701,9 +710,10 @@ mod tests {
         let (s, warnings) = parse(text, &no_env).unwrap();
         assert_eq!(s.port, Some(18853));
         assert_eq!(s.auth_token.as_deref(), Some("t"));
-        assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("agents.defaults.model.primary"));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(!warnings[0].contains("agents.defaults.model.primary"));
         assert!(warnings[0].contains("models.mode"));
+        assert!(warnings[1].contains("names provider fakeai"), "{warnings:?}");
         assert!(!warnings[0].contains("gateway.port"));
     }
 
@@ -855,11 +865,15 @@ mod tests {
                 .as_deref(),
             Some("/srv/main")
         );
-        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
         let w = &warnings[0];
         assert!(
-            w.contains("agents.entries.ops.model.primary") && w.contains("agents.ownership"),
+            !w.contains("agents.entries.ops.model") && w.contains("agents.ownership"),
             "{w}"
+        );
+        assert!(
+            warnings[1].contains("agents.entries.ops.model: m is not provider/model"),
+            "{warnings:?}"
         );
         assert!(
             !w.contains("sandbox") && !w.contains("tools.") && !w.contains("systemAgent"),

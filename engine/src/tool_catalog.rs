@@ -93,3 +93,18 @@ pub(crate) fn effective(policy: &ToolPolicy, routing: &SessionRouting, agent: &A
         "notices": notices,
     })
 }
+
+/// The tools a run of `agent` in session `key` is offered, as the function schemas the model
+/// sees: the ones the policy allows there (a call still passes the policy again when it comes).
+pub(crate) fn offered(policy: &ToolPolicy, routing: &SessionRouting, agent: &AgentId, key: &str) -> Vec<Value> {
+    TOOLS
+        .iter()
+        .filter(|tool| {
+            matches!(
+                policy.decide(routing, agent, key, tool.name),
+                ToolDecision::Allowed { .. }
+            )
+        })
+        .map(|tool| json!({"name": tool.name, "description": tool.summary, "parameters": tool.schema()}))
+        .collect()
+}

@@ -160,6 +160,12 @@ pub const METHODS: &[Method] = &[
         Some(Owner::ControlUi),
     ),
     method("models.list", Operator(Scope::Read), false, Some(Owner::ControlUi)),
+    method(
+        "models.authStatus",
+        Operator(Scope::Read),
+        false,
+        Some(Owner::ControlUi),
+    ),
     method("users.prefs.get", Operator(Scope::Read), false, Some(Owner::ControlUi)),
     method(
         "sessions.observer.visibility",
