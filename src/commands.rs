@@ -267,8 +267,10 @@ pub fn agent_worker(args: &AgentArgs) -> Result<(), Failure> {
     };
     let target = client_target(&args.client, &[])?;
     // The providers of the models runs name are read from the gateway's configuration file.
+    let state_dir = crate::config_file::state_dir(args.client.state_dir.as_deref());
     let config = crate::worker::Config {
-        path: crate::config_file::config_path(&crate::config_file::state_dir(args.client.state_dir.as_deref())),
+        path: crate::config_file::config_path(&state_dir),
+        default_workspace: state_dir.join("workspace"),
     };
     crate::worker::run(target, agent.as_str(), &backend, &config).map_err(Failure::failed)
 }

@@ -53,6 +53,7 @@ struct Job {
     model_ref: Option<String>,
     /// The tools the model may call, as function schemas.
     tools: Vec<Value>,
+    agent_id: String,
 }
 
 fn job_of(payload: &Value) -> Result<Job, (String, String, String)> {
@@ -74,6 +75,7 @@ fn job_of(payload: &Value) -> Result<Job, (String, String, String)> {
         model: params["model"].as_str().map(str::to_owned),
         model_ref: params["modelRef"].as_str().map(str::to_owned),
         tools: params["tools"].as_array().cloned().unwrap_or_default(),
+        agent_id: params["agentId"].as_str().unwrap_or("main").to_owned(),
         invoke_id,
         node_id,
     })
@@ -147,7 +149,10 @@ fn serve(session: &mut Session, backend: &Backend, config: &Config) -> Result<()
             }
         }
         let outcome = match endpoint_for(&job, backend, config) {
-            Ok(Some(endpoint)) => model_run(session, &endpoint, &job),
+            Ok(Some(endpoint)) => {
+                let system = system_prompt(&job, config);
+                model_run(session, &endpoint, &job, system.as_deref())
+            }
             Ok(None) => {
                 let delay = match backend {
                     Backend::Echo { delay, .. } => *delay,
@@ -215,6 +220,58 @@ fn send_delta(session: &mut Session, run_id: &str, delta: &str) -> Result<(), Ca
 /// Where the worker reads the providers of the models runs name.
 pub struct Config {
     pub path: PathBuf,
+    /// The workspace of agents the file gives none (`<state dir>/workspace`, as the gateway's).
+    pub default_workspace: PathBuf,
+}
+
+/// The workspace files put in the system prompt, in the order OpenClaw reads them.
+pub const BOOTSTRAP_FILES: &[&str] = &[
+    "AGENTS.md",
+    "SOUL.md",
+    "TOOLS.md",
+    "IDENTITY.md",
+    "USER.md",
+    "HEARTBEAT.md",
+    "BOOTSTRAP.md",
+    "MEMORY.md",
+];
+
+/// Characters of one bootstrap file put in the prompt (OpenClaw's `bootstrapMaxChars` default).
+const BOOTSTRAP_MAX_CHARS: usize = 20_000;
+
+/// The run's system prompt: the caller's own (`extraSystemPrompt`), then the agent workspace's
+/// bootstrap files that exist and are not blank, each cut at [`BOOTSTRAP_MAX_CHARS`]. `None`
+/// when there is neither.
+fn system_prompt(job: &Job, config: &Config) -> Option<String> {
+    let workspace = std::fs::read_to_string(&config.path)
+        .ok()
+        .and_then(|text| clawgate_engine::settings::parse(&text, &|n: &str| std::env::var(n).ok()).ok())
+        .and_then(|(settings, _)| {
+            let agent = clawgate_proto::session::AgentId::normalize(&job.agent_id);
+            settings.tool_policy.workspace_of(&agent).map(PathBuf::from)
+        })
+        .unwrap_or_else(|| config.default_workspace.clone());
+    let mut files = Vec::new();
+    for name in BOOTSTRAP_FILES {
+        let Ok(text) = std::fs::read_to_string(workspace.join(name)) else {
+            continue;
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        let cut: String = text.chars().take(BOOTSTRAP_MAX_CHARS).collect();
+        let note = if cut.len() < text.len() { "\n[cut at 20000 characters]" } else { "" };
+        files.push(format!("## {name}\n\n{}{note}", cut.trim_end()));
+    }
+    let mut parts: Vec<String> = job.extra_system_prompt.iter().cloned().collect();
+    if !files.is_empty() {
+        parts.push(format!(
+            "# Project Context\n\nThe agent's workspace is {}. Its files below say who you are, how to work and who you work with; follow them.\n\n{}",
+            workspace.display(),
+            files.join("\n\n")
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("\n\n"))
 }
 
 /// The model server a run goes to: the provider of the run's model from the configuration, else
@@ -277,7 +334,12 @@ fn endpoint_for(job: &Job, backend: &Backend, config: &Config) -> Result<Option<
 
 /// A run on a model: turns until the model answers without calling a tool. The reply is every
 /// turn's text, joined by a blank line, as it streamed.
-fn model_run(session: &mut Session, endpoint: &Endpoint, job: &Job) -> Result<(String, Usage), Failure> {
+fn model_run(
+    session: &mut Session,
+    endpoint: &Endpoint,
+    job: &Job,
+    system: Option<&str>,
+) -> Result<(String, Usage), Failure> {
     let mut items: Vec<Item> = job
         .history
         .iter()
@@ -294,7 +356,6 @@ fn model_run(session: &mut Session, endpoint: &Endpoint, job: &Job) -> Result<(S
         })
         .collect();
     items.push(Item::User(job.message.clone()));
-    let system = job.extra_system_prompt.as_deref();
     let mut reply = String::new();
     let mut usage = Usage::default();
     for round in 0..=MAX_TOOL_ROUNDS {

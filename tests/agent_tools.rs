@@ -504,3 +504,24 @@ fn the_anthropic_messages_api_runs_tools_the_same_way() {
         ]})
     );
 }
+
+#[test]
+fn the_workspace_bootstrap_files_open_the_system_prompt_in_openclaws_order() {
+    let (model_port, seen) = model_server(Api::OpenAi);
+    let setup = Setup::start("bootstrap", |ws| {
+        std::fs::write(ws.join("SOUL.md"), "You are Capy, calm and brief.\n").unwrap();
+        std::fs::write(ws.join("AGENTS.md"), "Answer in one sentence.\n").unwrap();
+        std::fs::write(ws.join("USER.md"), "  \n").unwrap();
+        openai_config(model_port, ws, json!({}))
+    });
+    setup.ask("hello", "b1").unwrap();
+    let requests = seen.lock().unwrap().clone();
+    let system = &requests[0]["messages"][0];
+    assert_eq!(system["role"], "system");
+    let text = system["content"].as_str().unwrap();
+    let agents = text.find("## AGENTS.md\n\nAnswer in one sentence.").expect(text);
+    let soul = text.find("## SOUL.md\n\nYou are Capy, calm and brief.").expect(text);
+    assert!(agents < soul, "AGENTS.md comes before SOUL.md: {text}");
+    assert!(!text.contains("USER.md"), "a blank file is left out: {text}");
+    assert_eq!(requests[0]["messages"][1], json!({"role": "user", "content": "hello"}));
+}

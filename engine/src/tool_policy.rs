@@ -484,6 +484,14 @@ impl ToolPolicy {
         }
     }
 
+    /// The workspace `agent` works in per the configuration (its own, else the default one);
+    /// `None` when the file names none (the runtime's default applies).
+    pub fn workspace_of(&self, agent: &AgentId) -> Option<&str> {
+        self.agent(agent)
+            .and_then(|a| a.workspace.as_deref())
+            .or(self.default_workspace.as_deref())
+    }
+
     /// Reads the policy from a configuration document. `Err((path, expected))` names the first
     /// key with a wrong type or value.
     pub fn from_document(doc: &Value) -> Checked<ToolPolicy> {
