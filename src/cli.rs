@@ -94,6 +94,9 @@ pub struct RunArgs {
     /// package) from this folder (else gateway.controlUi.root).
     #[arg(long, value_name = "DIR")]
     pub control_ui: Option<String>,
+    /// Do not start a worker for the agents that run on a model (start `clawgate agent` by hand).
+    #[arg(long)]
+    pub no_workers: bool,
 }
 
 /// How a client command finds and authenticates to the gateway: flags, then the configuration

@@ -265,6 +265,12 @@ pub fn agent_worker(args: &AgentArgs) -> Result<(), Failure> {
             api_key: args.api_key.clone().or_else(|| env_nonempty("OPENAI_API_KEY")),
         },
     };
+    if let Some(pid) = std::env::var(crate::workers::SUPERVISOR_PID_ENV)
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
+        crate::workers::exit_with_supervisor(pid);
+    }
     let target = client_target(&args.client, &[])?;
     // The providers of the models runs name are read from the gateway's configuration file.
     let state_dir = crate::config_file::state_dir(args.client.state_dir.as_deref());

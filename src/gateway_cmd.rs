@@ -59,7 +59,22 @@ pub fn gateway_run(args: &RunArgs) -> Result<(), Failure> {
         })?;
     }
     let gateway = build_gateway(&plan)?;
-    serve(plan, gateway, listeners)
+    // Workers reach the gateway on its first address (its loopback for wildcard binds).
+    let supervisor = (!args.no_workers).then(|| {
+        let first = listeners.first().and_then(|l| l.local_addr().ok());
+        let host = match first {
+            Some(a) if !a.ip().is_unspecified() => a.ip(),
+            Some(a) if a.is_ipv6() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            _ => std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        crate::workers::start(crate::workers::WorkerTarget {
+            url: format!("ws://{}", SocketAddr::new(host, bound_port)),
+            auth: plan.auth.clone(),
+            state_dir: plan.state_dir.clone(),
+            config_file: plan.config_file.clone(),
+        })
+    });
+    serve(plan, gateway, listeners, supervisor)
 }
 
 fn resolve(args: &RunArgs) -> Result<Plan, Failure> {
@@ -287,7 +302,12 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
 }
 
 /// Runs the gateway until it stops; a restart-class configuration change starts the program again.
-fn serve(plan: Plan, gateway: Gateway, listeners: Vec<TcpListener>) -> Result<(), Failure> {
+fn serve(
+    plan: Plan,
+    gateway: Gateway,
+    listeners: Vec<TcpListener>,
+    supervisor: Option<crate::workers::Supervisor>,
+) -> Result<(), Failure> {
     let debounce = plan.file.reload_debounce_ms.map(std::time::Duration::from_millis);
     let signals = |e: std::io::Error| Failure::failed(format!("cannot install signal handlers: {e}"));
     let exit = match plan.runtime {
@@ -311,6 +331,8 @@ fn serve(plan: Plan, gateway: Gateway, listeners: Vec<TcpListener>) -> Result<()
             run(gateway, listeners, stop_rx, options).map_err(|e| Failure::failed(e.to_string()))?
         }
     };
+    // The workers stop with the gateway (and before a restart starts new ones).
+    drop(supervisor);
     if exit == clawgate_io::Exit::Restart {
         restart_in_place()?;
     }

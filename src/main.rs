@@ -8,6 +8,7 @@ mod exit;
 mod gateway_cmd;
 mod providers;
 mod worker;
+mod workers;
 
 use clap::Parser;
 use cli::{Cli, Command, GatewayAction};

@@ -260,7 +260,11 @@ fn system_prompt(job: &Job, config: &Config) -> Option<String> {
             continue;
         }
         let cut: String = text.chars().take(BOOTSTRAP_MAX_CHARS).collect();
-        let note = if cut.len() < text.len() { "\n[cut at 20000 characters]" } else { "" };
+        let note = if cut.len() < text.len() {
+            "\n[cut at 20000 characters]"
+        } else {
+            ""
+        };
         files.push(format!("## {name}\n\n{}{note}", cut.trim_end()));
     }
     let mut parts: Vec<String> = job.extra_system_prompt.iter().cloned().collect();

@@ -254,13 +254,18 @@ fn answer(api: Api, stream: &mut TcpStream, record: &Recorded) {
 /// workspace holding `note.txt`.
 struct Setup {
     gateway: Child,
-    worker: Child,
+    worker: Option<Child>,
     port: u16,
     state: PathBuf,
 }
 
 impl Setup {
     fn start(name: &str, config: impl FnOnce(&Path) -> Value) -> Setup {
+        Setup::start_with(name, true, config)
+    }
+
+    /// With `own_worker`, a worker is started by hand beside the gateway's own.
+    fn start_with(name: &str, own_worker: bool, config: impl FnOnce(&Path) -> Value) -> Setup {
         let state = std::env::temp_dir().join(format!("clawgate-agent-tools-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&state);
         let workspace = state.join("workspace");
@@ -285,22 +290,18 @@ impl Setup {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        let worker = bin()
-            .args([
-                "agent",
-                "--agent",
-                "main",
-                "--url",
-                &format!("ws://127.0.0.1:{port}"),
-                "--token",
-                TOKEN,
-            ])
-            .env("OPENCLAW_STATE_DIR", &state)
-            .env_remove("OPENCLAW_CONFIG_PATH")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let worker = own_worker.then(|| {
+            bin()
+                .args(["agent", "--agent", "main", "--token", TOKEN])
+                .arg("--url")
+                .arg(format!("ws://127.0.0.1:{port}"))
+                .env("OPENCLAW_STATE_DIR", &state)
+                .env_remove("OPENCLAW_CONFIG_PATH")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        });
         let setup = Setup {
             gateway,
             worker,
@@ -346,7 +347,7 @@ impl Setup {
 
 impl Drop for Setup {
     fn drop(&mut self) {
-        for child in [&mut self.worker, &mut self.gateway] {
+        for child in self.worker.iter_mut().chain([&mut self.gateway]) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -524,4 +525,96 @@ fn the_workspace_bootstrap_files_open_the_system_prompt_in_openclaws_order() {
     assert!(agents < soul, "AGENTS.md comes before SOUL.md: {text}");
     assert!(!text.contains("USER.md"), "a blank file is left out: {text}");
     assert_eq!(requests[0]["messages"][1], json!({"role": "user", "content": "hello"}));
+}
+
+/// The processes the gateway started.
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    // A zombie (exited, not yet reaped) counts as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z"))
+        .unwrap_or(false)
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_gateway_runs_the_worker_of_an_agent_with_a_model_restarts_it_and_stops_it() {
+    let (model_port, seen) = model_server(Api::OpenAi);
+    let mut setup = Setup::start_with("managed", false, |ws| openai_config(model_port, ws, json!({})));
+    assert_eq!(
+        setup.ask("please read note.txt", "m1").unwrap(),
+        format!("Tool results: {NOTE} Done.")
+    );
+    let workers = children_of(setup.gateway.id());
+    assert_eq!(
+        workers.len(),
+        1,
+        "one worker for the one agent with a model: {workers:?}"
+    );
+    let first = workers[0];
+    let cmdline = std::fs::read_to_string(format!("/proc/{first}/cmdline")).unwrap();
+    assert!(
+        !cmdline.contains(TOKEN),
+        "the token is not on the worker's command line"
+    );
+
+    // A worker that dies is started again, and runs go on.
+    Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .unwrap();
+    wait_for("a new worker", Duration::from_secs(10), || {
+        let now = children_of(setup.gateway.id());
+        now.len() == 1 && now[0] != first && alive(now[0])
+    });
+    let second = children_of(setup.gateway.id())[0];
+    wait_for("the new worker to register", Duration::from_secs(10), || {
+        String::from_utf8_lossy(&setup.call("health", &json!({})).stdout).contains("\"online\"")
+    });
+    assert_eq!(setup.ask("hello again", "m2").unwrap(), "");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+
+    // At shutdown the gateway stops its worker.
+    Command::new("kill")
+        .args(["-TERM", &setup.gateway.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = setup.gateway.wait();
+    wait_for("the worker to stop", Duration::from_secs(5), || !alive(second));
+}
+
+#[test]
+fn a_worker_started_by_hand_stands_by_beside_the_gateways_own() {
+    let (model_port, _seen) = model_server(Api::OpenAi);
+    let setup = Setup::start_with("both", true, |ws| openai_config(model_port, ws, json!({})));
+    wait_for("two workers", Duration::from_secs(10), || {
+        let out = setup.call("health", &json!({}));
+        let health: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        health["agents"][0]["workers"] == 2
+    });
+    let health: Value = serde_json::from_slice(&setup.call("health", &json!({})).stdout).unwrap();
+    assert_eq!(health["agents"][0]["standbyWorkers"], 1);
+    assert_eq!(
+        setup.ask("please read note.txt", "h1").unwrap(),
+        format!("Tool results: {NOTE} Done.")
+    );
 }

@@ -228,6 +228,21 @@ impl ModelCatalog {
         }
     }
 
+    /// The agents that run on a model (and so need a worker): the default agent and every
+    /// configured one, when they have a model of a configured provider. Sorted.
+    pub fn agents_with_models(&self, policy: &crate::tool_policy::ToolPolicy) -> Vec<String> {
+        let default = policy.default_agent.clone().unwrap_or_default();
+        let mut ids: Vec<String> = policy.agent_ids().collect();
+        ids.push(default.as_str().to_owned());
+        ids.sort();
+        ids.dedup();
+        ids.retain(|id| {
+            self.model_of(id)
+                .is_some_and(|m| self.providers.contains_key(&m.provider))
+        });
+        ids
+    }
+
     /// Warnings about the catalog: providers whose API Clawgate does not speak, and agent models
     /// naming a provider that is not configured.
     pub fn warnings(&self) -> Vec<String> {
@@ -364,6 +379,22 @@ mod tests {
         );
         // `org/model` of no configured provider is a model id of the agent's provider.
         assert_eq!(pick(Some("meta/llama-3")).as_deref(), Some("fakeai/meta/llama-3"));
+    }
+
+    #[test]
+    fn the_agents_that_need_a_worker_are_those_with_a_model_of_a_configured_provider() {
+        let doc = golden_config();
+        let policy = crate::tool_policy::ToolPolicy::from_document(&doc).unwrap();
+        let c = ModelCatalog::from_document(&doc).unwrap();
+        // With a list, its first agent is the default one; `main` is not an agent then.
+        assert_eq!(c.agents_with_models(&policy), ["ops"]);
+        let mut no_list = golden_config();
+        no_list["agents"]["list"] = json!([]);
+        let policy = crate::tool_policy::ToolPolicy::from_document(&no_list).unwrap();
+        let c = ModelCatalog::from_document(&no_list).unwrap();
+        assert_eq!(c.agents_with_models(&policy), ["main"]);
+        let none = ModelCatalog::from_document(&json!({})).unwrap();
+        assert!(none.agents_with_models(&policy).is_empty());
     }
 
     #[test]
