@@ -420,45 +420,22 @@ fn invoke(session: &mut Session, job: &Job, call: &ToolCall) -> Result<(String, 
             ))
         }
     };
-    let params = json!({"name": call.name, "args": args, "runId": job.run_id});
+    let params = json!({"name": call.name, "args": args, "runId": job.run_id, "toolCallId": call.id});
     let answer = session.call("tools.invoke", &params).map(|payload| {
         payload
             .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
             .unwrap_or(Value::Null)
     });
     match answer {
-        Ok(answer) if answer["ok"] == true => Ok((tool_text(&call.name, &answer["output"]), false)),
+        Ok(answer) if answer["ok"] == true => Ok((
+            clawgate_engine::tool_calls::result_text(&call.name, &answer["output"]),
+            false,
+        )),
         Ok(answer) => {
             let message = answer["error"]["message"].as_str().unwrap_or("the tool failed");
             Ok((message.to_owned(), true))
         }
         Err(CallError::Gateway(e)) => Ok((e.message, true)),
         Err(e) => Err(Failure::Gateway(e)),
-    }
-}
-
-/// A tool's output as text for the model: a file's content, a command's output, else the
-/// output as JSON.
-fn tool_text(tool: &str, output: &Value) -> String {
-    match tool {
-        "read" => output["content"]
-            .as_str()
-            .map_or_else(|| output.to_string(), str::to_owned),
-        "exec" => {
-            let mut text = output["stdout"].as_str().unwrap_or_default().trim_end().to_owned();
-            if let Some(err) = output["stderr"].as_str().map(str::trim_end).filter(|e| !e.is_empty()) {
-                if !text.is_empty() {
-                    text.push('\n');
-                }
-                text.push_str(err);
-            }
-            match output["exitCode"].as_i64() {
-                Some(0) => {}
-                Some(code) => text.push_str(&format!("\n(exit code {code})")),
-                None => text.push_str("\n(ended by a signal)"),
-            }
-            text
-        }
-        _ => output.to_string(),
     }
 }

@@ -972,7 +972,13 @@ fn a_worker_runs_ls_in_a_sandboxed_session_and_the_requester_sees_tool_events(rt
         .spawn()
         .unwrap();
     let _worker = Worker(worker);
-    let mut op = operator(server.addr, &["operator.write"]);
+    // The requester declared `tool-events`, as the OpenClaw clients that show tool cards do.
+    let mut op = Client::open(server.addr);
+    ok_payload(op.connect_with(|_, _| {
+        let mut params = cli_params(&["operator.write"], Some(TOKEN));
+        params["caps"] = json!(["tool-events"]);
+        params
+    }));
     let mut other = operator(server.addr, &["operator.read"]);
     wait_for_worker(&mut op);
     op.send(

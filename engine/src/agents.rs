@@ -1150,8 +1150,23 @@ impl Agents<'_> {
             Origin::Chat { conn } | Origin::Agent { conn, .. } => *conn,
             Origin::Http(_) | Origin::Nobody => return,
         };
+        // Only a requester that declared the `tool-events` cap gets them, as with OpenClaw.
+        if !self.cx.net.session_of(requester).is_some_and(|s| s.tool_events) {
+            return;
+        }
         let payload = run.next_agent_event(run_id, "tool", data, now_ms);
         self.cx.net.send_event(requester, "agent", &payload, true);
+    }
+
+    /// An `agent` event of stream `item` (a tool call as a step of the run), for everyone who
+    /// sees the run.
+    pub(crate) fn run_item(&mut self, now_ms: u64, run_id: &str, data: Value) {
+        self.run_event(now_ms, run_id, "item", data);
+    }
+
+    /// An `agent` event of stream `command_output` (what a command printed), for everyone.
+    pub(crate) fn run_command_output(&mut self, now_ms: u64, run_id: &str, data: Value) {
+        self.run_event(now_ms, run_id, "command_output", data);
     }
 
     /// Broadcasts one `chat` event of a run, with the run's current seq.

@@ -191,6 +191,7 @@ pub(crate) fn session(
         presence_key,
         conn_uuid,
         node: (role == Role::Node).then(|| Box::new(crate::nodes::NodeInfo::from_connect(&accepted.params, now_ms))),
+        tool_events: accepted.params.caps().iter().any(|c| c == "tool-events"),
     };
     let auth = HelloAuth {
         method,

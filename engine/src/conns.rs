@@ -49,6 +49,8 @@ pub(crate) struct Session {
     pub conn_uuid: String,
     /// What a node-role client declared when it connected, for `node.list`.
     pub node: Option<Box<NodeInfo>>,
+    /// The client declared the `tool-events` cap: its runs' `tool` events reach it.
+    pub tool_events: bool,
 }
 
 impl Session {

@@ -172,6 +172,7 @@ pub(crate) fn tool_call_of(request: &Request, bearer_ok: bool) -> Result<ToolCal
         agent_id: header("x-openclaw-agent-id").or_else(|| header("x-openclaw-agent")),
         over_http: true,
         run_id: None,
+        tool_call_id: None,
     })
 }
 

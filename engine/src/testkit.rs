@@ -346,6 +346,16 @@ impl Bench {
         rs.remove(0)
     }
 
+    /// An operator that declared `caps` (e.g. `tool-events`).
+    pub fn operator_with_caps(&mut self, scopes: &[&str], caps: &[&str]) -> ConnId {
+        let conn = self.ws(loopback(), &[]);
+        let mut params = cli_params(scopes, Some(TOKEN));
+        params["caps"] = json!(caps);
+        let res = self.connect(conn, params);
+        assert!(res.ok, "connect failed: {:?}", res.error);
+        conn
+    }
+
     /// Opens a WebSocket from loopback and completes a token connect as the CLI does.
     pub fn operator(&mut self, scopes: &[&str]) -> ConnId {
         let conn = self.ws(loopback(), &[]);

@@ -109,6 +109,8 @@ pub(crate) struct PendingToolCall {
     reply: ToolReply,
     /// The run (and the tool call's id within it) whose requester gets `tool` events.
     run: Option<(String, String)>,
+    /// What the run's `item` events call the call (`Read from note.txt`) and its detail.
+    title: (String, String),
     tool: &'static str,
     agent: String,
     session_key: String,
@@ -157,6 +159,8 @@ struct ToolsInvokeParams {
     conversation_read_origin: Option<String>,
     /// The run a worker calls the tool for (node role only): its session and agent apply.
     run_id: Option<String>,
+    /// The model's id of the call, for the run's `item` and `tool` events (node role only).
+    tool_call_id: Option<String>,
 }
 
 /// A call as both front doors (WebSocket and HTTP) describe it.
@@ -170,6 +174,8 @@ pub(crate) struct ToolCallRequest {
     pub over_http: bool,
     /// The agent run the call belongs to: its requester gets `tool` events.
     pub run_id: Option<String>,
+    /// The model's id of the call within the run.
+    pub tool_call_id: Option<String>,
 }
 
 /// What became of a call at once.
@@ -223,6 +229,7 @@ impl RunningTools {
             .net
             .session_of(conn)
             .is_some_and(|s| s.role == clawgate_proto::Role::Node);
+        let tool_call_id = if is_node { params.tool_call_id.clone() } else { None };
         let (session_key, agent_id, run_id) = if is_node {
             let Some(run_id) = params.run_id else {
                 return Err(ErrorShape::new(
@@ -243,6 +250,7 @@ impl RunningTools {
             agent_id,
             over_http: false,
             run_id,
+            tool_call_id,
         };
         let reply = ToolReply::Ws {
             conn,
@@ -322,13 +330,25 @@ impl RunningTools {
             } => (tool, workspace, sandbox),
         };
         let call = self.next_call();
+        let title = call_title(tool.name, &request.args);
         let run = request.run_id.clone().map(|run_id| {
-            let tool_call_id = format!("call_{call}");
-            Agents {
+            let tool_call_id = request.tool_call_id.clone().unwrap_or_else(|| format!("call_{call}"));
+            let mut run_events = Agents {
                 hub: agents,
                 cx: cx.reborrow(),
-            }
-            .tool_event(
+            };
+            // Everyone watching the run sees the call as an item; its requester with the
+            // `tool-events` cap also sees the call itself.
+            run_events.run_item(
+                now_ms,
+                &run_id,
+                json!({
+                    "itemId": format!("tool:{tool_call_id}"), "toolCallId": tool_call_id, "name": tool.name,
+                    "kind": "tool", "phase": "start", "title": title.0, "status": "running", "meta": title.1,
+                    "commandBearing": tool.name == "exec", "startedAt": now_ms,
+                }),
+            );
+            run_events.tool_event(
                 now_ms,
                 &run_id,
                 json!({"phase": "start", "name": tool.name, "toolCallId": tool_call_id, "args": request.args}),
@@ -338,6 +358,7 @@ impl RunningTools {
         self.started(PendingToolCall {
             reply,
             run,
+            title,
             tool: tool.name,
             agent: agent.as_str().to_owned(),
             session_key: session_key.clone(),
@@ -408,19 +429,55 @@ impl RunningTools {
             );
         }
         if let Some((run_id, tool_call_id)) = &pending.run {
-            let result: Value = serde_json::from_str(payload.get()).unwrap_or(Value::Null);
-            Agents {
+            let failed = status == "error";
+            let text = match &outcome {
+                Ok((_, output)) => {
+                    result_text(pending.tool, &serde_json::from_str(output.get()).unwrap_or(Value::Null))
+                }
+                Err(failure) => failure.message.clone(),
+            };
+            let details: Value = match &outcome {
+                Ok((_, output)) => serde_json::from_str(output.get()).unwrap_or(Value::Null),
+                Err(failure) => json!({"status": "error", "code": failure.kind.code()}),
+            };
+            let command_bearing = pending.tool == "exec";
+            let mut run_events = Agents {
                 hub: agents,
                 cx: cx.reborrow(),
-            }
-            .tool_event(
+            };
+            run_events.tool_event(
                 now_ms,
                 run_id,
                 json!({
-                    "phase": "result", "name": pending.tool, "toolCallId": tool_call_id,
-                    "isError": status == "error", "result": result,
+                    "phase": "result", "name": pending.tool, "toolCallId": tool_call_id, "meta": pending.title.1,
+                    "isError": failed, "commandBearing": command_bearing,
+                    "result": {"content": [{"type": "text", "text": text}], "details": details},
                 }),
             );
+            run_events.run_item(
+                now_ms,
+                run_id,
+                json!({
+                    "itemId": format!("tool:{tool_call_id}"), "toolCallId": tool_call_id, "name": pending.tool,
+                    "kind": "tool", "phase": "end", "title": pending.title.0,
+                    "status": if failed { "failed" } else { "completed" }, "meta": pending.title.1,
+                    "commandBearing": command_bearing, "startedAt": pending.started_ms, "endedAt": now_ms,
+                }),
+            );
+            if command_bearing {
+                let mut end = json!({
+                    "itemId": format!("command:{tool_call_id}"), "phase": "end", "title": format!("command {}", pending.title.1),
+                    "toolCallId": tool_call_id, "name": pending.tool, "output": text,
+                    "status": if failed { "failed" } else { "completed" },
+                });
+                if let Some(code) = details["exitCode"].as_i64() {
+                    end["exitCode"] = json!(code);
+                }
+                if let Some(ms) = details["durationMs"].as_u64() {
+                    end["durationMs"] = json!(ms);
+                }
+                run_events.run_command_output(now_ms, run_id, end);
+            }
         }
         match pending.reply {
             ToolReply::Ws { conn, request_id } => {
@@ -433,5 +490,67 @@ impl RunningTools {
                 cx.net.finish_http(conn, &response, false, keep_alive);
             }
         }
+    }
+}
+
+/// What a run's `item` events call a tool call, and its short detail: `Read from note.txt` /
+/// `from note.txt`, `Exec ls -l` / `ls -l`.
+fn call_title(tool: &str, args: &serde_json::Map<String, Value>) -> (String, String) {
+    let path = args.get("path").and_then(Value::as_str);
+    match tool {
+        "read" => match path {
+            Some(p) => (format!("Read from {p}"), format!("from {p}")),
+            None => ("Read".to_owned(), String::new()),
+        },
+        "write" | "edit" | "ls" => {
+            let verb = match tool {
+                "write" => "Write",
+                "edit" => "Edit",
+                _ => "List",
+            };
+            let p = path.unwrap_or(".");
+            (format!("{verb} {p}"), p.to_owned())
+        }
+        "exec" => {
+            let mut line = args
+                .get("command")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            for a in args.get("args").and_then(Value::as_array).into_iter().flatten() {
+                line.push(' ');
+                line.push_str(a.as_str().unwrap_or_default());
+            }
+            let short: String = line.chars().take(80).collect();
+            (format!("Exec {short}"), short)
+        }
+        other => (other.to_owned(), String::new()),
+    }
+}
+
+/// A tool's output as the text a model (and the run's `tool` result event) gets: a file's
+/// content, a command's output (stderr after stdout, and the exit code when it is not 0), else
+/// the output as JSON.
+pub fn result_text(tool: &str, output: &Value) -> String {
+    match tool {
+        "read" => output["content"]
+            .as_str()
+            .map_or_else(|| output.to_string(), str::to_owned),
+        "exec" => {
+            let mut text = output["stdout"].as_str().unwrap_or_default().trim_end().to_owned();
+            if let Some(err) = output["stderr"].as_str().map(str::trim_end).filter(|e| !e.is_empty()) {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(err);
+            }
+            match output["exitCode"].as_i64() {
+                Some(0) => {}
+                Some(code) => text.push_str(&format!("\n(exit code {code})")),
+                None => text.push_str("\n(ended by a signal)"),
+            }
+            text
+        }
+        _ => output.to_string(),
     }
 }

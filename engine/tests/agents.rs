@@ -486,14 +486,14 @@ fn http_completions_check_auth_model_and_messages_and_stream_sse() {
 }
 
 #[test]
-fn a_worker_calls_tools_only_for_its_own_runs_and_only_the_requester_sees_them() {
+fn a_worker_calls_tools_only_for_its_own_runs_and_only_a_requester_with_tool_events_sees_them() {
     let mut config = GatewayConfig::with_token(TOKEN);
     config.sandbox = Some("Landlock".to_owned());
     let mut b = Bench::new(config);
     let node = worker(&mut b, &["main"]);
     let intruder = worker(&mut b, &["ops"]);
-    let op = b.operator(&["operator.write"]);
-    let reader = b.operator(&["operator.read"]);
+    let op = b.operator_with_caps(&["operator.write"], &["tool-events"]);
+    let reader = b.operator_with_caps(&["operator.read"], &["tool-events"]);
     b.request(
         op,
         "s",
@@ -514,7 +514,7 @@ fn a_worker_calls_tools_only_for_its_own_runs_and_only_the_requester_sees_them()
     b.take_texts(reader);
     b.send_text(
         node,
-        &json!({"type": "req", "id": "t2", "method": "tools.invoke", "params": {"name": "ls", "args": {"path": "."}, "runId": "tr", "sessionKey": "agent:main:main"}}).to_string(),
+        &json!({"type": "req", "id": "t2", "method": "tools.invoke", "params": {"name": "ls", "args": {"path": "."}, "runId": "tr", "toolCallId": "call_9", "sessionKey": "agent:main:main"}}).to_string(),
     );
     let run = b.tool_runs.pop().expect("the tool runs");
     assert_eq!(run.tool, "ls");
@@ -522,16 +522,43 @@ fn a_worker_calls_tools_only_for_its_own_runs_and_only_the_requester_sees_them()
     b.pump();
     let answer = payload(&b.responses(node)[0]);
     assert_eq!(answer["output"]["entries"][0], "a.txt");
-    let tools: Vec<Value> = b
-        .events(op)
-        .iter()
-        .filter(|e| e.event == "agent")
-        .map(|e| e.parse_payload::<Value>().unwrap())
-        .filter(|p| p["stream"] == "tool")
-        .collect();
+    let streams = |events: Vec<clawgate_proto::frame::EventFrame>, stream: &str| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| e.event == "agent")
+            .map(|e| e.parse_payload::<Value>().unwrap())
+            .filter(|p| p["stream"] == stream)
+            .map(|p| p["data"].clone())
+            .collect()
+    };
+    let op_events = b.events(op);
+    let tools = streams(op_events.clone(), "tool");
     assert_eq!(tools.len(), 2);
-    assert_eq!(tools[1]["data"]["result"]["output"]["entries"][0], "a.txt");
-    assert!(b.events(reader).is_empty(), "tool events go to the requester only");
+    assert_eq!(
+        (tools[0]["phase"].as_str(), tools[0]["toolCallId"].as_str()),
+        (Some("start"), Some("call_9"))
+    );
+    assert_eq!(tools[1]["result"]["details"]["entries"][0], "a.txt");
+    assert_eq!(tools[1]["result"]["content"][0]["type"], "text");
+    let items = streams(op_events, "item");
+    assert_eq!(
+        items
+            .iter()
+            .map(|i| (i["phase"].as_str().unwrap(), i["itemId"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [("start", "tool:call_9"), ("end", "tool:call_9")]
+    );
+    assert_eq!(items[1]["status"], "completed");
+    let reader_events = b.events(reader);
+    assert!(
+        streams(reader_events.clone(), "tool").is_empty(),
+        "tool events go to the requester only"
+    );
+    assert_eq!(
+        streams(reader_events, "item").len(),
+        2,
+        "everyone sees the call as an item"
+    );
     let line: Value = serde_json::from_str(b.audit.last().unwrap()).unwrap();
     assert_eq!(
         line["sessionKey"], "agent:main:work",
