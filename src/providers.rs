@@ -10,6 +10,8 @@ use std::time::Duration;
 
 /// Where a turn goes.
 pub struct Endpoint {
+    /// The provider's id in the configuration (for the run's events).
+    pub provider: String,
     pub api: ProviderApi,
     pub base_url: String,
     pub api_key: Option<String>,
@@ -547,6 +549,7 @@ mod tests {
     #[test]
     fn openai_follow_ups_carry_the_calls_and_their_results_with_plain_ids() {
         let endpoint = Endpoint {
+            provider: "p".into(),
             api: ProviderApi::OpenAiCompletions,
             base_url: String::new(),
             api_key: None,
@@ -604,6 +607,7 @@ mod tests {
         assert_eq!(turn.usage, Usage { input: 30, output: 20 });
         assert_eq!(turn.calls[0].arguments_text(), r#"{"path":"a.txt"}"#);
         let endpoint = Endpoint {
+            provider: "p".into(),
             api: ProviderApi::AnthropicMessages,
             base_url: String::new(),
             api_key: None,

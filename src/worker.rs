@@ -14,7 +14,9 @@
 
 use crate::providers::{Endpoint, Item, ToolCall, TurnError, Usage};
 use clawgate_client::{Error as CallError, Session, Target};
-use clawgate_engine::agents::{DELTA_EVENT, WORKER_CAP_PREFIX, WORKER_COMMAND};
+use clawgate_engine::agents::{
+    DELTA_EVENT, MODEL_EVENT, TOOL_CALLS_EVENT, USAGE_EVENT, WORKER_CAP_PREFIX, WORKER_COMMAND,
+};
 use clawgate_engine::models::{ModelRef, ProviderApi};
 use clawgate_proto::ErrorCode;
 use serde_json::{json, Value};
@@ -209,6 +211,14 @@ fn echo(
     Ok(text)
 }
 
+/// Tells the gateway something about the run (`node.event`).
+fn send_run_event(session: &mut Session, event: &str, payload: Value) -> Result<(), CallError> {
+    session.send(
+        "node.event",
+        &json!({"event": event, "payloadJSON": payload.to_string()}),
+    )
+}
+
 fn send_delta(session: &mut Session, run_id: &str, delta: &str) -> Result<(), CallError> {
     let payload = json!({"runId": run_id, "delta": delta});
     session.send(
@@ -288,6 +298,7 @@ fn endpoint_for(job: &Job, backend: &Backend, config: &Config) -> Result<Option<
     } = backend
     {
         return Ok(Some(Endpoint {
+            provider: "openai".to_owned(),
             api: ProviderApi::OpenAiCompletions,
             base_url: base_url.clone(),
             api_key: api_key.clone(),
@@ -321,6 +332,7 @@ fn endpoint_for(job: &Job, backend: &Backend, config: &Config) -> Result<Option<
     // As OpenClaw does for a provider without a key in the file: `<PROVIDER>_API_KEY`.
     let env_key = format!("{}_API_KEY", provider.id.to_ascii_uppercase().replace('-', "_"));
     Ok(Some(Endpoint {
+        provider: provider.id.clone(),
         api,
         base_url: provider.base_url.clone(),
         api_key: provider
@@ -363,6 +375,11 @@ fn model_run(
     let mut reply = String::new();
     let mut usage = Usage::default();
     for round in 0..=MAX_TOOL_ROUNDS {
+        send_run_event(
+            session,
+            MODEL_EVENT,
+            json!({"runId": job.run_id, "provider": endpoint.provider, "model": endpoint.model}),
+        )?;
         let mut first_piece = true;
         let turn = {
             let reply = &mut reply;
@@ -384,6 +401,11 @@ fn model_run(
         };
         usage.input += turn.usage.input;
         usage.output += turn.usage.output;
+        send_run_event(
+            session,
+            USAGE_EVENT,
+            json!({"runId": job.run_id, "input": turn.usage.input, "output": turn.usage.output}),
+        )?;
         if turn.calls.is_empty() {
             return Ok((reply, usage));
         }
@@ -392,6 +414,15 @@ fn model_run(
                 "the model still called tools after {MAX_TOOL_ROUNDS} rounds; the run was stopped"
             )));
         }
+        let calls: Vec<Value> = turn
+            .calls
+            .iter()
+            .map(|c| {
+                let arguments = c.arguments.clone().map(Value::Object).unwrap_or_else(Value::String);
+                json!({"id": c.id, "name": c.name, "arguments": arguments})
+            })
+            .collect();
+        send_run_event(session, TOOL_CALLS_EVENT, json!({"runId": job.run_id, "calls": calls}))?;
         items.push(Item::Assistant {
             text: turn.text,
             calls: turn.calls.clone(),

@@ -618,3 +618,48 @@ fn a_worker_started_by_hand_stands_by_beside_the_gateways_own() {
         format!("Tool results: {NOTE} Done.")
     );
 }
+
+#[test]
+fn the_tokens_a_run_used_are_counted_for_its_reply_its_session_and_the_day() {
+    let (model_port, _seen) = model_server(Api::OpenAi);
+    let setup = Setup::start("usage", |ws| {
+        let mut config = openai_config(model_port, ws, json!({}));
+        config["models"]["providers"]["fakeai"]["models"][0]["cost"] = json!({"input": 3.0, "output": 15.0});
+        config
+    });
+    setup.ask("please read note.txt", "u1").unwrap();
+    let payload = |out: Output| -> Value { serde_json::from_slice(&out.stdout).unwrap() };
+    // Two turns of 50 input and 7 output tokens each, as the scripted model reports them.
+    let cost = payload(setup.call("usage.cost", &json!({})));
+    let today = cost["daily"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (today["input"].as_u64(), today["output"].as_u64()),
+        (Some(100), Some(14))
+    );
+    let expected = (100.0 * 3.0 + 14.0 * 15.0) / 1e6;
+    assert!(
+        (today["totalCost"].as_f64().unwrap() - expected).abs() < 1e-12,
+        "{today}"
+    );
+    let sessions = payload(setup.call("sessions.list", &json!({})));
+    assert_eq!(sessions["sessions"][0]["totalTokens"], 114);
+    let key = sessions["sessions"][0]["key"].as_str().unwrap().to_owned();
+    let history = payload(setup.call("chat.history", &json!({"sessionKey": key})));
+    let messages = history["messages"].as_array().unwrap().clone();
+    let reply = messages.last().unwrap().clone();
+    assert_eq!(reply["usage"]["output"], 14, "{reply}");
+    // The history keeps the call and its result, as OpenClaw's does.
+    let roles: Vec<&str> = messages.iter().filter_map(|m| m["role"].as_str()).collect();
+    assert_eq!(roles, ["user", "assistant", "toolResult", "assistant"]);
+    assert_eq!(
+        messages[1]["content"][0],
+        json!({"type": "toolCall", "id": "call_00ab_cd1", "name": "read", "arguments": {"path": "note.txt"}})
+    );
+    assert_eq!(
+        (
+            messages[2]["toolCallId"].as_str(),
+            messages[2]["content"][0]["text"].as_str()
+        ),
+        (Some("call_00ab_cd1"), Some(NOTE))
+    );
+}

@@ -27,6 +27,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 pub use crate::nodes::{WORKER_CAP_PREFIX, WORKER_COMMAND};
 /// The `node.event` a worker sends for each piece of reply text.
 pub const DELTA_EVENT: &str = "agent.delta";
+/// The `node.event` a worker sends when a model turn starts: `{runId, provider, model}`.
+pub const MODEL_EVENT: &str = "agent.model";
+/// The `node.event` a worker sends after a model turn: `{runId, input, output}` tokens.
+pub const USAGE_EVENT: &str = "agent.usage";
+/// The `node.event` a worker sends when a turn ends in tool calls, before it runs them:
+/// `{runId, calls: [{id, name, arguments}]}`.
+pub const TOOL_CALLS_EVENT: &str = "agent.toolCalls";
 /// The file (under the state directory) holding the runs that wait for a worker.
 pub const QUEUE_FILE: &str = "agents/queue.json";
 /// The folder (under the state directory) of the transcripts, one `<sessionId>.jsonl` each.
@@ -78,6 +85,9 @@ pub(crate) struct Run {
     deadline: u64,
     item_id: String,
     options: RunOptions,
+    /// The model the run went to, and the tokens its turns used.
+    model: Option<crate::models::ModelRef>,
+    usage: crate::usage::Tokens,
 }
 
 impl Run {
@@ -153,6 +163,8 @@ pub(crate) struct ChatSession {
     total: u64,
     last_run_id: Option<String>,
     status: Option<&'static str>,
+    /// Input and output tokens of the session's runs.
+    tokens: (u64, u64),
 }
 
 /// A caller waiting in `agent.wait`.
@@ -188,6 +200,8 @@ pub(crate) struct AgentHub {
     session_subscribers: BTreeSet<ConnId>,
     message_subscribers: BTreeMap<ConnId, BTreeSet<String>>,
     timer_at: Option<u64>,
+    /// Tokens per day, for `usage.cost`.
+    usage: crate::usage::UsageLedger,
 }
 
 impl AgentHub {
@@ -467,6 +481,9 @@ impl AgentHub {
             "hasActiveRun": !active.is_empty(),
             "activeRunIds": active,
             "messageCount": s.total,
+            "inputTokens": s.tokens.0,
+            "outputTokens": s.tokens.1,
+            "totalTokens": s.tokens.0 + s.tokens.1,
         });
         // Clients validate rows with optional, not nullable, fields: absent beats null.
         if let Some(map) = row.as_object_mut() {
@@ -726,6 +743,7 @@ impl AgentHub {
                 total: 0,
                 last_run_id: None,
                 status: None,
+                tokens: (0, 0),
             };
             // A torn last line (a crash mid-write) is skipped; every complete line counts.
             for entry in lines.filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
@@ -740,6 +758,24 @@ impl AgentHub {
                         } else {
                             "failed"
                         });
+                    }
+                    let usage = &message["usage"];
+                    let (input, output) = (
+                        usage["input"].as_u64().unwrap_or(0),
+                        usage["output"].as_u64().unwrap_or(0),
+                    );
+                    if input + output > 0 {
+                        session.tokens.0 += input;
+                        session.tokens.1 += output;
+                        self.usage.record(
+                            message["timestamp"].as_u64().unwrap_or(0),
+                            crate::usage::Tokens {
+                                input,
+                                output,
+                                input_cost: usage["cost"]["input"].as_f64().unwrap_or(0.0),
+                                output_cost: usage["cost"]["output"].as_f64().unwrap_or(0.0),
+                            },
+                        );
                     }
                     session.messages.push_back(message.clone());
                     if session.messages.len() > MEMORY_MESSAGES {
@@ -997,6 +1033,8 @@ impl Agents<'_> {
             deadline: now_ms.saturating_add(timeout),
             item_id: format!("{}:1", crate::entropy::uuid_v4(item)),
             options: q.options.clone(),
+            model: None,
+            usage: crate::usage::Tokens::default(),
         };
         self.hub.runs.insert(q.run_id.clone(), run);
     }
@@ -1091,6 +1129,7 @@ impl Agents<'_> {
         let config = self.cx.config;
         if let Some(model) = config.models.model_for_run(&run.agent_id, run.options.model.as_deref()) {
             params["modelRef"] = json!(model.as_string());
+            run.model = Some(model);
         }
         let routing = config.session_routing();
         let agent = AgentId::normalize(&run.agent_id);
@@ -1279,6 +1318,16 @@ impl Agents<'_> {
         let started_at = run.started_at;
         let text = run.text.clone();
         let session_key = run.session_key.clone();
+        let usage = run.usage;
+        // The reply's message carries what the run used, as OpenClaw's assistant messages do.
+        let assistant_message = |text: &str, now_ms: u64| {
+            let mut m = assistant_message(text, now_ms);
+            if usage.input + usage.output > 0 {
+                m["usage"] = json!({"input": usage.input, "output": usage.output, "totalTokens": usage.input + usage.output,
+                                    "cost": {"input": usage.input_cost, "output": usage.output_cost, "total": usage.input_cost + usage.output_cost}});
+            }
+            m
+        };
         match status {
             "ok" => {
                 self.run_event(
@@ -1464,6 +1513,7 @@ impl Agents<'_> {
                 total: 0,
                 last_run_id: None,
                 status: None,
+                tokens: (0, 0),
             },
         );
         self.session_changed(now_ms, key, "created", None);
@@ -1684,6 +1734,8 @@ impl Agents<'_> {
                 }
                 Ok(json!({"subscribed": on, "key": key}))
             })(),
+            "usage.status" => Ok(crate::usage::status_payload(now_ms)),
+            "usage.cost" => Ok(self.hub.usage.cost_payload(now_ms, 30)),
             "node.invoke" => return Reply::deferred(self.node_invoke(now_ms, conn, request)),
             "node.invoke.result" => self.node_invoke_result(now_ms, conn, request),
             "node.event" => self.node_event(now_ms, conn, request),
@@ -1911,6 +1963,82 @@ impl Agents<'_> {
         Ok(json!({"ok": true, "ignored": true}))
     }
 
+    /// The tool calls of a turn go into the session's transcript as OpenClaw keeps them: one
+    /// assistant message of `toolCall` parts.
+    fn record_tool_calls(&mut self, now_ms: u64, run_id: &str, calls: &Value) {
+        let Some(key) = self.hub.runs.get(run_id).map(|r| r.session_key.clone()) else {
+            return;
+        };
+        let parts: Vec<Value> = calls
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| json!({"type": "toolCall", "id": c["id"], "name": c["name"], "arguments": c["arguments"]}))
+            .collect();
+        if parts.is_empty() {
+            return;
+        }
+        let message = json!({
+            "role": "assistant", "content": parts, "stopReason": "toolUse", "timestamp": now_ms,
+            "__openclaw": {"runId": run_id},
+        });
+        self.append_message(now_ms, &key, message);
+    }
+
+    /// A tool call's result goes into the run's session transcript as a `toolResult` message.
+    pub(crate) fn record_tool_result(
+        &mut self,
+        now_ms: u64,
+        run_id: &str,
+        call: (&str, &str),
+        text: &str,
+        is_error: bool,
+    ) {
+        let Some(key) = self.hub.runs.get(run_id).map(|r| r.session_key.clone()) else {
+            return;
+        };
+        let (tool_call_id, tool) = call;
+        let message = json!({
+            "role": "toolResult", "toolCallId": tool_call_id, "toolName": tool,
+            "content": [{"type": "text", "text": text}], "isError": is_error, "timestamp": now_ms,
+            "__openclaw": {"runId": run_id},
+        });
+        self.append_message(now_ms, &key, message);
+    }
+
+    /// A model turn's tokens (`{runId, input, output}`): counted for the run, its session and
+    /// the day, and announced as a `usage` event.
+    fn record_usage(&mut self, now_ms: u64, run_id: &str, payload: &Value) {
+        let (input, output) = (
+            payload["input"].as_u64().unwrap_or(0),
+            payload["output"].as_u64().unwrap_or(0),
+        );
+        let Some(run) = self.hub.runs.get_mut(run_id) else {
+            return;
+        };
+        let (input_cost, output_cost) = run
+            .model
+            .as_ref()
+            .map_or((0.0, 0.0), |m| self.cx.config.models.cost_of(m, input, output));
+        let tokens = crate::usage::Tokens {
+            input,
+            output,
+            input_cost,
+            output_cost,
+        };
+        run.usage.input += input;
+        run.usage.output += output;
+        run.usage.input_cost += input_cost;
+        run.usage.output_cost += output_cost;
+        let session_key = run.session_key.clone();
+        self.hub.usage.record(now_ms, tokens);
+        if let Some(s) = self.hub.sessions.get_mut(&session_key) {
+            s.tokens.0 += input;
+            s.tokens.1 += output;
+        }
+        self.run_event(now_ms, run_id, "usage", json!({"outputTokens": output}));
+    }
+
     fn node_event(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Result<Value, ErrorShape> {
         let p: NodeEventParams = request.parse_params().map_err(|e| invalid("node.event", e))?;
         let payload = match (&p.payload, &p.payload_json) {
@@ -1923,6 +2051,28 @@ impl Agents<'_> {
         if p.event == DELTA_EVENT {
             let delta: WorkerDelta = serde_json::from_value(payload).map_err(|e| invalid("node.event", e))?;
             self.on_worker_delta(now_ms, conn, delta)?;
+            return Ok(json!({"ok": true, "event": p.event, "handled": true}));
+        }
+        if p.event == MODEL_EVENT || p.event == USAGE_EVENT || p.event == TOOL_CALLS_EVENT {
+            let run_id = payload["runId"].as_str().unwrap_or_default().to_owned();
+            match self.hub.runs.get(&run_id) {
+                None => return Ok(json!({"ok": true, "event": p.event, "handled": false})),
+                Some(run) if run.worker != Some(conn) => {
+                    return Err(ErrorShape::new(
+                        ErrorCode::InvalidRequest,
+                        format!("run {run_id} is not assigned to this node"),
+                    ))
+                }
+                Some(_) => {}
+            }
+            if p.event == MODEL_EVENT {
+                let data = json!({"phase": "model", "provider": payload["provider"], "model": payload["model"]});
+                self.run_event(now_ms, &run_id, "lifecycle", data);
+            } else if p.event == TOOL_CALLS_EVENT {
+                self.record_tool_calls(now_ms, &run_id, &payload["calls"]);
+            } else {
+                self.record_usage(now_ms, &run_id, &payload);
+            }
             return Ok(json!({"ok": true, "event": p.event, "handled": true}));
         }
         Ok(json!({"ok": true, "event": p.event, "handled": false}))

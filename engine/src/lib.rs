@@ -45,6 +45,7 @@ pub mod testkit;
 pub mod tool_calls;
 mod tool_catalog;
 pub mod tool_policy;
+pub mod usage;
 
 pub use config::GatewayConfig;
 pub use entropy::Entropy;

@@ -44,6 +44,8 @@ pub struct ModelSpec {
     pub context_window: Option<u64>,
     pub max_tokens: Option<u64>,
     pub reasoning: bool,
+    /// Dollars per million input and output tokens (`cost.input`, `cost.output`).
+    pub cost: (f64, f64),
 }
 
 /// One provider of `models.providers`.
@@ -161,6 +163,10 @@ impl ModelCatalog {
                                     context_window: m.get("contextWindow").and_then(Value::as_u64),
                                     max_tokens: m.get("maxTokens").and_then(Value::as_u64),
                                     reasoning: m.get("reasoning").and_then(Value::as_bool).unwrap_or(false),
+                                    cost: (
+                                        m.pointer("/cost/input").and_then(Value::as_f64).unwrap_or(0.0),
+                                        m.pointer("/cost/output").and_then(Value::as_f64).unwrap_or(0.0),
+                                    ),
                                 });
                             }
                         }
@@ -226,6 +232,16 @@ impl ModelCatalog {
                 }),
             },
         }
+    }
+
+    /// What `input` and `output` tokens of `model` cost, by its configuration.
+    pub fn cost_of(&self, model: &ModelRef, input: u64, output: u64) -> (f64, f64) {
+        let per_million = self
+            .providers
+            .get(&model.provider)
+            .and_then(|p| p.models.iter().find(|m| m.id == model.model))
+            .map_or((0.0, 0.0), |m| m.cost);
+        (per_million.0 * input as f64 / 1e6, per_million.1 * output as f64 / 1e6)
     }
 
     /// The agents that run on a model (and so need a worker): the default agent and every

@@ -464,6 +464,7 @@ impl RunningTools {
                     "commandBearing": command_bearing, "startedAt": pending.started_ms, "endedAt": now_ms,
                 }),
             );
+            run_events.record_tool_result(now_ms, run_id, (tool_call_id, pending.tool), &text, failed);
             if command_bearing {
                 let mut end = json!({
                     "itemId": format!("command:{tool_call_id}"), "phase": "end", "title": format!("command {}", pending.title.1),
