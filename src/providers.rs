@@ -76,10 +76,27 @@ pub enum TurnError {
     Provider(String),
     /// Sending text to the gateway failed.
     Gateway(clawgate_client::Error),
+    /// The run was cancelled while the model streamed; the stream was dropped.
+    Cancelled,
+}
+
+/// Why the receiver of streamed text wants the turn to stop.
+pub enum Stop {
+    Gateway(clawgate_client::Error),
+    Cancelled,
+}
+
+impl From<Stop> for TurnError {
+    fn from(stop: Stop) -> Self {
+        match stop {
+            Stop::Gateway(e) => TurnError::Gateway(e),
+            Stop::Cancelled => TurnError::Cancelled,
+        }
+    }
 }
 
 /// Where streamed text goes.
-pub type Sink<'a> = dyn FnMut(&str) -> Result<(), clawgate_client::Error> + 'a;
+pub type Sink<'a> = dyn FnMut(&str) -> Result<(), Stop> + 'a;
 
 /// The certificates the system trusts (`SSL_CERT_FILE` / `SSL_CERT_DIR` first, then the
 /// distribution's bundle); Mozilla's list where the system has none.
@@ -235,7 +252,7 @@ pub fn turn(
                 }
             };
             if let Some(delta) = delta.filter(|d| !d.is_empty()) {
-                sink(&delta).map_err(TurnError::Gateway)?;
+                sink(&delta)?;
             }
         }
         if done {

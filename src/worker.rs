@@ -12,12 +12,13 @@
 //! Without a model in the run, the `--backend` decides: `echo` sends the message back word by
 //! word; `openai` uses one OpenAI-compatible server given by flags.
 
-use crate::providers::{Endpoint, Item, ToolCall, TurnError, Usage};
+use crate::providers::{Endpoint, Item, Stop, ToolCall, TurnError, Usage};
 use clawgate_client::{Error as CallError, Session, Target};
 use clawgate_engine::agents::{
-    DELTA_EVENT, MODEL_EVENT, TOOL_CALLS_EVENT, USAGE_EVENT, WORKER_CAP_PREFIX, WORKER_COMMAND,
+    CANCEL_EVENT, DELTA_EVENT, MODEL_EVENT, TOOL_CALLS_EVENT, USAGE_EVENT, WORKER_CAP_PREFIX, WORKER_COMMAND,
 };
 use clawgate_engine::models::{ModelRef, ProviderApi};
+use clawgate_proto::frame::EventFrame;
 use clawgate_proto::ErrorCode;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -150,10 +151,12 @@ fn serve(session: &mut Session, backend: &Backend, config: &Config) -> Result<()
                 }
             }
         }
+        // Events that arrive while the run streams (other runs' requests), read once it is over.
+        let mut held = Vec::new();
         let outcome = match endpoint_for(&job, backend, config) {
             Ok(Some(endpoint)) => {
                 let system = system_prompt(&job, config);
-                model_run(session, &endpoint, &job, system.as_deref())
+                model_run(session, &endpoint, &job, system.as_deref(), &mut held)
             }
             Ok(None) => {
                 let delay = match backend {
@@ -174,8 +177,15 @@ fn serve(session: &mut Session, backend: &Backend, config: &Config) -> Result<()
                 "id": job.invoke_id, "nodeId": job.node_id, "ok": false,
                 "error": {"code": "BACKEND_FAILED", "message": why},
             }),
+            Err(Failure::Cancelled) => json!({
+                "id": job.invoke_id, "nodeId": job.node_id, "ok": false,
+                "error": {"code": "CANCELLED", "message": "the run was cancelled"},
+            }),
             Err(Failure::Gateway(e)) => return Err(e),
         };
+        for event in held.drain(..).rev() {
+            session.unread_event(event);
+        }
         session.send("node.invoke.result", &result)?;
     }
 }
@@ -184,6 +194,8 @@ fn serve(session: &mut Session, backend: &Backend, config: &Config) -> Result<()
 enum Failure {
     /// The model backend failed: the run ends with this error.
     Backend(String),
+    /// The gateway cancelled the run (aborted, timed out): nothing more is sent for it.
+    Cancelled,
     /// The gateway connection failed.
     Gateway(CallError),
 }
@@ -209,6 +221,26 @@ fn echo(
         text.push_str(&delta);
     }
     Ok(text)
+}
+
+/// Whether the gateway cancelled `run_id` (`node.invoke.cancel`), looking at what has arrived
+/// without waiting. Other events are kept for after the run.
+fn cancelled(session: &mut Session, run_id: &str, held: &mut Vec<EventFrame>) -> Result<bool, CallError> {
+    while let Some(event) = session.try_event()? {
+        if event.event == CANCEL_EVENT {
+            let payload: Value = event
+                .payload
+                .as_deref()
+                .and_then(|p| serde_json::from_str(p.get()).ok())
+                .unwrap_or(Value::Null);
+            if payload["runId"] == run_id {
+                return Ok(true);
+            }
+            continue;
+        }
+        held.push(event);
+    }
+    Ok(false)
 }
 
 /// Tells the gateway something about the run (`node.event`).
@@ -355,6 +387,7 @@ fn model_run(
     endpoint: &Endpoint,
     job: &Job,
     system: Option<&str>,
+    held: &mut Vec<EventFrame>,
 ) -> Result<(String, Usage), Failure> {
     let mut items: Vec<Item> = job
         .history
@@ -383,14 +416,17 @@ fn model_run(
         let mut first_piece = true;
         let turn = {
             let reply = &mut reply;
-            let mut sink = |delta: &str| -> Result<(), CallError> {
+            let mut sink = |delta: &str| -> Result<(), Stop> {
+                if cancelled(session, &job.run_id, held).map_err(Stop::Gateway)? {
+                    return Err(Stop::Cancelled);
+                }
                 if first_piece && !reply.is_empty() {
-                    send_delta(session, &job.run_id, "\n\n")?;
+                    send_delta(session, &job.run_id, "\n\n").map_err(Stop::Gateway)?;
                     reply.push_str("\n\n");
                 }
                 first_piece = false;
                 reply.push_str(delta);
-                send_delta(session, &job.run_id, delta)
+                send_delta(session, &job.run_id, delta).map_err(Stop::Gateway)
             };
             crate::providers::turn(endpoint, system, &items, &job.tools, &mut sink)
         };
@@ -398,6 +434,7 @@ fn model_run(
             Ok(t) => t,
             Err(TurnError::Provider(why)) => return Err(Failure::Backend(why)),
             Err(TurnError::Gateway(e)) => return Err(Failure::Gateway(e)),
+            Err(TurnError::Cancelled) => return Err(Failure::Cancelled),
         };
         usage.input += turn.usage.input;
         usage.output += turn.usage.output;
@@ -428,6 +465,9 @@ fn model_run(
             calls: turn.calls.clone(),
         });
         for call in &turn.calls {
+            if cancelled(session, &job.run_id, held)? {
+                return Err(Failure::Cancelled);
+            }
             let (content, is_error) = invoke(session, job, call)?;
             items.push(Item::ToolResult {
                 call_id: call.id.clone(),

@@ -38,6 +38,9 @@ fn free_port() -> u16 {
 
 type Recorded = Arc<Mutex<Vec<Value>>>;
 
+/// Set when the scripted model could not write part of a reply: its reader went away.
+static STREAM_DROPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The scripted model: a call is chosen by a marker in the last user text, and once tool
 /// results are the last thing in the conversation it answers `Tool results: <contents> Done.`.
 /// Tool calls stream the way OpenAI-compatible servers and Anthropic send them: the call's head
@@ -143,6 +146,8 @@ fn answer(api: Api, stream: &mut TcpStream, record: &Recorded) {
     let keeps_calling = body.to_string().contains("keep reading");
     let (text, calls) = if keeps_calling {
         (String::new(), script("keep reading"))
+    } else if user_text.contains("reply slowly") {
+        ("word ".repeat(200), vec![])
     } else if !results.is_empty() {
         (format!("Tool results: {} Done.", results.join(" | ")), vec![])
     } else {
@@ -152,9 +157,15 @@ fn answer(api: Api, stream: &mut TcpStream, record: &Recorded) {
     };
     let _ =
         stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let slow = user_text.contains("reply slowly");
     let mut send = |event: &str| {
-        let _ = write!(stream, "{:x}\r\n{event}\r\n", event.len());
-        let _ = stream.flush();
+        let written = write!(stream, "{:x}\r\n{event}\r\n", event.len()).and_then(|()| stream.flush());
+        if written.is_err() {
+            STREAM_DROPPED.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if slow {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     };
     let pieces = |args: &Value| -> Vec<String> {
         let text = serde_json::to_string_pretty(args).unwrap();
@@ -661,5 +672,33 @@ fn the_tokens_a_run_used_are_counted_for_its_reply_its_session_and_the_day() {
             messages[2]["content"][0]["text"].as_str()
         ),
         (Some("call_00ab_cd1"), Some(NOTE))
+    );
+}
+
+#[test]
+fn an_aborted_run_stops_the_model_stream_and_the_worker_takes_the_next_run() {
+    let (model_port, _seen) = model_server(Api::OpenAi);
+    let setup = Setup::start_with("abort", false, |ws| openai_config(model_port, ws, json!({})));
+    let payload = |out: Output| -> Value { serde_json::from_slice(&out.stdout).unwrap_or(Value::Null) };
+    let started = payload(setup.call(
+        "chat.send",
+        &json!({"sessionKey": "agent:main:slow", "message": "please reply slowly", "idempotencyKey": "slow-1"}),
+    ));
+    assert_eq!(started["status"], "started", "{started}");
+    std::thread::sleep(Duration::from_millis(600));
+    let aborted = payload(setup.call("chat.abort", &json!({"sessionKey": "agent:main:slow"})));
+    assert_eq!(aborted["aborted"], true, "{aborted}");
+    // Two hundred words at 50 ms would take ten seconds: the worker dropped the stream long before.
+    wait_for("the model's stream to be dropped", Duration::from_secs(5), || {
+        STREAM_DROPPED.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    let t0 = Instant::now();
+    assert_eq!(
+        setup.ask("please read note.txt", "after-abort").unwrap(),
+        format!("Tool results: {NOTE} Done.")
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the worker was free for the next run"
     );
 }

@@ -117,6 +117,9 @@ pub struct Session {
     events: VecDeque<EventFrame>,
 }
 
+/// What `pump` reports when a non-blocking socket has nothing more now.
+const WOULD_BLOCK: &str = "would block";
+
 impl Session {
     /// Connects, upgrades and completes the handshake.
     pub fn connect(target: &Target) -> Result<Session, Error> {
@@ -228,7 +231,13 @@ impl Session {
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {
-                    let n = self.stream.read(&mut self.buf)?;
+                    let n = match self.stream.read(&mut self.buf) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            return Err(Error::Io(WOULD_BLOCK.to_owned()))
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     if n == 0 {
                         return Err(Error::Io("gateway closed the connection".into()));
                     }
@@ -265,6 +274,41 @@ impl Session {
     pub fn send(&mut self, method: &str, params: &serde_json::Value) -> Result<(), Error> {
         self.client.request(method, params);
         self.flush()
+    }
+
+    /// The next event if one has arrived, without waiting for one.
+    pub fn try_event(&mut self) -> Result<Option<EventFrame>, Error> {
+        if let Some(e) = self.events.pop_front() {
+            return Ok(Some(e));
+        }
+        self.stream.set_nonblocking(true)?;
+        let found = self.read_available();
+        self.stream.set_nonblocking(false)?;
+        found
+    }
+
+    /// Reads what the socket holds now (it is non-blocking) until an event comes out of it.
+    fn read_available(&mut self) -> Result<Option<EventFrame>, Error> {
+        loop {
+            self.flush()?;
+            while let Some(event) = self.client.poll_event() {
+                match event {
+                    ClientEvent::Event(e) => return Ok(Some(e)),
+                    ClientEvent::Close(f) => return Err(Error::Io(format!("closing: {} {}", f.code, f.reason))),
+                    _ => {}
+                }
+            }
+            match self.pump() {
+                Ok(()) => {}
+                Err(Error::Io(m)) if m == WOULD_BLOCK => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Puts an event back, to be the next one read.
+    pub fn unread_event(&mut self, event: EventFrame) {
+        self.events.push_front(event);
     }
 
     /// Waits for the next event (ticks included), without a read timeout.

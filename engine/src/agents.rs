@@ -31,6 +31,10 @@ pub const DELTA_EVENT: &str = "agent.delta";
 pub const MODEL_EVENT: &str = "agent.model";
 /// The `node.event` a worker sends after a model turn: `{runId, input, output}` tokens.
 pub const USAGE_EVENT: &str = "agent.usage";
+/// The event a worker gets when the gateway ends one of its runs before the worker did (an
+/// abort, a timeout): `{id, runId}`. The worker stops the run's model stream and sends nothing
+/// more for it.
+pub const CANCEL_EVENT: &str = "node.invoke.cancel";
 /// The `node.event` a worker sends when a turn ends in tool calls, before it runs them:
 /// `{runId, calls: [{id, name, arguments}]}`.
 pub const TOOL_CALLS_EVENT: &str = "agent.toolCalls";
@@ -1319,6 +1323,11 @@ impl Agents<'_> {
         let text = run.text.clone();
         let session_key = run.session_key.clone();
         let usage = run.usage;
+        if let (Some(worker), false) = (run.worker, status == "ok") {
+            // The worker may still be streaming from the model or about to call a tool.
+            let cancel = to_raw(&json!({"id": run_id, "runId": run_id}));
+            self.cx.net.send_event(worker, CANCEL_EVENT, &cancel, false);
+        }
         // The reply's message carries what the run used, as OpenClaw's assistant messages do.
         let assistant_message = |text: &str, now_ms: u64| {
             let mut m = assistant_message(text, now_ms);

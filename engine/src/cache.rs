@@ -31,6 +31,7 @@ pub const EVENTS: &[&str] = &[
     "sessions.changed",
     "session.message",
     "node.invoke.request",
+    "node.invoke.cancel",
 ];
 
 /// The `snapshot.sessionDefaults` of `hello-ok`. The Control UI sends a user to its model setup
