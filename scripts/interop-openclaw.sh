@@ -284,5 +284,42 @@ check "the openai Python client gets a streamed completion and the model list" 0
   "out.splitlines()[0] == 'hello from the openai client' and 'openclaw/main' in out"
 kill "$WORKER_PID" 2>/dev/null; wait "$WORKER_PID" 2>/dev/null || true
 
+# A real agent from openclaw.json: a provider (a scripted stand-in for an OpenAI-compatible
+# model server, scripts/scripted-model.py) and a model for agent main. The gateway starts the
+# worker itself; the real CLI's `agent` gets an answer that needed a `read` and an `exec`.
+MODEL_PORT=$(free_port)
+python3 scripts/scripted-model.py "$MODEL_PORT" "$WORK/model-requests.jsonl" &
+MODEL_PID=$!
+AG_PORT=$(free_port)
+AG_STATE="$WORK/agent-state"
+mkdir -p "$AG_STATE/workspace"
+printf 'Interop note: the capybara sleeps at noon.\n' > "$AG_STATE/workspace/note.txt"
+cat > "$AG_STATE/openclaw.json" <<JSON
+{
+  "gateway": { "mode": "local", "port": $AG_PORT, "auth": { "mode": "token", "token": "ag-$TOKEN" } },
+  "agents": { "defaults": { "workspace": "$AG_STATE/workspace", "model": { "primary": "scripted/tools-1" } } },
+  "models": { "providers": { "scripted": {
+    "baseUrl": "http://127.0.0.1:$MODEL_PORT/v1", "apiKey": "sk-interop", "api": "openai-completions",
+    "models": [ { "id": "tools-1", "name": "Scripted tools model" } ] } } }
+}
+JSON
+"$BINARY" gateway run --state-dir "$AG_STATE" "${runtime_flag[@]}" > "$WORK/agent-gateway.log" 2>&1 &
+AG_PID=$!
+wait_for_health "$AG_PORT" || { cat "$WORK/agent-gateway.log"; echo "clawgate did not start"; exit 1; }
+for _ in $(seq 1 100); do
+  cli node "$OPENCLAW" gateway call health --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json
+  case "$OUT" in *'"online"'*) break ;; esac
+  sleep 0.1
+done
+check "the gateway started the worker of the agent with a model" 0 "d['agents'][0]['state'] == 'online'"
+cli env OPENCLAW_GATEWAY_URL="ws://127.0.0.1:$AG_PORT" OPENCLAW_GATEWAY_TOKEN="ag-$TOKEN" node "$OPENCLAW" agent --agent main \
+  -m "please read note.txt and run echo two" --json
+check "openclaw agent gets an answer that needed a read and an exec" 0 \
+  "d['status'] == 'ok' and d['result']['payloads'][0]['text'] == 'Checking both.\n\nTool results: Interop note: the capybara sleeps at noon.\n | two Done.'"
+cli node "$OPENCLAW" gateway call models.list --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json
+check "models.list answers from models.providers" 0 "d['models'][0]['id'] == 'tools-1' and d['models'][0]['provider'] == 'scripted' and d['models'][0]['tags'] == ['default']"
+kill "$AG_PID" 2>/dev/null; wait "$AG_PID" 2>/dev/null || true
+kill "$MODEL_PID" 2>/dev/null; wait "$MODEL_PID" 2>/dev/null || true
+
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]
