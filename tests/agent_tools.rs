@@ -38,6 +38,9 @@ fn free_port() -> u16 {
 
 type Recorded = Arc<Mutex<Vec<Value>>>;
 
+/// Set once the scripted model answered 429 to a message asking it to be busy once.
+static BUSY_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Set when the scripted model could not write part of a reply: its reader went away.
 static STREAM_DROPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -142,6 +145,15 @@ fn answer(api: Api, stream: &mut TcpStream, record: &Recorded) {
             .or_else(|| l.strip_prefix("x-api-key:")))
         .map(str::trim));
     record.lock().unwrap().push(with_head);
+    if body.to_string().contains("busy once") && !BUSY_SENT.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        let error = r#"{"error":{"message":"rate limited","type":"rate_limit_error"}}"#;
+        let _ = write!(
+            stream,
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{error}",
+            error.len()
+        );
+        return;
+    }
     let (results, user_text) = last_turn(api, &body);
     let keeps_calling = body.to_string().contains("keep reading");
     let (text, calls) = if keeps_calling {
@@ -700,5 +712,18 @@ fn an_aborted_run_stops_the_model_stream_and_the_worker_takes_the_next_run() {
     assert!(
         t0.elapsed() < Duration::from_secs(5),
         "the worker was free for the next run"
+    );
+}
+
+#[test]
+fn a_provider_that_answers_429_is_asked_again_after_its_retry_after() {
+    let (model_port, seen) = model_server(Api::OpenAi);
+    let setup = Setup::start_with("busy", false, |ws| openai_config(model_port, ws, json!({})));
+    setup.ask("please be busy once, then read note.txt", "busy-1").unwrap();
+    assert!(BUSY_SENT.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        3,
+        "the refused request, its retry, and the follow-up"
     );
 }

@@ -1694,6 +1694,15 @@ impl Agents<'_> {
                 Ok(json!({"ok": true, "aborted": !ids.is_empty(), "runIds": ids}))
             })(),
             "agents.list" => Ok(self.hub.agents_list(self.cx.config)),
+            "sessions.abort" => (|| {
+                let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;
+                let (key, _) = self.hub.session_key_for(self.cx.config, Some(&p.key), None)?;
+                let ids = self.abort_runs(now_ms, &key, None);
+                Ok(match ids.first() {
+                    Some(id) => json!({"ok": true, "abortedRunId": id, "status": "aborted"}),
+                    None => json!({"ok": true, "abortedRunId": null, "status": "no-active-run"}),
+                })
+            })(),
             "sessions.get" => (|| {
                 let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;
                 let (key, _) = self.hub.session_key_for(self.cx.config, Some(&p.key), None)?;

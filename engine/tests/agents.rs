@@ -726,3 +726,35 @@ fn an_http_conversation_reaches_the_worker_as_openclaw_shapes_it() {
         "{params}"
     );
 }
+
+#[test]
+fn sessions_abort_stops_the_active_run_of_a_session_or_says_there_is_none() {
+    let mut b = Bench::with_token();
+    let node = worker(&mut b, &["main"]);
+    let op = b.operator(&["operator.write"]);
+    let res = b.request(op, "a0", "sessions.abort", json!({"key": "agent:main:work"}));
+    assert_eq!(
+        payload(&res),
+        json!({"ok": true, "abortedRunId": null, "status": "no-active-run"})
+    );
+    b.request(
+        op,
+        "s",
+        "chat.send",
+        json!({"sessionKey": "agent:main:work", "message": "x", "idempotencyKey": "ab1"}),
+    );
+    invocations(&mut b, node);
+    let res = b.request(op, "a1", "sessions.abort", json!({"key": "agent:main:work"}));
+    assert_eq!(
+        payload(&res),
+        json!({"ok": true, "abortedRunId": "ab1", "status": "aborted"})
+    );
+    // The worker is told to stop the run it was given.
+    let cancels: Vec<Value> = b
+        .events(node)
+        .iter()
+        .filter(|e| e.event == "node.invoke.cancel")
+        .map(|e| e.parse_payload::<Value>().unwrap())
+        .collect();
+    assert_eq!(cancels, [json!({"id": "ab1", "runId": "ab1"})]);
+}

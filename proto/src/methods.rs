@@ -219,7 +219,7 @@ pub const METHODS: &[Method] = &[
     method("sessions.create", Operator(Scope::Write), false, None),
     method("sessions.send", Operator(Scope::Write), false, None),
     method("sessions.steer", Operator(Scope::Write), false, None),
-    method("sessions.abort", Operator(Scope::Write), false, None),
+    method("sessions.abort", Operator(Scope::Write), false, Some(Owner::Agents)),
     method("sessions.compaction.branch", Operator(Scope::Write), false, None),
     method("doctor.memory.backfillDreamDiary", Operator(Scope::Write), false, None),
     method("doctor.memory.resetDreamDiary", Operator(Scope::Write), false, None),
