@@ -271,6 +271,9 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
         .map_err(|e| Failure::failed(format!("cannot read the session transcripts: {e}")))?;
     let queue = clawgate_io::read_state_file(state_dir, clawgate_engine::agents::QUEUE_FILE)
         .map_err(|e| Failure::failed(format!("cannot read {}: {e}", clawgate_engine::agents::QUEUE_FILE)))?;
+    let approvals_file = clawgate_engine::approvals::APPROVALS_FILE;
+    let approvals = clawgate_io::read_state_file(state_dir, approvals_file)
+        .map_err(|e| Failure::failed(format!("cannot read {approvals_file}: {e}")))?;
     let mut config = GatewayConfig::new(plan.auth.clone());
     config.overrides = plan.overrides.clone();
     config.apply_file(file);
@@ -296,6 +299,11 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
         .with_agent_queue(queue.as_deref().unwrap_or("{}"))
         .map_err(|problem| {
             let path = state_dir.join(clawgate_engine::agents::QUEUE_FILE);
+            Failure::failed(format!("{} is corrupt: {problem}", path.display()))
+        })?
+        .with_exec_approvals(approvals.as_deref().unwrap_or("{}"))
+        .map_err(|problem| {
+            let path = state_dir.join(approvals_file);
             Failure::failed(format!("{} is corrupt: {problem}", path.display()))
         })?
         .with_config_document(file.document.clone()))

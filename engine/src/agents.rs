@@ -209,6 +209,14 @@ pub(crate) struct AgentHub {
 }
 
 impl AgentHub {
+    /// The connection that started `run_id` and waits for it, if any.
+    pub(crate) fn requester_of(&self, run_id: &str) -> Option<ConnId> {
+        match &self.runs.get(run_id)?.origin {
+            Origin::Chat { conn } | Origin::Agent { conn, .. } => Some(*conn),
+            Origin::Http(_) | Origin::Nobody => None,
+        }
+    }
+
     /// Whether a worker serving `agent` is connected.
     pub(crate) fn serves(&self, agent: &str) -> bool {
         self.workers.contains_key(agent)
@@ -1199,6 +1207,16 @@ impl Agents<'_> {
         }
         let payload = run.next_agent_event(run_id, "tool", data, now_ms);
         self.cx.net.send_event(requester, "agent", &payload, true);
+    }
+
+    /// An `agent` event of stream `lifecycle` (waiting for an approval, say), for everyone.
+    pub(crate) fn run_lifecycle(&mut self, now_ms: u64, run_id: &str, data: Value) {
+        self.run_event(now_ms, run_id, "lifecycle", data);
+    }
+
+    /// An `agent` event of stream `approval` (how an approval ended), for everyone.
+    pub(crate) fn run_approval(&mut self, now_ms: u64, run_id: &str, data: Value) {
+        self.run_event(now_ms, run_id, "approval", data);
     }
 
     /// An `agent` event of stream `item` (a tool call as a step of the run), for everyone who

@@ -73,6 +73,8 @@ pub struct GatewayConfig {
     pub tool_policy: crate::tool_policy::ToolPolicy,
     /// Model providers and each agent's model.
     pub models: crate::models::ModelCatalog,
+    /// `tools.exec`: whether commands run, wait for approval or are refused.
+    pub exec_policy: crate::approvals::ExecPolicy,
     /// The sandbox the runtime can confine tool calls with (e.g. "Landlock"); `None` refuses
     /// every call the policy wants sandboxed.
     pub sandbox: Option<String>,
@@ -211,6 +213,7 @@ impl GatewayConfig {
             session_prune_after_ms: SESSION_PRUNE_AFTER_MS,
             tool_policy: crate::tool_policy::ToolPolicy::default(),
             models: crate::models::ModelCatalog::default(),
+            exec_policy: crate::approvals::ExecPolicy::default(),
             sandbox: None,
             state_dir: String::new(),
             config_path: String::new(),
@@ -255,6 +258,7 @@ impl GatewayConfig {
         self.session_prune_after_ms = file.session_prune_after_ms.unwrap_or(SESSION_PRUNE_AFTER_MS);
         self.tool_policy = file.tool_policy.clone();
         self.models = file.models.clone();
+        self.exec_policy = file.exec_policy;
         self.control_ui_base_path = file
             .control_ui_base_path
             .as_deref()

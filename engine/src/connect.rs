@@ -167,6 +167,7 @@ pub(crate) fn session(
     secret_generation: Option<u64>,
 ) -> (Session, HelloAuth) {
     let (method, scope_names) = admitted;
+    let scope_names_for_approver = scope_names.clone();
     let client = &accepted.params.client;
     let role = accepted.role;
     let conn_uuid = cx.random_uuid();
@@ -192,6 +193,8 @@ pub(crate) fn session(
         conn_uuid,
         node: (role == Role::Node).then(|| Box::new(crate::nodes::NodeInfo::from_connect(&accepted.params, now_ms))),
         tool_events: accepted.params.caps().iter().any(|c| c == "tool-events"),
+        approver: approver(accepted, &scope_names_for_approver),
+        client_id: client.id.as_str().to_owned(),
     };
     let auth = HelloAuth {
         method,
@@ -199,4 +202,23 @@ pub(crate) fn session(
         issued_at_ms,
     };
     (session, auth)
+}
+
+/// Whether a client may decide exec approvals, as OpenClaw decides it: its scopes include
+/// `operator.admin` or `operator.approvals`, and it is the Control UI or one of the apps, or
+/// declared the `approvals` / `exec-approvals` cap.
+fn approver(accepted: &AcceptedConnect, scopes: &[String]) -> bool {
+    let scoped = scopes
+        .iter()
+        .any(|s| s == "operator.admin" || s == "operator.approvals");
+    let app = matches!(
+        accepted.params.client.id.as_str(),
+        "openclaw-control-ui" | "openclaw-macos" | "openclaw-ios" | "openclaw-android"
+    );
+    let cap = accepted
+        .params
+        .caps()
+        .iter()
+        .any(|c| c == "approvals" || c == "exec-approvals");
+    accepted.role == Role::Operator && scoped && (app || cap)
 }

@@ -35,6 +35,8 @@ pub(crate) enum Timer {
     Health,
     /// Run deadlines and delta flushes of the agents.
     Agents,
+    /// Exec approvals that expire.
+    Approvals,
 }
 
 /// An authenticated WebSocket: who is on it and what it may do.
@@ -51,6 +53,11 @@ pub(crate) struct Session {
     pub node: Option<Box<NodeInfo>>,
     /// The client declared the `tool-events` cap: its runs' `tool` events reach it.
     pub tool_events: bool,
+    /// The client can decide exec approvals (its scopes allow it, and it is an app that shows
+    /// approval prompts or declared the `approvals` cap).
+    pub approver: bool,
+    /// The client's id (`openclaw-control-ui`, `cli`, ...), for who resolved an approval.
+    pub client_id: String,
 }
 
 impl Session {
@@ -436,6 +443,21 @@ impl Connections {
             Phase::Open { session, .. } if !c.closing => session.node.as_deref().map(|n| (session.node_id(), n)),
             _ => None,
         })
+    }
+
+    /// The connections that may decide an exec approval asked for by `requester`: approvers
+    /// with admin scope, and the requester itself when it is one.
+    pub fn approvers(&self, requester: Option<ConnId>) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| !c.closing)
+            .filter_map(|(id, c)| match &c.phase {
+                Phase::Open { session, .. } if session.approver && (session.is_admin() || Some(*id) == requester) => {
+                    Some(*id)
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// The node id of a node-role connection.

@@ -128,6 +128,13 @@ impl Gateway {
         self
     }
 
+    /// The exec approvals file (`exec-approvals.json` under the state directory), read at start.
+    /// A file that is not a JSON object is an error: it holds what operators decided.
+    pub fn with_exec_approvals(mut self, text: &str) -> Result<Self, String> {
+        self.tools.load_approvals(text)?;
+        Ok(self)
+    }
+
     /// Restores the runs that waited for a worker when the gateway stopped (the text of
     /// [`crate::agents::QUEUE_FILE`]). A file that does not parse is an error: those messages
     /// were accepted.
@@ -294,6 +301,10 @@ impl Gateway {
                 }
                 Timer::Http(conn) => self.net.on_http_timer(now_ms, conn),
                 Timer::Agents => agents!(self).on_timer(now_ms),
+                Timer::Approvals => {
+                    self.tools
+                        .expire_approvals(&mut cx!(self), &mut self.agents, &mut self.idempotency, now_ms)
+                }
                 Timer::Tick if !self.life.is_stopping() => {
                     let payload = to_raw(&json!({"ts": now_ms}));
                     self.net.broadcast(now_ms, "tick", &payload, true, None);
@@ -636,6 +647,14 @@ impl Gateway {
                     &request,
                 ))
             }
+            (Ok(()), Some(Owner::Approvals)) => Reply::value(self.tools.call_approvals(
+                &mut cx!(self),
+                &mut self.agents,
+                &mut self.idempotency,
+                now_ms,
+                conn,
+                &request,
+            )),
             (Ok(()), Some(Owner::ControlUi)) => {
                 Reply::value(crate::control_ui::call(&self.config, &self.agents, now_ms, &request))
             }

@@ -14,6 +14,7 @@
 
 mod admission;
 pub mod agents;
+pub mod approvals;
 mod cache;
 pub mod config;
 mod connect;

@@ -178,6 +178,7 @@ impl Lifecycle {
                 }
                 HotAction::ToolPolicy => {
                     config.tool_policy = next.tool_policy.clone();
+                    config.exec_policy = next.exec_policy;
                     done.routing = true;
                 }
                 // Read by parts of the gateway that are not built yet; nothing to refresh.

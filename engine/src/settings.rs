@@ -48,6 +48,8 @@ pub struct FileSettings {
     pub tool_policy: crate::tool_policy::ToolPolicy,
     /// Model providers and the model of each agent (`models.providers`, `agents.*.model`).
     pub models: crate::models::ModelCatalog,
+    /// Whether commands run, wait for approval or are refused (`tools.exec`).
+    pub exec_policy: crate::approvals::ExecPolicy,
     /// The whole document after `${ENV}` substitution, for `config get` and for diffing on reload.
     pub document: Value,
 }
@@ -147,6 +149,11 @@ const USED: &[&str] = &[
     "gateway.tools.deny",
     "tools.allow",
     "tools.deny",
+    "tools.exec.host",
+    "tools.exec.mode",
+    "tools.exec.security",
+    "tools.exec.ask",
+    "tools.exec.askFallback",
     "agents.list",
     "agents.defaults.workspace",
     "agents.defaults.model",
@@ -177,14 +184,14 @@ const UNHONORED_PROTECTIONS: &[Protection] = &[
     (
         "tools.exec.security",
         |v| v.as_str().is_some_and(|s| s != "full"),
-        "exec approvals and allowlists are not implemented yet, so every exec would run; refuse \
-         exec with tools.deny: [\"exec\"] instead",
+        "a per-agent exec policy is not implemented yet (the gateway-wide tools.exec is), so this \
+         agent's exec would follow tools.exec; set it there, or refuse exec with tools.deny",
     ),
     (
         "tools.exec.ask",
         |v| v.as_str().is_some_and(|s| s != "off"),
-        "exec approvals are not implemented yet, so no exec would wait for approval; refuse exec \
-         with tools.deny: [\"exec\"] instead",
+        "a per-agent exec ask is not implemented yet (the gateway-wide tools.exec.ask is), so this \
+         agent's exec would follow tools.exec; set it there, or refuse exec with tools.deny",
     ),
     (
         "tools.profile",
@@ -223,6 +230,10 @@ fn unhonored_protection(doc: &Value) -> Option<(String, &'static str)> {
             let full = format!("{prefix}{path}");
             // Agent entries carry tool settings only.
             if !prefix.is_empty() && !path.starts_with("tools.") {
+                return None;
+            }
+            // The gateway-wide exec policy is honored (approvals); an agent's own is not yet.
+            if prefix.is_empty() && path.starts_with("tools.exec.") {
                 return None;
             }
             get(doc, &full).filter(|v| asks(v)).map(|_| (full, *advice))
@@ -607,6 +618,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         crate::tool_policy::ToolPolicy::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let models =
         crate::models::ModelCatalog::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
+    let exec_policy =
+        crate::approvals::ExecPolicy::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let rate_limit = match get(&doc, "gateway.auth.rateLimit") {
         None | Some(Value::Null) => None,
         Some(Value::Object(_)) => {
@@ -649,6 +662,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         session_prune_after_ms,
         tool_policy,
         models,
+        exec_policy,
         document: doc.clone(),
     };
     let mut paths = Vec::new();
@@ -748,11 +762,6 @@ mod tests {
     fn a_protection_that_is_not_implemented_stops_the_start() {
         for (text, path) in [
             (r#"{ gateway: { tls: { enabled: true } } }"#, "gateway.tls.enabled"),
-            (r#"{ tools: { exec: { ask: "always" } } }"#, "tools.exec.ask"),
-            (
-                r#"{ tools: { exec: { security: "allowlist" } } }"#,
-                "tools.exec.security",
-            ),
             (r#"{ tools: { profile: "minimal" } }"#, "tools.profile"),
             (
                 r#"{ agents: { entries: { ops: { tools: { exec: { ask: "on-miss" } } } } } }"#,
@@ -763,10 +772,13 @@ mod tests {
             assert!(e.message.starts_with(&format!("{path}: ")), "{text}: {}", e.message);
             assert!(e.message.contains("not implemented"), "{}", e.message);
         }
-        // Asking for nothing, or for what Clawgate does anyway, is accepted.
+        // Asking for nothing, or for what Clawgate does, is accepted: the gateway-wide exec
+        // policy is honored with approvals.
         for text in [
             r#"{ gateway: { tls: { enabled: false } } }"#,
             r#"{ tools: { exec: { ask: "off", security: "full" }, profile: "full" } }"#,
+            r#"{ tools: { exec: { host: "gateway", mode: "ask" } } }"#,
+            r#"{ tools: { exec: { security: "allowlist", ask: "always" } } }"#,
         ] {
             assert!(parse(text, &no_env).is_ok(), "{text}");
         }

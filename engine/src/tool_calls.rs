@@ -2,6 +2,8 @@
 //! the audit log gets one line.
 
 use crate::agents::{AgentHub, Agents};
+use crate::approvals::{Approvals, ExecGate, PendingApproval, APPROVALS_FILE, APPROVAL_TTL_MS};
+use crate::conns::Timer;
 use crate::context::Ctx;
 use crate::idempotency::{CachedAnswer, IdempotencyCache};
 use crate::log_ring::LogLevel;
@@ -124,6 +126,10 @@ pub(crate) struct PendingToolCall {
 pub(crate) struct RunningTools {
     pending: std::collections::HashMap<u64, PendingToolCall>,
     next: u64,
+    /// The approvals file and the approvals that wait.
+    approvals: Approvals,
+    /// Calls that wait for an approval, with what to run once it is given.
+    held: std::collections::HashMap<u64, ToolRun>,
 }
 
 impl RunningTools {
@@ -329,6 +335,35 @@ impl RunningTools {
                 sandbox,
             } => (tool, workspace, sandbox),
         };
+        // An exec runs, waits for an operator's decision, or is refused, by the exec policy.
+        let mut approval = None;
+        if tool.name == "exec" {
+            let program = crate::approvals::program_of(&request.args);
+            let gate = match self.approvals.gate(cx.config.exec_policy, agent.as_str(), &program) {
+                ExecGate::Ask(policy) => {
+                    let requester = match &reply {
+                        ToolReply::Ws { conn, .. } if request.run_id.is_none() => Some(*conn),
+                        _ => request.run_id.as_deref().and_then(|r| agents.requester_of(r)),
+                    };
+                    let approvers = cx.net.approvers(requester);
+                    if approvers.is_empty() {
+                        self.approvals.fallback(policy, agent.as_str(), &program)
+                    } else {
+                        approval = Some((policy, approvers, program));
+                        ExecGate::Run
+                    }
+                }
+                gate => gate,
+            };
+            if let ExecGate::Deny(reason) = gate {
+                let line = audit("denied", &reason);
+                cx.net.push_output(Output::AppendAudit { line: line.to_string() });
+                return Ok(ToolStart::Refused {
+                    code: "EXEC_DENIED",
+                    message: reason,
+                });
+            }
+        }
         let call = self.next_call();
         let title = call_title(tool.name, &request.args);
         let run = request.run_id.clone().map(|run_id| {
@@ -366,7 +401,8 @@ impl RunningTools {
             started_ms: now_ms,
             idempotency_key,
         });
-        cx.net.push_output(Output::RunTool(ToolRun {
+        let command = crate::approvals::command_line(&request.args);
+        let tool_run = ToolRun {
             call,
             tool: tool.name,
             args: Value::Object(request.args),
@@ -374,8 +410,203 @@ impl RunningTools {
             agent: agent.as_str().to_owned(),
             access: sandbox.as_ref().map_or(WorkspaceAccess::ReadWrite, |plan| plan.access),
             sandboxed: sandbox.is_some(),
+        };
+        let Some((policy, approvers, program)) = approval else {
+            cx.net.push_output(Output::RunTool(tool_run));
+            return Ok(ToolStart::Running);
+        };
+        // The call waits; the approvers are asked, and everyone watching the run learns why.
+        let id = cx.random_uuid();
+        let (run_id, tool_call_id) = match &self.pending.get(&call).and_then(|p| p.run.clone()) {
+            Some((r, t)) => (Some(r.clone()), Some(t.clone())),
+            None => (None, None),
+        };
+        let request_info = json!({
+            "command": command, "systemRunBinding": null, "systemRunPlan": null, "cwd": null, "nodeId": null,
+            "host": "gateway", "security": policy.security.as_str(), "ask": policy.ask.as_str(), "warningText": null,
+            "scope": null, "commandAnalysis": {"commandCount": 1, "nestedCommandCount": 0, "riskKinds": [], "warningLines": []},
+            "unavailableDecisions": [], "allowedDecisions": ["allow-once", "allow-always", "deny"],
+            "agentId": agent.as_str(), "resolvedPath": null, "program": program, "sessionKey": session_key.as_str(),
+            "sessionId": null, "runId": run_id, "toolCallId": tool_call_id, "turnSourceChannel": "webchat",
+            "turnSourceTo": session_key.as_str(), "turnSourceAccountId": null, "turnSourceThreadId": null,
+            "cronExecutionSource": null, "cronOperationBinding": null,
+        });
+        let pending = PendingApproval {
+            id: id.clone(),
+            request: request_info,
+            created_at_ms: now_ms,
+            expires_at_ms: now_ms + APPROVAL_TTL_MS,
+            call,
+        };
+        let event = to_raw(&json!({
+            "approvalKind": "exec", "id": id, "request": pending.request,
+            "createdAtMs": pending.created_at_ms, "expiresAtMs": pending.expires_at_ms,
         }));
+        for conn in approvers {
+            cx.net.send_event(conn, "exec.approval.requested", &event, true);
+        }
+        cx.net.schedule(pending.expires_at_ms, Timer::Approvals);
+        self.approvals.add_pending(pending);
+        self.held.insert(call, tool_run);
+        if let (Some(run_id), Some(tool_call_id)) = (run_id, tool_call_id) {
+            let data = json!({"phase": "waiting-approval", "approvalId": id, "toolCallId": tool_call_id});
+            Agents {
+                hub: agents,
+                cx: cx.reborrow(),
+            }
+            .run_lifecycle(now_ms, &run_id, data);
+        }
         Ok(ToolStart::Running)
+    }
+
+    /// Loads the approvals file (read by the runtime at start).
+    pub(crate) fn load_approvals(&mut self, text: &str) -> Result<(), String> {
+        self.approvals.load(text)
+    }
+
+    /// The approvals methods.
+    pub(crate) fn call_approvals(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        agents: &mut AgentHub,
+        idempotency: &mut IdempotencyCache,
+        now_ms: u64,
+        conn: ConnId,
+        request: &RequestFrame,
+    ) -> Result<Value, ErrorShape> {
+        let params: Value = request.parse_params().unwrap_or(Value::Null);
+        let id = params["id"].as_str().unwrap_or_default();
+        let unknown = || {
+            ErrorShape::new(ErrorCode::InvalidRequest, "unknown or expired approval id").with_details(json!({
+                "reason": "APPROVAL_NOT_FOUND",
+                "remediation": "list the approvals that wait with exec.approval.list",
+            }))
+        };
+        match request.method.as_str() {
+            "exec.approval.list" => Ok(self.approvals.list_payload()),
+            "exec.approval.get" => {
+                let p = self.approvals.get_pending(id).ok_or_else(unknown)?;
+                Ok(json!({
+                    "id": p.id, "commandText": p.request["command"], "commandPreview": null,
+                    "allowedDecisions": p.request["allowedDecisions"], "host": "gateway", "nodeId": null,
+                    "agentId": p.request["agentId"], "expiresAtMs": p.expires_at_ms,
+                }))
+            }
+            "exec.approval.resolve" | "approval.resolve" => {
+                let decision = params["decision"].as_str().unwrap_or_default();
+                if !matches!(decision, "allow-once" | "allow-always" | "deny") {
+                    return Err(ErrorShape::new(ErrorCode::InvalidRequest, "invalid decision"));
+                }
+                let pending = self.approvals.take_pending(id).ok_or_else(unknown)?;
+                let resolver = cx
+                    .net
+                    .session_of(conn)
+                    .map_or_else(|| "unknown".to_owned(), |s| s.client_id.clone());
+                self.resolve(cx, agents, idempotency, now_ms, pending, decision, &resolver);
+                Ok(json!({"ok": true}))
+            }
+            "exec.approvals.get" => Ok(json!({"path": APPROVALS_FILE, "file": self.approvals.file()})),
+            "exec.approvals.set" => {
+                let file = params.get("file").cloned().unwrap_or(params.clone());
+                let text = self.approvals.set_file(file).map_err(|e| {
+                    ErrorShape::new(
+                        ErrorCode::InvalidRequest,
+                        format!("invalid exec.approvals.set params: {e}"),
+                    )
+                })?;
+                cx.net.persist_file(APPROVALS_FILE, text);
+                cx.net.hold_for_persist(conn);
+                Ok(json!({"ok": true, "path": APPROVALS_FILE, "file": self.approvals.file()}))
+            }
+            other => Err(ErrorShape::unknown_method(other)),
+        }
+    }
+
+    /// Approvals whose time is up are denied.
+    pub(crate) fn expire_approvals(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        agents: &mut AgentHub,
+        idempotency: &mut IdempotencyCache,
+        now_ms: u64,
+    ) {
+        for pending in self.approvals.take_expired(now_ms) {
+            self.resolve(cx, agents, idempotency, now_ms, pending, "expired", "gateway");
+        }
+        if let Some(at) = self.approvals.next_expiry() {
+            cx.net.schedule(at, Timer::Approvals);
+        }
+    }
+
+    /// Carries out a decision: the call runs, or ends denied; the approvers and the run's
+    /// watchers are told.
+    #[allow(clippy::too_many_arguments)]
+    fn resolve(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        agents: &mut AgentHub,
+        idempotency: &mut IdempotencyCache,
+        now_ms: u64,
+        pending: PendingApproval,
+        decision: &str,
+        resolver: &str,
+    ) {
+        let PendingApproval { id, request, call, .. } = pending;
+        let run_id = request["runId"].as_str().map(str::to_owned);
+        let tool_call_id = request["toolCallId"].as_str().unwrap_or_default().to_owned();
+        let requester = run_id.as_deref().and_then(|r| agents.requester_of(r));
+        let resolved =
+            to_raw(&json!({"id": id, "decision": decision, "resolvedBy": resolver, "ts": now_ms, "request": request}));
+        for conn in cx.net.approvers(requester) {
+            cx.net.send_event(conn, "exec.approval.resolved", &resolved, true);
+        }
+        let command = request["command"].as_str().unwrap_or_default().to_owned();
+        if let Some(run_id) = &run_id {
+            let mut run = Agents {
+                hub: agents,
+                cx: cx.reborrow(),
+            };
+            run.run_lifecycle(
+                now_ms,
+                run_id,
+                json!({"phase": "approval-resolved", "approvalId": id, "toolCallId": tool_call_id}),
+            );
+            if decision == "deny" || decision == "expired" {
+                run.run_approval(
+                    now_ms,
+                    run_id,
+                    json!({
+                        "phase": "resolved", "kind": "exec", "status": "denied", "title": "Command approval resolved",
+                        "itemId": format!("command:{tool_call_id}"), "toolCallId": tool_call_id, "message": command,
+                    }),
+                );
+            }
+        }
+        let Some(tool_run) = self.held.remove(&call) else {
+            return;
+        };
+        match decision {
+            "allow-once" | "allow-always" => {
+                if decision == "allow-always" {
+                    let program = request["program"].as_str().unwrap_or_default();
+                    let text = self.approvals.allow_always(&tool_run.agent, program, &id, now_ms);
+                    cx.net.persist_file(APPROVALS_FILE, text);
+                }
+                cx.net.push_output(Output::RunTool(tool_run));
+            }
+            _ => {
+                let why = if decision == "expired" {
+                    "approval-expired"
+                } else {
+                    "user-denied"
+                };
+                let failure = ToolFailure {
+                    kind: ToolFailureKind::AccessDenied,
+                    message: format!("Exec denied (gateway id={id}, {why}): {command}"),
+                };
+                self.finish(cx, agents, idempotency, now_ms, call, Err(failure));
+            }
+        }
     }
 
     /// The runtime finished tool run `call`: answers the caller (if still connected) and writes

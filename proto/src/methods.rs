@@ -24,6 +24,8 @@ pub enum Owner {
     Agents,
     /// What the Control UI asks for beyond the rest.
     ControlUi,
+    /// Exec approvals: the ones that wait, their decisions, the approvals file.
+    Approvals,
 }
 
 /// One method of the protocol.
@@ -239,11 +241,44 @@ pub const METHODS: &[Method] = &[
     method("push.test", Operator(Scope::Write), false, None),
     method("node.pending.enqueue", Operator(Scope::Write), false, None),
     method("users.prefs.set", Operator(Scope::Write), false, None),
-    method("exec.approval.get", Operator(Scope::Approvals), false, None),
-    method("exec.approval.list", Operator(Scope::Approvals), false, None),
+    method(
+        "exec.approval.get",
+        Operator(Scope::Approvals),
+        false,
+        Some(Owner::Approvals),
+    ),
+    method(
+        "exec.approval.list",
+        Operator(Scope::Approvals),
+        false,
+        Some(Owner::Approvals),
+    ),
     method("exec.approval.request", Operator(Scope::Approvals), false, None),
     method("exec.approval.waitDecision", Operator(Scope::Approvals), false, None),
-    method("exec.approval.resolve", Operator(Scope::Approvals), false, None),
+    method(
+        "exec.approval.resolve",
+        Operator(Scope::Approvals),
+        false,
+        Some(Owner::Approvals),
+    ),
+    method(
+        "approval.resolve",
+        Operator(Scope::Approvals),
+        false,
+        Some(Owner::Approvals),
+    ),
+    method(
+        "exec.approvals.get",
+        Operator(Scope::Admin),
+        false,
+        Some(Owner::Approvals),
+    ),
+    method(
+        "exec.approvals.set",
+        Operator(Scope::Admin),
+        false,
+        Some(Owner::Approvals),
+    ),
     method("plugin.approval.list", Operator(Scope::Approvals), false, None),
     method("plugin.approval.request", Operator(Scope::Approvals), false, None),
     method("plugin.approval.waitDecision", Operator(Scope::Approvals), false, None),

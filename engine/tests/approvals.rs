@@ -1,0 +1,226 @@
+//! Exec approvals in the sans-IO engine: an exec the policy asks about waits for an operator's
+//! decision, which runs it, refuses it, or puts its program on the allowlist.
+
+use clawgate_engine::approvals::ExecPolicy;
+use clawgate_engine::testkit::*;
+use clawgate_engine::{ConnId, GatewayConfig};
+use clawgate_proto::frame::EventFrame;
+use serde_json::{json, Value};
+
+struct Setup {
+    b: Bench,
+    node: ConnId,
+    op: ConnId,
+}
+
+/// A gateway with `tools.exec.mode: "ask"`, a worker serving `main` with a run of `op`'s in
+/// progress, and the run's id `r1`.
+fn setup() -> Setup {
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.exec_policy =
+        ExecPolicy::from_document(&json!({"tools": {"exec": {"host": "gateway", "mode": "ask"}}})).unwrap();
+    let mut b = Bench::new(config);
+    let node = b.ws(loopback(), &[]);
+    assert!(b.connect(node, worker_params(&["main"])).ok);
+    let op = b.operator_with_caps(&["operator.write"], &["tool-events"]);
+    b.request(
+        op,
+        "s",
+        "chat.send",
+        json!({"sessionKey": "agent:main:work", "message": "run echo hi", "idempotencyKey": "r1"}),
+    );
+    b.take_texts(node);
+    Setup { b, node, op }
+}
+
+fn approver(b: &mut Bench) -> ConnId {
+    b.operator_with_caps(&["operator.admin", "operator.approvals"], &["approvals"])
+}
+
+/// The worker calls `exec {command: "echo hi", shell: true}` for run `r1`.
+fn call_exec(b: &mut Bench, node: ConnId, id: &str) {
+    b.send_text(
+        node,
+        &json!({"type": "req", "id": id, "method": "tools.invoke", "params": {
+            "name": "exec", "args": {"command": "echo hi", "shell": true}, "runId": "r1", "toolCallId": "call_x",
+        }})
+        .to_string(),
+    );
+}
+
+fn named(events: &[EventFrame], name: &str) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e.event == name)
+        .map(|e| e.parse_payload::<Value>().unwrap())
+        .collect()
+}
+
+fn lifecycle_phases(events: &[EventFrame]) -> Vec<String> {
+    named(events, "agent")
+        .iter()
+        .filter(|p| p["stream"] == "lifecycle")
+        .filter_map(|p| p["data"]["phase"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn an_exec_that_needs_approval_waits_and_runs_once_allowed() {
+    let Setup { mut b, node, op } = setup();
+    let approver = approver(&mut b);
+    call_exec(&mut b, node, "t1");
+    assert!(b.tool_runs.is_empty(), "nothing runs before the decision");
+    assert!(b.responses(node).is_empty(), "the call waits");
+    let asked = named(&b.events(approver), "exec.approval.requested");
+    assert_eq!(asked.len(), 1);
+    let id = asked[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (
+            asked[0]["request"]["command"].as_str(),
+            asked[0]["request"]["runId"].as_str()
+        ),
+        (Some("echo hi"), Some("r1"))
+    );
+    assert_eq!(
+        asked[0]["expiresAtMs"].as_u64().unwrap() - asked[0]["createdAtMs"].as_u64().unwrap(),
+        30 * 60 * 1000
+    );
+    let op_events = b.events(op);
+    assert!(
+        named(&op_events, "exec.approval.requested").is_empty(),
+        "the requester is no approver"
+    );
+    assert!(lifecycle_phases(&op_events).contains(&"waiting-approval".to_owned()));
+
+    let listed = b.request(approver, "l", "exec.approval.list", json!({}));
+    assert_eq!(payload(&listed)[0]["id"], id.as_str());
+    let got = b.request(approver, "g", "exec.approval.get", json!({"id": id}));
+    assert_eq!(payload(&got)["commandText"], "echo hi");
+
+    let res = b.request(
+        approver,
+        "r",
+        "exec.approval.resolve",
+        json!({"id": id, "decision": "allow-once"}),
+    );
+    assert_eq!(payload(&res), json!({"ok": true}));
+    let run = b.tool_runs.pop().expect("the exec runs once allowed");
+    assert_eq!(run.tool, "exec");
+    assert!(lifecycle_phases(&b.events(op)).contains(&"approval-resolved".to_owned()));
+    let listed = b.request(approver, "l2", "exec.approval.list", json!({}));
+    assert_eq!(payload(&listed), json!([]));
+    b.gw.handle_tool_result(b.now, run.call, Ok(json!({"exitCode": 0, "stdout": "hi\n"})));
+    b.pump();
+    let answer = payload(&b.responses(node)[0]);
+    assert_eq!(answer["ok"], true);
+}
+
+#[test]
+fn a_denied_exec_comes_back_to_the_worker_as_openclaws_denial() {
+    let Setup { mut b, node, op } = setup();
+    let approver = approver(&mut b);
+    call_exec(&mut b, node, "t1");
+    let id = named(&b.events(approver), "exec.approval.requested")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.take_texts(op);
+    b.request(
+        approver,
+        "r",
+        "exec.approval.resolve",
+        json!({"id": id, "decision": "deny"}),
+    );
+    assert!(b.tool_runs.is_empty(), "a denied command never runs");
+    let answer = payload(&b.responses(node)[0]);
+    assert_eq!(answer["ok"], false);
+    assert_eq!(
+        answer["error"]["message"],
+        format!("Exec denied (gateway id={id}, user-denied): echo hi").as_str()
+    );
+    let approvals: Vec<Value> = named(&b.events(op), "agent")
+        .into_iter()
+        .filter(|p| p["stream"] == "approval")
+        .collect();
+    assert_eq!(approvals[0]["data"]["status"], "denied");
+}
+
+#[test]
+fn without_an_approver_the_exec_is_refused_at_once() {
+    let Setup { mut b, node, .. } = setup();
+    // An operator with the scope but neither an app's client id nor the approvals cap is no approver.
+    let _reader = b.operator(&["operator.admin", "operator.approvals"]);
+    call_exec(&mut b, node, "t1");
+    assert!(b.tool_runs.is_empty());
+    let answer = payload(&b.responses(node)[0]);
+    assert_eq!(answer["ok"], false);
+    assert_eq!(answer["error"]["code"], "EXEC_DENIED");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("exec denied: Headless runs cannot wait for interactive exec approval."),
+        "{message}"
+    );
+}
+
+#[test]
+fn allow_always_puts_the_program_on_the_allowlist_and_the_next_call_runs_without_asking() {
+    let Setup { mut b, node, .. } = setup();
+    let approver = approver(&mut b);
+    call_exec(&mut b, node, "t1");
+    let id = named(&b.events(approver), "exec.approval.requested")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.request(
+        approver,
+        "r",
+        "exec.approval.resolve",
+        json!({"id": id, "decision": "allow-always"}),
+    );
+    assert_eq!(b.tool_runs.len(), 1);
+    let file: Value = serde_json::from_str(&b.disk["exec-approvals.json"]).unwrap();
+    assert_eq!(file["agents"]["main"]["allowlist"][0]["pattern"], "echo");
+    call_exec(&mut b, node, "t2");
+    assert_eq!(b.tool_runs.len(), 2, "allowlisted now");
+    assert!(named(&b.events(approver), "exec.approval.requested").is_empty());
+}
+
+#[test]
+fn an_unknown_id_and_a_bad_decision_are_refused() {
+    let Setup { mut b, .. } = setup();
+    let approver = approver(&mut b);
+    let res = b.request(
+        approver,
+        "r",
+        "exec.approval.resolve",
+        json!({"id": "nope", "decision": "deny"}),
+    );
+    let (_, message, details) = error_code(&res);
+    assert_eq!(message, "unknown or expired approval id");
+    assert_eq!(details["reason"], "APPROVAL_NOT_FOUND");
+    let res = b.request(
+        approver,
+        "r2",
+        "exec.approval.resolve",
+        json!({"id": "nope", "decision": "maybe"}),
+    );
+    assert_eq!(error_code(&res).1, "invalid decision");
+}
+
+#[test]
+fn an_approval_nobody_decides_expires_after_thirty_minutes_as_a_denial() {
+    let Setup { mut b, node, .. } = setup();
+    let approver = approver(&mut b);
+    call_exec(&mut b, node, "t1");
+    b.take_texts(approver);
+    b.advance(30 * 60 * 1000 + 1);
+    let answer = payload(&b.responses(node)[0]);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("approval-expired"),
+        "{answer}"
+    );
+    assert!(b.tool_runs.is_empty());
+}
