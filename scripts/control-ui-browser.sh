@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The official OpenClaw Control UI (from the openclaw npm package) served by Clawgate, driven in
 # headless Debian Chromium with playwright-core: it must connect, show the chat view, and render
-# the echo worker's reply to a typed message. Saves a screenshot.
+# the echo worker's reply to a typed message. Then, on a gateway whose agent has a model (a
+# scripted stand-in for an OpenAI-compatible server) and whose exec policy asks, the page must
+# show the approval prompt of an exec, run it when approved and show the denial when denied.
+# Saves screenshots.
 #
 #   scripts/control-ui-browser.sh [--binary PATH] [--screenshot FILE]
 #
@@ -58,5 +61,38 @@ mkdir -p "$(dirname "$SCREENSHOT")"
 cp scripts/control-ui-browser.mjs "$BROWSER_DIR/run.mjs"
 if ! node "$BROWSER_DIR/run.mjs" "http://127.0.0.1:$PORT" "$TOKEN" "$(realpath -m "$SCREENSHOT")" "$WORKER_PID"; then
   echo "--- gateway log"; tail -40 "$WORK/gateway.log"
+  exit 1
+fi
+
+# Exec approvals in the page: a gateway from openclaw.json with a model and tools.exec ask.
+kill "$WORKER_PID" 2>/dev/null || true
+MODEL_PORT=$(free_port)
+python3 scripts/scripted-model.py "$MODEL_PORT" "$WORK/model-requests.jsonl" &
+MODEL_PID=$!
+AP_PORT=$(free_port)
+AP_STATE="$WORK/approval-state"
+mkdir -p "$AP_STATE/workspace"
+cat > "$AP_STATE/openclaw.json" <<JSON
+{
+  "gateway": { "mode": "local", "port": $AP_PORT, "auth": { "mode": "token", "token": "ap-$TOKEN" },
+               "controlUi": { "root": "$BUNDLE" } },
+  "agents": { "defaults": { "workspace": "$AP_STATE/workspace", "model": { "primary": "scripted/tools-1" } } },
+  "models": { "providers": { "scripted": {
+    "baseUrl": "http://127.0.0.1:$MODEL_PORT/v1", "apiKey": "sk-browser", "api": "openai-completions",
+    "models": [ { "id": "tools-1" } ] } } },
+  "tools": { "exec": { "host": "gateway", "mode": "ask" } }
+}
+JSON
+"$BINARY" gateway run --state-dir "$AP_STATE" > "$WORK/approval-gateway.log" 2>&1 &
+AP_PID=$!
+wait_for_health "$AP_PORT" || { cat "$WORK/approval-gateway.log"; echo "clawgate did not start"; exit 1; }
+cp scripts/control-ui-approval.mjs "$BROWSER_DIR/approval.mjs"
+SHOTS="$(realpath -m "$(dirname "$SCREENSHOT")")/control-ui-approval"
+status=0
+node "$BROWSER_DIR/approval.mjs" "http://127.0.0.1:$AP_PORT" "ap-$TOKEN" "$SHOTS" || status=1
+kill "$AP_PID" 2>/dev/null; wait "$AP_PID" 2>/dev/null || true
+kill "$MODEL_PID" 2>/dev/null; wait "$MODEL_PID" 2>/dev/null || true
+if [ "$status" != 0 ]; then
+  echo "--- approval gateway log"; tail -40 "$WORK/approval-gateway.log"
   exit 1
 fi

@@ -5,6 +5,7 @@ It speaks POST /v1/chat/completions with streamed (server-sent events) answers, 
 publishes it. What it answers is scripted by the last user message:
   - "read <file> and run <command>": one turn calling `read {path}` and `exec {command, shell}`;
   - "read <file>": one turn calling `read {path}`;
+  - "run <command>": one turn calling `exec {command, shell}`;
   - once tool results are the last messages: "Tool results: <results joined by ' | '> Done.";
   - anything else: "Hello from the scripted model."
 Tool calls stream the way the API does it: the call's id and name first, then its arguments in
@@ -40,6 +41,9 @@ def plan(messages):
     one = re.search(r"read (\S+)", text)
     if one:
         return "", [("read", {"path": one.group(1)})]
+    run = re.search(r"run (.+)$", text)
+    if run:
+        return "", [("exec", {"command": run.group(1).strip(), "shell": True})]
     return "Hello from the scripted model.", []
 
 
