@@ -206,9 +206,17 @@ pub(crate) struct AgentHub {
     timer_at: Option<u64>,
     /// Tokens per day, for `usage.cost`.
     usage: crate::usage::UsageLedger,
+    /// Runs ended before their worker finished them (aborted, timed out, lost): their tool calls
+    /// are to be stopped.
+    cancelled: Vec<String>,
 }
 
 impl AgentHub {
+    /// The runs that ended before their worker finished them, since the last call.
+    pub(crate) fn take_cancelled(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.cancelled)
+    }
+
     /// The connection that started `run_id` and waits for it, if any.
     pub(crate) fn requester_of(&self, run_id: &str) -> Option<ConnId> {
         match &self.runs.get(run_id)?.origin {
@@ -1345,6 +1353,9 @@ impl Agents<'_> {
             // The worker may still be streaming from the model or about to call a tool.
             let cancel = to_raw(&json!({"id": run_id, "runId": run_id}));
             self.cx.net.send_event(worker, CANCEL_EVENT, &cancel, false);
+        }
+        if status != "ok" {
+            self.hub.cancelled.push(run_id.to_owned());
         }
         // The reply's message carries what the run used, as OpenClaw's assistant messages do.
         let assistant_message = |text: &str, now_ms: u64| {

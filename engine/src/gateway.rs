@@ -347,9 +347,13 @@ impl Gateway {
 
     // ----- the shell -------------------------------------------------------------------------
 
-    /// What the parts left for the shell after an input: HTTP connections whose waiting answer
-    /// went out serve what they pipelined, and a stopping gateway reports when it is empty.
+    /// What the parts left for the shell after an input: the tool calls of runs that ended are
+    /// stopped, HTTP connections whose waiting answer went out serve what they pipelined, and a
+    /// stopping gateway reports when it is empty.
     fn settle(&mut self, now_ms: u64) {
+        for run_id in self.agents.take_cancelled() {
+            self.tools.cancel_run(&mut cx!(self), &run_id);
+        }
         loop {
             let resumed = self.net.take_resumed_http();
             if resumed.is_empty() {

@@ -40,6 +40,12 @@ pub enum Output {
     /// Read the configuration file again and pass it to [`Gateway::handle_config_text`](crate::Gateway::handle_config_text)
     /// (asked for over RPC with `config.reload`).
     ReloadConfig,
+    /// Stop tool call `call` if it is still running (its run ended): a command it runs is killed;
+    /// its result is reported as usual.
+    CancelTool {
+        /// The call.
+        call: u64,
+    },
     /// Run a tool off the event loop, then call [`Gateway::handle_tool_result`](crate::Gateway::handle_tool_result) with its `call`.
     RunTool(ToolRun),
     /// Append this line (JSON, no newline) to the tool audit log under the state directory.

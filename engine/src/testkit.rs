@@ -74,6 +74,8 @@ pub struct Bench {
     pub reload_requests: usize,
     /// Tool runs the gateway asked for, not yet answered.
     pub tool_runs: Vec<crate::tool_calls::ToolRun>,
+    /// Tool calls the gateway asked to stop.
+    pub cancelled_tools: Vec<u64>,
     /// Lines appended to the tool audit log.
     pub audit: Vec<String>,
     /// Transcript files and their lines.
@@ -116,6 +118,7 @@ impl Bench {
             unacked: Vec::new(),
             reload_requests: 0,
             tool_runs: Vec::new(),
+            cancelled_tools: Vec::new(),
             audit: Vec::new(),
             transcripts: HashMap::new(),
             static_requests: Vec::new(),
@@ -158,6 +161,7 @@ impl Bench {
                 Output::Stopped => self.stopped = true,
                 Output::ReloadConfig => self.reload_requests += 1,
                 Output::RunTool(run) => self.tool_runs.push(run),
+                Output::CancelTool { call } => self.cancelled_tools.push(call),
                 Output::AppendAudit { line } => self.audit.push(line),
                 Output::AppendTranscript { file, line } => self.transcripts.entry(file).or_default().push(line),
                 Output::ServeStatic(request) => self.static_requests.push(request),

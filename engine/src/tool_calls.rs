@@ -459,6 +459,21 @@ impl RunningTools {
         Ok(ToolStart::Running)
     }
 
+    /// The run `run_id` ended: its running tool calls are stopped (their results still come back,
+    /// and are answered as usual).
+    pub(crate) fn cancel_run(&mut self, cx: &mut Ctx<'_>, run_id: &str) {
+        let mut calls: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(call, p)| p.run.as_ref().is_some_and(|(r, _)| r == run_id) && !self.held.contains_key(call))
+            .map(|(call, _)| *call)
+            .collect();
+        calls.sort_unstable();
+        for call in calls {
+            cx.net.push_output(Output::CancelTool { call });
+        }
+    }
+
     /// Loads the approvals file (read by the runtime at start).
     pub(crate) fn load_approvals(&mut self, text: &str) -> Result<(), String> {
         self.approvals.load(text)

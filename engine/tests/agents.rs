@@ -758,3 +758,25 @@ fn sessions_abort_stops_the_active_run_of_a_session_or_says_there_is_none() {
         .collect();
     assert_eq!(cancels, [json!({"id": "ab1", "runId": "ab1"})]);
 }
+
+#[test]
+fn aborting_a_run_stops_its_running_tool_calls() {
+    let mut b = Bench::with_token();
+    let node = worker(&mut b, &["main"]);
+    let op = b.operator(&["operator.write"]);
+    b.request(
+        op,
+        "s",
+        "chat.send",
+        json!({"sessionKey": "agent:main:work", "message": "x", "idempotencyKey": "tk"}),
+    );
+    invocations(&mut b, node);
+    b.send_text(
+        node,
+        &json!({"type": "req", "id": "t", "method": "tools.invoke", "params": {"name": "exec", "args": {"command": "sleep", "args": ["30"]}, "runId": "tk"}}).to_string(),
+    );
+    let run = b.tool_runs.pop().expect("the exec runs");
+    assert!(b.cancelled_tools.is_empty());
+    b.request(op, "a", "chat.abort", json!({"sessionKey": "agent:main:work"}));
+    assert_eq!(b.cancelled_tools, [run.call], "the aborted run's tool call is stopped");
+}

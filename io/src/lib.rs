@@ -417,6 +417,11 @@ impl Effects {
                 let done = self.tool_done.clone();
                 start_tool(runner, run, move |result| done(result));
             }
+            Output::CancelTool { call } => {
+                if let Some(runner) = &self.tools {
+                    runner.cancel(call);
+                }
+            }
             Output::AppendAudit { line } => audit(state_dir, &line),
             Output::AppendTranscript { file, line } => self.transcripts.append(state_dir, &file, &line),
             Output::RemoveTranscript { file } => self.transcripts.remove(state_dir, &file),

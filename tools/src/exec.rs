@@ -50,6 +50,8 @@ struct Running {
     command: String,
     started: Instant,
     stop: Arc<AtomicBool>,
+    /// The gateway's number of the tool call that started it.
+    call: Option<u64>,
 }
 
 /// The commands `exec` is running, shared by every call of one gateway.
@@ -77,6 +79,30 @@ impl ProcessTable {
     /// Runs `exec`; with `limited`, under [`SANDBOX_LIMITS`] (through `prlimit`, which sets them
     /// on the command alone).
     pub fn exec_limited(&self, dir: &Path, args: &Value, output_cap: usize, limited: bool) -> Result<Value, ToolError> {
+        self.exec_call(dir, args, output_cap, limited, None)
+    }
+
+    /// Stops the command tool call `call` runs, if it runs one (its run was aborted); `true` when
+    /// there was one.
+    pub fn kill_call(&self, call: u64) -> bool {
+        let table = self.lock();
+        let mut found = false;
+        for running in table.values().filter(|r| r.call == Some(call)) {
+            running.stop.store(true, Ordering::Relaxed);
+            found = true;
+        }
+        found
+    }
+
+    /// [`ProcessTable::exec_limited`] for tool call `call`, which [`ProcessTable::kill_call`] can stop.
+    pub fn exec_call(
+        &self,
+        dir: &Path,
+        args: &Value,
+        output_cap: usize,
+        limited: bool,
+        call: Option<u64>,
+    ) -> Result<Value, ToolError> {
         let args: ExecArgs = crate::parse(args)?;
         if args.command.trim().is_empty() {
             return Err(ToolError::InvalidArguments("command must not be empty".into()));
@@ -146,6 +172,7 @@ impl ProcessTable {
                 command: args.command.clone(),
                 started,
                 stop: stop.clone(),
+                call,
             },
         );
         let (tx, rx) = mpsc::channel();

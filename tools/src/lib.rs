@@ -360,6 +360,11 @@ impl ToolRunner {
     }
 
     /// Carries out `run` (blocking); the result goes to `Gateway::handle_tool_result`.
+    /// Stops the command tool call `call` runs, if any (its run was aborted).
+    pub fn cancel(&self, call: u64) -> bool {
+        self.processes.kill_call(call)
+    }
+
     pub fn run(&self, run: &ToolRun) -> Result<Value, ToolFailure> {
         self.try_run(run).map_err(|e| ToolFailure {
             kind: e.kind(),
@@ -400,9 +405,13 @@ impl ToolRunner {
 
     fn dispatch(&self, workspace: &Workspace, run: &ToolRun) -> Result<Value, ToolError> {
         match run.tool {
-            "exec" => self
-                .processes
-                .exec_limited(workspace.root(), &run.args, self.output_cap, run.sandboxed),
+            "exec" => self.processes.exec_call(
+                workspace.root(),
+                &run.args,
+                self.output_cap,
+                run.sandboxed,
+                Some(run.call),
+            ),
             "process" => self.processes.process(&run.args),
             other => workspace.run(other, &run.args),
         }

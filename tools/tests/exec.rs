@@ -129,3 +129,26 @@ fn a_command_line_without_shell_is_refused_with_how_to_ask_for_one() {
     let out = exec(json!({"command": "ls -l | wc -l", "shell": true}));
     assert_eq!(out["exitCode"], 0);
 }
+
+#[test]
+fn the_command_of_a_cancelled_call_is_killed() {
+    let table = ProcessTable::new();
+    let worker = table.clone();
+    let dir = dir();
+    let started = std::time::Instant::now();
+    let running = std::thread::spawn(move || {
+        worker.exec_call(&dir, &json!({"command": "sleep", "args": ["30"]}), 1024, false, Some(7))
+    });
+    // Until the command is in the table there is nothing to stop.
+    while !table.kill_call(7) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = running.join().unwrap().unwrap();
+    assert_eq!(out["killed"], true, "{out}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(!table.kill_call(8), "another call has no command");
+}
