@@ -195,6 +195,31 @@ fn agent_messages(o: &Opts, window: usize) -> Value {
     v
 }
 
+/// `tools.invoke` of `read` (a small file of the workspace, `bench-note.txt`) one at a time: the
+/// round trip a tool call of a run makes through the gateway (policy, the tool thread, the audit
+/// line, the answer).
+fn tool_calls(o: &Opts) -> Value {
+    let mut c = match clawgate_benches::connect(o.addr, &o.token, &["operator.write"], None, seed()) {
+        Ok(c) => c,
+        Err(e) => return json!({"error": e.to_string()}),
+    };
+    let deadline = Instant::now() + o.budget;
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut done = 0usize;
+    let params = |_: usize| json!({"name": "read", "args": {"path": "bench-note.txt"}, "sessionKey": "main"});
+    while Instant::now() < deadline && done < 1_000_000 {
+        let begin = Instant::now();
+        if let Err(e) = c.pipeline_with("tools.invoke", 1, 1, params, false) {
+            return json!({"error": e.to_string(), "completed": done});
+        }
+        latencies.push(begin.elapsed());
+        done += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    json!({"per_second": done as f64 / secs, "completed": done, "latency": latency_summary(latencies)})
+}
+
 /// RSS of the gateway with 0, 100, 1000 and 10000 idle authenticated connections.
 fn rss(o: &Opts) -> Value {
     let Some(pid) = o.pid else {
@@ -361,6 +386,7 @@ fn main() {
             "rss" => rss(&o),
             "agent-1x1" => agent_messages(&o, 1),
             "agent-1x32" => agent_messages(&o, 32),
+            "tool-1x1" => tool_calls(&o),
             "wait-hello" => wait_hello(&o),
             other => json!({"error": format!("unknown scenario {other}")}),
         };
