@@ -333,6 +333,12 @@ impl Approvals {
         self.pending.remove(id)
     }
 
+    /// Takes the approval that holds tool call `call`, if one does.
+    pub fn take_pending_of_call(&mut self, call: u64) -> Option<PendingApproval> {
+        let id = self.pending.values().find(|p| p.call == call)?.id.clone();
+        self.pending.remove(&id)
+    }
+
     pub fn get_pending(&self, id: &str) -> Option<&PendingApproval> {
         self.pending.get(id)
     }

@@ -352,7 +352,8 @@ impl Gateway {
     /// stopping gateway reports when it is empty.
     fn settle(&mut self, now_ms: u64) {
         for run_id in self.agents.take_cancelled() {
-            self.tools.cancel_run(&mut cx!(self), &run_id);
+            self.tools
+                .cancel_run(&mut cx!(self), &mut self.agents, &mut self.idempotency, now_ms, &run_id);
         }
         loop {
             let resumed = self.net.take_resumed_http();

@@ -461,16 +461,30 @@ impl RunningTools {
 
     /// The run `run_id` ended: its running tool calls are stopped (their results still come back,
     /// and are answered as usual).
-    pub(crate) fn cancel_run(&mut self, cx: &mut Ctx<'_>, run_id: &str) {
+    pub(crate) fn cancel_run(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        agents: &mut AgentHub,
+        idempotency: &mut IdempotencyCache,
+        now_ms: u64,
+        run_id: &str,
+    ) {
         let mut calls: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(call, p)| p.run.as_ref().is_some_and(|(r, _)| r == run_id) && !self.held.contains_key(call))
+            .filter(|(_, p)| p.run.as_ref().is_some_and(|(r, _)| r == run_id))
             .map(|(call, _)| *call)
             .collect();
         calls.sort_unstable();
         for call in calls {
-            cx.net.push_output(Output::CancelTool { call });
+            if self.held.contains_key(&call) {
+                // Waiting for a decision nobody needs any more: the approval is withdrawn.
+                if let Some(pending) = self.approvals.take_pending_of_call(call) {
+                    self.resolve(cx, agents, idempotency, now_ms, pending, "withdrawn", "gateway");
+                }
+            } else {
+                cx.net.push_output(Output::CancelTool { call });
+            }
         }
     }
 
@@ -586,7 +600,7 @@ impl RunningTools {
                 run_id,
                 json!({"phase": "approval-resolved", "approvalId": id, "toolCallId": tool_call_id}),
             );
-            if decision == "deny" || decision == "expired" {
+            if decision != "allow-once" && decision != "allow-always" {
                 run.run_approval(
                     now_ms,
                     run_id,
@@ -610,10 +624,10 @@ impl RunningTools {
                 cx.net.push_output(Output::RunTool(tool_run));
             }
             _ => {
-                let why = if decision == "expired" {
-                    "approval-expired"
-                } else {
-                    "user-denied"
+                let why = match decision {
+                    "expired" => "approval-expired",
+                    "withdrawn" => "run-ended",
+                    _ => "user-denied",
                 };
                 let failure = ToolFailure {
                     kind: ToolFailureKind::AccessDenied,

@@ -224,3 +224,26 @@ fn an_approval_nobody_decides_expires_after_thirty_minutes_as_a_denial() {
     );
     assert!(b.tool_runs.is_empty());
 }
+
+#[test]
+fn an_approval_of_a_run_that_was_aborted_is_withdrawn_and_the_worker_is_answered() {
+    let Setup { mut b, node, op } = setup();
+    let approver = approver(&mut b);
+    call_exec(&mut b, node, "t1");
+    b.take_texts(approver);
+    b.request(op, "a", "chat.abort", json!({"sessionKey": "agent:main:work"}));
+    let answers = b.responses(node);
+    let answer = payload(
+        answers
+            .iter()
+            .find(|r| r.id == "t1")
+            .expect("the held call is answered"),
+    );
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains("run-ended"),
+        "{answer}"
+    );
+    let listed = b.request(approver, "l", "exec.approval.list", json!({}));
+    assert_eq!(payload(&listed), json!([]));
+    assert!(b.tool_runs.is_empty());
+}
