@@ -459,7 +459,11 @@ fn model_run(
                 json!({"id": c.id, "name": c.name, "arguments": arguments})
             })
             .collect();
-        send_run_event(session, TOOL_CALLS_EVENT, json!({"runId": job.run_id, "calls": calls}))?;
+        send_run_event(
+            session,
+            TOOL_CALLS_EVENT,
+            json!({"runId": job.run_id, "calls": calls, "text": turn.text}),
+        )?;
         items.push(Item::Assistant {
             text: turn.text,
             calls: turn.calls.clone(),

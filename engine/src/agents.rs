@@ -36,7 +36,7 @@ pub const USAGE_EVENT: &str = "agent.usage";
 /// more for it.
 pub const CANCEL_EVENT: &str = "node.invoke.cancel";
 /// The `node.event` a worker sends when a turn ends in tool calls, before it runs them:
-/// `{runId, calls: [{id, name, arguments}]}`.
+/// `{runId, calls: [{id, name, arguments}], text}` (`text`: what the model said before them).
 pub const TOOL_CALLS_EVENT: &str = "agent.toolCalls";
 /// The file (under the state directory) holding the runs that wait for a worker.
 pub const QUEUE_FILE: &str = "agents/queue.json";
@@ -2116,6 +2116,17 @@ impl Agents<'_> {
                 let data = json!({"phase": "model", "provider": payload["provider"], "model": payload["model"]});
                 self.run_event(now_ms, &run_id, "lifecycle", data);
             } else if p.event == TOOL_CALLS_EVENT {
+                if let Some(text) = payload["text"].as_str().filter(|t| !t.trim().is_empty()) {
+                    // Text before the tools is the turn's preamble, an item of its own.
+                    let mut id = [0u8; 8];
+                    self.cx.entropy.fill(&mut id);
+                    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+                    let item = json!({
+                        "itemId": format!("commentary-0-{hex}"), "kind": "preamble", "title": "Preamble",
+                        "phase": "end", "progressText": text,
+                    });
+                    self.run_event(now_ms, &run_id, "item", item);
+                }
                 self.record_tool_calls(now_ms, &run_id, &payload["calls"]);
             } else {
                 self.record_usage(now_ms, &run_id, &payload);

@@ -780,3 +780,46 @@ fn aborting_a_run_stops_its_running_tool_calls() {
     b.request(op, "a", "chat.abort", json!({"sessionKey": "agent:main:work"}));
     assert_eq!(b.cancelled_tools, [run.call], "the aborted run's tool call is stopped");
 }
+
+#[test]
+fn a_turn_that_calls_tools_is_kept_in_the_history_and_its_preamble_is_an_item() {
+    let mut b = Bench::with_token();
+    let node = worker(&mut b, &["main"]);
+    let op = b.operator(&["operator.write"]);
+    b.request(
+        op,
+        "s",
+        "chat.send",
+        json!({"sessionKey": "agent:main:work", "message": "x", "idempotencyKey": "pre"}),
+    );
+    invocations(&mut b, node);
+    b.take_texts(op);
+    let calls = json!({"runId": "pre", "text": "Checking both.", "calls": [{"id": "call_1", "name": "read", "arguments": {"path": "a"}}]});
+    let res = b.request(
+        node,
+        "e",
+        "node.event",
+        json!({"event": "agent.toolCalls", "payloadJSON": calls.to_string()}),
+    );
+    assert!(res.ok, "{res:?}");
+    let items: Vec<Value> = b
+        .events(op)
+        .iter()
+        .filter(|e| e.event == "agent")
+        .map(|e| e.parse_payload::<Value>().unwrap())
+        .filter(|p| p["stream"] == "item")
+        .map(|p| p["data"].clone())
+        .collect();
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        (items[0]["kind"].as_str(), items[0]["progressText"].as_str()),
+        (Some("preamble"), Some("Checking both."))
+    );
+    let history = payload(&b.request(op, "h", "chat.history", json!({"sessionKey": "agent:main:work"})));
+    let last = history["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        last["content"][0],
+        json!({"type": "toolCall", "id": "call_1", "name": "read", "arguments": {"path": "a"}})
+    );
+    assert_eq!(last["stopReason"], "toolUse");
+}
