@@ -97,31 +97,68 @@ impl ExecPolicy {
     /// Reads `tools.exec`; `Err` is the dotted path of a bad value and what was expected.
     pub fn from_document(doc: &Value) -> Result<ExecPolicy, (String, &'static str)> {
         let mut policy = ExecPolicy::default();
-        let Some(exec) = doc.pointer("/tools/exec").filter(|v| !v.is_null()) else {
-            return Ok(policy);
-        };
+        if let Some(exec) = doc.pointer("/tools/exec").filter(|v| !v.is_null()) {
+            policy.apply(exec, "tools.exec")?;
+        }
+        Ok(policy)
+    }
+
+    /// Applies what an exec section (`tools.exec`, or an agent's own) sets; `at` is its path.
+    pub fn apply(&mut self, exec: &Value, at: &str) -> Result<(), (String, &'static str)> {
         let text = |key: &str| exec.get(key).and_then(Value::as_str);
         match text("mode") {
             None => {}
             Some("ask") => {
-                policy.security = Security::Allowlist;
-                policy.ask = Ask::OnMiss;
+                self.security = Security::Allowlist;
+                self.ask = Ask::OnMiss;
             }
-            Some("full") => {}
-            Some("deny") => policy.security = Security::Deny,
-            Some(_) => return Err(("tools.exec.mode".into(), "ask, full or deny")),
+            Some("full") => {
+                self.security = Security::Full;
+                self.ask = Ask::Off;
+            }
+            Some("deny") => self.security = Security::Deny,
+            Some(_) => return Err((format!("{at}.mode"), "ask, full or deny")),
         }
         if let Some(s) = text("security") {
-            policy.security = Security::parse(s).ok_or(("tools.exec.security".into(), "deny, allowlist or full"))?;
+            self.security = Security::parse(s).ok_or((format!("{at}.security"), "deny, allowlist or full"))?;
         }
         if let Some(a) = text("ask") {
-            policy.ask = Ask::parse(a).ok_or(("tools.exec.ask".into(), "off, on-miss or always"))?;
+            self.ask = Ask::parse(a).ok_or((format!("{at}.ask"), "off, on-miss or always"))?;
         }
         if let Some(f) = text("askFallback") {
-            policy.ask_fallback =
-                Security::parse(f).ok_or(("tools.exec.askFallback".into(), "deny, allowlist or full"))?;
+            self.ask_fallback = Security::parse(f).ok_or((format!("{at}.askFallback"), "deny, allowlist or full"))?;
         }
-        Ok(policy)
+        Ok(())
+    }
+
+    /// The gateway-wide policy and each agent's own (`agents.list[].tools.exec`,
+    /// `agents.entries.<id>.tools.exec`, over the gateway-wide one).
+    pub fn per_agent(doc: &Value) -> Result<(ExecPolicy, AgentPolicies), (String, &'static str)> {
+        let global = ExecPolicy::from_document(doc)?;
+        let mut agents = BTreeMap::new();
+        let normalize = |id: &str| clawgate_proto::session::AgentId::normalize(id).as_str().to_owned();
+        if let Some(Value::Array(list)) = doc.pointer("/agents/list") {
+            for (i, entry) in list.iter().enumerate() {
+                let (Some(id), Some(exec)) = (entry.get("id").and_then(Value::as_str), entry.pointer("/tools/exec"))
+                else {
+                    continue;
+                };
+                let mut own = global;
+                own.apply(exec, &format!("agents.list[{i}].tools.exec"))?;
+                agents.insert(normalize(id), own);
+            }
+        }
+        if let Some(Value::Object(entries)) = doc.pointer("/agents/entries") {
+            for (id, entry) in entries {
+                let Some(exec) = entry.pointer("/tools/exec") else {
+                    continue;
+                };
+                let mut own = global;
+                own.apply(exec, &format!("agents.entries.{id}.tools.exec"))?;
+                agents.insert(normalize(id), own);
+            }
+        }
+        Ok((global, agents))
     }
 
     /// `security=… ask=… askFallback=…`, as OpenClaw's messages name the policy.
@@ -134,6 +171,9 @@ impl ExecPolicy {
         )
     }
 }
+
+/// Agents' own exec policies, by agent id.
+pub type AgentPolicies = BTreeMap<String, ExecPolicy>;
 
 /// What becomes of an exec call.
 #[derive(Debug, Clone, PartialEq)]
@@ -387,6 +427,22 @@ mod tests {
         assert_eq!(p.describe(), "security=allowlist ask=on-miss askFallback=deny");
         assert_eq!(policy(json!({})), ExecPolicy::default());
         assert!(ExecPolicy::from_document(&json!({"tools": {"exec": {"ask": "sometimes"}}})).is_err());
+    }
+
+    #[test]
+    fn an_agent_may_have_its_own_exec_policy_over_the_gateways() {
+        let doc = json!({
+            "tools": {"exec": {"mode": "ask"}},
+            "agents": {"entries": {"ops": {"tools": {"exec": {"security": "deny"}}}}},
+        });
+        let (global, agents) = ExecPolicy::per_agent(&doc).unwrap();
+        assert_eq!(global.describe(), "security=allowlist ask=on-miss askFallback=deny");
+        assert_eq!(agents["ops"].describe(), "security=deny ask=on-miss askFallback=deny");
+        let bad = json!({"agents": {"list": [{"id": "a", "tools": {"exec": {"ask": "maybe"}}}]}});
+        assert_eq!(
+            ExecPolicy::per_agent(&bad).unwrap_err().0,
+            "agents.list[0].tools.exec.ask"
+        );
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct GatewayConfig {
     pub models: crate::models::ModelCatalog,
     /// `tools.exec`: whether commands run, wait for approval or are refused.
     pub exec_policy: crate::approvals::ExecPolicy,
+    /// The agents' own exec policies (over `tools.exec`).
+    pub agent_exec_policies: std::collections::BTreeMap<String, crate::approvals::ExecPolicy>,
     /// The sandbox the runtime can confine tool calls with (e.g. "Landlock"); `None` refuses
     /// every call the policy wants sandboxed.
     pub sandbox: Option<String>,
@@ -189,6 +191,11 @@ impl GatewayConfig {
         }
     }
 
+    /// The exec policy of `agent`: its own, else the gateway-wide one.
+    pub fn exec_policy_of(&self, agent: &str) -> crate::approvals::ExecPolicy {
+        self.agent_exec_policies.get(agent).copied().unwrap_or(self.exec_policy)
+    }
+
     /// Settings with the protocol's default limits and the given auth.
     pub fn new(auth: SharedSecretConfig) -> Self {
         GatewayConfig {
@@ -214,6 +221,7 @@ impl GatewayConfig {
             tool_policy: crate::tool_policy::ToolPolicy::default(),
             models: crate::models::ModelCatalog::default(),
             exec_policy: crate::approvals::ExecPolicy::default(),
+            agent_exec_policies: std::collections::BTreeMap::new(),
             sandbox: None,
             state_dir: String::new(),
             config_path: String::new(),
@@ -259,6 +267,7 @@ impl GatewayConfig {
         self.tool_policy = file.tool_policy.clone();
         self.models = file.models.clone();
         self.exec_policy = file.exec_policy;
+        self.agent_exec_policies = file.agent_exec_policies.clone();
         self.control_ui_base_path = file
             .control_ui_base_path
             .as_deref()

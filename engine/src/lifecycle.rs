@@ -174,11 +174,13 @@ impl Lifecycle {
                     config.session_scope = next.session_scope;
                     config.session_prune_after_ms = next.session_prune_after_ms;
                     config.models = next.models.clone();
+                    config.agent_exec_policies = next.agent_exec_policies.clone();
                     done.routing = true;
                 }
                 HotAction::ToolPolicy => {
                     config.tool_policy = next.tool_policy.clone();
                     config.exec_policy = next.exec_policy;
+                    config.agent_exec_policies = next.agent_exec_policies.clone();
                     done.routing = true;
                 }
                 // Read by parts of the gateway that are not built yet; nothing to refresh.

@@ -48,8 +48,10 @@ pub struct FileSettings {
     pub tool_policy: crate::tool_policy::ToolPolicy,
     /// Model providers and the model of each agent (`models.providers`, `agents.*.model`).
     pub models: crate::models::ModelCatalog,
-    /// Whether commands run, wait for approval or are refused (`tools.exec`).
+    /// Whether commands run, wait for approval or are refused (`tools.exec`), and each agent's
+    /// own policy where it sets one.
     pub exec_policy: crate::approvals::ExecPolicy,
+    pub agent_exec_policies: std::collections::BTreeMap<String, crate::approvals::ExecPolicy>,
     /// The whole document after `${ENV}` substitution, for `config get` and for diffing on reload.
     pub document: Value,
 }
@@ -182,18 +184,6 @@ const UNHONORED_PROTECTIONS: &[Protection] = &[
          reverse proxy in front of it and set gateway.tls.enabled to false",
     ),
     (
-        "tools.exec.security",
-        |v| v.as_str().is_some_and(|s| s != "full"),
-        "a per-agent exec policy is not implemented yet (the gateway-wide tools.exec is), so this \
-         agent's exec would follow tools.exec; set it there, or refuse exec with tools.deny",
-    ),
-    (
-        "tools.exec.ask",
-        |v| v.as_str().is_some_and(|s| s != "off"),
-        "a per-agent exec ask is not implemented yet (the gateway-wide tools.exec.ask is), so this \
-         agent's exec would follow tools.exec; set it there, or refuse exec with tools.deny",
-    ),
-    (
         "tools.profile",
         |v| v.as_str().is_some_and(|s| s != "full"),
         "tool profiles are not implemented yet, so every tool would be offered; list the tools \
@@ -230,10 +220,6 @@ fn unhonored_protection(doc: &Value) -> Option<(String, &'static str)> {
             let full = format!("{prefix}{path}");
             // Agent entries carry tool settings only.
             if !prefix.is_empty() && !path.starts_with("tools.") {
-                return None;
-            }
-            // The gateway-wide exec policy is honored (approvals); an agent's own is not yet.
-            if prefix.is_empty() && path.starts_with("tools.exec.") {
                 return None;
             }
             get(doc, &full).filter(|v| asks(v)).map(|_| (full, *advice))
@@ -421,6 +407,11 @@ pub fn leaf_paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
 const USED_IN_AGENT_ENTRY: &[&str] = &[
     "workspace",
     "model",
+    "tools.exec.host",
+    "tools.exec.mode",
+    "tools.exec.security",
+    "tools.exec.ask",
+    "tools.exec.askFallback",
     "tools.allow",
     "tools.deny",
     "sandbox.mode",
@@ -618,8 +609,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         crate::tool_policy::ToolPolicy::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let models =
         crate::models::ModelCatalog::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
-    let exec_policy =
-        crate::approvals::ExecPolicy::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
+    let (exec_policy, agent_exec_policies) =
+        crate::approvals::ExecPolicy::per_agent(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let rate_limit = match get(&doc, "gateway.auth.rateLimit") {
         None | Some(Value::Null) => None,
         Some(Value::Object(_)) => {
@@ -663,6 +654,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         tool_policy,
         models,
         exec_policy,
+        agent_exec_policies,
         document: doc.clone(),
     };
     let mut paths = Vec::new();
@@ -764,8 +756,8 @@ mod tests {
             (r#"{ gateway: { tls: { enabled: true } } }"#, "gateway.tls.enabled"),
             (r#"{ tools: { profile: "minimal" } }"#, "tools.profile"),
             (
-                r#"{ agents: { entries: { ops: { tools: { exec: { ask: "on-miss" } } } } } }"#,
-                "agents.entries.ops.tools.exec.ask",
+                r#"{ agents: { entries: { ops: { tools: { profile: "minimal" } } } } }"#,
+                "agents.entries.ops.tools.profile",
             ),
         ] {
             let e = parse(text, &no_env).unwrap_err();
@@ -779,6 +771,7 @@ mod tests {
             r#"{ tools: { exec: { ask: "off", security: "full" }, profile: "full" } }"#,
             r#"{ tools: { exec: { host: "gateway", mode: "ask" } } }"#,
             r#"{ tools: { exec: { security: "allowlist", ask: "always" } } }"#,
+            r#"{ agents: { entries: { ops: { tools: { exec: { ask: "on-miss" } } } } } }"#,
         ] {
             assert!(parse(text, &no_env).is_ok(), "{text}");
         }

@@ -339,7 +339,8 @@ impl RunningTools {
         let mut approval = None;
         if tool.name == "exec" {
             let program = crate::approvals::program_of(&request.args);
-            let gate = match self.approvals.gate(cx.config.exec_policy, agent.as_str(), &program) {
+            let policy = cx.config.exec_policy_of(agent.as_str());
+            let gate = match self.approvals.gate(policy, agent.as_str(), &program) {
                 ExecGate::Ask(policy) => {
                     let requester = match &reply {
                         ToolReply::Ws { conn, .. } if request.run_id.is_none() => Some(*conn),

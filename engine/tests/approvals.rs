@@ -247,3 +247,27 @@ fn an_approval_of_a_run_that_was_aborted_is_withdrawn_and_the_worker_is_answered
     assert_eq!(payload(&listed), json!([]));
     assert!(b.tool_runs.is_empty());
 }
+
+#[test]
+fn an_agents_own_exec_policy_applies_to_its_runs() {
+    let doc = json!({"agents": {"list": [{"id": "main", "tools": {"exec": {"security": "deny"}}}]}});
+    let mut config = GatewayConfig::with_token(TOKEN);
+    let (global, agents) = ExecPolicy::per_agent(&doc).unwrap();
+    config.exec_policy = global;
+    config.agent_exec_policies = agents;
+    let mut b = Bench::new(config);
+    let node = b.ws(loopback(), &[]);
+    assert!(b.connect(node, worker_params(&["main"])).ok);
+    let op = b.operator(&["operator.write"]);
+    b.request(
+        op,
+        "s",
+        "chat.send",
+        json!({"sessionKey": "agent:main:work", "message": "run echo hi", "idempotencyKey": "r1"}),
+    );
+    b.take_texts(node);
+    call_exec(&mut b, node, "t1");
+    let answer = payload(&b.responses(node)[0]);
+    assert_eq!(answer["error"]["code"], "EXEC_DENIED", "{answer}");
+    assert!(b.tool_runs.is_empty());
+}
