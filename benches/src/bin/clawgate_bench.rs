@@ -3,7 +3,13 @@
 //! ```text
 //! clawgate-bench --url ws://127.0.0.1:PORT --token T [--pid PID] [--seconds S] [--json] [SCENARIO...]
 //! clawgate-bench --spawn-hello --token T --port PORT -- COMMAND ARGS...
+//! clawgate-bench --serve-model PORT
 //! ```
+//!
+//! `--serve-model` is a fast scripted stand-in of an OpenAI-compatible model server (streamed
+//! chat completions) for measuring agents: a message with `read` gets one `read` tool call of
+//! `bench-note.txt`, tool results get `done`, anything else gets `ok`. `--message TEXT` sets what
+//! the agent scenarios send.
 //!
 //! Scenarios (all by default): `handshake-seq`, `handshake-10`, `device-seq`, `device-10` (one
 //! device identity per client thread: the first handshake pairs it, the rest reconnect it),
@@ -28,6 +34,83 @@ struct Opts {
     token: String,
     pid: Option<u32>,
     budget: Duration,
+    message: String,
+}
+
+/// Serves the scripted model on `port` until the process is stopped.
+fn serve_model(port: u16) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        std::thread::spawn(move || {
+            let _ = stream.set_nodelay(true);
+            let mut reader = BufReader::new(match stream.try_clone() {
+                Ok(s) => s,
+                Err(_) => return,
+            });
+            let mut writer = stream;
+            loop {
+                let mut length = 0usize;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let messages = body["messages"].as_array().cloned().unwrap_or_default();
+                let last = messages.last().cloned().unwrap_or(Value::Null);
+                let chunk = |delta: Value, finish: Value| {
+                    format!(
+                        "data: {}\n\n",
+                        json!({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                    )
+                };
+                let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null)];
+                if last["role"] == "tool" {
+                    events.push(chunk(json!({"content": "done"}), Value::Null));
+                    events.push(chunk(json!({}), json!("stop")));
+                } else if last["content"].as_str().is_some_and(|c| c.contains("read")) {
+                    events.push(chunk(
+                        json!({"tool_calls": [{"index": 0, "id": "call_bench", "type": "function",
+                               "function": {"name": "read", "arguments": "{\"path\":\"bench-note.txt\"}"}}]}),
+                        Value::Null,
+                    ));
+                    events.push(chunk(json!({}), json!("tool_calls")));
+                } else {
+                    events.push(chunk(json!({"content": "ok"}), Value::Null));
+                    events.push(chunk(json!({}), json!("stop")));
+                }
+                events.push("data: [DONE]\n\n".to_owned());
+                let payload: String = events.concat();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n",
+                    payload.len()
+                );
+                if writer
+                    .write_all(head.as_bytes())
+                    .and_then(|()| writer.write_all(payload.as_bytes()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
+    Ok(())
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -173,7 +256,7 @@ fn agent_messages(o: &Opts, window: usize) -> Value {
         let first = done;
         let params = |i: usize| {
             json!({
-                "message": "the quick brown fox jumps over the lazy dog",
+                "message": o.message,
                 "agentId": "main",
                 "sessionKey": format!("bench-{}", (first + i) % 8),
                 "idempotencyKey": format!("bench-{run:x}-{}", first + i),
@@ -311,6 +394,13 @@ fn main() {
     };
     let value = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
     let token = value("--token").unwrap_or_default();
+    if let Some(port) = value("--serve-model").and_then(|p| p.parse().ok()) {
+        if let Err(e) = serve_model(port) {
+            eprintln!("cannot serve the scripted model on port {port}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if args.iter().any(|a| a == "--spawn-hello") {
         let port = value("--port").unwrap_or_default();
         let addr: SocketAddr = match format!("127.0.0.1:{port}").parse() {
@@ -340,8 +430,9 @@ fn main() {
         token,
         pid: value("--pid").and_then(|p| p.parse().ok()),
         budget: Duration::from_secs_f64(value("--seconds").and_then(|s| s.parse().ok()).unwrap_or(3.0)),
+        message: value("--message").unwrap_or_else(|| "the quick brown fox jumps over the lazy dog".into()),
     };
-    let skip = ["--url", "--token", "--pid", "--seconds"];
+    let skip = ["--url", "--token", "--pid", "--seconds", "--message"];
     let mut scenarios: Vec<&str> = Vec::new();
     let mut i = 0;
     while i < args.len() {
