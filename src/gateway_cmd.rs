@@ -8,7 +8,6 @@ use clawgate_engine::settings::FileSettings;
 use clawgate_engine::{Entropy, Gateway, GatewayConfig};
 use clawgate_io::{bind, now_ms, OsEntropy};
 use clawgate_proto::auth::{AuthMode, SharedSecretConfig};
-use clawgate_proto::device::base64url_encode;
 use clawgate_runtime_smol::{run, stop_channel, stop_on_signals};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -165,10 +164,12 @@ fn resolve(args: &RunArgs) -> Result<Plan, Failure> {
     })
 }
 
+/// 24 random bytes as 48 hex digits: nothing a shell or an argument parser reads specially (a
+/// base64url token may start with `-`, which `--token` would take for a flag).
 fn generate_token() -> String {
     let mut bytes = [0u8; 24];
     OsEntropy.fill(&mut bytes);
-    base64url_encode(&bytes)
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The addresses a bind mode means.
@@ -425,6 +426,15 @@ fn restart_in_place() -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_tokens_are_hex_so_that_no_argument_parser_takes_one_for_a_flag() {
+        for _ in 0..200 {
+            let token = super::generate_token();
+            assert_eq!(token.len(), 48);
+            assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+        }
+    }
 
     #[test]
     fn the_tailnet_address_is_found_among_local_addresses() {
