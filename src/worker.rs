@@ -194,7 +194,8 @@ fn serve(session: &mut Session, backend: &Backend, config: &Config) -> Result<()
 enum Failure {
     /// The model backend failed: the run ends with this error.
     Backend(String),
-    /// The gateway cancelled the run (aborted, timed out): nothing more is sent for it.
+    /// The gateway cancelled the run (aborted, timed out): no more text or tool calls for it; its
+    /// result says so (the gateway has ended the run already and drops it).
     Cancelled,
     /// The gateway connection failed.
     Gateway(CallError),
