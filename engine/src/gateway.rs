@@ -254,6 +254,11 @@ impl Gateway {
         self.settle(now_ms);
     }
 
+    /// A command tool call `call` runs printed `text` (the run's watchers see it as it comes).
+    pub fn handle_tool_output(&mut self, now_ms: u64, call: u64, text: &str) {
+        self.tools.output(&mut cx!(self), &mut self.agents, now_ms, call, text);
+    }
+
     /// The runtime read (or failed to find) a file of the bundle: answers the request and serves
     /// what the client pipelined behind it.
     pub fn handle_static_response(

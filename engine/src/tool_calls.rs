@@ -489,6 +489,44 @@ impl RunningTools {
         }
     }
 
+    /// Output of the command call `call` runs, as it comes: for the run's watchers, an `item`
+    /// update and a `command_output` delta; for a requester with `tool-events`, a `tool` update.
+    pub(crate) fn output(&mut self, cx: &mut Ctx<'_>, agents: &mut AgentHub, now_ms: u64, call: u64, text: &str) {
+        let Some(pending) = self.pending.get(&call) else { return };
+        let Some((run_id, tool_call_id)) = &pending.run else {
+            return;
+        };
+        let mut run = Agents {
+            hub: agents,
+            cx: cx.reborrow(),
+        };
+        run.tool_event(
+            now_ms,
+            run_id,
+            json!({
+                "phase": "update", "name": pending.tool, "toolCallId": tool_call_id,
+                "partialResult": {"content": [{"type": "text", "text": text}], "details": {"status": "running"}},
+            }),
+        );
+        run.run_item(
+            now_ms,
+            run_id,
+            json!({
+                "itemId": format!("tool:{tool_call_id}"), "toolCallId": tool_call_id, "name": pending.tool,
+                "kind": "tool", "phase": "update", "title": pending.title.0, "status": "running",
+                "meta": pending.title.1, "commandBearing": true,
+            }),
+        );
+        run.run_command_output(
+            now_ms,
+            run_id,
+            json!({
+                "itemId": format!("command:{tool_call_id}"), "phase": "delta", "title": format!("command {}", pending.title.1),
+                "toolCallId": tool_call_id, "name": pending.tool, "output": text, "status": "running",
+            }),
+        );
+    }
+
     /// Loads the approvals file (read by the runtime at start).
     pub(crate) fn load_approvals(&mut self, text: &str) -> Result<(), String> {
         self.approvals.load(text)

@@ -823,3 +823,53 @@ fn a_turn_that_calls_tools_is_kept_in_the_history_and_its_preamble_is_an_item() 
     );
     assert_eq!(last["stopReason"], "toolUse");
 }
+
+#[test]
+fn what_a_command_prints_reaches_the_runs_watchers_as_it_comes() {
+    let mut b = Bench::with_token();
+    let node = worker(&mut b, &["main"]);
+    let op = b.operator_with_caps(&["operator.write"], &["tool-events"]);
+    let reader = b.operator(&["operator.read"]);
+    b.request(
+        op,
+        "s",
+        "chat.send",
+        json!({"sessionKey": "agent:main:work", "message": "x", "idempotencyKey": "out"}),
+    );
+    invocations(&mut b, node);
+    b.send_text(
+        node,
+        &json!({"type": "req", "id": "t", "method": "tools.invoke", "params": {"name": "exec", "args": {"command": "ls"}, "runId": "out", "toolCallId": "call_o"}}).to_string(),
+    );
+    let run = b.tool_runs.pop().expect("the exec runs");
+    b.take_texts(op);
+    b.take_texts(reader);
+    b.gw.handle_tool_output(b.now, run.call, "hi\n");
+    b.pump();
+    let streams = |events: Vec<EventFrame>| -> Vec<(String, String)> {
+        events
+            .iter()
+            .filter(|e| e.event == "agent")
+            .map(|e| e.parse_payload::<Value>().unwrap())
+            .map(|p| {
+                (
+                    p["stream"].as_str().unwrap().to_owned(),
+                    p["data"]["phase"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let seen = |s: &str, p: &str| (s.to_owned(), p.to_owned());
+    assert_eq!(
+        streams(b.events(op)),
+        [
+            seen("tool", "update"),
+            seen("item", "update"),
+            seen("command_output", "delta")
+        ]
+    );
+    assert_eq!(
+        streams(b.events(reader)),
+        [seen("item", "update"), seen("command_output", "delta")]
+    );
+}

@@ -136,17 +136,39 @@ pub fn on_signals(on_signal: impl Fn(bool) + Send + 'static) -> io::Result<()> {
     Ok(())
 }
 
-/// A finished tool run: its call number and outcome.
-pub type ToolResult = (u64, clawgate_tools::ToolOutcome);
+/// What a tool run reports: output of a command as it comes, then the outcome.
+pub enum ToolEvent {
+    Output(String),
+    Done(clawgate_tools::ToolOutcome),
+}
 
-/// Starts `run` on its own thread (tools block); the result comes back through `results`.
+/// A tool run's report, with its call number.
+pub type ToolResult = (u64, ToolEvent);
+
+/// Starts `run` on its own thread (tools block); what it prints and its result come back
+/// through `results`, the result last.
 pub fn start_tool(
     runner: &clawgate_tools::ToolRunner,
     run: clawgate_engine::tool_calls::ToolRun,
-    results: impl FnOnce(ToolResult) + Send + 'static,
+    results: Arc<dyn Fn(ToolResult) + Send + Sync>,
 ) {
     let runner = runner.clone();
-    std::thread::spawn(move || results((run.call, runner.run(&run))));
+    std::thread::spawn(move || {
+        let call = run.call;
+        let live_results = results.clone();
+        let live: clawgate_tools::OutputSink =
+            Arc::new(move |text: &str| live_results((call, ToolEvent::Output(text.to_owned()))));
+        let outcome = runner.run_with_output(&run, Some(live));
+        results((call, ToolEvent::Done(outcome)));
+    });
+}
+
+/// Hands a tool run's report to the engine.
+pub fn deliver_tool_event(gateway: &mut Gateway, now_ms: u64, (call, event): ToolResult) {
+    match event {
+        ToolEvent::Output(text) => gateway.handle_tool_output(now_ms, call, &text),
+        ToolEvent::Done(outcome) => gateway.handle_tool_result(now_ms, call, outcome),
+    }
 }
 
 /// Appends an audit line under the state directory (nothing without one); a failure is reported
@@ -414,8 +436,7 @@ impl Effects {
                 let runner = self
                     .tools
                     .get_or_insert_with(|| clawgate_tools::ToolRunner::new(default_workspace(state_dir)));
-                let done = self.tool_done.clone();
-                start_tool(runner, run, move |result| done(result));
+                start_tool(runner, run, self.tool_done.clone());
             }
             Output::CancelTool { call } => {
                 if let Some(runner) = &self.tools {

@@ -247,8 +247,8 @@ impl MioRuntime {
                 self.drain(&mut gateway, &mut stopped);
             }
             let finished = std::mem::take(&mut *self.tool_results.lock().unwrap_or_else(|e| e.into_inner()));
-            for (call, result) in finished {
-                gateway.handle_tool_result(now_ms(), call, result);
+            for event in finished {
+                clawgate_io::deliver_tool_event(&mut gateway, now_ms(), event);
                 self.drain(&mut gateway, &mut stopped);
             }
             self.cut_overdue(&mut gateway);

@@ -326,8 +326,8 @@ pub fn run(
         let shared = shared.clone();
         let ex2 = ex.clone();
         ex.spawn(async move {
-            while let Ok((call, result)) = tool_rx.recv().await {
-                shared.gateway.borrow_mut().handle_tool_result(now_ms(), call, result);
+            while let Ok(event) = tool_rx.recv().await {
+                clawgate_io::deliver_tool_event(&mut shared.gateway.borrow_mut(), now_ms(), event);
                 shared.drain(&ex2);
             }
         })

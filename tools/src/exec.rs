@@ -79,7 +79,7 @@ impl ProcessTable {
     /// Runs `exec`; with `limited`, under [`SANDBOX_LIMITS`] (through `prlimit`, which sets them
     /// on the command alone).
     pub fn exec_limited(&self, dir: &Path, args: &Value, output_cap: usize, limited: bool) -> Result<Value, ToolError> {
-        self.exec_call(dir, args, output_cap, limited, None)
+        self.exec_call(dir, args, output_cap, limited, None, None)
     }
 
     /// Stops the command tool call `call` runs, if it runs one (its run was aborted); `true` when
@@ -94,7 +94,8 @@ impl ProcessTable {
         found
     }
 
-    /// [`ProcessTable::exec_limited`] for tool call `call`, which [`ProcessTable::kill_call`] can stop.
+    /// [`ProcessTable::exec_limited`] for tool call `call`, which [`ProcessTable::kill_call`] can
+    /// stop; what the command prints also goes to `live` as it comes.
     pub fn exec_call(
         &self,
         dir: &Path,
@@ -102,6 +103,7 @@ impl ProcessTable {
         output_cap: usize,
         limited: bool,
         call: Option<u64>,
+        live: Option<OutputSink>,
     ) -> Result<Value, ToolError> {
         let args: ExecArgs = crate::parse(args)?;
         if args.command.trim().is_empty() {
@@ -188,8 +190,9 @@ impl ProcessTable {
         ] {
             if let Some(reader) = reader {
                 let tx = tx.clone();
+                let live = live.clone();
                 std::thread::spawn(move || {
-                    let _ = tx.send((stream, read_capped(reader, output_cap)));
+                    let _ = tx.send((stream, read_capped(reader, output_cap, live)));
                 });
             }
         }
@@ -264,7 +267,10 @@ impl ProcessTable {
 }
 
 /// Reads everything, keeping the first `cap` bytes; returns the kept text and the total size.
-fn read_capped(mut reader: Box<dyn Read + Send>, cap: usize) -> (String, usize) {
+/// Where a running command's output goes as it comes (the run's watchers see it).
+pub type OutputSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+fn read_capped(mut reader: Box<dyn Read + Send>, cap: usize, live: Option<OutputSink>) -> (String, usize) {
     let mut kept = Vec::new();
     let mut total = 0;
     let mut buf = [0u8; 8192];
@@ -274,6 +280,9 @@ fn read_capped(mut reader: Box<dyn Read + Send>, cap: usize) -> (String, usize) 
             Ok(n) => {
                 let room = cap.saturating_sub(kept.len());
                 kept.extend_from_slice(&buf[..n.min(room)]);
+                if let (Some(live), true) = (&live, room > 0) {
+                    live(&String::from_utf8_lossy(&buf[..n.min(room)]));
+                }
                 total += n;
             }
         }

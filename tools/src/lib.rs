@@ -18,7 +18,7 @@
 
 mod exec;
 pub mod sandbox;
-pub use exec::{ProcessTable, DEFAULT_TIMEOUT, MAX_TIMEOUT, SANDBOX_LIMITS};
+pub use exec::{OutputSink, ProcessTable, DEFAULT_TIMEOUT, MAX_TIMEOUT, SANDBOX_LIMITS};
 
 use clawgate_engine::tool_calls::{ToolFailure, ToolFailureKind, ToolRun};
 use clawgate_engine::tool_policy::WorkspaceAccess;
@@ -366,13 +366,18 @@ impl ToolRunner {
     }
 
     pub fn run(&self, run: &ToolRun) -> Result<Value, ToolFailure> {
-        self.try_run(run).map_err(|e| ToolFailure {
+        self.run_with_output(run, None)
+    }
+
+    /// [`ToolRunner::run`], with what a command prints also handed to `live` as it comes.
+    pub fn run_with_output(&self, run: &ToolRun, live: Option<OutputSink>) -> Result<Value, ToolFailure> {
+        self.try_run(run, live).map_err(|e| ToolFailure {
             kind: e.kind(),
             message: e.to_string(),
         })
     }
 
-    fn try_run(&self, run: &ToolRun) -> Result<Value, ToolError> {
+    fn try_run(&self, run: &ToolRun, live: Option<OutputSink>) -> Result<Value, ToolError> {
         let dir = match &run.workspace {
             Some(configured) => match configured.strip_prefix("~/") {
                 Some(rest) => std::env::var_os("HOME")
@@ -394,16 +399,16 @@ impl ToolRunner {
             return std::thread::scope(|s| {
                 s.spawn(|| {
                     sandbox::confine_current_thread(workspace.root(), run.access)?;
-                    self.dispatch(&workspace, run)
+                    self.dispatch(&workspace, run, live)
                 })
                 .join()
                 .unwrap_or_else(|_| Err(ToolError::SandboxFailed("the sandboxed call panicked".into())))
             });
         }
-        self.dispatch(&workspace, run)
+        self.dispatch(&workspace, run, live)
     }
 
-    fn dispatch(&self, workspace: &Workspace, run: &ToolRun) -> Result<Value, ToolError> {
+    fn dispatch(&self, workspace: &Workspace, run: &ToolRun, live: Option<OutputSink>) -> Result<Value, ToolError> {
         match run.tool {
             "exec" => self.processes.exec_call(
                 workspace.root(),
@@ -411,6 +416,7 @@ impl ToolRunner {
                 self.output_cap,
                 run.sandboxed,
                 Some(run.call),
+                live,
             ),
             "process" => self.processes.process(&run.args),
             other => workspace.run(other, &run.args),

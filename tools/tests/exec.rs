@@ -137,7 +137,14 @@ fn the_command_of_a_cancelled_call_is_killed() {
     let dir = dir();
     let started = std::time::Instant::now();
     let running = std::thread::spawn(move || {
-        worker.exec_call(&dir, &json!({"command": "sleep", "args": ["30"]}), 1024, false, Some(7))
+        worker.exec_call(
+            &dir,
+            &json!({"command": "sleep", "args": ["30"]}),
+            1024,
+            false,
+            Some(7),
+            None,
+        )
     });
     // Until the command is in the table there is nothing to stop.
     while !table.kill_call(7) {
@@ -151,4 +158,24 @@ fn the_command_of_a_cancelled_call_is_killed() {
     assert_eq!(out["killed"], true, "{out}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     assert!(!table.kill_call(8), "another call has no command");
+}
+
+#[test]
+fn what_a_command_prints_reaches_the_live_sink_as_it_comes() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink_seen = seen.clone();
+    let sink: clawgate_tools::OutputSink =
+        std::sync::Arc::new(move |text: &str| sink_seen.lock().unwrap().push_str(text));
+    let out = ProcessTable::new()
+        .exec_call(
+            &dir(),
+            &json!({"command": "printf 'one\\n'; sleep 0.2; printf 'two\\n'", "shell": true}),
+            1024,
+            false,
+            Some(1),
+            Some(sink),
+        )
+        .unwrap();
+    assert_eq!(out["stdout"], "one\ntwo\n");
+    assert_eq!(*seen.lock().unwrap(), "one\ntwo\n");
 }
