@@ -318,6 +318,11 @@ check "openclaw agent gets an answer that needed a read and an exec" 0 \
   "d['status'] == 'ok' and d['result']['payloads'][0]['text'] == 'Checking both.\n\nTool results: Interop note: the capybara sleeps at noon.\n | two Done.'"
 cli node "$OPENCLAW" gateway call models.list --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json
 check "models.list answers from models.providers" 0 "d['models'][0]['id'] == 'tools-1' and d['models'][0]['provider'] == 'scripted' and d['models'][0]['tags'] == ['default']"
+cli node "$OPENCLAW" approvals get --gateway --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json
+check "openclaw approvals get --gateway reads the approvals snapshot" 0 \
+  "d['exists'] is False and len(d['hash']) == 64 and d['path'].endswith('exec-approvals.json') and d['file']['version'] == 1"
+cli node "$OPENCLAW" approvals pending --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json
+check "openclaw approvals pending lists none" 0 "d['approvals'] == []"
 kill "$AG_PID" 2>/dev/null; wait "$AG_PID" 2>/dev/null || true
 kill "$MODEL_PID" 2>/dev/null; wait "$MODEL_PID" 2>/dev/null || true
 

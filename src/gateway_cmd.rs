@@ -294,7 +294,7 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
             None
         }
     };
-    Ok(Gateway::new(config, Box::new(OsEntropy), now_ms())
+    let gateway = Gateway::new(config, Box::new(OsEntropy), now_ms())
         .with_pairing(store)
         .with_transcripts(transcripts)
         .with_agent_queue(queue.as_deref().unwrap_or("{}"))
@@ -302,12 +302,14 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
             let path = state_dir.join(clawgate_engine::agents::QUEUE_FILE);
             Failure::failed(format!("{} is corrupt: {problem}", path.display()))
         })?
-        .with_exec_approvals(approvals.as_deref().unwrap_or("{}"))
-        .map_err(|problem| {
+        .with_config_document(file.document.clone());
+    match approvals {
+        None => Ok(gateway),
+        Some(text) => gateway.with_exec_approvals(&text).map_err(|problem| {
             let path = state_dir.join(approvals_file);
             Failure::failed(format!("{} is corrupt: {problem}", path.display()))
-        })?
-        .with_config_document(file.document.clone()))
+        }),
+    }
 }
 
 /// Runs the gateway until it stops; a restart-class configuration change starts the program again.

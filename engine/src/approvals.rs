@@ -242,12 +242,28 @@ pub struct PendingApproval {
     pub call: u64,
 }
 
+/// How an approval was decided, kept for `approval.get` and repeated resolves.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub decision: String,
+    /// The client id of who decided (`gateway` for an expiry or a withdrawal).
+    pub resolver: String,
+    pub request: Value,
+    pub created_at_ms: u64,
+    pub expires_at_ms: u64,
+}
+
+/// Decided approvals remembered.
+const RESOLVED_KEPT: usize = 256;
+
 /// The approvals file and the approvals that wait.
 #[derive(Debug, Default)]
 pub struct Approvals {
     /// The approvals file as read (or as `exec.approvals.set` wrote it).
     file: Value,
     pending: BTreeMap<String, PendingApproval>,
+    resolved: BTreeMap<String, Resolved>,
+    resolved_order: std::collections::VecDeque<String>,
 }
 
 impl Approvals {
@@ -262,6 +278,11 @@ impl Approvals {
         Ok(())
     }
 
+    /// Whether an approvals file was read or written.
+    pub fn exists(&self) -> bool {
+        self.file.is_object()
+    }
+
     /// The file as `exec.approvals.get` shows it.
     pub fn file(&self) -> Value {
         if self.file.is_object() {
@@ -269,6 +290,32 @@ impl Approvals {
         } else {
             json!({"version": 1, "defaults": {}, "agents": {}})
         }
+    }
+
+    /// The file's hash, as `exec.approvals.get` reports it and `exec.approvals.set` expects it
+    /// back (`baseHash`): SHA-256 of its JSON text, in hex.
+    pub fn file_hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.file().to_string().as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Remembers how an approval was decided.
+    pub fn record_resolved(&mut self, id: &str, resolved: Resolved) {
+        self.resolved.insert(id.to_owned(), resolved);
+        self.resolved_order.push_back(id.to_owned());
+        while self.resolved_order.len() > RESOLVED_KEPT {
+            if let Some(old) = self.resolved_order.pop_front() {
+                self.resolved.remove(&old);
+            }
+        }
+    }
+
+    /// How approval `id` was decided, if it was, lately.
+    pub fn get_resolved(&self, id: &str) -> Option<&Resolved> {
+        self.resolved.get(id)
     }
 
     /// Replaces the file (`exec.approvals.set`); returns its new text for the runtime to write.

@@ -565,16 +565,49 @@ impl RunningTools {
                 if !matches!(decision, "allow-once" | "allow-always" | "deny") {
                     return Err(ErrorShape::new(ErrorCode::InvalidRequest, "invalid decision"));
                 }
-                let pending = self.approvals.take_pending(id).ok_or_else(unknown)?;
+                let canonical = request.method == "approval.resolve";
+                let Some(pending) = self.approvals.take_pending(id) else {
+                    // A repeat of a decision is answered again, as OpenClaw does.
+                    return match self.approvals.get_resolved(id) {
+                        Some(done) if canonical => {
+                            Ok(json!({"applied": false, "approval": approval_record(id, Some(done), None)}))
+                        }
+                        Some(_) => Ok(json!({"ok": true})),
+                        None => Err(unknown()),
+                    };
+                };
                 let resolver = cx
                     .net
                     .session_of(conn)
                     .map_or_else(|| "unknown".to_owned(), |s| s.client_id.clone());
                 self.resolve(cx, agents, idempotency, now_ms, pending, decision, &resolver);
+                if canonical {
+                    let done = self.approvals.get_resolved(id);
+                    return Ok(json!({"applied": true, "approval": approval_record(id, done, None)}));
+                }
                 Ok(json!({"ok": true}))
             }
-            "exec.approvals.get" => Ok(json!({"path": APPROVALS_FILE, "file": self.approvals.file()})),
+            "approval.get" => {
+                if let Some(p) = self.approvals.get_pending(id) {
+                    return Ok(json!({"approval": approval_record(id, None, Some(p))}));
+                }
+                match self.approvals.get_resolved(id) {
+                    Some(done) => Ok(json!({"approval": approval_record(id, Some(done), None)})),
+                    None => Err(ErrorShape::new(ErrorCode::InvalidRequest, "approval not found")
+                        .with_details(json!({"reason": "APPROVAL_NOT_FOUND"}))),
+                }
+            }
+            "plugin.approval.list" | "openclaw.approval.list" => Ok(json!([])),
+            "exec.approvals.get" => Ok(self.approvals_snapshot(cx)),
             "exec.approvals.set" => {
+                if let Some(base) = params["baseHash"].as_str() {
+                    if base != self.approvals.file_hash() {
+                        return Err(ErrorShape::new(
+                            ErrorCode::InvalidRequest,
+                            "exec approvals changed since last load; re-run exec.approvals.get and retry",
+                        ));
+                    }
+                }
                 let file = params.get("file").cloned().unwrap_or(params.clone());
                 let text = self.approvals.set_file(file).map_err(|e| {
                     ErrorShape::new(
@@ -584,10 +617,23 @@ impl RunningTools {
                 })?;
                 cx.net.persist_file(APPROVALS_FILE, text);
                 cx.net.hold_for_persist(conn);
-                Ok(json!({"ok": true, "path": APPROVALS_FILE, "file": self.approvals.file()}))
+                Ok(self.approvals_snapshot(cx))
             }
             other => Err(ErrorShape::unknown_method(other)),
         }
+    }
+
+    /// `exec.approvals.get`'s snapshot: where the file is, whether it exists, its hash, the file.
+    fn approvals_snapshot(&self, cx: &Ctx<'_>) -> Value {
+        let path = if cx.config.state_dir.is_empty() {
+            APPROVALS_FILE.to_owned()
+        } else {
+            format!("{}/{APPROVALS_FILE}", cx.config.state_dir.trim_end_matches('/'))
+        };
+        json!({
+            "path": path, "exists": self.approvals.exists(), "hash": self.approvals.file_hash(),
+            "file": self.approvals.file(),
+        })
     }
 
     /// Approvals whose time is up are denied.
@@ -619,6 +665,16 @@ impl RunningTools {
         decision: &str,
         resolver: &str,
     ) {
+        self.approvals.record_resolved(
+            &pending.id,
+            crate::approvals::Resolved {
+                decision: decision.to_owned(),
+                resolver: resolver.to_owned(),
+                request: pending.request.clone(),
+                created_at_ms: pending.created_at_ms,
+                expires_at_ms: pending.expires_at_ms,
+            },
+        );
         let PendingApproval { id, request, call, .. } = pending;
         let run_id = request["runId"].as_str().map(str::to_owned);
         let tool_call_id = request["toolCallId"].as_str().unwrap_or_default().to_owned();
@@ -853,4 +909,34 @@ pub fn result_text(tool: &str, output: &Value) -> String {
         }
         _ => output.to_string(),
     }
+}
+
+/// An approval as `approval.get` and `approval.resolve` describe it: pending, or how it was
+/// decided (`resolved`, `expired`, `cancelled` for a withdrawn one).
+fn approval_record(id: &str, done: Option<&crate::approvals::Resolved>, pending: Option<&PendingApproval>) -> Value {
+    let (request, created, expires) = match (done, pending) {
+        (Some(d), _) => (&d.request, d.created_at_ms, d.expires_at_ms),
+        (None, Some(p)) => (&p.request, p.created_at_ms, p.expires_at_ms),
+        (None, None) => return json!({"id": id, "status": "unknown"}),
+    };
+    let mut record = json!({
+        "id": id, "kind": "exec", "createdAtMs": created, "expiresAtMs": expires, "request": request,
+        "presentation": {"kind": "exec", "allowedDecisions": request["allowedDecisions"], "command": request["command"]},
+    });
+    match done {
+        None => record["status"] = json!("pending"),
+        Some(d) => match d.decision.as_str() {
+            "expired" => record["status"] = json!("expired"),
+            "withdrawn" => {
+                record["status"] = json!("cancelled");
+                record["reason"] = json!("the run ended");
+            }
+            decision => {
+                record["status"] = json!("resolved");
+                record["decision"] = json!(decision);
+                record["resolver"] = json!({"kind": "client", "id": d.resolver});
+            }
+        },
+    }
+    record
 }

@@ -271,3 +271,72 @@ fn an_agents_own_exec_policy_applies_to_its_runs() {
     assert_eq!(answer["error"]["code"], "EXEC_DENIED", "{answer}");
     assert!(b.tool_runs.is_empty());
 }
+
+#[test]
+fn the_canonical_approval_methods_answer_as_the_openclaw_cli_reads_them() {
+    let Setup { mut b, node, .. } = setup();
+    let approver = approver(&mut b);
+    call_exec(&mut b, node, "t1");
+    let id = named(&b.events(approver), "exec.approval.requested")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let got = payload(&b.request(approver, "g", "approval.get", json!({"id": id})));
+    assert_eq!(got["approval"]["status"], "pending");
+    assert_eq!(got["approval"]["presentation"]["kind"], "exec");
+    let res = payload(&b.request(
+        approver,
+        "r",
+        "approval.resolve",
+        json!({"id": id, "kind": "exec", "decision": "allow-once"}),
+    ));
+    assert_eq!(res["applied"], true);
+    assert_eq!(res["approval"]["decision"], "allow-once");
+    assert_eq!(res["approval"]["resolver"]["id"], "cli");
+    let again = payload(&b.request(
+        approver,
+        "r2",
+        "approval.resolve",
+        json!({"id": id, "kind": "exec", "decision": "allow-once"}),
+    ));
+    assert_eq!(again["applied"], false, "a repeat is answered, not applied twice");
+    assert_eq!(b.tool_runs.len(), 1);
+    let gone = b.request(approver, "g2", "approval.get", json!({"id": "nope"}));
+    assert_eq!(error_code(&gone).1, "approval not found");
+    for list in ["plugin.approval.list", "openclaw.approval.list"] {
+        assert_eq!(payload(&b.request(approver, "l", list, json!({}))), json!([]));
+    }
+}
+
+#[test]
+fn the_approvals_file_is_replaced_only_over_the_hash_it_was_read_with() {
+    let Setup { mut b, .. } = setup();
+    let admin = b.operator(&["operator.admin"]);
+    let snapshot = payload(&b.request(admin, "g", "exec.approvals.get", json!({})));
+    assert_eq!(snapshot["exists"], false);
+    let hash = snapshot["hash"].as_str().unwrap().to_owned();
+    let file = json!({"version": 1, "agents": {"main": {"allowlist": [{"pattern": "echo"}]}}});
+    let stale = b.request(
+        admin,
+        "s0",
+        "exec.approvals.set",
+        json!({"file": file, "baseHash": "0000"}),
+    );
+    assert!(error_code(&stale).1.contains("changed since last load"));
+    let set = payload(&b.request(
+        admin,
+        "s",
+        "exec.approvals.set",
+        json!({"file": file, "baseHash": hash}),
+    ));
+    assert_eq!(
+        (
+            set["exists"].as_bool(),
+            set["file"]["agents"]["main"]["allowlist"][0]["pattern"].as_str()
+        ),
+        (Some(true), Some("echo"))
+    );
+    assert_ne!(set["hash"], snapshot["hash"]);
+    let written: Value = serde_json::from_str(&b.disk["exec-approvals.json"]).unwrap();
+    assert_eq!(written, file);
+}
