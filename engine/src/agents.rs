@@ -1202,17 +1202,16 @@ impl Agents<'_> {
 
     /// An `agent` event of stream `tool`: only the run's requester gets it.
     pub(crate) fn tool_event(&mut self, now_ms: u64, run_id: &str, data: Value) {
-        let Some(run) = self.hub.runs.get_mut(run_id) else {
+        let Some(requester) = self.hub.requester_of(run_id) else {
             return;
-        };
-        let requester = match &run.origin {
-            Origin::Chat { conn } | Origin::Agent { conn, .. } => *conn,
-            Origin::Http(_) | Origin::Nobody => return,
         };
         // Only a requester that declared the `tool-events` cap gets them, as with OpenClaw.
         if !self.cx.net.session_of(requester).is_some_and(|s| s.tool_events) {
             return;
         }
+        let Some(run) = self.hub.runs.get_mut(run_id) else {
+            return;
+        };
         let payload = run.next_agent_event(run_id, "tool", data, now_ms);
         self.cx.net.send_event(requester, "agent", &payload, true);
     }

@@ -136,7 +136,7 @@ impl ExecPolicy {
     pub fn per_agent(doc: &Value) -> Result<(ExecPolicy, AgentPolicies), (String, &'static str)> {
         let global = ExecPolicy::from_document(doc)?;
         let mut agents = BTreeMap::new();
-        let normalize = |id: &str| clawgate_proto::session::AgentId::normalize(id).as_str().to_owned();
+        let normalize = crate::models::normalize;
         if let Some(Value::Array(list)) = doc.pointer("/agents/list") {
             for (i, entry) in list.iter().enumerate() {
                 let (Some(id), Some(exec)) = (entry.get("id").and_then(Value::as_str), entry.pointer("/tools/exec"))

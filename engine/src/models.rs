@@ -346,7 +346,8 @@ impl ModelCatalog {
     }
 }
 
-fn normalize(id: &str) -> String {
+/// An agent id as the configuration's lists key it: normalized.
+pub(crate) fn normalize(id: &str) -> String {
     clawgate_proto::session::AgentId::normalize(id).as_str().to_owned()
 }
 

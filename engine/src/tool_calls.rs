@@ -868,16 +868,7 @@ fn call_title(tool: &str, args: &serde_json::Map<String, Value>) -> (String, Str
             (format!("{verb} {p}"), p.to_owned())
         }
         "exec" => {
-            let mut line = args
-                .get("command")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            for a in args.get("args").and_then(Value::as_array).into_iter().flatten() {
-                line.push(' ');
-                line.push_str(a.as_str().unwrap_or_default());
-            }
-            let short: String = line.chars().take(80).collect();
+            let short: String = crate::approvals::command_line(args).chars().take(80).collect();
             (format!("Exec {short}"), short)
         }
         other => (other.to_owned(), String::new()),
