@@ -56,11 +56,11 @@ pub(crate) fn refused_request(e: &clawgate_proto::http::HttpError) -> Response {
 }
 
 /// Where an HTTP request goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Route {
     /// The HTTP API of the agents (`/v1/...`, `/api/sessions/.../messages`,
     /// `/sessions/.../history`).
-    Agents,
+    Agents(crate::openai_http::Endpoint),
     /// `POST /tools/invoke`.
     ToolsInvoke,
     /// `/health`, `/healthz`: the process is alive.
@@ -80,8 +80,8 @@ pub(crate) enum Route {
 /// Which part of the gateway answers `request`.
 pub(crate) fn route(request: &Request) -> Route {
     let path = request.path();
-    if crate::openai_http::claims(path) {
-        return Route::Agents;
+    if let Some(endpoint) = crate::openai_http::endpoint(path) {
+        return Route::Agents(endpoint);
     }
     let get_like = request.method == "GET" || request.method == "HEAD";
     let (route, allowed, allow) = match path {
@@ -236,20 +236,21 @@ pub(crate) fn answer(
                 .begin(&mut parts.cx, parts.agents, now_ms, call, reply, None);
             return tool_call_answer(&tool, started);
         }
-        Route::Agents => {
-            let routed = crate::openai_http::route(
-                &mut Agents {
-                    hub: parts.agents,
-                    cx: parts.cx,
-                },
+        Route::Agents(endpoint) => {
+            let mut agents = Agents {
+                hub: parts.agents,
+                cx: parts.cx,
+            };
+            return crate::openai_http::route(
+                &mut agents,
                 parts.admission,
                 now_ms,
                 conn,
                 peer,
                 request,
                 keep_alive,
+                endpoint,
             );
-            return routed.unwrap_or_else(|| HttpReply::Now(Response::text(404, "Not Found")));
         }
         Route::ControlUi => {
             let routed =

@@ -110,18 +110,47 @@ fn http_api_auth(
     }
 }
 
-/// Whether `path` is one of the endpoints of this module.
-pub(crate) fn claims(path: &str) -> bool {
-    path == "/v1/models"
-        || path.starts_with("/v1/models/")
-        || path == "/v1/chat/completions"
-        || path
-            .strip_prefix("/api/sessions/")
-            .is_some_and(|r| r.ends_with("/messages"))
-        || path.strip_prefix("/sessions/").is_some_and(|r| r.ends_with("/history"))
+/// An endpoint of this module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `/v1/models`, or one of them.
+    Models(Option<String>),
+    /// `/v1/chat/completions`.
+    Completions,
+    /// `/api/sessions/<key>/messages`.
+    SessionMessages(String),
+    /// `/sessions/<key>/history`.
+    SessionHistory(String),
+    /// A session path whose key is not valid percent-encoding.
+    BadKey,
 }
 
-/// Routes of this module; `None` when the path is not one of them.
+/// The endpoint of this module `path` names, if any.
+pub(crate) fn endpoint(path: &str) -> Option<Endpoint> {
+    if path == "/v1/models" {
+        return Some(Endpoint::Models(None));
+    }
+    if let Some(one) = path.strip_prefix("/v1/models/") {
+        return Some(Endpoint::Models(Some(one.to_owned())));
+    }
+    if path == "/v1/chat/completions" {
+        return Some(Endpoint::Completions);
+    }
+    let (encoded, messages) = match (path.strip_prefix("/api/sessions/"), path.strip_prefix("/sessions/")) {
+        (Some(rest), _) => (rest.strip_suffix("/messages")?, true),
+        (None, Some(rest)) => (rest.strip_suffix("/history")?, false),
+        (None, None) => return None,
+    };
+    // Session keys in paths may be percent-encoded (`agent%3Amain%3Amain`).
+    Some(match crate::control_ui::percent_decode(encoded) {
+        None => Endpoint::BadKey,
+        Some(key) if messages => Endpoint::SessionMessages(key),
+        Some(key) => Endpoint::SessionHistory(key),
+    })
+}
+
+/// The answer of `endpoint`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn route(
     agents: &mut Agents<'_>,
     admission: &mut Admission,
@@ -130,36 +159,11 @@ pub(crate) fn route(
     peer: SocketAddr,
     request: &Request,
     keep_alive: bool,
-) -> Option<HttpReply> {
-    enum Endpoint {
-        Models(Option<String>),
-        Completions,
-        SessionMessages(String),
-        SessionHistory(String),
+    endpoint: Endpoint,
+) -> HttpReply {
+    if endpoint == Endpoint::BadKey {
+        return HttpReply::Now(Response::text(404, "Not Found"));
     }
-    let path = request.path();
-    let endpoint = if path == "/v1/models" {
-        Endpoint::Models(None)
-    } else if let Some(one) = path.strip_prefix("/v1/models/") {
-        Endpoint::Models(Some(one.to_owned()))
-    } else if path == "/v1/chat/completions" {
-        Endpoint::Completions
-    } else {
-        let (encoded, messages) = match (path.strip_prefix("/api/sessions/"), path.strip_prefix("/sessions/")) {
-            (Some(rest), _) => (rest.strip_suffix("/messages")?, true),
-            (None, Some(rest)) => (rest.strip_suffix("/history")?, false),
-            (None, None) => return None,
-        };
-        // Session keys in paths may be percent-encoded (`agent%3Amain%3Amain`).
-        let Some(key) = crate::control_ui::percent_decode(encoded) else {
-            return Some(HttpReply::Now(Response::text(404, "Not Found")));
-        };
-        if messages {
-            Endpoint::SessionMessages(key)
-        } else {
-            Endpoint::SessionHistory(key)
-        }
-    };
     let posts = matches!(endpoint, Endpoint::Completions | Endpoint::SessionMessages(_));
     let method = request.method.as_str();
     let allowed = if posts {
@@ -169,14 +173,12 @@ pub(crate) fn route(
     };
     if !allowed {
         let allow = if posts { "POST" } else { "GET, HEAD" };
-        return Some(HttpReply::Now(
-            Response::text(405, "Method Not Allowed").header("Allow", allow),
-        ));
+        return HttpReply::Now(Response::text(405, "Method Not Allowed").header("Allow", allow));
     }
     if let Err(r) = http_api_auth(admission, agents.cx.config, now_ms, peer, request) {
-        return Some(HttpReply::Now(r));
+        return HttpReply::Now(r);
     }
-    Some(match endpoint {
+    match endpoint {
         Endpoint::Models(one) => {
             let model =
                 |id: &str| json!({"id": id, "object": "model", "created": 0, "owned_by": "openclaw", "permission": []});
@@ -214,7 +216,8 @@ pub(crate) fn route(
                 Err(e) => openai_error(400, "invalid_request_error", &e.message),
             })
         }
-    })
+        Endpoint::BadKey => HttpReply::Now(Response::text(404, "Not Found")),
+    }
 }
 
 /// `POST /v1/chat/completions`. `Ok` means the answer comes later (or streams).
