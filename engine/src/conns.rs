@@ -396,6 +396,11 @@ impl Connections {
         }
     }
 
+    /// Whether the table was drained: the gateway is stopping.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
     /// Connection counts and byte counters, for `/metrics`.
     pub fn stats(&self) -> ConnStats {
         let mut states = [("http", 0), ("handshake", 0), ("open", 0)];

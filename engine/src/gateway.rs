@@ -161,7 +161,7 @@ impl Gateway {
 
     /// Whether [`Gateway::handle_shutdown`] was called.
     pub fn is_stopping(&self) -> bool {
-        self.life.is_stopping()
+        self.net.is_draining()
     }
 
     /// Number of open connections of any kind.
@@ -310,12 +310,12 @@ impl Gateway {
                     self.tools
                         .expire_approvals(&mut cx!(self), &mut self.agents, &mut self.idempotency, now_ms)
                 }
-                Timer::Tick if !self.life.is_stopping() => {
+                Timer::Tick if !self.net.is_draining() => {
                     let payload = to_raw(&json!({"ts": now_ms}));
                     self.net.broadcast(now_ms, "tick", &payload, true, None);
                     self.net.schedule(now_ms + self.config.tick_interval_ms, Timer::Tick);
                 }
-                Timer::Health if !self.life.is_stopping() => {
+                Timer::Health if !self.net.is_draining() => {
                     agents!(self).prune_idle_sessions(now_ms);
                     self.net.health_changed();
                     self.refresh_snapshots(now_ms);
@@ -336,7 +336,8 @@ impl Gateway {
     /// Stops the gateway: every client is told (`shutdown` event), then closed with 1012.
     /// `restart_expected_ms` is set when the gateway will be back.
     pub fn handle_shutdown(&mut self, now_ms: u64, reason: &str, restart_expected_ms: Option<u64>) {
-        if !self.life.begin_stop() {
+        // Stopping is draining the connection table: it is done once.
+        if self.net.is_draining() {
             return;
         }
         self.net.log(now_ms, LogLevel::Info, format!("shutting down: {reason}"));
@@ -369,7 +370,7 @@ impl Gateway {
                 self.drive_http(now_ms, conn);
             }
         }
-        if self.life.take_stopped(self.net.len()) {
+        if self.life.take_stopped(self.net.is_draining(), self.net.len()) {
             self.net.push_output(Output::Stopped);
         }
     }
@@ -410,7 +411,8 @@ impl Gateway {
                 }
                 HttpInput::Request(request, peer) => {
                     let head_only = request.method == "HEAD";
-                    let keep_alive = request.keep_alive() && !self.life.is_stopping();
+                    // The table closes the connection after its answer if it is draining.
+                    let keep_alive = request.keep_alive();
                     match self.route_http(now_ms, conn, peer, &request, keep_alive) {
                         HttpReply::Now(response) => self.net.send_http(conn, &response, head_only, keep_alive),
                         HttpReply::Later => {
@@ -439,7 +441,6 @@ impl Gateway {
             agents: &mut self.agents,
             tools: &mut self.tools,
             metrics: &self.metrics,
-            stopping: self.life.is_stopping(),
             started_at: self.started_at,
         };
         crate::http_routes::answer(parts, now_ms, conn, peer, request, keep_alive)
@@ -454,7 +455,7 @@ impl Gateway {
         local: SocketAddr,
         leftover: Vec<u8>,
     ) {
-        let stopping = self.life.is_stopping();
+        let stopping = self.net.is_draining();
         let (accepted, upgrade) = match self
             .admission
             .admit_upgrade(&self.config, stopping, peer, local, request)

@@ -195,7 +195,6 @@ pub(crate) struct Parts<'a> {
     pub agents: &'a mut AgentHub,
     pub tools: &'a mut RunningTools,
     pub metrics: &'a Metrics,
-    pub stopping: bool,
     pub started_at: u64,
 }
 
@@ -212,7 +211,11 @@ pub(crate) fn answer(
     HttpReply::Now(match route(request) {
         Route::MethodNotAllowed(allow) => method_not_allowed(allow),
         Route::Live => live(),
-        Route::Ready => ready(parts.stopping, local_caller, now_ms.saturating_sub(parts.started_at)),
+        Route::Ready => ready(
+            parts.cx.net.is_draining(),
+            local_caller,
+            now_ms.saturating_sub(parts.started_at),
+        ),
         Route::DeviceNonce => {
             let fresh = parts.cx.random_uuid();
             let (issued, expires_at_ms) = parts.admission.issue_nonce(fresh, now_ms);

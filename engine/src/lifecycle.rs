@@ -1,6 +1,6 @@
 //! The gateway's life: the configuration document in force and its reloads (which changes apply
-//! live, which need a restart), the shared-secret generation, and stopping (the grace periods
-//! the runtimes give connections and the restart hint clients get).
+//! live, which need a restart), the shared-secret generation, and the one report that the gateway
+//! stopped. Stopping itself is the connection table's drain.
 
 use crate::config::GatewayConfig;
 use crate::conns::Connections;
@@ -27,7 +27,6 @@ pub(crate) struct Lifecycle {
     /// Incremented whenever the shared secret changes.
     secret_generation: u64,
     restart_requested: bool,
-    stopping: bool,
     stopped_reported: bool,
 }
 
@@ -38,7 +37,6 @@ impl Lifecycle {
             reload_status: json!({"hotReloadStatus": "active"}),
             secret_generation: 1,
             restart_requested: false,
-            stopping: false,
             stopped_reported: false,
         }
     }
@@ -63,18 +61,10 @@ impl Lifecycle {
         self.restart_requested
     }
 
-    pub fn is_stopping(&self) -> bool {
-        self.stopping
-    }
-
-    /// Marks the gateway as stopping; `false` if it already was.
-    pub fn begin_stop(&mut self) -> bool {
-        !std::mem::replace(&mut self.stopping, true)
-    }
-
-    /// Whether `Stopped` is to be reported now (once, when stopping and no connection is left).
-    pub fn take_stopped(&mut self, connections_left: usize) -> bool {
-        if self.stopping && !self.stopped_reported && connections_left == 0 {
+    /// Whether `Stopped` is to be reported now: once, when the gateway is `stopping` and no
+    /// connection is left.
+    pub fn take_stopped(&mut self, stopping: bool, connections_left: usize) -> bool {
+        if stopping && !self.stopped_reported && connections_left == 0 {
             self.stopped_reported = true;
             return true;
         }
