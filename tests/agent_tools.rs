@@ -15,25 +15,12 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "tools-token";
 const NOTE: &str = "Golden note: the capybara sleeps at noon.\nSecond line of note.txt.\n";
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_clawgate"))
-}
+mod common;
+use common::{bin, wait_until};
 
-/// A port below the kernel's ephemeral range, from a per-process counter (see tests/cli.rs).
+/// Ports of this binary's gateways: 24,000 to 27,999.
 fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 12_000 + (std::process::id() % 200) as u16 * 20;
-    loop {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 800;
-        let v6_free = match TcpListener::bind(("::1", port)) {
-            Ok(_) => true,
-            Err(e) => e.kind() == std::io::ErrorKind::AddrNotAvailable,
-        };
-        if v6_free && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    common::free_port(24_000)
 }
 
 type Recorded = Arc<Mutex<Vec<Value>>>;
@@ -571,14 +558,6 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !f() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn the_gateway_runs_the_worker_of_an_agent_with_a_model_restarts_it_and_stops_it() {
     let (model_port, seen) = model_server(Api::OpenAi);
@@ -605,12 +584,12 @@ fn the_gateway_runs_the_worker_of_an_agent_with_a_model_restarts_it_and_stops_it
         .args(["-KILL", &first.to_string()])
         .status()
         .unwrap();
-    wait_for("a new worker", Duration::from_secs(10), || {
+    wait_until("a new worker", Duration::from_secs(10), || {
         let now = children_of(setup.gateway.id());
         now.len() == 1 && now[0] != first && alive(now[0])
     });
     let second = children_of(setup.gateway.id())[0];
-    wait_for("the new worker to register", Duration::from_secs(10), || {
+    wait_until("the new worker to register", Duration::from_secs(10), || {
         String::from_utf8_lossy(&setup.call("health", &json!({})).stdout).contains("\"online\"")
     });
     assert_eq!(setup.ask("hello again", "m2").unwrap(), "");
@@ -622,14 +601,14 @@ fn the_gateway_runs_the_worker_of_an_agent_with_a_model_restarts_it_and_stops_it
         .status()
         .unwrap();
     let _ = setup.gateway.wait();
-    wait_for("the worker to stop", Duration::from_secs(5), || !alive(second));
+    wait_until("the worker to stop", Duration::from_secs(5), || !alive(second));
 }
 
 #[test]
 fn a_worker_started_by_hand_stands_by_beside_the_gateways_own() {
     let (model_port, _seen) = model_server(Api::OpenAi);
     let setup = Setup::start_with("both", true, |ws| openai_config(model_port, ws, json!({})));
-    wait_for("two workers", Duration::from_secs(10), || {
+    wait_until("two workers", Duration::from_secs(10), || {
         let out = setup.call("health", &json!({}));
         let health: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         health["agents"][0]["workers"] == 2
@@ -701,7 +680,7 @@ fn an_aborted_run_stops_the_model_stream_and_the_worker_takes_the_next_run() {
     let aborted = payload(setup.call("chat.abort", &json!({"sessionKey": "agent:main:slow"})));
     assert_eq!(aborted["aborted"], true, "{aborted}");
     // Two hundred words at 50 ms would take ten seconds: the worker dropped the stream long before.
-    wait_for("the model's stream to be dropped", Duration::from_secs(5), || {
+    wait_until("the model's stream to be dropped", Duration::from_secs(5), || {
         STREAM_DROPPED.load(std::sync::atomic::Ordering::SeqCst)
     });
     let t0 = Instant::now();

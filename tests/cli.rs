@@ -6,29 +6,12 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_clawgate"))
-}
+mod common;
+use common::bin;
 
-/// A port for a gateway a test starts. Ports the kernel hands out for port 0 can be handed to
-/// another test's gateway before this one binds it, and the test would then talk to the wrong
-/// gateway. So each test of this process takes its own port below the kernel's ephemeral range
-/// (from 32768 on Linux), from a counter, skipping ports something else holds.
+/// Ports of this binary's gateways: 20,000 to 23,999.
 fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
-    loop {
-        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 2_000;
-        // The gateway listens on both loopbacks; a host without IPv6 only has the first.
-        let v6_free = match TcpListener::bind(("::1", port)) {
-            Ok(_) => true,
-            Err(e) => e.kind() == std::io::ErrorKind::AddrNotAvailable,
-        };
-        if v6_free && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    common::free_port(20_000)
 }
 
 /// Runs a command that is expected to exit by itself; a gateway that wrongly keeps running is
@@ -487,15 +470,8 @@ fn pairing_is_approved_with_the_devices_command_survives_a_restart_and_revocatio
     assert!(device_client(port, "pt", 21).is_err(), "a revoked device is locked out");
 }
 
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !f() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    common::wait_until(what, Duration::from_secs(10), f);
 }
 
 fn config_state(name: &str) -> std::path::PathBuf {
