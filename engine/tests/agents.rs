@@ -27,6 +27,17 @@ fn invocations(b: &mut Bench, node: clawgate_engine::ConnId) -> Vec<(Value, Valu
         .collect()
 }
 
+/// `op` sends a message on `agent:main:work` as run `run`, which `node` is given.
+fn start_chat(b: &mut Bench, op: clawgate_engine::ConnId, node: clawgate_engine::ConnId, run: &str) {
+    b.request(
+        op,
+        "s",
+        "chat.send",
+        json!({"sessionKey": "agent:main:work", "message": "x", "idempotencyKey": run}),
+    );
+    assert_eq!(invocations(b, node).len(), 1, "the worker gets the run");
+}
+
 fn delta(b: &mut Bench, node: clawgate_engine::ConnId, run: &str, text: &str) {
     let payload = json!({"runId": run, "delta": text}).to_string();
     let res = b.request(
@@ -494,13 +505,7 @@ fn a_worker_calls_tools_only_for_its_own_runs_and_only_a_requester_with_tool_eve
     let intruder = worker(&mut b, &["ops"]);
     let op = b.operator_with_caps(&["operator.write"], &["tool-events"]);
     let reader = b.operator_with_caps(&["operator.read"], &["tool-events"]);
-    b.request(
-        op,
-        "s",
-        "chat.send",
-        json!({"sessionKey": "agent:main:work", "message": "x", "idempotencyKey": "tr"}),
-    );
-    invocations(&mut b, node);
+    start_chat(&mut b, op, node, "tr");
     let res = b.request(node, "t0", "tools.invoke", json!({"name": "ls", "args": {}}));
     assert!(error_code(&res).1.contains("runId is required"));
     let res = b.request(
@@ -737,13 +742,7 @@ fn sessions_abort_stops_the_active_run_of_a_session_or_says_there_is_none() {
         payload(&res),
         json!({"ok": true, "abortedRunId": null, "status": "no-active-run"})
     );
-    b.request(
-        op,
-        "s",
-        "chat.send",
-        json!({"sessionKey": "agent:main:work", "message": "x", "idempotencyKey": "ab1"}),
-    );
-    invocations(&mut b, node);
+    start_chat(&mut b, op, node, "ab1");
     let res = b.request(op, "a1", "sessions.abort", json!({"key": "agent:main:work"}));
     assert_eq!(
         payload(&res),
@@ -764,13 +763,7 @@ fn aborting_a_run_stops_its_running_tool_calls() {
     let mut b = Bench::with_token();
     let node = worker(&mut b, &["main"]);
     let op = b.operator(&["operator.write"]);
-    b.request(
-        op,
-        "s",
-        "chat.send",
-        json!({"sessionKey": "agent:main:work", "message": "x", "idempotencyKey": "tk"}),
-    );
-    invocations(&mut b, node);
+    start_chat(&mut b, op, node, "tk");
     b.send_text(
         node,
         &json!({"type": "req", "id": "t", "method": "tools.invoke", "params": {"name": "exec", "args": {"command": "sleep", "args": ["30"]}, "runId": "tk"}}).to_string(),
@@ -786,13 +779,7 @@ fn a_turn_that_calls_tools_is_kept_in_the_history_and_its_preamble_is_an_item() 
     let mut b = Bench::with_token();
     let node = worker(&mut b, &["main"]);
     let op = b.operator(&["operator.write"]);
-    b.request(
-        op,
-        "s",
-        "chat.send",
-        json!({"sessionKey": "agent:main:work", "message": "x", "idempotencyKey": "pre"}),
-    );
-    invocations(&mut b, node);
+    start_chat(&mut b, op, node, "pre");
     b.take_texts(op);
     let calls = json!({"runId": "pre", "text": "Checking both.", "calls": [{"id": "call_1", "name": "read", "arguments": {"path": "a"}}]});
     let res = b.request(
@@ -830,13 +817,7 @@ fn what_a_command_prints_reaches_the_runs_watchers_as_it_comes() {
     let node = worker(&mut b, &["main"]);
     let op = b.operator_with_caps(&["operator.write"], &["tool-events"]);
     let reader = b.operator(&["operator.read"]);
-    b.request(
-        op,
-        "s",
-        "chat.send",
-        json!({"sessionKey": "agent:main:work", "message": "x", "idempotencyKey": "out"}),
-    );
-    invocations(&mut b, node);
+    start_chat(&mut b, op, node, "out");
     b.send_text(
         node,
         &json!({"type": "req", "id": "t", "method": "tools.invoke", "params": {"name": "exec", "args": {"command": "ls"}, "runId": "out", "toolCallId": "call_o"}}).to_string(),

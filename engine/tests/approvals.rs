@@ -48,6 +48,13 @@ fn call_exec(b: &mut Bench, node: ConnId, id: &str) {
     );
 }
 
+/// The id of the one approval `approver` was asked for.
+fn requested_id(b: &mut Bench, approver: ConnId) -> String {
+    let asked = named(&b.events(approver), "exec.approval.requested");
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    asked[0]["id"].as_str().unwrap().to_owned()
+}
+
 fn named(events: &[EventFrame], name: &str) -> Vec<Value> {
     events
         .iter()
@@ -120,10 +127,7 @@ fn a_denied_exec_comes_back_to_the_worker_as_openclaws_denial() {
     let Setup { mut b, node, op } = setup();
     let approver = approver(&mut b);
     call_exec(&mut b, node, "t1");
-    let id = named(&b.events(approver), "exec.approval.requested")[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = requested_id(&mut b, approver);
     b.take_texts(op);
     b.request(
         approver,
@@ -167,10 +171,7 @@ fn allow_always_puts_the_program_on_the_allowlist_and_the_next_call_runs_without
     let Setup { mut b, node, .. } = setup();
     let approver = approver(&mut b);
     call_exec(&mut b, node, "t1");
-    let id = named(&b.events(approver), "exec.approval.requested")[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = requested_id(&mut b, approver);
     b.request(
         approver,
         "r",
@@ -277,10 +278,7 @@ fn the_canonical_approval_methods_answer_as_the_openclaw_cli_reads_them() {
     let Setup { mut b, node, .. } = setup();
     let approver = approver(&mut b);
     call_exec(&mut b, node, "t1");
-    let id = named(&b.events(approver), "exec.approval.requested")[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = requested_id(&mut b, approver);
     let got = payload(&b.request(approver, "g", "approval.get", json!({"id": id})));
     assert_eq!(got["approval"]["status"], "pending");
     assert_eq!(got["approval"]["presentation"]["kind"], "exec");
