@@ -5,23 +5,10 @@
 // Writes a screenshot of the prompt and one of each outcome.
 //
 //   node scripts/control-ui-approval.mjs URL TOKEN SCREENSHOT_PREFIX
-import { chromium } from "playwright-core";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { launch } from "./chromium.mjs";
 
 const [url, token, prefix] = process.argv.slice(2);
-const profile = mkdtempSync(join(tmpdir(), "clawgate-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  viewport: { width: 1280, height: 800 },
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-  ],
-});
-const page = context.pages()[0] ?? (await context.newPage());
+const { context, page } = await launch();
 const fail = async (why) => {
   console.error(`FAIL: ${why}`);
   try { await page.screenshot({ path: `${prefix}-failed.png` }); } catch {}

@@ -5,30 +5,17 @@
 //   node scripts/control-ui-browser.mjs URL TOKEN SCREENSHOT.png WORKER_PID
 //
 // Then it kills the worker in the middle of a second reply: the page must show the run's error.
-import { chromium } from "playwright-core";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { launch } from "./chromium.mjs";
 
 const [url, token, screenshot, workerPid] = process.argv.slice(2);
 const message = `hello from the browser ${Date.now()}`;
-const profile = mkdtempSync(join(tmpdir(), "clawgate-chromium-"));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  viewport: { width: 1280, height: 800 },
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-  ],
-});
+const { context, page } = await launch();
 const fail = async (why) => {
   console.error(`FAIL: ${why}`);
   try { await page.screenshot({ path: screenshot }); } catch {}
   await context.close();
   process.exit(1);
 };
-const page = context.pages()[0] ?? (await context.newPage());
 const errors = [];
 page.on("pageerror", (e) => errors.push(String(e)));
 await page.goto(`${url}/#token=${encodeURIComponent(token)}`);

@@ -58,6 +58,7 @@ start_echo_worker "ws://127.0.0.1:$PORT" "$TOKEN" 30 "$WORK/gateway.log" || { ec
 
 mkdir -p "$(dirname "$SCREENSHOT")"
 # Node resolves `playwright-core` next to the script, so the script runs from the cache folder.
+cp scripts/control-ui-chromium.mjs "$BROWSER_DIR/chromium.mjs"
 cp scripts/control-ui-browser.mjs "$BROWSER_DIR/run.mjs"
 if ! node "$BROWSER_DIR/run.mjs" "http://127.0.0.1:$PORT" "$TOKEN" "$(realpath -m "$SCREENSHOT")" "$WORKER_PID"; then
   echo "--- gateway log"; tail -40 "$WORK/gateway.log"
@@ -66,33 +67,14 @@ fi
 
 # Exec approvals in the page: a gateway from openclaw.json with a model and tools.exec ask.
 kill "$WORKER_PID" 2>/dev/null || true
-MODEL_PORT=$(free_port)
-python3 scripts/scripted-model.py "$MODEL_PORT" "$WORK/model-requests.jsonl" &
-MODEL_PID=$!
-AP_PORT=$(free_port)
-AP_STATE="$WORK/approval-state"
-mkdir -p "$AP_STATE/workspace"
-cat > "$AP_STATE/openclaw.json" <<JSON
-{
-  "gateway": { "mode": "local", "port": $AP_PORT, "auth": { "mode": "token", "token": "ap-$TOKEN" },
-               "controlUi": { "root": "$BUNDLE" } },
-  "agents": { "defaults": { "workspace": "$AP_STATE/workspace", "model": { "primary": "scripted/tools-1" } } },
-  "models": { "providers": { "scripted": {
-    "baseUrl": "http://127.0.0.1:$MODEL_PORT/v1", "apiKey": "sk-browser", "api": "openai-completions",
-    "models": [ { "id": "tools-1" } ] } } },
-  "tools": { "exec": { "host": "gateway", "mode": "ask" } }
-}
-JSON
-"$BINARY" gateway run --state-dir "$AP_STATE" > "$WORK/approval-gateway.log" 2>&1 &
-AP_PID=$!
-wait_for_health "$AP_PORT" || { cat "$WORK/approval-gateway.log"; echo "clawgate did not start"; exit 1; }
+start_model_gateway "$WORK/approval-state" "ap-$TOKEN" \
+  "{\"gateway\": {\"controlUi\": {\"root\": \"$BUNDLE\"}}, \"tools\": {\"exec\": {\"host\": \"gateway\", \"mode\": \"ask\"}}}" \
+  || exit 1
 cp scripts/control-ui-approval.mjs "$BROWSER_DIR/approval.mjs"
 SHOTS="$(realpath -m "$(dirname "$SCREENSHOT")")/control-ui-approval"
 status=0
-node "$BROWSER_DIR/approval.mjs" "http://127.0.0.1:$AP_PORT" "ap-$TOKEN" "$SHOTS" || status=1
-kill "$AP_PID" 2>/dev/null; wait "$AP_PID" 2>/dev/null || true
-kill "$MODEL_PID" 2>/dev/null; wait "$MODEL_PID" 2>/dev/null || true
+node "$BROWSER_DIR/approval.mjs" "http://127.0.0.1:$MODEL_GW_PORT" "ap-$TOKEN" "$SHOTS" || status=1
 if [ "$status" != 0 ]; then
-  echo "--- approval gateway log"; tail -40 "$WORK/approval-gateway.log"
+  echo "--- approval gateway log"; tail -40 "$WORK/approval-state/gateway.log"
   exit 1
 fi

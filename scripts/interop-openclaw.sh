@@ -287,25 +287,11 @@ kill "$WORKER_PID" 2>/dev/null; wait "$WORKER_PID" 2>/dev/null || true
 # A real agent from openclaw.json: a provider (a scripted stand-in for an OpenAI-compatible
 # model server, scripts/scripted-model.py) and a model for agent main. The gateway starts the
 # worker itself; the real CLI's `agent` gets an answer that needed a `read` and an `exec`.
-MODEL_PORT=$(free_port)
-python3 scripts/scripted-model.py "$MODEL_PORT" "$WORK/model-requests.jsonl" &
-MODEL_PID=$!
-AG_PORT=$(free_port)
 AG_STATE="$WORK/agent-state"
 mkdir -p "$AG_STATE/workspace"
 printf 'Interop note: the capybara sleeps at noon.\n' > "$AG_STATE/workspace/note.txt"
-cat > "$AG_STATE/openclaw.json" <<JSON
-{
-  "gateway": { "mode": "local", "port": $AG_PORT, "auth": { "mode": "token", "token": "ag-$TOKEN" } },
-  "agents": { "defaults": { "workspace": "$AG_STATE/workspace", "model": { "primary": "scripted/tools-1" } } },
-  "models": { "providers": { "scripted": {
-    "baseUrl": "http://127.0.0.1:$MODEL_PORT/v1", "apiKey": "sk-interop", "api": "openai-completions",
-    "models": [ { "id": "tools-1", "name": "Scripted tools model" } ] } } }
-}
-JSON
-"$BINARY" gateway run --state-dir "$AG_STATE" "${runtime_flag[@]}" > "$WORK/agent-gateway.log" 2>&1 &
-AG_PID=$!
-wait_for_health "$AG_PORT" || { cat "$WORK/agent-gateway.log"; echo "clawgate did not start"; exit 1; }
+start_model_gateway "$AG_STATE" "ag-$TOKEN" '{}' "${runtime_flag[@]}" || exit 1
+AG_PORT=$MODEL_GW_PORT
 for _ in $(seq 1 100); do
   cli node "$OPENCLAW" gateway call health --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json
   case "$OUT" in *'"online"'*) break ;; esac
@@ -323,8 +309,7 @@ check "openclaw approvals get --gateway reads the approvals snapshot" 0 \
   "d['exists'] is False and len(d['hash']) == 64 and d['path'].endswith('exec-approvals.json') and d['file']['version'] == 1"
 cli node "$OPENCLAW" approvals pending --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json
 check "openclaw approvals pending lists none" 0 "d['approvals'] == []"
-kill "$AG_PID" 2>/dev/null; wait "$AG_PID" 2>/dev/null || true
-kill "$MODEL_PID" 2>/dev/null; wait "$MODEL_PID" 2>/dev/null || true
+
 
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]
