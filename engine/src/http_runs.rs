@@ -3,6 +3,7 @@
 //! server-sent events when it streams. Pure functions of the run; the agents send what they return.
 
 use crate::output::ConnId;
+use crate::reply::json_response;
 use clawgate_proto::http::{encode_chunk, encode_chunked_head, encode_last_chunk, Response};
 use serde_json::{json, Value};
 
@@ -30,7 +31,7 @@ pub(crate) enum HttpShape {
 }
 
 pub(crate) fn openai_error(status: u16, kind: &str, message: &str) -> Response {
-    Response::json(status, &json!({"error": {"message": message, "type": kind}})).header("Cache-Control", "no-store")
+    json_response(status, &json!({"error": {"message": message, "type": kind}}))
 }
 
 pub(crate) fn sse_head() -> Vec<u8> {
@@ -162,7 +163,7 @@ pub(crate) fn end_of_run(http: &HttpRun, run_id: &str, done: &RunEnd<'_>) -> Htt
                 ..
             },
             true,
-        ) => Response::json(
+        ) => json_response(
             200,
             &json!({
                 "id": id, "object": "chat.completion", "created": created, "model": model,
@@ -170,13 +171,13 @@ pub(crate) fn end_of_run(http: &HttpRun, run_id: &str, done: &RunEnd<'_>) -> Htt
                 "usage": usage(*prompt_chars, done.text.len()),
             }),
         ),
-        (HttpShape::SessionMessage, true) => Response::json(
+        (HttpShape::SessionMessage, true) => json_response(
             200,
             &json!({"ok": true, "runId": run_id, "sessionKey": done.session_key, "text": done.text}),
         ),
         (_, false) => openai_error(502, "server_error", error),
     };
-    HttpEnd::Whole(response.header("Cache-Control", "no-store"))
+    HttpEnd::Whole(response)
 }
 
 fn usage(prompt_chars: usize, completion_chars: usize) -> Value {

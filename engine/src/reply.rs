@@ -49,3 +49,8 @@ impl From<Result<(), Response>> for HttpReply {
         }
     }
 }
+
+/// A JSON answer that no cache keeps.
+pub(crate) fn json_response<T: serde::Serialize + ?Sized>(status: u16, body: &T) -> Response {
+    Response::json(status, body).header("Cache-Control", "no-store")
+}

@@ -8,6 +8,7 @@ use crate::context::Ctx;
 use crate::idempotency::{CachedAnswer, IdempotencyCache};
 use crate::log_ring::LogLevel;
 use crate::output::{ConnId, Output};
+use crate::reply::json_response;
 use crate::tool_policy::{ToolDecision, ToolDenial, WorkspaceAccess};
 use clawgate_proto::frame::{to_raw, ErrorCode, ErrorShape, RequestFrame, ResponseFrame};
 use clawgate_proto::http::Response;
@@ -92,11 +93,6 @@ pub(crate) fn tool_http_response(tool: &str, result: Result<&RawValue, &ToolFail
             )
         }
     }
-}
-
-/// A JSON answer that no cache keeps.
-pub(crate) fn json_response<T: serde::Serialize + ?Sized>(status: u16, body: &T) -> Response {
-    Response::json(status, body).header("Cache-Control", "no-store")
 }
 
 /// Where the answer of a running tool call goes.

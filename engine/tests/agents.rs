@@ -854,3 +854,28 @@ fn what_a_command_prints_reaches_the_runs_watchers_as_it_comes() {
         [seen("item", "update"), seen("command_output", "delta")]
     );
 }
+
+#[test]
+fn an_http_completion_whose_run_fails_gets_502_with_one_cache_header() {
+    let mut b = Bench::with_token();
+    let node = worker(&mut b, &["main"]);
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    let (conn, _) = b.http(
+        loopback(),
+        &completion_post(
+            &bearer,
+            r#"{"model":"openclaw","messages":[{"role":"user","content":"x"}]}"#,
+        ),
+    );
+    let (invoke, _) = invocations(&mut b, node).remove(0);
+    let res = b.request(
+        node,
+        "r",
+        "node.invoke.result",
+        json!({"id": invoke["id"], "nodeId": invoke["nodeId"], "ok": false, "error": {"message": "model down"}}),
+    );
+    assert!(res.ok, "{res:?}");
+    let raw = b.raw_text(conn);
+    assert!(raw.starts_with("HTTP/1.1 502") && raw.contains("model down"), "{raw}");
+    assert_eq!(raw.matches("Cache-Control").count(), 1, "{raw}");
+}
