@@ -40,6 +40,7 @@ mod presence;
 pub mod rate_limit;
 pub mod reload;
 mod reply;
+pub mod scheduler;
 pub mod settings;
 #[cfg(feature = "testkit")]
 pub mod testkit;
