@@ -275,7 +275,10 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
     let approvals_file = clawgate_engine::approvals::APPROVALS_FILE;
     let approvals = clawgate_io::read_state_file(state_dir, approvals_file)
         .map_err(|e| Failure::failed(format!("cannot read {approvals_file}: {e}")))?;
+    let (cron_jobs, cron_runs) =
+        clawgate_io::load_cron(state_dir).map_err(|e| Failure::failed(format!("cannot read the cron jobs: {e}")))?;
     let mut config = GatewayConfig::new(plan.auth.clone());
+    config.host_time_zone = clawgate_io::host_time_zone();
     config.overrides = plan.overrides.clone();
     config.apply_file(file);
     config.state_dir = state_dir.display().to_string();
@@ -302,7 +305,12 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
             let path = state_dir.join(clawgate_engine::agents::QUEUE_FILE);
             Failure::failed(format!("{} is corrupt: {problem}", path.display()))
         })?
-        .with_config_document(file.document.clone());
+        .with_config_document(file.document.clone())
+        .with_cron(cron_jobs.as_deref(), &cron_runs)
+        .map_err(|problem| {
+            let path = state_dir.join(clawgate_engine::scheduler::JOBS_FILE);
+            Failure::failed(format!("{} is corrupt: {problem}", path.display()))
+        })?;
     match approvals {
         None => Ok(gateway),
         Some(text) => gateway.with_exec_approvals(&text).map_err(|problem| {

@@ -68,6 +68,8 @@ pub(crate) enum Origin {
     Agent { conn: ConnId, request_id: String },
     /// One of the HTTP endpoints.
     Http(HttpRun),
+    /// The scheduler (a cron job or a heartbeat): its end goes back to it.
+    Scheduled,
 }
 
 pub(crate) struct Run {
@@ -92,6 +94,8 @@ pub(crate) struct Run {
     /// The model the run went to, and the tokens its turns used.
     model: Option<crate::models::ModelRef>,
     usage: crate::usage::Tokens,
+    /// A heartbeat turn: its events go to no operator, as OpenClaw keeps them out of the chat.
+    quiet: bool,
 }
 
 impl Run {
@@ -141,6 +145,11 @@ struct Queued {
     timeout_ms: u64,
     #[serde(default, flatten)]
     options: RunOptions,
+    /// Started by the scheduler, which waits for its end across a restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    scheduled: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    quiet: bool,
 }
 
 /// How a run ended, kept for `agent.wait` and replays.
@@ -209,9 +218,21 @@ pub(crate) struct AgentHub {
     /// Runs ended before their worker finished them (aborted, timed out, lost): their tool calls
     /// are to be stopped.
     cancelled: Vec<String>,
+    /// Runs of the scheduler that ended, for it to take.
+    scheduled_done: Vec<(String, Finished)>,
 }
 
 impl AgentHub {
+    /// The scheduler's runs that ended since the last call.
+    pub(crate) fn take_scheduled_done(&mut self) -> Vec<(String, Finished)> {
+        std::mem::take(&mut self.scheduled_done)
+    }
+
+    /// Whether `run_id` waits in the queue for a worker (restored after a restart).
+    pub(crate) fn is_queued(&self, run_id: &str) -> bool {
+        self.queue.iter().any(|q| q.run_id == run_id)
+    }
+
     /// The runs that ended before their worker finished them, since the last call.
     pub(crate) fn take_cancelled(&mut self) -> Vec<String> {
         std::mem::take(&mut self.cancelled)
@@ -221,7 +242,7 @@ impl AgentHub {
     pub(crate) fn requester_of(&self, run_id: &str) -> Option<ConnId> {
         match &self.runs.get(run_id)?.origin {
             Origin::Chat { conn } | Origin::Agent { conn, .. } => Some(*conn),
-            Origin::Http(_) | Origin::Nobody => None,
+            Origin::Http(_) | Origin::Nobody | Origin::Scheduled => None,
         }
     }
 
@@ -387,6 +408,8 @@ pub(crate) struct RunRequest {
     pub timeout_ms: u64,
     pub options: RunOptions,
     pub created_via: &'static str,
+    /// See [`Run::quiet`].
+    pub quiet: bool,
     /// The answer that acknowledges the message: sent once the message is recorded (and, when
     /// queued, held until the queue is durable), before any event of the run.
     pub ack: Option<Ack>,
@@ -940,7 +963,7 @@ impl Agents<'_> {
             let gone = match &run.origin {
                 Origin::Chat { conn: c } | Origin::Agent { conn: c, .. } => *c == conn,
                 Origin::Http(h) => h.conn == conn,
-                Origin::Nobody => false,
+                Origin::Nobody | Origin::Scheduled => false,
             };
             if gone {
                 run.origin = Origin::Nobody;
@@ -951,6 +974,16 @@ impl Agents<'_> {
     }
 
     // ----- runs ----------------------------------------------------------------------------
+
+    /// Posts `text` into a session as the agent's message (a scheduled run's result delivered to
+    /// the agent's main session), as if a run had answered.
+    pub(crate) fn post_message(&mut self, now_ms: u64, session_key: &str, agent_id: &str, text: &str) {
+        self.touch_session(now_ms, session_key, agent_id, "cron");
+        let mut message = assistant_message(text, now_ms);
+        message["stopReason"] = json!("stop");
+        self.append_message(now_ms, session_key, message);
+        self.session_changed(now_ms, session_key, "message", None);
+    }
 
     /// Accepts a message: records it in the transcript, then hands it to the agent's worker or
     /// queues it. Returns the session id.
@@ -984,6 +1017,8 @@ impl Agents<'_> {
             accepted_at: now_ms,
             timeout_ms: request.timeout_ms,
             options: request.options,
+            scheduled: matches!(request.origin, Origin::Scheduled),
+            quiet: request.quiet,
         };
         self.insert_run(&queued, session_id.clone(), request.origin, now_ms);
         // Health shows runs and queues per agent.
@@ -1055,6 +1090,7 @@ impl Agents<'_> {
             options: q.options.clone(),
             model: None,
             usage: crate::usage::Tokens::default(),
+            quiet: q.quiet,
         };
         self.hub.runs.insert(q.run_id.clone(), run);
     }
@@ -1102,7 +1138,8 @@ impl Agents<'_> {
             if !self.hub.runs.contains_key(&q.run_id) {
                 // Restored after a restart: the run is known again, with nobody waiting.
                 let session_id = self.touch_session(now_ms, &q.session_key, &q.agent_id, "run");
-                self.insert_run(&q, session_id, Origin::Nobody, now_ms);
+                let origin = if q.scheduled { Origin::Scheduled } else { Origin::Nobody };
+                self.insert_run(&q, session_id, origin, now_ms);
             }
             self.dispatch(now_ms, &q.run_id, worker);
         }
@@ -1195,6 +1232,9 @@ impl Agents<'_> {
             return;
         };
         let payload = run.next_agent_event(run_id, stream, data, now_ms);
+        if run.quiet {
+            return;
+        }
         self.cx
             .net
             .broadcast(now_ms, "agent", &payload, stream == "assistant", None);
@@ -1239,7 +1279,7 @@ impl Agents<'_> {
 
     /// Broadcasts one `chat` event of a run, with the run's current seq.
     fn chat_event(&mut self, now_ms: u64, run_id: &str, state: &str, extra: Value) {
-        let Some(run) = self.hub.runs.get(run_id) else {
+        let Some(run) = self.hub.runs.get(run_id).filter(|r| !r.quiet) else {
             return;
         };
         let mut payload = json!({
@@ -1501,6 +1541,7 @@ impl Agents<'_> {
                 self.cx.net.send_text(conn, &frame.encode());
             }
             Origin::Http(http) => self.finish_http_run(run_id, http, finished),
+            Origin::Scheduled => self.hub.scheduled_done.push((run_id.to_owned(), finished.clone())),
         }
     }
 
@@ -1819,6 +1860,7 @@ impl Agents<'_> {
                 origin: Origin::Chat { conn },
                 options: RunOptions::default(),
                 timeout_ms: p.timeout_ms.unwrap_or(DEFAULT_RUN_TIMEOUT_MS),
+                quiet: false,
                 created_via: "operator",
                 ack: Some(Ack::Ws(conn, ack)),
             },
@@ -1865,6 +1907,7 @@ impl Agents<'_> {
                 },
                 options: RunOptions::default(),
                 timeout_ms: p.timeout.map_or(DEFAULT_RUN_TIMEOUT_MS, |s| s.saturating_mul(1000)),
+                quiet: false,
                 created_via: "run",
                 ack: Some(Ack::Ws(conn, ResponseFrame::ok(request.id.clone(), &accepted).encode())),
             },

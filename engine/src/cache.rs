@@ -32,6 +32,8 @@ pub const EVENTS: &[&str] = &[
     "session.message",
     "node.invoke.request",
     "node.invoke.cancel",
+    "cron",
+    "heartbeat",
 ];
 
 /// The `snapshot.sessionDefaults` of `hello-ok`. The Control UI sends a user to its model setup

@@ -73,6 +73,10 @@ pub struct GatewayConfig {
     pub tool_policy: crate::tool_policy::ToolPolicy,
     /// Model providers and each agent's model.
     pub models: crate::models::ModelCatalog,
+    /// `cron.*` and the agents' heartbeats.
+    pub cron: crate::scheduler::CronSettings,
+    /// The gateway host's time zone (IANA name), for cron expressions without one.
+    pub host_time_zone: String,
     /// `tools.exec`: whether commands run, wait for approval or are refused.
     pub exec_policy: crate::approvals::ExecPolicy,
     /// The agents' own exec policies (over `tools.exec`).
@@ -220,6 +224,8 @@ impl GatewayConfig {
             session_prune_after_ms: SESSION_PRUNE_AFTER_MS,
             tool_policy: crate::tool_policy::ToolPolicy::default(),
             models: crate::models::ModelCatalog::default(),
+            cron: crate::scheduler::CronSettings::default(),
+            host_time_zone: "UTC".to_owned(),
             exec_policy: crate::approvals::ExecPolicy::default(),
             agent_exec_policies: std::collections::BTreeMap::new(),
             sandbox: None,
@@ -268,6 +274,7 @@ impl GatewayConfig {
         self.models = file.models.clone();
         self.exec_policy = file.exec_policy;
         self.agent_exec_policies = file.agent_exec_policies.clone();
+        self.cron = file.cron.clone();
         self.control_ui_base_path = file
             .control_ui_base_path
             .as_deref()

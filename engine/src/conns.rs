@@ -37,6 +37,8 @@ pub(crate) enum Timer {
     Agents,
     /// Exec approvals that expire.
     Approvals,
+    /// The next due cron job.
+    Cron,
 }
 
 /// An authenticated WebSocket: who is on it and what it may do.
@@ -252,10 +254,14 @@ impl Connections {
 
     /// Writes a state file durably (a `persist` output) and returns its sequence number; answers
     /// held with [`Connections::hold_for_persist`] wait for it.
-    pub fn persist_file(&mut self, path: &'static str, contents: String) -> u64 {
+    pub fn persist_file(&mut self, path: impl Into<String>, contents: String) -> u64 {
         self.persist_seq += 1;
         let seq = self.persist_seq;
-        self.outputs.push_back(Output::Persist { path, contents, seq });
+        self.outputs.push_back(Output::Persist {
+            path: path.into(),
+            contents,
+            seq,
+        });
         seq
     }
 

@@ -8,6 +8,7 @@ use crate::cache::Cache;
 use crate::config::GatewayConfig;
 use crate::conns::{ConnLimits, Connections, Gone, HttpInput, Timer, WsInput};
 use crate::context::Ctx;
+use crate::cron::{Cron, CronPart};
 use crate::idempotency::{CachedAnswer, IdempotencyCache};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
@@ -49,6 +50,7 @@ pub struct Gateway {
     metrics: Metrics,
     cache: Cache,
     life: Lifecycle,
+    cron: Cron,
 }
 
 /// Hands a part of the engine the context it works in: the outbox, the configuration and the
@@ -59,6 +61,17 @@ macro_rules! cx {
             net: &mut $g.net,
             config: &$g.config,
             entropy: $g.entropy.as_mut(),
+        }
+    };
+}
+
+macro_rules! cron {
+    ($g:expr) => {
+        CronPart {
+            cron: &mut $g.cron,
+            agents: &mut $g.agents,
+            cx: cx!($g),
+            instance_id: &$g.instance_id,
         }
     };
 }
@@ -101,6 +114,7 @@ impl Gateway {
             idempotency: IdempotencyCache::default(),
             metrics: Metrics::default(),
             life: Lifecycle::new(),
+            cron: Cron::default(),
         };
         g.net.schedule(now_ms + g.config.tick_interval_ms, Timer::Tick);
         g.net
@@ -141,6 +155,27 @@ impl Gateway {
     pub fn with_agent_queue(mut self, text: &str) -> Result<Self, String> {
         self.agents.restore_queue(text)?;
         Ok(self)
+    }
+
+    /// Restores the cron jobs (the text of [`crate::scheduler::JOBS_FILE`]) and their run
+    /// histories (job id and file text), applies the missed-run policy, and sets up the jobs that
+    /// the heartbeat settings declare. Call it after [`Gateway::with_agent_queue`]: a run still
+    /// queued for a worker was not interrupted. A jobs file that does not parse is an error.
+    pub fn with_cron(mut self, jobs: Option<&str>, runs: &[(String, String)]) -> Result<Self, String> {
+        let now_ms = self.started_at;
+        let interrupted = self.cron.restore(&self.config, &self.agents, jobs, runs, now_ms)?;
+        if interrupted > 0 {
+            let line =
+                format!("cron: {interrupted} run(s) were interrupted by the last stop and are recorded as errors");
+            self.net.log(now_ms, LogLevel::Warn, line);
+        }
+        cron!(self).sync_declared(now_ms);
+        Ok(self)
+    }
+
+    /// Number of cron jobs (heartbeats included).
+    pub fn cron_job_count(&self) -> usize {
+        self.cron.job_count()
     }
 
     /// The configuration in force.
@@ -288,6 +323,9 @@ impl Gateway {
         if done.routing {
             self.cache.config_changed();
         }
+        if done.cron {
+            cron!(self).sync_declared(now_ms);
+        }
     }
 
     /// Timers that are due.
@@ -306,6 +344,8 @@ impl Gateway {
                 }
                 Timer::Http(conn) => self.net.on_http_timer(now_ms, conn),
                 Timer::Agents => agents!(self).on_timer(now_ms),
+                Timer::Cron if !self.net.is_draining() => cron!(self).on_timer(now_ms),
+                Timer::Cron => {}
                 Timer::Approvals => {
                     self.tools
                         .expire_approvals(&mut cx!(self), &mut self.agents, &mut self.idempotency, now_ms)
@@ -357,6 +397,10 @@ impl Gateway {
     /// stopped, HTTP connections whose waiting answer went out serve what they pipelined, and a
     /// stopping gateway reports when it is empty.
     fn settle(&mut self, now_ms: u64) {
+        let ended = self.agents.take_scheduled_done();
+        if !ended.is_empty() {
+            cron!(self).runs_ended(now_ms, ended);
+        }
         for run_id in self.agents.take_cancelled() {
             self.tools
                 .cancel_run(&mut cx!(self), &mut self.agents, &mut self.idempotency, now_ms, &run_id);
@@ -388,6 +432,18 @@ impl Gateway {
         self.cache.refresh(self.net.health_version(), &self.presence, || {
             crate::methods::health_payload(config, agents, status, now_ms)
         });
+    }
+
+    /// `system-event` shows its text in presence, as OpenClaw's does.
+    fn system_event_presence(&mut self, now_ms: u64, request: &clawgate_proto::frame::RequestFrame) {
+        let text = request
+            .parse_params::<serde_json::Value>()
+            .ok()
+            .and_then(|p| p.get("text").and_then(|t| t.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        let entry = PresenceEntry::of_text(&self.config, text, now_ms);
+        self.presence.upsert("system-event".to_owned(), entry);
+        self.broadcast_presence(now_ms);
     }
 
     fn broadcast_presence(&mut self, now_ms: u64) {
@@ -670,6 +726,13 @@ impl Gateway {
                 Reply::value(crate::control_ui::call(&self.config, &self.agents, now_ms, &request))
             }
             (Ok(()), Some(Owner::Agents)) => agents!(self).call(now_ms, conn, &request),
+            (Ok(()), Some(Owner::Cron)) => {
+                let answer = cron!(self).call(now_ms, conn, &request);
+                if answer.is_ok() && request.method == "system-event" {
+                    self.system_event_presence(now_ms, &request);
+                }
+                Reply::Now(answer)
+            }
             (Ok(()), Some(Owner::Pairing)) => {
                 let device_id = self.net.session_of(conn).and_then(|s| s.device_id.clone());
                 let caller = crate::pairing_methods::Caller { scopes, device_id };

@@ -21,6 +21,8 @@ mod connect;
 mod conns;
 mod context;
 pub mod control_ui;
+mod cron;
+mod duration;
 mod entropy;
 mod gateway;
 mod http_routes;

@@ -15,6 +15,8 @@ pub(crate) struct Reloaded {
     pub rate_limit: bool,
     /// Agents, session routing or tool policy changed (what `hello-ok` derives from them).
     pub routing: bool,
+    /// `cron.*` or a heartbeat setting changed (the scheduler's declared jobs follow).
+    pub cron: bool,
     /// The change needs a restart: the gateway stops and the runtime starts it again.
     pub restart: bool,
 }
@@ -165,7 +167,13 @@ impl Lifecycle {
                     config.session_prune_after_ms = next.session_prune_after_ms;
                     config.models = next.models.clone();
                     config.agent_exec_policies = next.agent_exec_policies.clone();
+                    config.cron = next.cron.clone();
                     done.routing = true;
+                    done.cron = true;
+                }
+                HotAction::Cron => {
+                    config.cron = next.cron.clone();
+                    done.cron = true;
                 }
                 HotAction::ToolPolicy => {
                     config.tool_policy = next.tool_policy.clone();

@@ -29,7 +29,7 @@ pub enum Output {
     /// call [`Gateway::handle_persisted`](crate::Gateway::handle_persisted) with `seq` (or [`Gateway::handle_persist_failed`](crate::Gateway::handle_persist_failed)).
     Persist {
         /// Relative path, e.g. `devices/paired.json`.
-        path: &'static str,
+        path: String,
         /// The whole new file.
         contents: String,
         /// Acknowledge with this number.
@@ -69,6 +69,12 @@ pub enum Output {
     RemoveTranscript {
         /// Relative to the state directory.
         file: String,
+    },
+    /// Delete a file of the gateway's state (e.g. the run history of a removed cron job); a
+    /// file that is not there is no error.
+    RemoveStateFile {
+        /// Relative to the state directory.
+        path: String,
     },
 }
 

@@ -46,6 +46,8 @@ pub enum HotAction {
     SessionRouting,
     HttpEndpoints,
     PairingPolicy,
+    /// `cron.*` and heartbeats.
+    Cron,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +79,8 @@ const RULES: &[(&str, Rule)] = &[
     ("agents.defaults.sandbox", Rule::Hot(HotAction::ToolPolicy)),
     ("agents.defaults.workspace", Rule::Hot(HotAction::ToolPolicy)),
     ("agents.defaults.model", Rule::Hot(HotAction::Agents)),
+    ("agents.defaults.heartbeat", Rule::Hot(HotAction::Cron)),
+    ("cron", Rule::Hot(HotAction::Cron)),
     ("meta", Rule::Nothing),
     ("identity", Rule::Nothing),
     ("wizard", Rule::Nothing),

@@ -5,7 +5,8 @@
 //! What happens to runs missed while the gateway was down follows OpenClaw:
 //! - a job that was due while the gateway was down runs **once** after the start, however many of
 //!   its slots were missed, and only after [`CATCHUP_DELAY_MS`] (spaced by
-//!   [`CATCHUP_SPACING_MS`]), so that a start does not begin with a burst of model calls;
+//!   [`CATCHUP_SPACING_MS`]), so that a start does not begin with a burst of model calls; when
+//!   the job's own next slot comes sooner, that slot is the catch-up run;
 //! - with `cron.skipMissedJobs: true`, recurring jobs skip to their next slot instead; one-shot
 //!   (`at`) jobs always catch up;
 //! - a run that was in progress when the gateway stopped is recorded as an error
@@ -128,7 +129,7 @@ impl CronSettings {
                     match m.get("every") {
                         None | Some(Value::Null) => {}
                         Some(Value::String(s)) => {
-                            h.every_ms = crate::settings::parse_duration_ms(s)
+                            h.every_ms = crate::duration::parse_duration_ms(s)
                                 .ok_or((format!("{path}.every"), "a duration such as 30m or 0m"))?;
                         }
                         Some(_) => return Err((format!("{path}.every"), "a duration such as 30m or 0m")),
@@ -747,11 +748,16 @@ impl Scheduler {
             if next > now_ms {
                 continue;
             }
+            // The job's own next slot from now on (a slot at this very moment counts).
+            let natural = job.schedule.next_after(now_ms.saturating_sub(1), &job.id);
             if settings.skip_missed_jobs && !job.schedule.is_one_shot() {
-                job.state.next_run_at_ms = job.schedule.next_after(now_ms, &job.id);
+                job.state.next_run_at_ms = natural;
                 job.state.catch_up = None;
             } else {
-                job.state.next_run_at_ms = Some(now_ms + CATCHUP_DELAY_MS + catch_ups * CATCHUP_SPACING_MS);
+                // One run makes up for what was missed; a slot that comes sooner than the
+                // catch-up delay is that run.
+                let delayed = now_ms + CATCHUP_DELAY_MS + catch_ups * CATCHUP_SPACING_MS;
+                job.state.next_run_at_ms = Some(natural.map_or(delayed, |n| n.min(delayed)));
                 job.state.catch_up = Some(true);
                 catch_ups += 1;
             }
@@ -1284,16 +1290,23 @@ mod tests {
     #[test]
     fn a_job_missed_while_down_runs_once_after_the_catch_up_delay() {
         let mut s = Scheduler::default();
+        s.add(job("a", every(600_000, 0)), 0).unwrap();
+        // Down from before the first slot to one hour and a minute: six slots missed.
+        let down_until = HOUR + 60_000;
+        let (mut s, _) = restart(&s, down_until, &CronSettings::default());
+        let catch_up = down_until + CATCHUP_DELAY_MS;
+        assert_eq!(s.get("a").unwrap().state.next_run_at_ms, Some(catch_up));
+        let run = s.take_due(catch_up, 1).pop().unwrap();
+        s.finish(&run, ok(), catch_up).unwrap();
+        assert_eq!(s.get("a").unwrap().state.next_run_at_ms, Some(HOUR + 600_000));
+    }
+
+    #[test]
+    fn a_slot_sooner_than_the_catch_up_delay_is_the_catch_up() {
+        let mut s = Scheduler::default();
         s.add(job("a", every(60_000, 0)), 0).unwrap();
-        // Down from 30 s to one hour: sixty slots missed.
-        let (mut s, _) = restart(&s, HOUR, &CronSettings::default());
-        assert_eq!(s.get("a").unwrap().state.next_run_at_ms, Some(HOUR + CATCHUP_DELAY_MS));
-        let run = s.take_due(HOUR + CATCHUP_DELAY_MS, 1).pop().unwrap();
-        s.finish(&run, ok(), HOUR + CATCHUP_DELAY_MS).unwrap();
-        assert_eq!(
-            s.get("a").unwrap().state.next_run_at_ms,
-            Some(HOUR + CATCHUP_DELAY_MS + 60_000)
-        );
+        let (s, _) = restart(&s, HOUR + 1, &CronSettings::default());
+        assert_eq!(s.get("a").unwrap().state.next_run_at_ms, Some(HOUR + 60_000));
     }
 
     #[test]

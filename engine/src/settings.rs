@@ -52,6 +52,8 @@ pub struct FileSettings {
     /// own policy where it sets one.
     pub exec_policy: crate::approvals::ExecPolicy,
     pub agent_exec_policies: std::collections::BTreeMap<String, crate::approvals::ExecPolicy>,
+    /// `cron.*` and heartbeats.
+    pub cron: crate::scheduler::CronSettings,
     /// The whole document after `${ENV}` substitution, for `config get` and for diffing on reload.
     pub document: Value,
 }
@@ -167,6 +169,11 @@ const USED: &[&str] = &[
     "session.mainKey",
     "session.scope",
     "session.maintenance.pruneAfter",
+    "cron.enabled",
+    "cron.skipMissedJobs",
+    "cron.maxConcurrentRuns",
+    "agents.defaults.heartbeat.every",
+    "agents.defaults.heartbeat.prompt",
     "$schema",
 ];
 
@@ -243,23 +250,7 @@ pub struct TrustedProxyConfig {
 /// Placeholder the reference gateway puts where a secret would be.
 pub const REDACTED: &str = "__OPENCLAW_REDACTED__";
 
-/// `"30d"`, `"12h"`, `"90m"`, `"45s"` or `"500ms"` in milliseconds; `"0"` means never.
-pub fn parse_duration_ms(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let scale = match unit.trim() {
-        "" | "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 7 * 86_400_000,
-        _ => return None,
-    };
-    n.checked_mul(scale)
-}
+pub use crate::duration::parse_duration_ms;
 
 /// Where `needle` (a key) first appears in `text`, as 1-based line and column.
 fn locate(text: &str, needle: &str) -> (usize, usize) {
@@ -417,6 +408,8 @@ const USED_IN_AGENT_ENTRY: &[&str] = &[
     "sandbox.mode",
     "sandbox.scope",
     "sandbox.workspaceAccess",
+    "heartbeat.every",
+    "heartbeat.prompt",
 ];
 
 fn used(path: &str) -> bool {
@@ -611,6 +604,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         crate::models::ModelCatalog::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let (exec_policy, agent_exec_policies) =
         crate::approvals::ExecPolicy::per_agent(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
+    let cron =
+        crate::scheduler::CronSettings::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let rate_limit = match get(&doc, "gateway.auth.rateLimit") {
         None | Some(Value::Null) => None,
         Some(Value::Object(_)) => {
@@ -655,6 +650,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         models,
         exec_policy,
         agent_exec_policies,
+        cron,
         document: doc.clone(),
     };
     let mut paths = Vec::new();

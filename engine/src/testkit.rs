@@ -66,7 +66,7 @@ pub struct Bench {
     pub logs: Vec<String>,
     pub stopped: bool,
     /// Files the gateway asked to persist, by path.
-    pub disk: HashMap<&'static str, String>,
+    pub disk: HashMap<String, String>,
     /// While set, persists are not acknowledged (a slow disk).
     pub hold_persists: bool,
     pub unacked: Vec<u64>,
@@ -167,6 +167,9 @@ impl Bench {
                 Output::ServeStatic(request) => self.static_requests.push(request),
                 Output::RemoveTranscript { file } => {
                     self.transcripts.remove(&file);
+                }
+                Output::RemoveStateFile { path } => {
+                    self.disk.remove(&path);
                 }
                 Output::Persist { path, contents, seq } => {
                     self.disk.insert(path, contents);

@@ -601,7 +601,7 @@ fn metrics_count_handshakes_requests_and_bytes_for_local_or_authorized_callers()
     let mut b = Bench::with_token();
     let c = b.operator(&["operator.read"]);
     b.request(c, "1", "health", json!({}));
-    b.request(c, "2", "wake", json!({}));
+    b.request(c, "2", "poll", json!({}));
     b.request(c, "3", "zzz.unknown", json!({}));
     let bad = b.ws(loopback(), &[]);
     b.connect(bad, cli_params(&[], Some("wrong")));

@@ -89,6 +89,54 @@ pub fn read_state_file(state_dir: &Path, relative: &str) -> io::Result<Option<St
     }
 }
 
+/// The jobs file's text, if there is one, and each job's run history (job id, file text).
+pub type CronFiles = (Option<String>, Vec<(String, String)>);
+
+/// The cron jobs file and the run history of each job (job id, file text), for
+/// [`Gateway::with_cron`](clawgate_engine::Gateway::with_cron).
+pub fn load_cron(state_dir: &Path) -> io::Result<CronFiles> {
+    use clawgate_engine::scheduler::{JOBS_FILE, RUNS_DIR};
+    let jobs = read_state_file(state_dir, JOBS_FILE)?;
+    let mut runs = Vec::new();
+    match std::fs::read_dir(state_dir.join(RUNS_DIR)) {
+        Ok(entries) => {
+            for entry in entries {
+                let path = entry?.path();
+                let Some(id) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".jsonl"))
+                else {
+                    continue;
+                };
+                runs.push((id.to_owned(), std::fs::read_to_string(&path)?));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok((jobs, runs))
+}
+
+/// The host's time zone as an IANA name: `TZ`, else `/etc/timezone`, else the zone
+/// `/etc/localtime` links to; UTC when none of them names a known zone.
+pub fn host_time_zone() -> String {
+    let known = |name: &str| {
+        let name = name.trim().trim_start_matches(':');
+        clawgate_engine::scheduler::time_zone(name).map(|_| name.to_owned())
+    };
+    std::env::var("TZ")
+        .ok()
+        .and_then(|tz| known(&tz))
+        .or_else(|| std::fs::read_to_string("/etc/timezone").ok().and_then(|t| known(&t)))
+        .or_else(|| {
+            let link = std::fs::read_link("/etc/localtime").ok()?;
+            let text = link.to_str()?;
+            known(text.split_once("zoneinfo/")?.1)
+        })
+        .unwrap_or_else(|| "UTC".to_owned())
+}
+
 /// Carries out a `persist` output: with a state directory the file is written durably first;
 /// without one (tests, ephemeral gateways) the state lives in memory only.
 pub fn persist(gateway: &mut Gateway, state_dir: Option<&Path>, path: &str, contents: &str, seq: u64) {
@@ -446,6 +494,14 @@ impl Effects {
             Output::AppendAudit { line } => audit(state_dir, &line),
             Output::AppendTranscript { file, line } => self.transcripts.append(state_dir, &file, &line),
             Output::RemoveTranscript { file } => self.transcripts.remove(state_dir, &file),
+            Output::RemoveStateFile { path } => {
+                if let Some(dir) = state_dir {
+                    // Only files of the state are removed: no path leaves the folder.
+                    if !path.split('/').any(|p| p.is_empty() || p == "..") {
+                        let _ = std::fs::remove_file(dir.join(&path));
+                    }
+                }
+            }
             // Bundle files are small and cached by the browser: read in place.
             Output::ServeStatic(request) => {
                 let response = static_file(&request);
@@ -453,7 +509,7 @@ impl Effects {
             }
             // Small, rare writes (pairing changes, the agent queue): done in place, so that
             // nothing is acknowledged before it is durable.
-            Output::Persist { path, contents, seq } => persist(gateway, state_dir, path, &contents, seq),
+            Output::Persist { path, contents, seq } => persist(gateway, state_dir, &path, &contents, seq),
         }
         None
     }

@@ -26,6 +26,8 @@ pub enum Owner {
     ControlUi,
     /// Exec approvals: the ones that wait, their decisions, the approvals file.
     Approvals,
+    /// Cron jobs and heartbeats.
+    Cron,
 }
 
 /// One method of the protocol.
@@ -199,10 +201,6 @@ pub const METHODS: &[Method] = &[
     method("sessions.usage", Operator(Scope::Read), false, None),
     method("sessions.usage.timeseries", Operator(Scope::Read), false, None),
     method("sessions.usage.logs", Operator(Scope::Read), false, None),
-    method("cron.list", Operator(Scope::Read), false, None),
-    method("cron.status", Operator(Scope::Read), false, None),
-    method("cron.runs", Operator(Scope::Read), false, None),
-    method("last-heartbeat", Operator(Scope::Read), false, None),
     method("config.schema.lookup", Operator(Scope::Read), false, None),
     method("talk.config", Operator(Scope::Read), false, None),
     method("agents.files.list", Operator(Scope::Read), false, None),
@@ -210,7 +208,6 @@ pub const METHODS: &[Method] = &[
     method("message.action", Operator(Scope::Write), true, None),
     method("send", Operator(Scope::Write), true, None),
     method("poll", Operator(Scope::Write), true, None),
-    method("wake", Operator(Scope::Write), true, None),
     method("talk.mode", Operator(Scope::Write), false, None),
     method("talk.speak", Operator(Scope::Write), false, None),
     method("tts.enable", Operator(Scope::Write), false, None),
@@ -297,6 +294,18 @@ pub const METHODS: &[Method] = &[
         false,
         Some(Owner::Approvals),
     ),
+    method("cron.status", Operator(Scope::Read), false, Some(Owner::Cron)),
+    method("cron.list", Operator(Scope::Read), false, Some(Owner::Cron)),
+    method("cron.get", Operator(Scope::Read), false, Some(Owner::Cron)),
+    method("cron.runs", Operator(Scope::Read), false, Some(Owner::Cron)),
+    method("cron.add", Operator(Scope::Admin), false, Some(Owner::Cron)),
+    method("cron.update", Operator(Scope::Admin), false, Some(Owner::Cron)),
+    method("cron.remove", Operator(Scope::Admin), false, Some(Owner::Cron)),
+    method("cron.run", Operator(Scope::Admin), false, Some(Owner::Cron)),
+    method("wake", Operator(Scope::Write), false, Some(Owner::Cron)),
+    method("last-heartbeat", Operator(Scope::Read), false, Some(Owner::Cron)),
+    method("set-heartbeats", Operator(Scope::Admin), false, Some(Owner::Cron)),
+    method("system-event", Operator(Scope::Admin), false, Some(Owner::Cron)),
     method("plugin.approval.request", Operator(Scope::Approvals), false, None),
     method("plugin.approval.waitDecision", Operator(Scope::Approvals), false, None),
     method("plugin.approval.resolve", Operator(Scope::Approvals), false, None),
