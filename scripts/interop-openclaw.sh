@@ -310,6 +310,39 @@ check "openclaw approvals get --gateway reads the approvals snapshot" 0 \
 cli node "$OPENCLAW" approvals pending --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json
 check "openclaw approvals pending lists none" 0 "d['approvals'] == []"
 
+# Cron jobs and heartbeats through the real CLI: a job is added, listed, run (an agent turn that
+# reaches the scripted model), its run read back, and removed.
+agc() { cli node "$OPENCLAW" "$@" --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN"; }
+agc cron status --json
+check "openclaw cron status" 0 "d['enabled'] is True and d['storage'] == 'json' and d['jobs'] == 1"
+agc cron add --name interop-ping --every 10m --system-event "interop cron ping" --json
+check "openclaw cron add (every 10m, a system event for the main session)" 0 \
+  "d['schedule']['everyMs'] == 600000 and d['sessionTarget'] == 'main' and d['nextRunAtMs'] == d['createdAtMs'] + 600000"
+PING_ID=$(printf '%s' "${OUT#"${OUT%%\{*}"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+agc cron add --name interop-digest --cron "0 9 * * 1-5" --tz Europe/Vienna --message "write the digest" --json
+check "openclaw cron add (a cron expression in a time zone, an isolated agent turn)" 0 \
+  "d['schedule'] == {'kind': 'cron', 'expr': '0 9 * * 1-5', 'tz': 'Europe/Vienna'} and d['sessionTarget'] == 'isolated' and d['delivery']['mode'] == 'announce'"
+DIGEST_ID=$(printf '%s' "${OUT#"${OUT%%\{*}"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+agc cron list
+check "openclaw cron list shows the jobs and the heartbeat" 0 "'interop-ping' in out and 'interop-digest' in out and 'heartbeat:main' in out"
+agc cron run "$DIGEST_ID" --wait --json
+check "openclaw cron run --wait runs the agent turn to the end" 0 "'succeeded' in out"
+agc cron runs --id "$DIGEST_ID" --json
+check "openclaw cron runs reads the run with the model's answer, delivered to the main session" 0 \
+  "d['entries'][0]['status'] == 'ok' and d['entries'][0]['summary'] == 'Hello from the scripted model.' and d['entries'][0]['deliveryStatus'] == 'delivered'"
+agc cron remove "$PING_ID" --json
+check "openclaw cron remove" 0 "d['removed'] is True"
+agc system event --text "interop system event" --json
+check "openclaw system event" 0 "d['ok'] is True"
+agc gateway call wake --params '{"mode":"now","text":"interop wake"}' --json
+check "wake starts a heartbeat turn" 0 "d['ok'] is True"
+for _ in $(seq 1 50); do
+  agc system heartbeat last --json
+  case "$OUT" in *'"no-route"'*) break ;; esac
+  sleep 0.1
+done
+check "openclaw system heartbeat last reads the heartbeat turn's outcome" 0 \
+  "d['status'] == 'skipped' and d['reason'] == 'no-route' and d['preview'] != ''"
 
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]
