@@ -659,6 +659,9 @@ pub struct FinishedRun {
 pub struct Scheduler {
     jobs: Vec<CronJob>,
     runs: HashMap<String, VecDeque<RunEntry>>,
+    /// Each job's text in the jobs file, kept until the job changes: a run rewrites the file,
+    /// and re-serializing a thousand unchanged jobs would cost milliseconds each time.
+    rendered: HashMap<String, String>,
     /// Runs started per job, for unique run ids.
     run_counter: u64,
 }
@@ -825,6 +828,7 @@ impl Scheduler {
         now_ms: u64,
         edit: impl FnOnce(&mut CronJob) -> Result<bool, Refusal>,
     ) -> Result<&CronJob, Refusal> {
+        self.rendered.remove(id);
         let job = self
             .jobs
             .iter_mut()
@@ -860,6 +864,7 @@ impl Scheduler {
     pub fn remove(&mut self, id: &str) -> Option<CronJob> {
         let i = self.jobs.iter().position(|j| j.id == id)?;
         self.runs.remove(id);
+        self.rendered.remove(id);
         Some(self.jobs.remove(i))
     }
 
@@ -892,6 +897,7 @@ impl Scheduler {
             free -= 1;
             let job_id = self.jobs[i].id.clone();
             let run_id = self.new_run_id(&job_id, now_ms, false);
+            self.rendered.remove(&job_id);
             let job = &mut self.jobs[i];
             job.state.running_at_ms = Some(now_ms);
             job.state.running_run_id = Some(run_id.clone());
@@ -921,6 +927,7 @@ impl Scheduler {
             return Ok(None);
         }
         let run_id = self.new_run_id(id, now_ms, !due);
+        self.rendered.remove(id);
         let job = &mut self.jobs[i];
         job.state.running_at_ms = Some(now_ms);
         job.state.running_run_id = Some(run_id.clone());
@@ -948,6 +955,8 @@ impl Scheduler {
         if job.state.running_run_id.as_deref() != Some(run.run_id.as_str()) {
             return None;
         }
+        self.rendered.remove(&run.job_id);
+        let job = &mut self.jobs[i];
         let st = &mut job.state;
         st.running_at_ms = None;
         st.running_run_id = None;
@@ -1037,9 +1046,20 @@ impl Scheduler {
     }
 
     /// The jobs file.
-    pub fn jobs_file(&self) -> String {
-        let jobs: Vec<Value> = self.jobs.iter().map(CronJob::to_value).collect();
-        serde_json::to_string(&json!({"version": 1, "jobs": jobs})).unwrap_or_default()
+    pub fn jobs_file(&mut self) -> String {
+        let mut out = String::from("{\"version\":1,\"jobs\":[");
+        for (i, job) in self.jobs.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let text = self
+                .rendered
+                .entry(job.id.clone())
+                .or_insert_with(|| serde_json::to_string(&job.to_value()).unwrap_or_else(|_| "null".into()));
+            out.push_str(text);
+        }
+        out.push_str("]}");
+        out
     }
 
     /// The run history file of a job (JSON lines).
@@ -1282,7 +1302,7 @@ mod tests {
         assert_eq!(s.get("a").unwrap().state.next_run_at_ms, Some(600_000));
     }
 
-    fn restart(s: &Scheduler, now: u64, settings: &CronSettings) -> (Scheduler, Vec<RunEntry>) {
+    fn restart(s: &mut Scheduler, now: u64, settings: &CronSettings) -> (Scheduler, Vec<RunEntry>) {
         let runs: Vec<(String, String)> = s.jobs().iter().map(|j| (j.id.clone(), s.runs_file(&j.id))).collect();
         Scheduler::restore(Some(&s.jobs_file()), &runs, now, settings, "UTC", &|_| false).unwrap()
     }
@@ -1293,7 +1313,7 @@ mod tests {
         s.add(job("a", every(600_000, 0)), 0).unwrap();
         // Down from before the first slot to one hour and a minute: six slots missed.
         let down_until = HOUR + 60_000;
-        let (mut s, _) = restart(&s, down_until, &CronSettings::default());
+        let (mut s, _) = restart(&mut s, down_until, &CronSettings::default());
         let catch_up = down_until + CATCHUP_DELAY_MS;
         assert_eq!(s.get("a").unwrap().state.next_run_at_ms, Some(catch_up));
         let run = s.take_due(catch_up, 1).pop().unwrap();
@@ -1305,7 +1325,7 @@ mod tests {
     fn a_slot_sooner_than_the_catch_up_delay_is_the_catch_up() {
         let mut s = Scheduler::default();
         s.add(job("a", every(60_000, 0)), 0).unwrap();
-        let (s, _) = restart(&s, HOUR + 1, &CronSettings::default());
+        let (s, _) = restart(&mut s, HOUR + 1, &CronSettings::default());
         assert_eq!(s.get("a").unwrap().state.next_run_at_ms, Some(HOUR + 60_000));
     }
 
@@ -1317,7 +1337,7 @@ mod tests {
             skip_missed_jobs: true,
             ..CronSettings::default()
         };
-        let (s, _) = restart(&s, HOUR + 1, &settings);
+        let (s, _) = restart(&mut s, HOUR + 1, &settings);
         assert_eq!(s.get("a").unwrap().state.next_run_at_ms, Some(HOUR + 60_000));
     }
 
@@ -1326,7 +1346,7 @@ mod tests {
         let mut s = Scheduler::default();
         s.add(job("a", every(60_000, 0)), 0).unwrap();
         s.take_due(60_000, 1).pop().unwrap();
-        let (s, interrupted) = restart(&s, 90_000, &CronSettings::default());
+        let (s, interrupted) = restart(&mut s, 90_000, &CronSettings::default());
         assert_eq!(interrupted.len(), 1);
         let a = s.get("a").unwrap();
         assert_eq!(a.state.running_at_ms, None);
@@ -1352,6 +1372,24 @@ mod tests {
         .unwrap();
         assert!(interrupted.is_empty());
         assert!(s.finish(&run, ok(), 95_000).is_some(), "its end is still taken");
+    }
+
+    #[test]
+    fn the_jobs_file_shows_every_change_after_it_was_written() {
+        let mut s = Scheduler::default();
+        s.add(job("a", every(60_000, 0)), 0).unwrap();
+        s.add(job("b", every(60_000, 0)), 0).unwrap();
+        let before = s.jobs_file();
+        let run = s.take_due(60_000, 1).pop().unwrap();
+        assert!(s.jobs_file().contains("runningAtMs"), "a claimed run is written");
+        s.finish(&run, ok(), 61_000).unwrap();
+        let after = s.jobs_file();
+        assert_ne!(before, after);
+        let (back, _) =
+            Scheduler::restore(Some(&after), &[], 61_000, &CronSettings::default(), "UTC", &|_| false).unwrap();
+        assert_eq!(back.get("a").unwrap().state, s.get("a").unwrap().state);
+        s.remove("b");
+        assert!(!s.jobs_file().contains("\"b\""));
     }
 
     #[test]
