@@ -65,6 +65,17 @@ if ! node "$BROWSER_DIR/run.mjs" "http://127.0.0.1:$PORT" "$TOKEN" "$(realpath -
   exit 1
 fi
 
+# The Automations page lists a job added over RPC.
+"$BINARY" call cron.add --url "ws://127.0.0.1:$PORT" --token "$TOKEN" \
+  --params '{"name": "ui-automation-ping", "schedule": {"kind": "every", "everyMs": 600000}, "payload": {"kind": "systemEvent", "text": "ping"}}' \
+  > /dev/null
+cp scripts/control-ui-automations.mjs "$BROWSER_DIR/automations.mjs"
+if ! node "$BROWSER_DIR/automations.mjs" "http://127.0.0.1:$PORT" "$TOKEN" ui-automation-ping \
+  "$(realpath -m "$(dirname "$SCREENSHOT")")/control-ui-automations.png"; then
+  echo "--- gateway log"; tail -40 "$WORK/gateway.log"
+  exit 1
+fi
+
 # Exec approvals in the page: a gateway from openclaw.json with a model and tools.exec ask.
 kill "$WORKER_PID" 2>/dev/null || true
 start_model_gateway "$WORK/approval-state" "ap-$TOKEN" \

@@ -1037,7 +1037,8 @@ impl CronPart<'_> {
     }
 
     fn runs(&self, p: &Value) -> Result<Value, ErrorShape> {
-        let id = job_id_param(p).ok_or_else(|| invalid("cron.runs", "missing id"))?;
+        // Without an id: the history of every job (the Control UI's "Run history").
+        let id = job_id_param(p);
         let limit = p
             .get("limit")
             .and_then(Value::as_u64)
@@ -1046,10 +1047,13 @@ impl CronPart<'_> {
         let offset = p.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
         let status = p.get("status").and_then(Value::as_str);
         let run_id = p.get("runId").and_then(Value::as_str);
-        let mut entries: Vec<Value> = self
-            .cron
-            .sched
-            .runs_of(id)
+        let mut all: Vec<&crate::scheduler::RunEntry> = match id {
+            Some(id) => self.cron.sched.runs_of(id).collect(),
+            None => self.cron.sched.jobs().iter().flat_map(|j| self.cron.sched.runs_of(&j.id)).collect(),
+        };
+        all.sort_by_key(|e| e.ts);
+        let mut entries: Vec<Value> = all
+            .into_iter()
             .filter(|e| status.is_none_or(|s| s == "all" || e.status == s))
             .filter(|e| run_id.is_none_or(|r| e.run_id == r))
             .filter_map(|e| serde_json::to_value(e).ok())

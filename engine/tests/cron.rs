@@ -480,6 +480,8 @@ fn a_removed_job_is_gone_with_its_history() {
     answer_run(&mut b, node, &invoke, "ok");
     let runs_file = format!("cron/runs/{}.jsonl", job["id"].as_str().unwrap());
     assert!(b.disk.contains_key(&runs_file));
+    let everything = payload(&b.request(op, "all", "cron.runs", json!({})));
+    assert_eq!(everything["total"], 1, "without an id: the runs of every job");
     let res = b.request(op, "rm", "cron.remove", json!({"id": job["id"]}));
     assert_eq!(payload(&res), golden("cron.remove.res.json")["payload"]);
     assert!(!b.disk.contains_key(&runs_file));
