@@ -230,6 +230,17 @@ pub(crate) fn call(
             json!({"agentId": agent.as_str(), "name": "Assistant", "nameSource": "default", "avatar": "A"})
         }
         "question.list" => json!({"questions": []}),
+        // Clawgate updates with its package manager, not by itself: no update is ever offered.
+        "update.status" => json!({
+            "sentinel": null, "updateAvailable": false, "effectiveChannel": "stable",
+            "schedule": {"channel": "stable", "autoEnabled": false},
+        }),
+        // No chat channels yet: the page shows none, not an error.
+        "channels.status" => json!({
+            "ts": now_ms, "channelOrder": [], "channelLabels": {}, "channelDetailLabels": {},
+            "channelSystemImages": {}, "channelMeta": [], "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
+            "channels": {}, "channelAccounts": {}, "channelDefaultAccountId": {}, "statusIssues": [],
+        }),
         "users.prefs.get" => json!({"status": "ok", "entries": {}}),
         "sessions.observer.visibility" => json!({"ok": true}),
         "sessions.viewers.set" => {

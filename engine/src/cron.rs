@@ -1049,7 +1049,13 @@ impl CronPart<'_> {
         let run_id = p.get("runId").and_then(Value::as_str);
         let mut all: Vec<&crate::scheduler::RunEntry> = match id {
             Some(id) => self.cron.sched.runs_of(id).collect(),
-            None => self.cron.sched.jobs().iter().flat_map(|j| self.cron.sched.runs_of(&j.id)).collect(),
+            None => self
+                .cron
+                .sched
+                .jobs()
+                .iter()
+                .flat_map(|j| self.cron.sched.runs_of(&j.id))
+                .collect(),
         };
         all.sort_by_key(|e| e.ts);
         let mut entries: Vec<Value> = all

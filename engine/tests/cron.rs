@@ -1,5 +1,6 @@
-//! Cron jobs and heartbeats in the sans-IO engine, on a controlled clock, checked against the
-//! real gateway's captures in `proto/tests/golden/agent-tools/operator-methods/`.
+//! Cron jobs and heartbeats in the sans-IO engine, on a controlled clock, and the other methods
+//! the Control UI's Automations page calls, checked against the real gateway's captures in
+//! `proto/tests/golden/agent-tools/operator-methods/`.
 
 // The captures are read from disk by the test; the engine itself never reads a file.
 #![allow(clippy::disallowed_methods)]
@@ -503,4 +504,22 @@ fn the_heartbeat_job_follows_the_config() {
     b.pump();
     let listed = payload(&b.request(op, "2", "cron.list", json!({})));
     assert_eq!(listed["jobs"][0]["schedule"]["everyMs"], 3_600_000);
+}
+
+#[test]
+fn update_status_says_no_update_is_available_in_the_captured_shape() {
+    let mut b = bench();
+    let op = admin(&mut b);
+    let ours = payload(&b.request(op, "1", "update.status", json!({})));
+    has_captured_keys(&ours, &golden("update.status.res.json")["payload"], &[]);
+    assert_eq!(ours["updateAvailable"], false, "Clawgate does not update itself");
+}
+
+#[test]
+fn channels_status_answers_with_no_channels_in_the_captured_shape() {
+    let mut b = bench();
+    let reader = b.operator(&["operator.read"]);
+    let ours = payload(&b.request(reader, "1", "channels.status", json!({})));
+    has_captured_keys(&ours, &golden("channels.status.res.json")["payload"], &[]);
+    assert_eq!((&ours["channels"], &ours["channelOrder"]), (&json!({}), &json!([])));
 }
