@@ -382,15 +382,9 @@ impl CronPart<'_> {
         }
     }
 
-    fn agent_turn(&mut self, now_ms: u64, job: &CronJob, agent: &str, run: StartedRun) {
-        let session = match job.session_target.as_str() {
-            "current" => self.main_session(agent),
-            t => match t.strip_prefix("session:") {
-                Some(key) => key.trim().to_owned(),
-                None => format!("agent:{agent}:cron:{}", job.id),
-            },
-        };
-        let delivery = match job.extra.get("delivery") {
+    /// Where an `agentTurn` job's reply goes (see the module documentation).
+    fn delivery_for(&self, job: &CronJob, agent: &str, session: &str) -> Delivery {
+        match job.extra.get("delivery") {
             None | Some(Value::Null) => Delivery::None,
             Some(d) => match d.get("mode").and_then(Value::as_str) {
                 Some("announce") => match d.get("channel").and_then(Value::as_str) {
@@ -410,7 +404,18 @@ impl CronPart<'_> {
                 Some("webhook") => Delivery::Unavailable("webhook delivery is not supported by Clawgate".into()),
                 _ => Delivery::None,
             },
+        }
+    }
+
+    fn agent_turn(&mut self, now_ms: u64, job: &CronJob, agent: &str, run: StartedRun) {
+        let session = match job.session_target.as_str() {
+            "current" => self.main_session(agent),
+            t => match t.strip_prefix("session:") {
+                Some(key) => key.trim().to_owned(),
+                None => format!("agent:{agent}:cron:{}", job.id),
+            },
         };
+        let delivery = self.delivery_for(job, agent, &session);
         let message = job
             .payload
             .get("message")
@@ -538,7 +543,31 @@ impl CronPart<'_> {
                         },
                     );
                 }
-                None => {}
+                // A run restored from the agents' queue after a restart: the job still waits
+                // for it.
+                None => {
+                    let Some(job) = self
+                        .cron
+                        .sched
+                        .jobs()
+                        .iter()
+                        .find(|j| j.state.running_run_id.as_deref() == Some(run_id.as_str()))
+                        .cloned()
+                    else {
+                        continue;
+                    };
+                    let run = StartedRun {
+                        job_id: job.id.clone(),
+                        run_id: run_id.clone(),
+                        run_at_ms: job.state.running_at_ms.unwrap_or(now_ms),
+                        manual: run_id.starts_with("manual:"),
+                    };
+                    let delivery = self.delivery_for(&job, &finished.agent_id, &finished.session_key);
+                    self.cron
+                        .active
+                        .insert(run_id.clone(), Purpose::AgentTurn { run, delivery });
+                    self.runs_ended(now_ms, vec![(run_id, finished)]);
+                }
             }
         }
     }

@@ -523,3 +523,37 @@ fn channels_status_answers_with_no_channels_in_the_captured_shape() {
     has_captured_keys(&ours, &golden("channels.status.res.json")["payload"], &[]);
     assert_eq!((&ours["channels"], &ours["channelOrder"]), (&json!({}), &json!([])));
 }
+
+#[test]
+fn a_run_queued_for_a_worker_across_a_restart_still_ends_its_job_run() {
+    let mut b = bench();
+    let op = admin(&mut b);
+    let job = payload(&b.request(
+        op,
+        "add",
+        "cron.add",
+        json!({"name": "turn", "schedule": {"kind": "every", "everyMs": 60_000}, "sessionTarget": "isolated",
+               "payload": {"kind": "agentTurn", "message": "hello"}}),
+    ));
+    b.advance(60_000);
+    let (jobs, queue) = (b.disk["cron/jobs.json"].clone(), b.disk["agents/queue.json"].clone());
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.state_dir = "/state".into();
+    let gw = Gateway::new(config, Box::new(FakeEntropy(9)), START + 90_000)
+        .with_agent_queue(&queue)
+        .unwrap()
+        .with_cron(Some(&jobs), &[])
+        .unwrap();
+    let mut b = Bench::with_gateway(gw);
+    let op = admin(&mut b);
+    let node = b.ws(loopback(), &[]);
+    let connect = json!({"type": "req", "id": "c", "method": "connect", "params": worker_params(&["main"])});
+    b.send_text(node, &connect.to_string());
+    let (invoke, _) = invocations(&mut b, node).remove(0);
+    answer_run(&mut b, node, &invoke, "done after the restart");
+    let back = payload(&b.request(op, "g", "cron.get", json!({"id": job["id"]})));
+    assert_eq!(back["state"]["runningAtMs"], Value::Null, "the job is not left running");
+    assert_eq!(back["state"]["lastStatus"], "ok");
+    let history = payload(&b.request(op, "runs", "cron.runs", json!({"id": job["id"]})));
+    assert_eq!(history["entries"][0]["summary"], "done after the restart");
+}
