@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p clawgate-benches --bench scheduler`
 
-use clawgate_engine::scheduler::{CronJob, JobState, RunOutcome, RunStatus, Schedule, Scheduler};
+use clawgate_engine::scheduler::{CronJob, JobState, RunOutcome, Schedule, Scheduler};
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Map};
 
@@ -53,13 +53,7 @@ fn scheduler(c: &mut Criterion) {
         b.iter(|| {
             now = s.next_wake().unwrap();
             let run = s.take_due(now, 1).pop().unwrap();
-            let outcome = RunOutcome {
-                status: RunStatus::Ok,
-                error: None,
-                summary: None,
-                delivery_status: "not-requested".into(),
-                session_key: None,
-            };
+            let outcome = RunOutcome::ok(None, None);
             s.finish(&run, outcome, now).unwrap();
         })
     });

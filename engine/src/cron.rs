@@ -247,17 +247,7 @@ impl CronPart<'_> {
                 if job.wake_mode == "now" {
                     self.heartbeat_turn(now_ms, &agent, Some(run), Some(text));
                 } else {
-                    self.finish(
-                        now_ms,
-                        &run,
-                        RunOutcome {
-                            status: RunStatus::Ok,
-                            error: None,
-                            summary: Some(text),
-                            delivery_status: "not-requested".into(),
-                            session_key: Some(session),
-                        },
-                    );
+                    self.finish(now_ms, &run, RunOutcome::ok(Some(text), Some(session)));
                 }
             }
             "agentTurn" => self.agent_turn(now_ms, &job, &agent, run),
@@ -280,31 +270,11 @@ impl CronPart<'_> {
     }
 
     fn skip(&mut self, now_ms: u64, run: &StartedRun, reason: &str) {
-        self.finish(
-            now_ms,
-            run,
-            RunOutcome {
-                status: RunStatus::Skipped,
-                error: Some(reason.to_owned()),
-                summary: None,
-                delivery_status: "not-requested".into(),
-                session_key: None,
-            },
-        );
+        self.finish(now_ms, run, RunOutcome::not_done(RunStatus::Skipped, reason));
     }
 
     fn fail(&mut self, now_ms: u64, run: &StartedRun, error: &str) {
-        self.finish(
-            now_ms,
-            run,
-            RunOutcome {
-                status: RunStatus::Error,
-                error: Some(error.to_owned()),
-                summary: None,
-                delivery_status: "not-requested".into(),
-                session_key: None,
-            },
-        );
+        self.finish(now_ms, run, RunOutcome::not_done(RunStatus::Error, error));
     }
 
     /// Runs a heartbeat turn on the agent's main session; the queued system events go with it.
@@ -323,17 +293,7 @@ impl CronPart<'_> {
             if let Some(run) = run {
                 match summary {
                     // The event waits in the queue for the next heartbeat.
-                    Some(text) => self.finish(
-                        now_ms,
-                        &run,
-                        RunOutcome {
-                            status: RunStatus::Ok,
-                            error: None,
-                            summary: Some(text),
-                            delivery_status: "not-requested".into(),
-                            session_key: Some(session),
-                        },
-                    ),
+                    Some(text) => self.finish(now_ms, &run, RunOutcome::ok(Some(text), Some(session))),
                     None => self.skip(now_ms, &run, &reason),
                 }
             }

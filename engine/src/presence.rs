@@ -58,20 +58,10 @@ impl PresenceEntry {
     /// The entry a `system-event` leaves: its text, from the gateway's host.
     pub(crate) fn of_text(config: &crate::config::GatewayConfig, text: String, now_ms: u64) -> PresenceEntry {
         PresenceEntry {
-            host: config.host_name.clone(),
-            ip: None,
-            version: config.server_version.clone(),
-            platform: std::env::consts::OS.to_owned(),
-            device_family: None,
-            model_identifier: None,
-            mode: "gateway".to_owned(),
             reason: "system-event".to_owned(),
-            device_id: None,
             instance_id: None,
-            roles: Vec::new(),
-            scopes: None,
             text,
-            ts: now_ms,
+            ..PresenceEntry::of_gateway(config, "", now_ms)
         }
     }
 

@@ -644,6 +644,28 @@ pub struct RunOutcome {
     pub session_key: Option<String>,
 }
 
+impl RunOutcome {
+    /// A run that did its work; nothing was to be delivered.
+    pub fn ok(summary: Option<String>, session_key: Option<String>) -> RunOutcome {
+        RunOutcome {
+            status: RunStatus::Ok,
+            error: None,
+            summary,
+            delivery_status: "not-requested".into(),
+            session_key,
+        }
+    }
+
+    /// A run that failed, or (`Skipped`) did nothing, for `reason`.
+    pub fn not_done(status: RunStatus, reason: &str) -> RunOutcome {
+        RunOutcome {
+            status,
+            error: Some(reason.to_owned()),
+            ..RunOutcome::ok(None, None)
+        }
+    }
+}
+
 /// What a finished run changed.
 #[derive(Debug, Clone)]
 pub struct FinishedRun {

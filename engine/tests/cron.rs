@@ -28,11 +28,23 @@ fn has_captured_keys(ours: &Value, captured: &Value, except: &[&str]) {
     }
 }
 
-fn bench() -> Bench {
+fn config() -> GatewayConfig {
     let mut config = GatewayConfig::with_token(TOKEN);
     config.state_dir = "/state".into();
+    config
+}
+
+/// Connects a worker without reading what it is sent (queued runs come with its hello).
+fn hello_worker(b: &mut Bench) -> ConnId {
+    let node = b.ws(loopback(), &[]);
+    let connect = json!({"type": "req", "id": "c", "method": "connect", "params": worker_params(&["main"])});
+    b.send_text(node, &connect.to_string());
+    node
+}
+
+fn bench() -> Bench {
     Bench::with_gateway(
-        Gateway::new(config, Box::new(FakeEntropy(7)), START)
+        Gateway::new(config(), Box::new(FakeEntropy(7)), START)
             .with_cron(None, &[])
             .unwrap(),
     )
@@ -45,10 +57,8 @@ fn admin(b: &mut Bench) -> ConnId {
 }
 
 fn worker(b: &mut Bench) -> ConnId {
-    // What waited is handed over with the worker's hello.
     let node = b.ws(loopback(), &[]);
-    let connect = json!({"type": "req", "id": "c", "method": "connect", "params": worker_params(&["main"])});
-    b.send_text(node, &connect.to_string());
+    assert!(b.connect(node, worker_params(&["main"])).ok);
     b.take_texts(node);
     node
 }
@@ -390,9 +400,7 @@ fn a_job_without_a_worker_online_is_recorded_not_lost() {
     // The run waits in the agents' queue (on disk) and runs when a worker connects.
     assert!(b.disk["agents/queue.json"].contains("hello"));
     // What waited is handed over with the worker's hello.
-    let node = b.ws(loopback(), &[]);
-    let connect = json!({"type": "req", "id": "c", "method": "connect", "params": worker_params(&["main"])});
-    b.send_text(node, &connect.to_string());
+    let node = hello_worker(&mut b);
     let (invoke, _) = invocations(&mut b, node).remove(0);
     answer_run(&mut b, node, &invoke, "done");
     let history = payload(&b.request(op, "runs", "cron.runs", json!({"id": job["id"]})));
@@ -456,9 +464,7 @@ fn jobs_come_back_after_a_restart_and_the_heartbeat_job_is_not_duplicated() {
     let op = admin(&mut b);
     let job = add_every_10m(&mut b, op);
     let jobs = b.disk["cron/jobs.json"].clone();
-    let mut config = GatewayConfig::with_token(TOKEN);
-    config.state_dir = "/state".into();
-    let gw = Gateway::new(config, Box::new(FakeEntropy(8)), START + 60_000)
+    let gw = Gateway::new(config(), Box::new(FakeEntropy(8)), START + 60_000)
         .with_cron(Some(&jobs), &[])
         .unwrap();
     assert_eq!(gw.cron_job_count(), 2);
@@ -537,18 +543,14 @@ fn a_run_queued_for_a_worker_across_a_restart_still_ends_its_job_run() {
     ));
     b.advance(60_000);
     let (jobs, queue) = (b.disk["cron/jobs.json"].clone(), b.disk["agents/queue.json"].clone());
-    let mut config = GatewayConfig::with_token(TOKEN);
-    config.state_dir = "/state".into();
-    let gw = Gateway::new(config, Box::new(FakeEntropy(9)), START + 90_000)
+    let gw = Gateway::new(config(), Box::new(FakeEntropy(9)), START + 90_000)
         .with_agent_queue(&queue)
         .unwrap()
         .with_cron(Some(&jobs), &[])
         .unwrap();
     let mut b = Bench::with_gateway(gw);
     let op = admin(&mut b);
-    let node = b.ws(loopback(), &[]);
-    let connect = json!({"type": "req", "id": "c", "method": "connect", "params": worker_params(&["main"])});
-    b.send_text(node, &connect.to_string());
+    let node = hello_worker(&mut b);
     let (invoke, _) = invocations(&mut b, node).remove(0);
     answer_run(&mut b, node, &invoke, "done after the restart");
     let back = payload(&b.request(op, "g", "cron.get", json!({"id": job["id"]})));

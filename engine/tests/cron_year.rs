@@ -4,7 +4,7 @@
 //! or while the gateway is down.
 
 use clawgate_engine::scheduler::{
-    CronJob, CronSettings, JobState, RunOutcome, RunStatus, Schedule, Scheduler, CATCHUP_DELAY_MS, CATCHUP_SPACING_MS,
+    CronJob, CronSettings, JobState, RunOutcome, Schedule, Scheduler, CATCHUP_DELAY_MS, CATCHUP_SPACING_MS,
 };
 use serde_json::{json, Map};
 use std::collections::BTreeMap;
@@ -32,13 +32,7 @@ fn job(id: &str, schedule: serde_json::Value) -> CronJob {
 }
 
 fn ok() -> RunOutcome {
-    RunOutcome {
-        status: RunStatus::Ok,
-        error: None,
-        summary: None,
-        delivery_status: "not-requested".into(),
-        session_key: None,
-    }
+    RunOutcome::ok(None, None)
 }
 
 /// The gateway is down for three hours once a week, at a different hour each week.
