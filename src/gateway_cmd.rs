@@ -278,7 +278,8 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
     let (cron_jobs, cron_runs) =
         clawgate_io::load_cron(state_dir).map_err(|e| Failure::failed(format!("cannot read the cron jobs: {e}")))?;
     let mut config = GatewayConfig::new(plan.auth.clone());
-    config.host_time_zone = clawgate_io::host_time_zone();
+    let zones = clawgate_io::SystemTimeZones::default();
+    config.host_time_zone = clawgate_io::host_time_zone(&zones);
     config.overrides = plan.overrides.clone();
     config.apply_file(file);
     config.state_dir = state_dir.display().to_string();
@@ -305,8 +306,9 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
             let path = state_dir.join(clawgate_engine::agents::QUEUE_FILE);
             Failure::failed(format!("{} is corrupt: {problem}", path.display()))
         })?
-        .with_config_document(file.document.clone())
-        .with_cron(cron_jobs.as_deref(), &cron_runs)
+        .with_config_file(file.document.clone(), file.text.clone())
+        .with_environment(std::env::vars())
+        .with_cron(cron_jobs.as_deref(), &cron_runs, Box::new(zones))
         .map_err(|problem| {
             let path = state_dir.join(clawgate_engine::scheduler::JOBS_FILE);
             Failure::failed(format!("{} is corrupt: {problem}", path.display()))

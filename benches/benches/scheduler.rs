@@ -13,6 +13,7 @@ const START: u64 = 1_798_761_600_000;
 /// 1,000 jobs: intervals, and cron expressions in a few time zones.
 fn thousand_jobs() -> Scheduler {
     let zones = ["Europe/Vienna", "America/New_York", "Asia/Tokyo", "UTC"];
+    let zones_db = clawgate_io::SystemTimeZones::default();
     let mut s = Scheduler::default();
     for i in 0..1000u64 {
         let schedule = if i % 2 == 0 {
@@ -26,7 +27,7 @@ fn thousand_jobs() -> Scheduler {
             enabled: true,
             created_at_ms: START,
             updated_at_ms: START,
-            schedule: Schedule::parse(&schedule, START, "UTC").unwrap(),
+            schedule: Schedule::parse(&schedule, START, "UTC", &zones_db).unwrap(),
             session_target: "main".into(),
             wake_mode: "now".into(),
             payload: json!({"kind": "systemEvent", "text": format!("reminder {i}")}),

@@ -22,7 +22,7 @@ use crate::context::Ctx;
 use crate::log_ring::LogLevel;
 use crate::output::{ConnId, Output};
 use crate::scheduler::{
-    check_job_shape, CronJob, JobState, RunOutcome, RunStatus, Schedule, Scheduler, StartedRun,
+    check_job_shape, CronJob, JobState, RunOutcome, RunStatus, Schedule, Scheduler, StartedRun, TimeZones, UtcOnly,
     DEFAULT_HEARTBEAT_PROMPT, JOBS_FILE, RUNS_DIR,
 };
 use clawgate_proto::frame::{to_raw, ErrorCode, ErrorShape, RequestFrame};
@@ -81,6 +81,17 @@ pub(crate) struct Cron {
     last_heartbeat: Option<Value>,
     /// System events waiting for a heartbeat, by session key.
     pending_events: BTreeMap<String, Vec<String>>,
+    /// Where cron expressions' time zones come from.
+    zones: ZoneDb,
+}
+
+/// The runtime's zone database; UTC only until one is given.
+struct ZoneDb(Box<dyn TimeZones + Send>);
+
+impl Default for ZoneDb {
+    fn default() -> Self {
+        ZoneDb(Box::new(UtcOnly))
+    }
 }
 
 /// The part at work on an input.
@@ -132,14 +143,17 @@ impl Cron {
         agents: &AgentHub,
         jobs_text: Option<&str>,
         runs: &[(String, String)],
+        zones: Box<dyn TimeZones + Send>,
         now_ms: u64,
     ) -> Result<usize, String> {
+        self.zones = ZoneDb(zones);
         let (sched, interrupted) = Scheduler::restore(
             jobs_text,
             runs,
             now_ms,
             &config.cron,
             &config.host_time_zone,
+            &*self.zones.0,
             &|run_id| agents.is_queued(run_id),
         )?;
         self.sched = sched;
@@ -833,6 +847,7 @@ impl CronPart<'_> {
             p.get("schedule").unwrap_or(&Value::Null),
             now_ms,
             &self.cx.config.host_time_zone,
+            &*self.cron.zones.0,
         )
         .map_err(|e| invalid(m, e))?;
         let payload = p
@@ -899,6 +914,7 @@ impl CronPart<'_> {
             self.agents.known_agent(self.cx.config, Some(agent))?;
         }
         let host_zone = self.cx.config.host_time_zone.clone();
+        let zones = &*self.cron.zones.0;
         let job = self
             .cron
             .sched
@@ -916,7 +932,7 @@ impl CronPart<'_> {
                         }
                         "enabled" => j.enabled = value.as_bool().ok_or("enabled must be true or false")?,
                         "schedule" => {
-                            j.schedule = Schedule::parse(value, now_ms, &host_zone)?;
+                            j.schedule = Schedule::parse(value, now_ms, &host_zone, zones)?;
                             reschedule = true;
                         }
                         "sessionTarget" => {

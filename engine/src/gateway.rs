@@ -6,6 +6,7 @@ use crate::admission::{Admission, UpgradeInfo};
 use crate::agents::{AgentHub, Agents};
 use crate::cache::Cache;
 use crate::config::GatewayConfig;
+use crate::config_rpc::{ConfigRpc, FileInForce, WriteStart};
 use crate::conns::{ConnLimits, Connections, Gone, HttpInput, Timer, WsInput};
 use crate::context::Ctx;
 use crate::cron::{Cron, CronPart};
@@ -51,6 +52,7 @@ pub struct Gateway {
     cache: Cache,
     life: Lifecycle,
     cron: Cron,
+    config_rpc: ConfigRpc,
 }
 
 /// Hands a part of the engine the context it works in: the outbox, the configuration and the
@@ -92,6 +94,8 @@ impl Gateway {
         entropy.fill(&mut seed);
         let mut instance = [0u8; 16];
         entropy.fill(&mut instance);
+        let mut config_hash_key = [0u8; 32];
+        entropy.fill(&mut config_hash_key);
         let limits = ConnLimits {
             max_buffered_bytes: config.max_buffered_bytes,
             http_idle_timeout_ms: config.http_idle_timeout_ms,
@@ -115,6 +119,7 @@ impl Gateway {
             metrics: Metrics::default(),
             life: Lifecycle::new(),
             cron: Cron::default(),
+            config_rpc: ConfigRpc::new(config_hash_key),
         };
         g.net.schedule(now_ms + g.config.tick_interval_ms, Timer::Tick);
         g.net
@@ -130,9 +135,18 @@ impl Gateway {
         self
     }
 
-    /// The configuration document the gateway started with (for diffing later changes).
-    pub fn with_config_document(mut self, document: serde_json::Value) -> Self {
-        self.life.set_document(document);
+    /// The configuration file the gateway started with: its document (for diffing later
+    /// changes) and its text (`None` without a file), which `config.get` shows and the writes
+    /// over RPC edit.
+    pub fn with_config_file(mut self, document: serde_json::Value, text: Option<String>) -> Self {
+        self.life.set_file(document, text);
+        self
+    }
+
+    /// The process environment, for checking the `${NAME}` references of a file written over RPC
+    /// as the runtime will read them.
+    pub fn with_environment(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.config_rpc.set_environment(vars);
         self
     }
 
@@ -161,9 +175,17 @@ impl Gateway {
     /// histories (job id and file text), applies the missed-run policy, and sets up the jobs that
     /// the heartbeat settings declare. Call it after [`Gateway::with_agent_queue`]: a run still
     /// queued for a worker was not interrupted. A jobs file that does not parse is an error.
-    pub fn with_cron(mut self, jobs: Option<&str>, runs: &[(String, String)]) -> Result<Self, String> {
+    /// `zones` is the host's time zone database, for cron expressions with a `tz`.
+    pub fn with_cron(
+        mut self,
+        jobs: Option<&str>,
+        runs: &[(String, String)],
+        zones: Box<dyn crate::scheduler::TimeZones + Send>,
+    ) -> Result<Self, String> {
         let now_ms = self.started_at;
-        let interrupted = self.cron.restore(&self.config, &self.agents, jobs, runs, now_ms)?;
+        let interrupted = self
+            .cron
+            .restore(&self.config, &self.agents, jobs, runs, zones, now_ms)?;
         if interrupted > 0 {
             let line =
                 format!("cron: {interrupted} run(s) were interrupted by the last stop and are recorded as errors");
@@ -312,6 +334,53 @@ impl Gateway {
     /// not parse or validate leaves everything as it is and is reported in `health.configReload`.
     pub fn handle_config_text(&mut self, now_ms: u64, text: Result<&str, &str>, env: &dyn Fn(&str) -> Option<String>) {
         let done = self.life.reload(&mut self.net, &mut self.config, now_ms, text, env);
+        self.after_reload(now_ms, done);
+    }
+
+    /// The runtime's report on an [`Output::WriteConfig`]: once the file is on disk, its text is
+    /// applied as a file edit is, and the write is answered with what changed.
+    pub fn handle_config_written(&mut self, now_ms: u64, write: u64, outcome: Result<(), String>) {
+        let Some(pending) = self.config_rpc.take(write) else {
+            return;
+        };
+        let response = match outcome {
+            Err(why) => {
+                let line = format!("{} could not write {}: {why}", pending.method, self.config.config_path);
+                self.net.log(now_ms, LogLevel::Error, line);
+                let error = ErrorShape::new(
+                    clawgate_proto::frame::ErrorCode::Unavailable,
+                    format!("the configuration file could not be written: {why}"),
+                );
+                ResponseFrame::err(pending.request_id.clone(), error)
+            }
+            Ok(()) => {
+                let vars = self.config_rpc.environment().clone();
+                let env = |name: &str| vars.get(name).cloned();
+                let done = self
+                    .life
+                    .reload(&mut self.net, &mut self.config, now_ms, Ok(&pending.text), &env);
+                let payload = self.config_rpc.written(&self.config, &pending, now_ms);
+                // Answered before the follow-ups, so that a restart closes the socket after it.
+                let response = ResponseFrame::ok_raw(pending.request_id.clone(), to_raw(&payload));
+                self.net.send_answer(pending.conn, &response.encode());
+                self.metrics.request(&pending.method, true, true);
+                self.after_reload(now_ms, done);
+                self.settle(now_ms);
+                return;
+            }
+        };
+        self.metrics.request(&pending.method, true, false);
+        self.net.send_answer(pending.conn, &response.encode());
+        self.settle(now_ms);
+    }
+
+    /// What the other parts do after a reload.
+    fn after_reload(&mut self, now_ms: u64, done: crate::lifecycle::Reloaded) {
+        if done.changed {
+            let hash = self.life.text().map(|t| self.config_rpc.hash(t));
+            let payload = to_raw(&json!({"path": self.config.config_path, "hash": hash, "ts": now_ms}));
+            self.net.broadcast(now_ms, "config.changed", &payload, true, None);
+        }
         if done.restart {
             let back_in = self.config.restart_expected_ms;
             self.handle_shutdown(now_ms, "gateway restarting", Some(back_in));
@@ -748,6 +817,7 @@ impl Gateway {
                 crate::pairing_methods::apply_effects(&mut self.net, &self.pairing, now_ms, conn, effects);
                 Reply::Now(answer)
             }
+            (Ok(()), Some(Owner::Config)) => self.call_config(now_ms, conn, &request),
             (Ok(()), Some(Owner::Core) | None) => Reply::Now(self.call_core(now_ms, &request, admin)),
         };
         let response = match reply {
@@ -761,6 +831,55 @@ impl Gateway {
         };
         self.metrics.request(&request.method, known, response.ok);
         self.net.send_answer(conn, &response.encode());
+    }
+
+    /// `config.*`: reads answer now; a write answers once the runtime has written the file.
+    fn call_config(&mut self, now_ms: u64, conn: ConnId, request: &clawgate_proto::frame::RequestFrame) -> Reply {
+        let file = FileInForce {
+            text: self.life.text(),
+            resolved: self.life.document(),
+            reload_status: self.life.reload_status(),
+        };
+        match request.method.as_str() {
+            "config.get" => Reply::value(Ok(self.config_rpc.get(&self.config, &file))),
+            "config.schema" => Reply::value(Ok(crate::config_schema::schema(now_ms))),
+            "config.schema.lookup" => Reply::value(crate::config_schema::lookup(request)),
+            _ => match self.config_rpc.write(&self.config, &file, conn, request) {
+                Err(e) => Reply::Now(Err(e)),
+                Ok(WriteStart::Unchanged(answer)) => Reply::value(Ok(answer)),
+                Ok(WriteStart::Writing(output)) => {
+                    let paths = match &output {
+                        Output::WriteConfig { write, .. } => self.config_rpc.changed_paths(*write),
+                        _ => Vec::new(),
+                    };
+                    self.audit_control(now_ms, conn, &request.method, json!({"paths": paths}));
+                    self.net.push_output(output);
+                    Reply::Later
+                }
+            },
+        }
+    }
+
+    /// One line in the control-plane audit log: who (`conn`'s device and client), when, what.
+    pub(crate) fn audit_control(&mut self, now_ms: u64, conn: ConnId, action: &str, detail: serde_json::Value) {
+        let (device, client, role) = match self.net.session_of(conn) {
+            Some(s) => (
+                s.device_id.clone(),
+                s.client_id.clone(),
+                format!("{:?}", s.role).to_lowercase(),
+            ),
+            None => (None, String::new(), String::new()),
+        };
+        let mut line = json!({
+            "ts": now_ms,
+            "action": action,
+            "actor": {"conn": conn.0, "deviceId": device, "clientId": client, "role": role},
+        });
+        if let (Some(map), serde_json::Value::Object(more)) = (line.as_object_mut(), detail) {
+            map.extend(more);
+        }
+        self.net
+            .push_output(Output::AppendControlAudit { line: line.to_string() });
     }
 
     /// The gateway's own methods, with the idempotency cache in front of them: a repeat of
@@ -783,7 +902,6 @@ impl Gateway {
             pairing: &self.pairing,
             identity: &self.identity,
             instance_id: &self.instance_id,
-            document: self.life.document(),
             started_at: self.started_at,
         };
         let payload = match crate::methods::call(&mut core, now_ms, request, admin)? {

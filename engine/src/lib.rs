@@ -17,6 +17,8 @@ pub mod agents;
 pub mod approvals;
 mod cache;
 pub mod config;
+mod config_rpc;
+mod config_schema;
 mod connect;
 mod conns;
 mod context;

@@ -19,11 +19,15 @@ pub(crate) struct Reloaded {
     pub cron: bool,
     /// The change needs a restart: the gateway stops and the runtime starts it again.
     pub restart: bool,
+    /// The file's text changed and was taken (`config.changed` is told).
+    pub changed: bool,
 }
 
 pub(crate) struct Lifecycle {
     /// The configuration document in force, for diffing on reload.
     document: Value,
+    /// The text of the file in force (`None`: there is no file).
+    text: Option<String>,
     /// `health.configReload`.
     reload_status: Value,
     /// Incremented whenever the shared secret changes.
@@ -36,6 +40,7 @@ impl Lifecycle {
     pub fn new() -> Self {
         Lifecycle {
             document: crate::settings::empty_document(),
+            text: None,
             reload_status: json!({"hotReloadStatus": "active"}),
             secret_generation: 1,
             restart_requested: false,
@@ -43,12 +48,17 @@ impl Lifecycle {
         }
     }
 
-    pub fn set_document(&mut self, document: Value) {
+    pub fn set_file(&mut self, document: Value, text: Option<String>) {
         self.document = document;
+        self.text = text;
     }
 
     pub fn document(&self) -> &Value {
         &self.document
+    }
+
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_deref()
     }
 
     pub fn reload_status(&self) -> &Value {
@@ -110,6 +120,8 @@ impl Lifecycle {
         next.apply_file(&settings);
         let mode: ReloadMode = next.reload_mode;
         let plan = plan(mode, &self.document, &settings.document);
+        done.changed = self.text != settings.text;
+        self.text = settings.text.clone();
         if plan.changed.is_empty() {
             return done;
         }

@@ -12,8 +12,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-pub use crate::settings::REDACTED;
-
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ToolsCatalogParams {
@@ -55,8 +53,6 @@ pub(crate) struct Core<'a> {
     pub pairing: &'a PairingStore,
     pub identity: &'a DeviceIdentity,
     pub instance_id: &'a str,
-    /// The configuration document in force.
-    pub document: &'a Value,
     pub started_at: u64,
 }
 
@@ -145,24 +141,6 @@ pub(crate) fn call(
             "publicKey": core.identity.public_key_b64url(),
             "instanceId": core.instance_id,
         }),
-        "config.get" => {
-            let secret = match core.config.auth.mode {
-                clawgate_proto::auth::AuthMode::Token => json!({"mode": "token", "token": REDACTED}),
-                clawgate_proto::auth::AuthMode::Password => json!({"mode": "password", "password": REDACTED}),
-                other => json!({"mode": other.as_str()}),
-            };
-            let mut config = crate::settings::redacted(core.document);
-            if config.get("gateway").is_none() {
-                config["gateway"] = json!({"mode": "local"});
-            }
-            config["gateway"]["auth"] = secret;
-            json!({
-                "path": core.config.config_path,
-                "exists": core.document.as_object().is_some_and(|m| !m.is_empty()),
-                "config": config,
-                "hash": null,
-            })
-        }
         "node.list" => crate::nodes::node_list(now_ms, core.net.connected_nodes(), core.pairing),
         "node.describe" => {
             let params: NodeDescribeParams = request.parse_params().map_err(|e| invalid_params(method, e))?;

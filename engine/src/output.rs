@@ -53,6 +53,25 @@ pub enum Output {
         /// The line.
         line: String,
     },
+    /// Append this line (JSON, no newline) to the control-plane audit log under the state
+    /// directory (`logs/control-audit.jsonl`): who changed pairing, approvals, the configuration
+    /// or cron jobs, when, and which paths. It never holds a secret.
+    AppendControlAudit {
+        /// The line.
+        line: String,
+    },
+    /// Replace the configuration file at `path` with `text`, atomically (a temporary file
+    /// renamed over it, synced), then call
+    /// [`Gateway::handle_config_written`](crate::Gateway::handle_config_written) with `write`
+    /// and the outcome.
+    WriteConfig {
+        /// The write, for the report.
+        write: u64,
+        /// The configuration file.
+        path: String,
+        /// Its new text.
+        text: String,
+    },
     /// Append this line (JSON, no newline) to a session transcript, creating the file (0600) and
     /// its folder (0700) if needed. Lines are written in order; the runtime syncs the files it
     /// appended to before it reads more input.

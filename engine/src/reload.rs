@@ -114,6 +114,16 @@ fn rule_for(path: &str) -> Rule {
         .map_or(Rule::Restart, |(_, rule)| *rule)
 }
 
+/// How a change at `path` takes effect: `hot` (applied live), `restart`, or `none` (nothing
+/// reads it), as `config.schema.lookup` reports it.
+pub fn reload_kind(path: &str) -> &'static str {
+    match rule_for(path) {
+        Rule::Nothing => "none",
+        Rule::Hot(_) => "hot",
+        Rule::Restart => "restart",
+    }
+}
+
 /// Dotted paths whose values differ (objects recursed, arrays and scalars compared whole).
 pub fn changed_paths(old: &Value, new: &Value) -> Vec<String> {
     fn walk(old: Option<&Value>, new: Option<&Value>, path: &str, out: &mut Vec<String>) {

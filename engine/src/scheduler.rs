@@ -200,17 +200,52 @@ pub enum Schedule {
     },
 }
 
-/// The time zone of a name, from the database built into the binary.
-pub fn time_zone(name: &str) -> Option<jiff::tz::TimeZone> {
-    if name.eq_ignore_ascii_case("utc") {
+/// The rules of named time zones. The engine reads no files: the runtime hands it the host's
+/// zone database (its zoneinfo files), and tests hand it one they bring.
+pub trait TimeZones {
+    /// The zone an IANA name (`Europe/Vienna`) stands for; `None` when the name is unknown.
+    fn get(&self, name: &str) -> Option<jiff::tz::TimeZone>;
+}
+
+/// No database: UTC and nothing else, the engine's zones until the runtime gives it the host's.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UtcOnly;
+
+impl TimeZones for UtcOnly {
+    fn get(&self, _name: &str) -> Option<jiff::tz::TimeZone> {
+        None
+    }
+}
+
+/// Whether `name` has the form of an IANA zone name (`Area/Location`, letters, digits, `_+-`),
+/// so that a lookup by name can never walk outside a zone database's directory.
+pub fn is_zone_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'+' | b'-' | b'.'))
+        })
+}
+
+/// The time zone of a name: UTC by itself, anything else from `zones`.
+pub fn time_zone(name: &str, zones: &dyn TimeZones) -> Option<jiff::tz::TimeZone> {
+    if name.eq_ignore_ascii_case("utc") || name == "Etc/UTC" {
         return Some(jiff::tz::TimeZone::UTC);
     }
-    jiff::tz::TimeZone::get(name).ok()
+    if !is_zone_name(name) {
+        return None;
+    }
+    zones.get(name)
 }
 
 impl Schedule {
     /// Reads a schedule as `cron.add` takes it; `now_ms` anchors an `every` without an anchor.
-    pub fn parse(v: &Value, now_ms: u64, host_zone: &str) -> Result<Schedule, String> {
+    pub fn parse(v: &Value, now_ms: u64, host_zone: &str, zones: &dyn TimeZones) -> Result<Schedule, String> {
         let kind = v
             .get("kind")
             .and_then(Value::as_str)
@@ -262,7 +297,7 @@ impl Schedule {
                     Some(_) => return Err("schedule.tz must be an IANA time zone name".into()),
                 };
                 let zone_name = tz.as_deref().unwrap_or(host_zone);
-                let zone = time_zone(zone_name).ok_or_else(|| format!("unknown time zone: {zone_name}"))?;
+                let zone = time_zone(zone_name, zones).ok_or_else(|| format!("unknown time zone: {zone_name}"))?;
                 let stagger_ms = match v.get("staggerMs") {
                     None | Some(Value::Null) => None,
                     Some(s) => Some(s.as_u64().ok_or("schedule.staggerMs must be milliseconds")?),
@@ -497,9 +532,9 @@ impl CronJob {
     }
 
     /// Reads a job back from the jobs file.
-    fn from_stored(v: &Value, host_zone: &str) -> Result<CronJob, String> {
+    fn from_stored(v: &Value, host_zone: &str, zones: &dyn TimeZones) -> Result<CronJob, String> {
         let id = v.get("id").and_then(Value::as_str).ok_or("a job without an id")?;
-        let schedule = Schedule::parse(v.get("schedule").unwrap_or(&Value::Null), 0, host_zone)
+        let schedule = Schedule::parse(v.get("schedule").unwrap_or(&Value::Null), 0, host_zone, zones)
             .map_err(|e| format!("job {id}: {e}"))?;
         let state: JobState = serde_json::from_value(v.get("state").cloned().unwrap_or(json!({})))
             .map_err(|e| format!("job {id}: state: {e}"))?;
@@ -702,6 +737,7 @@ impl Scheduler {
         now_ms: u64,
         settings: &CronSettings,
         host_zone: &str,
+        zones: &dyn TimeZones,
         still_pending: &dyn Fn(&str) -> bool,
     ) -> Result<(Scheduler, Vec<RunEntry>), String> {
         let mut s = Scheduler::default();
@@ -713,7 +749,7 @@ impl Scheduler {
                 .ok_or_else(|| format!("{JOBS_FILE}: no jobs list"))?;
             for v in list {
                 s.jobs
-                    .push(CronJob::from_stored(v, host_zone).map_err(|e| format!("{JOBS_FILE}: {e}"))?);
+                    .push(CronJob::from_stored(v, host_zone, zones).map_err(|e| format!("{JOBS_FILE}: {e}"))?);
             }
         }
         for (job_id, text) in runs {
@@ -1127,20 +1163,65 @@ fn is_transient(error: Option<&str>) -> bool {
 mod tests {
     use super::*;
 
+    /// jiff's bundled database (the `testkit` feature, on for the engine's tests).
+    struct BundledZones;
+
+    impl TimeZones for BundledZones {
+        fn get(&self, name: &str) -> Option<jiff::tz::TimeZone> {
+            jiff::tz::TimeZone::get(name).ok()
+        }
+    }
+
     const HOUR: u64 = 3_600_000;
     // 2026-12-01T00:00:00Z
     const DEC_1: u64 = 1_796_083_200_000;
 
     fn cron(expr: &str, tz: Option<&str>) -> Schedule {
-        Schedule::parse(&json!({"kind": "cron", "expr": expr, "tz": tz}), 0, "UTC").unwrap()
+        Schedule::parse(
+            &json!({"kind": "cron", "expr": expr, "tz": tz}),
+            0,
+            "UTC",
+            &BundledZones,
+        )
+        .unwrap()
     }
 
     #[test]
     fn an_every_schedule_counts_from_its_anchor() {
-        let s = Schedule::parse(&json!({"kind": "every", "everyMs": 600_000}), 1_000, "UTC").unwrap();
+        let s = Schedule::parse(
+            &json!({"kind": "every", "everyMs": 600_000}),
+            1_000,
+            "UTC",
+            &BundledZones,
+        )
+        .unwrap();
         assert_eq!(s.next_after(1_000, "j"), Some(601_000));
         assert_eq!(s.next_after(601_000, "j"), Some(1_201_000));
         assert_eq!(s.next_after(700_000, "j"), Some(1_201_000));
+    }
+
+    #[test]
+    fn a_zone_name_cannot_name_a_path_outside_the_zone_database() {
+        assert!(is_zone_name("Europe/Vienna"));
+        assert!(is_zone_name("America/Argentina/Buenos_Aires"));
+        assert!(is_zone_name("Etc/GMT+5"));
+        for bad in ["", "../etc/passwd", "/etc/passwd", "Europe//Vienna", "Europe/..", "a b"] {
+            assert!(!is_zone_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_zone_database_only_utc_is_known() {
+        let parse = |tz: &str| {
+            Schedule::parse(
+                &json!({"kind": "cron", "expr": "0 9 * * *", "tz": tz}),
+                0,
+                "UTC",
+                &UtcOnly,
+            )
+        };
+        assert!(parse("UTC").is_ok());
+        assert_eq!(parse("Europe/Vienna").unwrap_err(), "unknown time zone: Europe/Vienna");
     }
 
     #[test]
@@ -1178,13 +1259,19 @@ mod tests {
             Some(next),
             "the same job keeps its place"
         );
-        let exact = Schedule::parse(&json!({"kind": "cron", "expr": "0 * * * *", "staggerMs": 0}), 0, "UTC").unwrap();
+        let exact = Schedule::parse(
+            &json!({"kind": "cron", "expr": "0 * * * *", "staggerMs": 0}),
+            0,
+            "UTC",
+            &BundledZones,
+        )
+        .unwrap();
         assert_eq!(exact.next_after(DEC_1, "some-job"), Some(DEC_1 + HOUR));
     }
 
     #[test]
     fn bad_schedules_are_refused_with_the_reason() {
-        let bad = |v: Value| Schedule::parse(&v, 0, "UTC").unwrap_err();
+        let bad = |v: Value| Schedule::parse(&v, 0, "UTC", &BundledZones).unwrap_err();
         assert!(bad(json!({"kind": "cron", "expr": "61 * * * *"})).contains("not a cron expression"));
         assert!(bad(json!({"kind": "cron", "expr": "0 9 * * *", "tz": "Mars/Olympus"})).contains("unknown time zone"));
         assert!(bad(json!({"kind": "every", "everyMs": 5})).contains("at least 1000"));
@@ -1326,7 +1413,16 @@ mod tests {
 
     fn restart(s: &mut Scheduler, now: u64, settings: &CronSettings) -> (Scheduler, Vec<RunEntry>) {
         let runs: Vec<(String, String)> = s.jobs().iter().map(|j| (j.id.clone(), s.runs_file(&j.id))).collect();
-        Scheduler::restore(Some(&s.jobs_file()), &runs, now, settings, "UTC", &|_| false).unwrap()
+        Scheduler::restore(
+            Some(&s.jobs_file()),
+            &runs,
+            now,
+            settings,
+            "UTC",
+            &BundledZones,
+            &|_| false,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -1389,6 +1485,7 @@ mod tests {
             90_000,
             &CronSettings::default(),
             "UTC",
+            &BundledZones,
             &|id| id == run.run_id,
         )
         .unwrap();
@@ -1407,8 +1504,16 @@ mod tests {
         s.finish(&run, ok(), 61_000).unwrap();
         let after = s.jobs_file();
         assert_ne!(before, after);
-        let (back, _) =
-            Scheduler::restore(Some(&after), &[], 61_000, &CronSettings::default(), "UTC", &|_| false).unwrap();
+        let (back, _) = Scheduler::restore(
+            Some(&after),
+            &[],
+            61_000,
+            &CronSettings::default(),
+            "UTC",
+            &BundledZones,
+            &|_| false,
+        )
+        .unwrap();
         assert_eq!(back.get("a").unwrap().state, s.get("a").unwrap().state);
         s.remove("b");
         assert!(!s.jobs_file().contains("\"b\""));

@@ -56,11 +56,14 @@ pub struct FileSettings {
     pub cron: crate::scheduler::CronSettings,
     /// The whole document after `${ENV}` substitution, for `config get` and for diffing on reload.
     pub document: Value,
+    /// The file's text as read (before `${ENV}` substitution), for `config.get` and the writes
+    /// over RPC, which edit what the user wrote, not what it resolved to.
+    pub text: Option<String>,
 }
 
 /// Top-level sections of OpenClaw's schema. Keys under them that Clawgate does not read are
 /// accepted (with a warning) so that a real `openclaw.json` works.
-const OPENCLAW_SECTIONS: &[&str] = &[
+pub(crate) const OPENCLAW_SECTIONS: &[&str] = &[
     "$schema",
     "meta",
     "identity",
@@ -102,7 +105,7 @@ const OPENCLAW_SECTIONS: &[&str] = &[
 ];
 
 /// Keys of OpenClaw's `gateway` section (current and recent releases).
-const OPENCLAW_GATEWAY_KEYS: &[&str] = &[
+pub(crate) const OPENCLAW_GATEWAY_KEYS: &[&str] = &[
     "port",
     "mode",
     "bind",
@@ -652,6 +655,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         agent_exec_policies,
         cron,
         document: doc.clone(),
+        text: Some(text.to_owned()),
     };
     let mut paths = Vec::new();
     leaf_paths(&doc, "", &mut paths);

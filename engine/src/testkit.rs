@@ -29,6 +29,16 @@ impl Entropy for FakeEntropy {
     }
 }
 
+/// The time zone database built into jiff (the `testkit` feature bundles it), so that tests
+/// read the same rules on every machine.
+pub struct BundledZones;
+
+impl crate::scheduler::TimeZones for BundledZones {
+    fn get(&self, name: &str) -> Option<jiff::tz::TimeZone> {
+        jiff::tz::TimeZone::get(name).ok()
+    }
+}
+
 pub struct Peer {
     pub ws: Option<WsCodec>,
     pub upgrade: ClientUpgrade,
@@ -78,6 +88,12 @@ pub struct Bench {
     pub cancelled_tools: Vec<u64>,
     /// Lines appended to the tool audit log.
     pub audit: Vec<String>,
+    /// Lines appended to the control-plane audit log.
+    pub control_audit: Vec<String>,
+    /// The configuration file as the gateway last wrote it.
+    pub config_file: Option<String>,
+    /// While set, writes of the configuration file fail (a read-only disk).
+    pub fail_config_writes: bool,
     /// Transcript files and their lines.
     pub transcripts: HashMap<String, Vec<String>>,
     /// Bundle files the gateway asked the runtime to serve.
@@ -120,6 +136,9 @@ impl Bench {
             tool_runs: Vec::new(),
             cancelled_tools: Vec::new(),
             audit: Vec::new(),
+            control_audit: Vec::new(),
+            config_file: None,
+            fail_config_writes: false,
             transcripts: HashMap::new(),
             static_requests: Vec::new(),
         };
@@ -163,6 +182,16 @@ impl Bench {
                 Output::RunTool(run) => self.tool_runs.push(run),
                 Output::CancelTool { call } => self.cancelled_tools.push(call),
                 Output::AppendAudit { line } => self.audit.push(line),
+                Output::AppendControlAudit { line } => self.control_audit.push(line),
+                Output::WriteConfig { write, text, .. } => {
+                    if self.fail_config_writes {
+                        self.gw
+                            .handle_config_written(self.now, write, Err("read-only file system".into()));
+                    } else {
+                        self.config_file = Some(text);
+                        self.gw.handle_config_written(self.now, write, Ok(()));
+                    }
+                }
                 Output::AppendTranscript { file, line } => self.transcripts.entry(file).or_default().push(line),
                 Output::ServeStatic(request) => self.static_requests.push(request),
                 Output::RemoveTranscript { file } => {

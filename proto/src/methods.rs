@@ -28,6 +28,8 @@ pub enum Owner {
     Approvals,
     /// Cron jobs and heartbeats.
     Cron,
+    /// The configuration file: reading it, its schema, and writing it.
+    Config,
 }
 
 /// One method of the protocol.
@@ -61,7 +63,17 @@ pub const METHODS: &[Method] = &[
     method("system-presence", Operator(Scope::Read), false, Some(Owner::Core)),
     method("logs.tail", Operator(Scope::Read), false, Some(Owner::Core)),
     method("gateway.identity.get", Operator(Scope::Read), false, Some(Owner::Core)),
-    method("config.get", Operator(Scope::Read), false, Some(Owner::Core)),
+    method("config.get", Operator(Scope::Read), false, Some(Owner::Config)),
+    method("config.schema", Operator(Scope::Read), false, Some(Owner::Config)),
+    method(
+        "config.schema.lookup",
+        Operator(Scope::Read),
+        false,
+        Some(Owner::Config),
+    ),
+    method("config.set", Operator(Scope::Admin), false, Some(Owner::Config)),
+    method("config.patch", Operator(Scope::Admin), false, Some(Owner::Config)),
+    method("config.apply", Operator(Scope::Admin), false, Some(Owner::Config)),
     method("sessions.list", Operator(Scope::Read), false, Some(Owner::Core)),
     method("config.reload", Operator(Scope::Admin), false, Some(Owner::Core)),
     method("tools.catalog", Operator(Scope::Read), false, Some(Owner::Core)),
@@ -202,7 +214,6 @@ pub const METHODS: &[Method] = &[
     method("sessions.usage", Operator(Scope::Read), false, None),
     method("sessions.usage.timeseries", Operator(Scope::Read), false, None),
     method("sessions.usage.logs", Operator(Scope::Read), false, None),
-    method("config.schema.lookup", Operator(Scope::Read), false, None),
     method("talk.config", Operator(Scope::Read), false, None),
     method("agents.files.list", Operator(Scope::Read), false, None),
     method("agents.files.get", Operator(Scope::Read), false, None),
