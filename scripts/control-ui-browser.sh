@@ -76,6 +76,16 @@ if ! node "$BROWSER_DIR/automations.mjs" "http://127.0.0.1:$PORT" "$TOKEN" ui-au
   exit 1
 fi
 
+# Every page: no error banner, no call answered `unknown method` or with an error.
+cp scripts/control-ui-sweep.mjs "$BROWSER_DIR/sweep.mjs"
+SWEEP_SHOTS="$(realpath -m "$(dirname "$SCREENSHOT")")/control-ui-pages"
+mkdir -p "$SWEEP_SHOTS"
+if ! node "$BROWSER_DIR/sweep.mjs" "http://127.0.0.1:$PORT" "$TOKEN" "$SWEEP_SHOTS" ${CLAWGATE_SWEEP_MODE:-}; then
+  echo "--- gateway log"; tail -40 "$WORK/gateway.log"
+  exit 1
+fi
+[ -n "${CLAWGATE_SWEEP_ONLY:-}" ] && exit 0
+
 # Exec approvals in the page: a gateway from openclaw.json with a model and tools.exec ask.
 kill "$WORKER_PID" 2>/dev/null || true
 start_model_gateway "$WORK/approval-state" "ap-$TOKEN" \

@@ -46,7 +46,7 @@ struct Plan {
 }
 
 pub fn gateway_run(args: &RunArgs) -> Result<(), Failure> {
-    let plan = resolve(args)?;
+    let mut plan = resolve(args)?;
     let mut lock = StateLock::take(&plan.state_dir, plan.port)?;
     let (listeners, bound_port) = listen(&plan.addrs, plan.port)?;
     if bound_port != plan.port {
@@ -57,6 +57,7 @@ pub fn gateway_run(args: &RunArgs) -> Result<(), Failure> {
             ))
         })?;
     }
+    plan.port = bound_port;
     let gateway = build_gateway(&plan)?;
     // Workers reach the gateway on its first address (its loopback for wildcard binds).
     let supervisor = (!args.no_workers).then(|| {
@@ -284,6 +285,7 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
     config.apply_file(file);
     config.state_dir = state_dir.display().to_string();
     config.config_path = plan.config_file.display().to_string();
+    config.port = plan.port;
     config.host_name = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
     if let Some(root) = &config.control_ui_root {
         eprintln!("clawgate: serving the Control UI from {root}");

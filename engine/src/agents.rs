@@ -21,7 +21,7 @@ use crate::reply::Reply;
 use clawgate_proto::frame::{to_raw, ErrorCode, ErrorShape, RequestFrame, ResponseFrame};
 use clawgate_proto::session::AgentId;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 pub use crate::nodes::{WORKER_CAP_PREFIX, WORKER_COMMAND};
@@ -178,7 +178,24 @@ pub(crate) struct ChatSession {
     status: Option<&'static str>,
     /// Input and output tokens of the session's runs.
     tokens: (u64, u64),
+    /// What those tokens cost (input, output), at the configured prices.
+    cost: (f64, f64),
+    /// What `sessions.patch` set (label, read markers, pin, archive, model override), kept in
+    /// the transcript as `session.patch` lines.
+    meta: Map<String, Value>,
 }
+
+/// Fields `sessions.patch` takes, and the ones it refuses because OpenClaw retired them.
+const PATCHABLE: &[&str] = &[
+    "label",
+    "unread",
+    "expectedMarkedUnreadAt",
+    "pinned",
+    "archived",
+    "model",
+    "thinkingLevel",
+];
+const RETIRED: &[&str] = &["execSecurity", "execAsk"];
 
 /// A caller waiting in `agent.wait`.
 struct Waiter {
@@ -255,6 +272,69 @@ impl AgentHub {
     pub(crate) fn any_worker(&self) -> bool {
         !self.workers.is_empty()
     }
+
+    /// Runs under way and runs waiting for a worker (`diagnostics.lanes`).
+    pub(crate) fn run_counts(&self) -> (usize, usize) {
+        (self.runs.len(), self.queue.len())
+    }
+
+    /// The runs under way, waiting, and recently ended, as `tasks.list` rows (newest first).
+    pub(crate) fn task_rows(&self) -> Vec<Value> {
+        let kind = |origin: &Origin| match origin {
+            Origin::Scheduled => "automation_run",
+            _ => "cli",
+        };
+        let row = |id: &str, kind: &str, status: &str, agent: &str, key: &str, created: u64, ended: Option<u64>| {
+            json!({
+                "id": id, "taskId": id, "kind": kind, "runtime": "clawgate-worker", "status": status,
+                "execution": {"state": status}, "title": key, "agentId": agent, "sessionKey": key,
+                "hasTranscript": true, "ownerKey": key, "runId": id, "sourceId": id,
+                "createdAt": created, "updatedAt": ended.unwrap_or(created), "startedAt": created,
+                "endedAt": ended, "progressSummary": null, "terminalSummary": null, "deliveryStatus": null,
+            })
+        };
+        let mut rows: Vec<(u64, Value)> = Vec::new();
+        for (id, r) in &self.runs {
+            let created = r.accepted_at;
+            rows.push((
+                created,
+                row(
+                    id,
+                    kind(&r.origin),
+                    "running",
+                    &r.agent_id,
+                    &r.session_key,
+                    created,
+                    None,
+                ),
+            ));
+        }
+        for q in &self.queue {
+            let k = if q.scheduled { "automation_run" } else { "cli" };
+            rows.push((
+                q.accepted_at,
+                row(&q.run_id, k, "queued", &q.agent_id, &q.session_key, q.accepted_at, None),
+            ));
+        }
+        for (id, f) in &self.finished {
+            let started = f.ended_at.saturating_sub(f.duration_ms);
+            let status = if f.status == "ok" { "succeeded" } else { f.status };
+            rows.push((
+                started,
+                row(
+                    id,
+                    "cli",
+                    status,
+                    &f.agent_id,
+                    &f.session_key,
+                    started,
+                    Some(f.ended_at),
+                ),
+            ));
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+        rows.into_iter().map(|r| r.1).collect()
+    }
 }
 
 fn invalid(method: &str, e: impl std::fmt::Display) -> ErrorShape {
@@ -263,6 +343,46 @@ fn invalid(method: &str, e: impl std::fmt::Display) -> ErrorShape {
 
 fn transcript_file(session_id: &str) -> String {
     format!("{TRANSCRIPT_DIR}/{session_id}.jsonl")
+}
+
+/// A `sessions.patch` change: `null` removes a field.
+fn merge_meta(meta: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (k, v) in patch {
+        if v.is_null() {
+            meta.remove(k);
+        } else {
+            meta.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+impl ChatSession {
+    /// Marked unread after it was last read.
+    fn unread(&self) -> bool {
+        let marked = self.meta.get("markedUnreadAt").and_then(Value::as_u64);
+        let read = self.meta.get("lastReadAt").and_then(Value::as_u64).unwrap_or(0);
+        marked.is_some_and(|m| m >= read)
+    }
+
+    /// The session's entry as `sessions.patch` and `sessions.create` answer it.
+    fn entry(&self, parent: Option<&str>) -> Value {
+        let mut entry = json!({
+            "sessionId": self.session_id,
+            "updatedAt": self.updated_at,
+            "createdVia": self.created_via,
+            "createdAt": self.created_at,
+            "delivery": {"kind": "none"},
+            "spawnDepth": 0,
+            "modelOverrideSource": if self.meta.contains_key("modelOverride") { "session" } else { "default" },
+        });
+        if let Some(parent) = parent {
+            entry["parentSessionKey"] = json!(parent);
+        }
+        for (k, v) in &self.meta {
+            entry[k] = v.clone();
+        }
+        entry
+    }
 }
 
 fn user_message(text: &str, run_id: &str, now_ms: u64) -> Value {
@@ -528,6 +648,13 @@ impl AgentHub {
             "outputTokens": s.tokens.1,
             "totalTokens": s.tokens.0 + s.tokens.1,
         });
+        for (field, value) in &s.meta {
+            match field.as_str() {
+                "label" | "pinned" | "archived" | "modelOverride" => row[field] = value.clone(),
+                _ => {}
+            }
+        }
+        row["unread"] = json!(s.unread());
         // Clients validate rows with optional, not nullable, fields: absent beats null.
         if let Some(map) = row.as_object_mut() {
             map.retain(|_, v| !v.is_null());
@@ -568,6 +695,95 @@ impl AgentHub {
             "hasMore": total > limit,
             "defaults": {"model": null, "contextTokens": null},
             "sessions": sessions,
+        }))
+    }
+
+    /// `sessions.usage {startDate?, endDate?, limit?, key?}`: the tokens and cost of each session
+    /// active in the range (dates as `YYYY-MM-DD`, UTC), with their totals. Clawgate counts per
+    /// session and per day, not per message: the breakdowns by model, tool or hour are empty.
+    pub(crate) fn sessions_usage_payload(&self, now_ms: u64, request: &RequestFrame) -> Result<Value, ErrorShape> {
+        let m = "sessions.usage";
+        let p: Value = serde_json::from_str(request.params_text()).map_err(|e| invalid(m, e))?;
+        let day_of = |field: &str, default: u64| -> Result<u64, ErrorShape> {
+            match p.get(field).and_then(Value::as_str) {
+                None => Ok(default),
+                Some(text) => crate::usage::epoch_day(text)
+                    .ok_or_else(|| invalid(m, format!("{field} must be a date as YYYY-MM-DD"))),
+            }
+        };
+        let today = now_ms / crate::usage::DAY_MS;
+        let (first, last) = (
+            day_of("startDate", today.saturating_sub(29))?,
+            day_of("endDate", today)?,
+        );
+        let limit = p.get("limit").and_then(Value::as_u64).unwrap_or(100).clamp(1, 1000) as usize;
+        let only = p.get("key").and_then(Value::as_str);
+        let totals_of = |input: u64, output: u64, (ic, oc): (f64, f64)| {
+            json!({
+                "input": input, "output": output, "cacheRead": 0, "cacheWrite": 0, "totalTokens": input + output,
+                "totalCost": ic + oc, "inputCost": ic, "outputCost": oc, "cacheReadCost": 0, "cacheWriteCost": 0,
+                "missingCostEntries": 0,
+            })
+        };
+        let mut rows: Vec<(&String, &ChatSession)> = self
+            .sessions
+            .iter()
+            .filter(|(k, s)| {
+                let day = s.updated_at / crate::usage::DAY_MS;
+                day >= first && day <= last && only.is_none_or(|o| o == k.as_str())
+            })
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1.updated_at));
+        let (mut input, mut output, mut cost, mut messages) = (0u64, 0u64, (0.0f64, 0.0f64), 0u64);
+        let mut by_agent: BTreeMap<&str, (u64, u64, (f64, f64))> = BTreeMap::new();
+        for (_, s) in &rows {
+            input += s.tokens.0;
+            output += s.tokens.1;
+            cost = (cost.0 + s.cost.0, cost.1 + s.cost.1);
+            messages += s.total;
+            let a = by_agent.entry(s.agent_id.as_str()).or_default();
+            *a = (
+                a.0 + s.tokens.0,
+                a.1 + s.tokens.1,
+                (a.2 .0 + s.cost.0, a.2 .1 + s.cost.1),
+            );
+        }
+        let sessions: Vec<Value> = rows
+            .iter()
+            .take(limit)
+            .map(|(k, s)| {
+                let mut usage = totals_of(s.tokens.0, s.tokens.1, s.cost);
+                usage["messageCounts"] = json!({"total": s.total});
+                let mut row = json!({
+                    "key": k, "sessionId": s.session_id, "agentId": s.agent_id, "updatedAt": s.updated_at,
+                    "chatType": "direct", "usage": usage, "hasContextWeight": false,
+                });
+                if let Some(label) = s.meta.get("label") {
+                    row["label"] = label.clone();
+                }
+                row
+            })
+            .collect();
+        let date = |day: u64| {
+            let (y, mo, d) = crate::usage::civil_date(day);
+            format!("{y:04}-{mo:02}-{d:02}")
+        };
+        Ok(json!({
+            "updatedAt": now_ms,
+            "startDate": date(first),
+            "endDate": date(last),
+            "sessions": sessions,
+            "totals": totals_of(input, output, cost),
+            "aggregates": {
+                "sessionCount": rows.len(),
+                "messages": {"total": messages},
+                "tools": {"totalCalls": 0, "uniqueTools": 0, "tools": []},
+                "byModel": [], "byProvider": [],
+                "byAgent": by_agent.iter().map(|(a, (i, o, c))| json!({"agentId": a, "totals": totals_of(*i, *o, *c)})).collect::<Vec<_>>(),
+                "byChannel": [], "byCreator": [], "costDaily": [], "dailyLatency": [], "modelDaily": [], "daily": [],
+            },
+            "creatorOptions": [],
+            "cacheStatus": {"status": "fresh", "cachedFiles": 0, "pendingFiles": 0, "staleFiles": 0},
         }))
     }
 
@@ -787,9 +1003,17 @@ impl AgentHub {
                 last_run_id: None,
                 status: None,
                 tokens: (0, 0),
+                cost: (0.0, 0.0),
+                meta: Map::new(),
             };
             // A torn last line (a crash mid-write) is skipped; every complete line counts.
             for entry in lines.filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+                if entry["type"] == "session.patch" {
+                    if let Some(patch) = entry["patch"].as_object() {
+                        merge_meta(&mut session.meta, patch);
+                    }
+                    continue;
+                }
                 let message = &entry["message"];
                 if message.is_object() {
                     session.total += 1;
@@ -808,15 +1032,21 @@ impl AgentHub {
                         usage["output"].as_u64().unwrap_or(0),
                     );
                     if input + output > 0 {
+                        let (input_cost, output_cost) = (
+                            usage["cost"]["input"].as_f64().unwrap_or(0.0),
+                            usage["cost"]["output"].as_f64().unwrap_or(0.0),
+                        );
                         session.tokens.0 += input;
                         session.tokens.1 += output;
+                        session.cost.0 += input_cost;
+                        session.cost.1 += output_cost;
                         self.usage.record(
                             message["timestamp"].as_u64().unwrap_or(0),
                             crate::usage::Tokens {
                                 input,
                                 output,
-                                input_cost: usage["cost"]["input"].as_f64().unwrap_or(0.0),
-                                output_cost: usage["cost"]["output"].as_f64().unwrap_or(0.0),
+                                input_cost,
+                                output_cost,
                             },
                         );
                     }
@@ -1000,6 +1230,17 @@ impl Agents<'_> {
             .retry_after(1000));
         }
         let session_id = self.touch_session(now_ms, &request.session_key, &request.agent_id, request.created_via);
+        let mut request = request;
+        if request.options.model.is_none() {
+            // A session's model override (sessions.patch model) is the model of its runs.
+            request.options.model = self
+                .hub
+                .sessions
+                .get(&request.session_key)
+                .and_then(|s| s.meta.get("modelOverride"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+        }
         self.append_message(
             now_ms,
             &request.session_key,
@@ -1592,6 +1833,8 @@ impl Agents<'_> {
                 last_run_id: None,
                 status: None,
                 tokens: (0, 0),
+                cost: (0.0, 0.0),
+                meta: Map::new(),
             },
         );
         self.session_changed(now_ms, key, "created", None);
@@ -1747,6 +1990,209 @@ impl Agents<'_> {
         self.arm_agents_timer();
     }
 
+    /// The model a session's runs use (its override, else its agent's), as the answers name it.
+    fn resolved_model(&self, key: &str, agent: &str) -> Value {
+        let override_model = self
+            .hub
+            .sessions
+            .get(key)
+            .and_then(|s| s.meta.get("modelOverride"))
+            .and_then(Value::as_str);
+        match self.cx.config.models.model_for_run(agent, override_model) {
+            Some(m) => json!({"modelProvider": m.provider, "model": m.model}),
+            // Without a configured model the agent's worker is its model.
+            None => json!({"modelProvider": "clawgate", "model": agent}),
+        }
+    }
+
+    /// The parent a session's entry names: its agent's main session, unless it is that one.
+    fn parent_of(&self, key: &str, agent: &str) -> Option<String> {
+        let main = self
+            .cx
+            .config
+            .session_routing()
+            .main_session(Some(&AgentId::normalize(agent)));
+        (main != key).then_some(main)
+    }
+
+    /// Applies a checked `sessions.patch` change to a session (made if it does not exist yet) and
+    /// keeps it in the transcript.
+    fn patch_session(&mut self, now_ms: u64, key: &str, agent: &str, patch: Map<String, Value>, via: &str) {
+        self.touch_session(now_ms, key, agent, via);
+        let Some(s) = self.hub.sessions.get_mut(key) else {
+            return;
+        };
+        merge_meta(&mut s.meta, &patch);
+        s.updated_at = now_ms;
+        let line = json!({"type": "session.patch", "patch": patch, "ts": now_ms});
+        let file = transcript_file(&s.session_id);
+        self.cx.net.push_output(Output::AppendTranscript {
+            file,
+            line: line.to_string(),
+        });
+        self.session_changed(now_ms, key, "patch", None);
+    }
+
+    /// What a `sessions.patch` or `sessions.create` request asks to change, checked.
+    fn session_patch_of(&self, method: &str, now_ms: u64, p: &Value) -> Result<Map<String, Value>, ErrorShape> {
+        if RETIRED.iter().any(|f| p.get(*f).is_some()) {
+            return Err(ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                "execSecurity/execAsk are retired; set permissionMode (read-only|guarded|workspace|full) instead, or use /exec for this run only.",
+            ));
+        }
+        let current_mark = p
+            .get("key")
+            .and_then(Value::as_str)
+            .and_then(|k| self.hub.session_key_for(self.cx.config, Some(k), None).ok())
+            .and_then(|(key, _)| {
+                self.hub
+                    .sessions
+                    .get(&key)
+                    .and_then(|s| s.meta.get("markedUnreadAt").cloned())
+            })
+            .unwrap_or(Value::Null);
+        let expected_mark_changed = p.get("expectedMarkedUnreadAt").is_some_and(|e| *e != current_mark);
+        let mut patch = Map::new();
+        for (field, value) in p.as_object().into_iter().flatten() {
+            match field.as_str() {
+                "key" | "agentId" => {}
+                "label" => match value {
+                    Value::Null => {
+                        patch.insert("label".into(), Value::Null);
+                    }
+                    Value::String(l) if !l.trim().is_empty() && l.chars().count() <= 200 => {
+                        patch.insert("label".into(), json!(l.trim()));
+                    }
+                    _ => return Err(invalid(method, "label must be a text of 1 to 200 characters, or null")),
+                },
+                "unread" => match value.as_bool() {
+                    Some(true) => {
+                        patch.insert("markedUnreadAt".into(), json!(now_ms));
+                    }
+                    // Marking read names the unread mark it saw: a mark set since stays.
+                    Some(false) if expected_mark_changed => {}
+                    Some(false) => {
+                        patch.insert("lastReadAt".into(), json!(now_ms));
+                    }
+                    None => return Err(invalid(method, "unread must be true or false")),
+                },
+                "expectedMarkedUnreadAt" => {
+                    if !(value.is_null() || value.is_u64()) {
+                        return Err(invalid(method, "expectedMarkedUnreadAt must be milliseconds or null"));
+                    }
+                }
+                "pinned" | "archived" => {
+                    let on = value
+                        .as_bool()
+                        .ok_or_else(|| invalid(method, format!("{field} must be true or false")))?;
+                    patch.insert(field.clone(), json!(on));
+                }
+                "model" => match value {
+                    Value::Null => {
+                        patch.insert("modelOverride".into(), Value::Null);
+                    }
+                    Value::String(m) => {
+                        let known = crate::models::ModelRef::parse(m)
+                            .filter(|r| self.cx.config.models.has_provider(&r.provider))
+                            .ok_or_else(|| {
+                                invalid(
+                                    method,
+                                    format!("model {m:?} is not provider/model of a configured provider"),
+                                )
+                            })?;
+                        patch.insert("modelOverride".into(), json!(known.as_string()));
+                    }
+                    _ => return Err(invalid(method, "model must be provider/model, or null")),
+                },
+                "thinkingLevel" => {
+                    if !(value.is_null() || value == "off") {
+                        return Err(invalid(
+                            method,
+                            "Clawgate runs models without thinking levels; only off is available",
+                        ));
+                    }
+                }
+                other if PATCHABLE.contains(&other) => {}
+                other => {
+                    return Err(invalid(
+                        method,
+                        format!("{other} is not a session field Clawgate keeps"),
+                    ))
+                }
+            }
+        }
+        Ok(patch)
+    }
+
+    /// `sessions.patch {key, label?, unread?, pinned?, archived?, model?, thinkingLevel?}`.
+    fn sessions_patch(&mut self, now_ms: u64, request: &RequestFrame) -> Result<Value, ErrorShape> {
+        let m = "sessions.patch";
+        let p: Value = serde_json::from_str(request.params_text()).map_err(|e| invalid(m, e))?;
+        let raw = p
+            .get("key")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(m, "key is required"))?;
+        let (key, agent) = self.hub.session_key_for(self.cx.config, Some(raw), None)?;
+        let patch = self.session_patch_of(m, now_ms, &p)?;
+        self.patch_session(now_ms, &key, &agent, patch, "operator");
+        self.session_answer(&key, &agent, json!({}))
+    }
+
+    /// `sessions.create {key?, agentId?, label?}`: a new, empty session.
+    fn sessions_create(&mut self, now_ms: u64, request: &RequestFrame) -> Result<Value, ErrorShape> {
+        let m = "sessions.create";
+        let p: Value = serde_json::from_str(request.params_text()).map_err(|e| invalid(m, e))?;
+        if p.get("message").is_some_and(|v| !v.is_null()) {
+            return Err(invalid(
+                m,
+                "message is not taken here; create the session, then chat.send to it",
+            ));
+        }
+        let agent_param = p.get("agentId").and_then(Value::as_str);
+        let raw = match p.get("key").and_then(Value::as_str) {
+            Some(k) => k.to_owned(),
+            None => {
+                let agent = self.hub.known_agent(self.cx.config, agent_param)?;
+                format!("agent:{}:{}", agent.as_str(), self.cx.random_uuid())
+            }
+        };
+        let (key, agent) = self.hub.session_key_for(self.cx.config, Some(&raw), agent_param)?;
+        if self.hub.sessions.contains_key(&key) {
+            return Err(ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                format!("session already exists: {key}"),
+            ));
+        }
+        let patch = self.session_patch_of(m, now_ms, &p)?;
+        self.patch_session(now_ms, &key, &agent, patch, "operator");
+        let session_id = self.hub.sessions.get(&key).map(|s| s.session_id.clone());
+        self.session_answer(&key, &agent, json!({"sessionId": session_id, "runStarted": false}))
+    }
+
+    fn session_answer(&self, key: &str, agent: &str, extra: Value) -> Result<Value, ErrorShape> {
+        let parent = self.parent_of(key, agent);
+        let s = self
+            .hub
+            .sessions
+            .get(key)
+            .ok_or_else(|| ErrorShape::new(ErrorCode::Unavailable, format!("session {key} is gone")))?;
+        let mut resolved = self.resolved_model(key, agent);
+        resolved["agentRuntime"] = json!({"id": "clawgate-worker", "source": "implicit"});
+        resolved["runtimeSelectionLocked"] = json!(false);
+        let mut answer = json!({
+            "ok": true,
+            "path": format!("{}/{}", self.cx.config.state_dir, transcript_file(&s.session_id)),
+            "key": key,
+            "entry": s.entry(parent.as_deref()),
+            "resolved": resolved,
+        });
+        if let (Some(map), Value::Object(more)) = (answer.as_object_mut(), extra) {
+            map.extend(more);
+        }
+        Ok(answer)
+    }
+
     /// Methods of this module; `None` means the answer goes out later (or went out already).
     pub(crate) fn call(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Reply {
         let method = request.method.as_str();
@@ -1763,6 +2209,8 @@ impl Agents<'_> {
                 Ok(json!({"ok": true, "aborted": !ids.is_empty(), "runIds": ids}))
             })(),
             "agents.list" => Ok(self.hub.agents_list(self.cx.config)),
+            "sessions.patch" => self.sessions_patch(now_ms, request),
+            "sessions.create" => self.sessions_create(now_ms, request),
             "sessions.abort" => (|| {
                 let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;
                 let (key, _) = self.hub.session_key_for(self.cx.config, Some(&p.key), None)?;
@@ -1822,6 +2270,7 @@ impl Agents<'_> {
                 Ok(json!({"subscribed": on, "key": key}))
             })(),
             "usage.status" => Ok(crate::usage::status_payload(now_ms)),
+            "sessions.usage" => self.hub.sessions_usage_payload(now_ms, request),
             "usage.cost" => Ok(self.hub.usage.cost_payload(now_ms, 30)),
             "node.invoke" => return Reply::deferred(self.node_invoke(now_ms, conn, request)),
             "node.invoke.result" => self.node_invoke_result(now_ms, conn, request),
@@ -2124,6 +2573,8 @@ impl Agents<'_> {
         if let Some(s) = self.hub.sessions.get_mut(&session_key) {
             s.tokens.0 += input;
             s.tokens.1 += output;
+            s.cost.0 += input_cost;
+            s.cost.1 += output_cost;
         }
         self.run_event(now_ms, run_id, "usage", json!({"outputTokens": output}));
     }

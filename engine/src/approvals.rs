@@ -314,6 +314,14 @@ impl Approvals {
     }
 
     /// How approval `id` was decided, if it was, lately.
+    /// The decided approvals still kept, newest first.
+    pub fn resolved_newest_first(&self) -> impl Iterator<Item = (&str, &Resolved)> {
+        self.resolved_order
+            .iter()
+            .rev()
+            .filter_map(|id| self.resolved.get(id).map(|r| (id.as_str(), r)))
+    }
+
     pub fn get_resolved(&self, id: &str) -> Option<&Resolved> {
         self.resolved.get(id)
     }

@@ -88,6 +88,8 @@ pub struct GatewayConfig {
     pub state_dir: String,
     /// The config file path, reported to admins.
     pub config_path: String,
+    /// The port the runtime listens on, reported in `system.info`.
+    pub port: u16,
     /// Approve first pairings and role upgrades of devices on this host without an operator
     /// (`gateway.nodes.pairing.autoApproveLocal`).
     pub auto_approve_local: bool,
@@ -231,6 +233,7 @@ impl GatewayConfig {
             sandbox: None,
             state_dir: String::new(),
             config_path: String::new(),
+            port: 18789,
             auto_approve_local: true,
             rate_limit: crate::rate_limit::RateLimitConfig::default(),
             allowed_origins: Vec::new(),

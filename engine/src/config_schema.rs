@@ -244,6 +244,10 @@ pub(crate) fn lookup(request: &RequestFrame) -> Result<Value, ErrorShape> {
     let root = build_schema();
     let mut at = &root;
     for part in path.split('.') {
+        // Below a key Clawgate accepts and ignores, anything is accepted and ignored the same way.
+        if at.get("x-clawgate").is_some() {
+            break;
+        }
         at = at.get("properties").and_then(|props| props.get(part)).ok_or_else(|| {
             ErrorShape::new(
                 ErrorCode::InvalidRequest,
@@ -298,6 +302,18 @@ mod tests {
             }
             assert_eq!(at["title"], k.label, "{}", k.path);
         }
+    }
+
+    #[test]
+    fn a_path_below_an_ignored_section_is_ignored_too() {
+        let request = RequestFrame::new(
+            "l",
+            "config.schema.lookup",
+            &json!({"path": "plugins.entries.memory-core.config"}),
+        );
+        let found = lookup(&request).unwrap();
+        assert_eq!(found["schema"]["x-clawgate"], "ignored");
+        assert_eq!(found["reloadKind"], "restart");
     }
 
     #[test]

@@ -31,8 +31,29 @@ pub fn bundle_path(path: &str) -> Option<String> {
         }
         parts.push(part);
     }
+    // The bundle refers to its files relatively (`./assets/app.js`), so a page opened at a deep
+    // route (`/settings/general`) asks for `/settings/assets/app.js`: the file is the one from
+    // the bundle's own folder on, and a file named below a route is the root's.
+    if let Some(at) = parts.iter().position(|p| BUNDLE_FOLDERS.contains(p)) {
+        return Some(parts[at..].join("/"));
+    }
+    if parts.len() > 1 && parts.last().is_some_and(|p| p.contains('.')) {
+        return parts.last().map(|p| (*p).to_owned());
+    }
     Some(parts.join("/"))
 }
+
+/// The Control UI bundle's folders.
+const BUNDLE_FOLDERS: &[&str] = &[
+    "assets",
+    "themes",
+    "fonts",
+    "provider-icons",
+    "cloud-provider-icons",
+    "file-icons",
+    "app-art",
+    "community-art",
+];
 
 /// `%XX` decoding of a path; `None` for a bad escape or bytes that are not UTF-8.
 pub(crate) fn percent_decode(s: &str) -> Option<String> {
@@ -97,6 +118,84 @@ const NO_BUNDLE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"
 <pre>clawgate gateway run --control-ui \"$(npm root -g)/openclaw/dist/control-ui\"</pre>\
 <p>or set <code>gateway.controlUi.root</code> in <code>openclaw.json</code>. Then open \
 <code>http://127.0.0.1:18789/#token=&lt;your token&gt;</code>.</p></body></html>";
+
+/// The themes of the Control UI bundle (its `themes/` folder and the default), by id and name.
+const UI_THEMES: &[(&str, &str)] = &[
+    ("claw", "Claw"),
+    ("knot", "Knot"),
+    ("dash", "Dash"),
+    ("absolutely", "Absolutely"),
+    ("tide", "Tide"),
+    ("beacon", "Beacon"),
+    ("phosphor", "Phosphor"),
+    ("crt", "CRT"),
+    ("manuscript", "Manuscript"),
+    ("miami", "Miami"),
+    ("rose", "Rose"),
+];
+
+/// The host as the runtime measured it for `system.info`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostSample {
+    /// The machine's name.
+    pub hostname: String,
+    /// The kernel's release.
+    pub os_release: String,
+    /// CPUs the gateway may use.
+    pub cpu_count: usize,
+    /// The first CPU's model name.
+    pub cpu_model: Option<String>,
+    /// The 1, 5 and 15 minute load averages.
+    pub load_average: [f64; 3],
+    pub memory_total_bytes: u64,
+    /// Memory available to new work (`MemAvailable`).
+    pub memory_free_bytes: u64,
+    /// The gateway process's resident set.
+    pub rss_bytes: u64,
+    /// The file system of the state directory: total and available bytes.
+    pub disk: Option<(u64, u64)>,
+    pub pid: u32,
+}
+
+/// `system.info` from a host sample.
+pub(crate) fn system_info(
+    config: &GatewayConfig,
+    instance_id: &str,
+    started_at: u64,
+    now_ms: u64,
+    host: &HostSample,
+) -> Value {
+    let mut info = json!({
+        "machineName": host.hostname,
+        "hostname": host.hostname,
+        "platform": std::env::consts::OS,
+        "release": host.os_release,
+        "arch": std::env::consts::ARCH,
+        "osLabel": format!("{} {}", std::env::consts::OS, host.os_release),
+        "port": config.port,
+        "pid": host.pid,
+        "processInstanceId": instance_id,
+        "uptimeMs": now_ms.saturating_sub(started_at),
+        "cpuCount": host.cpu_count,
+        "memoryTotalBytes": host.memory_total_bytes,
+        "memoryFreeBytes": host.memory_free_bytes,
+        "processMemory": {"rssBytes": host.rss_bytes},
+        "defaultAgentUtilityModel": {"status": "unavailable"},
+    });
+    if let Some(model) = &host.cpu_model {
+        info["cpuModel"] = json!(model);
+    }
+    if host.load_average.iter().any(|l| *l != 0.0) {
+        info["loadAverage"] = json!(host.load_average);
+    }
+    if let Some((total, available)) = host.disk {
+        info["disks"] = json!([{"path": config.state_dir, "totalBytes": total, "availableBytes": available}]);
+        info["diskTotalBytes"] = json!(total);
+        info["diskAvailableBytes"] = json!(available);
+        info["diskPath"] = json!(config.state_dir);
+    }
+    info
+}
 
 /// Whether a worker serves an agent or the configuration names one: what the UI calls "a
 /// model is configured".
@@ -242,6 +341,109 @@ pub(crate) fn call(
             "channels": {}, "channelAccounts": {}, "channelDefaultAccountId": {}, "statusIssues": [],
         }),
         "users.prefs.get" => json!({"status": "ok", "entries": {}}),
+        "tasks.list" => {
+            let limit = params["limit"].as_u64().unwrap_or(100).clamp(1, 1000) as usize;
+            let mut tasks = agents.task_rows();
+            tasks.truncate(limit);
+            json!({"tasks": tasks})
+        }
+        // One lane: the agent runs (under way, and waiting for a worker).
+        "diagnostics.lanes" => {
+            let (active, queued) = agents.run_counts();
+            json!({
+                "ts": now_ms,
+                "lanes": [{"lane": "main", "queuedCount": queued, "activeCount": active,
+                           "maxConcurrent": active.max(1), "draining": false, "generation": 0, "blockedBy": null}],
+                "dynamic": null,
+            })
+        }
+        // The gateway is the one place agents' sessions live; workers run the turns.
+        "environments.list" => json!({
+            "environments": [{
+                "id": "gateway", "type": "local", "label": "Gateway local", "status": "available",
+                "platform": std::env::consts::OS, "sessionHost": true, "trust": "persistent",
+                "capabilities": ["agent.run", "sessions", "tools", "workspace"],
+            }],
+        }),
+        // Clawgate keeps no artifacts, progress cards or session branches: empty, as the real
+        // gateway answers for a session that has none.
+        "artifacts.list" => json!({"artifacts": []}),
+        "progressCard.get" => json!({"card": null}),
+        "sessions.branches.list" => json!({"branches": []}),
+        // No plugin system: an empty catalog.
+        "plugins.list" => json!({"plugins": [], "generation": 0}),
+        // The themes the Control UI bundle ships; Clawgate keeps no per-profile theme of its own,
+        // so the gateway's default is the one in force.
+        "themes.list" => {
+            let themes: Vec<Value> = UI_THEMES
+                .iter()
+                .map(|(id, name)| {
+                    json!({"id": id, "name": name, "description": "A theme of the Control UI bundle.",
+                           "source": "builtin", "modes": ["light", "dark"]})
+                })
+                .collect();
+            json!({
+                "current": {"id": "claw", "mode": "system", "scope": "gateway", "overrides": {}},
+                "theme": themes[0],
+                "themes": themes,
+            })
+        }
+        // No chat channels yet, so no channel pairing requests.
+        "channels.pairing.list" => json!({
+            "accounts": [], "requests": [], "commandOwnerConfigured": false,
+            "limits": {"pendingPerAccount": 3, "ttlMs": 3_600_000},
+        }),
+        // Product features Clawgate does not have (skills, the skill library, memory search,
+        // talk): the empty states OpenClaw itself answers when none is set up.
+        "skills.status" => {
+            let agent = agents.known_agent(config, agent_param)?;
+            json!({"workspaceDir": null, "managedSkillsDir": null, "agentId": agent.as_str(), "skills": []})
+        }
+        "skills.library.list" => json!({"entries": [], "defaultSelectionLimit": 64}),
+        // No plugin marketplace to browse.
+        "plugins.catalog.browse" => json!({"items": [], "categories": []}),
+        // No web search tool: the route OpenClaw reports when search is off.
+        "webSearch.status" => {
+            let agent = agents.known_agent(config, agent_param)?;
+            let model = config.models.model_of(agent.as_str());
+            json!({
+                "enabled": false, "provider": null, "agentId": agent.as_str(),
+                "model": {"provider": model.map(|m| m.provider.clone()), "id": model.map(|m| m.model.clone()),
+                          "runtime": "unknown", "runtimeLabel": "Not resolved"},
+                "providers": [],
+                "route": {"kind": "disabled", "label": "Search disabled", "testable": false,
+                          "reason": "Clawgate has no web search tool."},
+            })
+        }
+        // No GitHub identity for tools: none configured, none detected.
+        "tools.github.status" => {
+            let agent = agents.known_agent(config, agent_param)?;
+            let scope = params["selectedScope"].as_str().unwrap_or("agent");
+            json!({
+                "agentId": agent.as_str(), "selectedScope": scope,
+                "selected": {"scope": scope, "configured": false, "identity": null},
+                "effective": {
+                    "source": "system-detected", "credentialKind": "native", "credentialState": "unavailable",
+                    "account": null, "gitAuthor": null, "evidence": "none", "accessExpiresAtMs": null,
+                    "refreshState": "not_applicable", "oauthScopes": [], "repositoryGrants": "unknown",
+                },
+            })
+        }
+        "doctor.memory.status" => {
+            let agent = agents.known_agent(config, agent_param)?;
+            json!({"agentId": agent.as_str(), "searchRuntimeRegistered": false,
+                   "embedding": {"ok": false, "error": "memory search unavailable"}})
+        }
+        "talk.catalog" => json!({
+            "modes": [], "transports": [], "brains": [],
+            "speech": {"providers": []},
+            "transcription": {"ready": false, "providers": []},
+            "realtime": {"ready": false, "providers": []},
+        }),
+        // Side chat is OpenClaw's product feature: answered as OpenClaw answers without it.
+        "sessions.companion.state" => {
+            return Err(ErrorShape::new(ErrorCode::Unavailable, "Side chat is unavailable."));
+        }
         "sessions.observer.visibility" => json!({"ok": true}),
         "sessions.viewers.set" => {
             json!({"sessionKeys": params["sessionKeys"].as_array().cloned().unwrap_or_default()})
@@ -332,6 +534,10 @@ mod tests {
         assert_eq!(bundle_path("/").as_deref(), Some("index.html"));
         assert_eq!(bundle_path("/assets/app.js").as_deref(), Some("assets/app.js"));
         assert_eq!(bundle_path("/chat").as_deref(), Some("chat"));
+        assert_eq!(bundle_path("/settings/general").as_deref(), Some("settings/general"));
+        assert_eq!(bundle_path("/settings/assets/app.js").as_deref(), Some("assets/app.js"));
+        assert_eq!(bundle_path("/settings/fonts/a.woff2").as_deref(), Some("fonts/a.woff2"));
+        assert_eq!(bundle_path("/settings/favicon.svg").as_deref(), Some("favicon.svg"));
         assert_eq!(bundle_path("/a%20b.css").as_deref(), Some("a b.css"));
         assert_eq!(
             percent_decode("agent%3Amain%3Amain").as_deref(),

@@ -34,6 +34,53 @@ pub use crate::entropy::Entropy;
 pub use crate::log_ring::{LogLevel, LogLine};
 pub use crate::output::{ConnId, Output};
 
+/// Changes of the control plane that the audit log records when they succeed (configuration
+/// writes are recorded by the configuration part, with their paths).
+const CONTROL_WRITES: &[&str] = &[
+    "device.pair.approve",
+    "device.pair.reject",
+    "device.pair.remove",
+    "device.pair.rename",
+    "device.token.rotate",
+    "device.token.revoke",
+    "exec.approval.resolve",
+    "approval.resolve",
+    "exec.approvals.set",
+    "cron.add",
+    "cron.update",
+    "cron.remove",
+    "cron.run",
+    "set-heartbeats",
+    "sessions.reset",
+    "sessions.delete",
+];
+
+/// What an audited change was about: the ids and the decision among its params, nothing else
+/// (no text, no secret).
+fn audit_targets(request: &clawgate_proto::frame::RequestFrame) -> serde_json::Value {
+    const TARGETS: &[&str] = &[
+        "id",
+        "jobId",
+        "name",
+        "requestId",
+        "deviceId",
+        "agentId",
+        "key",
+        "role",
+        "decision",
+        "enabled",
+    ];
+    let params: serde_json::Value = serde_json::from_str(request.params_text()).unwrap_or_default();
+    let picked: serde_json::Map<String, serde_json::Value> = TARGETS
+        .iter()
+        .filter_map(|k| {
+            let v = params.get(*k)?;
+            (v.is_string() || v.is_boolean() || v.is_number()).then(|| ((*k).to_owned(), v.clone()))
+        })
+        .collect();
+    json!({"target": picked})
+}
+
 /// The gateway.
 pub struct Gateway {
     config: GatewayConfig,
@@ -371,6 +418,21 @@ impl Gateway {
         };
         self.metrics.request(&pending.method, true, false);
         self.net.send_answer(pending.conn, &response.encode());
+        self.settle(now_ms);
+    }
+
+    /// The runtime's measurement of the host, for the `system.info` request it answers.
+    pub fn handle_host_sample(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        request_id: &str,
+        host: &crate::control_ui::HostSample,
+    ) {
+        let info = crate::control_ui::system_info(&self.config, &self.instance_id, self.started_at, now_ms, host);
+        let response = ResponseFrame::ok_raw(request_id.to_owned(), to_raw(&info));
+        self.metrics.request("system.info", true, true);
+        self.net.send_answer(conn, &response.encode());
         self.settle(now_ms);
     }
 
@@ -791,6 +853,13 @@ impl Gateway {
                 conn,
                 &request,
             )),
+            (Ok(()), Some(Owner::ControlUi)) if request.method == "system.info" => {
+                self.net.push_output(Output::SampleHost {
+                    conn,
+                    request_id: request.id.clone(),
+                });
+                Reply::Later
+            }
             (Ok(()), Some(Owner::ControlUi)) => {
                 Reply::value(crate::control_ui::call(&self.config, &self.agents, now_ms, &request))
             }
@@ -829,6 +898,9 @@ impl Gateway {
             Reply::Now(Ok(payload)) => ResponseFrame::ok_raw(request.id.clone(), payload),
             Reply::Now(Err(e)) => ResponseFrame::err(request.id.clone(), e),
         };
+        if response.ok && CONTROL_WRITES.contains(&request.method.as_str()) {
+            self.audit_control(now_ms, conn, &request.method, audit_targets(&request));
+        }
         self.metrics.request(&request.method, known, response.ok);
         self.net.send_answer(conn, &response.encode());
     }

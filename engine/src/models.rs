@@ -213,6 +213,11 @@ impl ModelCatalog {
         Ok(catalog)
     }
 
+    /// Whether a provider of this id is configured.
+    pub fn has_provider(&self, id: &str) -> bool {
+        self.providers.contains_key(id)
+    }
+
     /// The model `agent` runs on: its own, else the default.
     pub fn model_of(&self, agent: &str) -> Option<&ModelRef> {
         self.agent_models.get(agent).or(self.default_model.as_ref())

@@ -60,6 +60,15 @@ pub enum Output {
         /// The line.
         line: String,
     },
+    /// Measure the host (load, memory, the state directory's disk) and call
+    /// [`Gateway::handle_host_sample`](crate::Gateway::handle_host_sample) with `conn` and
+    /// `request_id`: the answer to that `system.info` request.
+    SampleHost {
+        /// The asking connection.
+        conn: ConnId,
+        /// The request to answer.
+        request_id: String,
+    },
     /// Replace the configuration file at `path` with `text`, atomically (a temporary file
     /// renamed over it, synced), then call
     /// [`Gateway::handle_config_written`](crate::Gateway::handle_config_written) with `write`

@@ -183,6 +183,21 @@ impl Bench {
                 Output::CancelTool { call } => self.cancelled_tools.push(call),
                 Output::AppendAudit { line } => self.audit.push(line),
                 Output::AppendControlAudit { line } => self.control_audit.push(line),
+                Output::SampleHost { conn, request_id } => {
+                    let host = crate::control_ui::HostSample {
+                        hostname: "bench".into(),
+                        os_release: "6.1.0".into(),
+                        cpu_count: 2,
+                        cpu_model: Some("Bench CPU".into()),
+                        load_average: [0.5, 0.25, 0.1],
+                        memory_total_bytes: 24 << 30,
+                        memory_free_bytes: 20 << 30,
+                        rss_bytes: 5 << 20,
+                        disk: Some((100 << 30, 60 << 30)),
+                        pid: 4242,
+                    };
+                    self.gw.handle_host_sample(self.now, conn, &request_id, &host);
+                }
                 Output::WriteConfig { write, text, .. } => {
                     if self.fail_config_writes {
                         self.gw

@@ -593,6 +593,19 @@ impl RunningTools {
                         .with_details(json!({"reason": "APPROVAL_NOT_FOUND"}))),
                 }
             }
+            // Decided approvals, newest first (the store keeps the last ones it decided).
+            "approval.history" => {
+                let limit = params["limit"].as_u64().unwrap_or(50).clamp(1, 500) as usize;
+                let items: Vec<Value> = self
+                    .approvals
+                    .resolved_newest_first()
+                    .take(limit)
+                    .map(|(id, done)| approval_record(id, Some(done), None))
+                    .collect();
+                Ok(json!({"items": items}))
+            }
+            // Standing grants are minted for cron jobs' commands; Clawgate mints none.
+            "exec.approval.grants.list" => Ok(json!({"grants": []})),
             "plugin.approval.list" | "openclaw.approval.list" => Ok(json!([])),
             "exec.approvals.get" => Ok(self.approvals_snapshot(cx)),
             "exec.approvals.set" => {

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-const DAY_MS: u64 = 86_400_000;
+pub(crate) const DAY_MS: u64 = 86_400_000;
 
 /// Tokens, and what they cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -45,6 +45,29 @@ pub fn civil_date(epoch_day: u64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// The day since the Unix epoch of a `YYYY-MM-DD` date (days-from-civil); `None` for text that
+/// is no date on or after 1970-01-01.
+pub fn epoch_day(text: &str) -> Option<u64> {
+    let mut parts = text.trim().splitn(3, '-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let d: i64 = parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let year = y;
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let day = era * 146_097 + doe - 719_468;
+    let day = u64::try_from(day).ok()?;
+    // A day that does not exist (February 30) does not come back as itself.
+    (civil_date(day) == (year, m as u32, d as u32)).then_some(day)
+}
+
 impl UsageLedger {
     /// Records a turn's tokens at `at_ms`.
     pub fn record(&mut self, at_ms: u64, tokens: Tokens) {
@@ -80,6 +103,16 @@ pub fn status_payload(now_ms: u64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_are_read_back_as_their_epoch_days() {
+        assert_eq!(epoch_day("1970-01-01"), Some(0));
+        assert_eq!(epoch_day("2026-12-02"), Some(20_789));
+        assert_eq!(epoch_day("2024-02-29").map(civil_date), Some((2024, 2, 29)));
+        for bad in ["2026-02-30", "2026-13-01", "1969-12-31", "yesterday", "2026-1"] {
+            assert_eq!(epoch_day(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn epoch_days_are_calendar_dates() {

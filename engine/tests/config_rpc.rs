@@ -375,3 +375,27 @@ fn config_schema_lookup_has_the_captured_shape() {
     let res = b.request(op, "l", "config.schema.lookup", json!({"path": "gateway.nope"}));
     assert!(error_message(&res).contains("gateway.nope"));
 }
+
+#[test]
+fn other_control_plane_changes_are_audited_by_their_ids_only() {
+    let mut b = bench();
+    let op = admin(&mut b);
+    assert!(b.request(op, "h", "set-heartbeats", json!({"enabled": false})).ok);
+    let refused = b.request(
+        op,
+        "u",
+        "cron.update",
+        json!({"id": "no-such-job", "patch": {"enabled": false}}),
+    );
+    assert!(!refused.ok);
+    assert_eq!(
+        b.control_audit.len(),
+        1,
+        "a refused change is no change: {:?}",
+        b.control_audit
+    );
+    let line: Value = serde_json::from_str(&b.control_audit[0]).unwrap();
+    assert_eq!(line["action"], "set-heartbeats");
+    assert_eq!(line["target"], json!({"enabled": false}));
+    assert_eq!(line["ts"], START);
+}

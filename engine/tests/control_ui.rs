@@ -127,8 +127,8 @@ fn model_configured_follows_workers_and_the_ui_methods_answer() {
         assert!(payload(&res).get(key).is_some(), "{method} lacks {key}");
     }
     // Methods the UI calls that Clawgate does not have get an error answer, never silence.
-    let res = b.request(op, "u", "tasks.list", json!({}));
-    assert_eq!(error_code(&res).1, "unknown method: tasks.list");
+    let res = b.request(op, "u", "talk.mode", json!({}));
+    assert_eq!(error_code(&res).1, "unknown method: talk.mode");
     b.gw.handle_closed(b.now, node);
     b.pump();
     assert_eq!(defaults(&mut b)["modelConfigured"], false);

@@ -288,6 +288,49 @@ pub fn deliver_tool_event(gateway: &mut Gateway, now_ms: u64, (call, event): Too
     }
 }
 
+/// The host for `system.info`: `/proc` for load, memory and the process's resident set, and the
+/// state directory's file system. What cannot be read is left out (zero).
+pub fn sample_host(state_dir: Option<&Path>) -> clawgate_engine::control_ui::HostSample {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let meminfo = read("/proc/meminfo");
+    let kib = |text: &str, key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |k| k * 1024)
+    };
+    let load: Vec<f64> = read("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let cpu_model = read("/proc/cpuinfo").lines().find_map(|l| {
+        l.strip_prefix("model name")
+            .and_then(|r| r.split_once(':'))
+            .map(|(_, m)| m.trim().to_owned())
+    });
+    let disk = state_dir.and_then(|d| rustix::fs::statvfs(d).ok()).map(|v| {
+        let unit = v.f_frsize.max(1);
+        (v.f_blocks * unit, v.f_bavail * unit)
+    });
+    clawgate_engine::control_ui::HostSample {
+        hostname: read("/proc/sys/kernel/hostname").trim().to_owned(),
+        os_release: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        cpu_count: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu_model,
+        load_average: [
+            load.first().copied().unwrap_or(0.0),
+            load.get(1).copied().unwrap_or(0.0),
+            load.get(2).copied().unwrap_or(0.0),
+        ],
+        memory_total_bytes: kib(&meminfo, "MemTotal:"),
+        memory_free_bytes: kib(&meminfo, "MemAvailable:"),
+        rss_bytes: kib(&read("/proc/self/status"), "VmRSS:"),
+        disk,
+        pid: std::process::id(),
+    }
+}
+
 /// Appends a line to the control-plane audit log (`logs/control-audit.jsonl`, 0600) under the
 /// state directory (nothing without one); a failure is reported and the change stands.
 pub fn control_audit(state_dir: Option<&Path>, line: &str) {
@@ -582,6 +625,11 @@ impl Effects {
             }
             Output::AppendAudit { line } => audit(state_dir, &line),
             Output::AppendControlAudit { line } => control_audit(state_dir, &line),
+            // A few small files of /proc: read in place.
+            Output::SampleHost { conn, request_id } => {
+                let host = sample_host(state_dir);
+                gateway.handle_host_sample(now_ms(), conn, &request_id, &host);
+            }
             // A configuration write is answered only once it is durable.
             Output::WriteConfig { write, path, text } => {
                 let outcome = replace_file(Path::new(&path), &text).map_err(|e| format!("{path}: {e}"));
