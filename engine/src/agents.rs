@@ -275,7 +275,8 @@ impl AgentHub {
 
     /// Runs under way and runs waiting for a worker (`diagnostics.lanes`).
     pub(crate) fn run_counts(&self) -> (usize, usize) {
-        (self.runs.len(), self.queue.len())
+        let active = self.runs.values().filter(|r| r.worker.is_some()).count();
+        (active, self.runs.len() - active)
     }
 
     /// The runs under way, waiting, and recently ended, as `tasks.list` rows (newest first).
@@ -285,40 +286,30 @@ impl AgentHub {
             _ => "cli",
         };
         let row = |id: &str, kind: &str, status: &str, agent: &str, key: &str, created: u64, ended: Option<u64>| {
+            let state = if ended.is_some() { "finished" } else { status };
             json!({
                 "id": id, "taskId": id, "kind": kind, "runtime": "clawgate-worker", "status": status,
-                "execution": {"state": status}, "title": key, "agentId": agent, "sessionKey": key,
+                "execution": {"state": state}, "title": key, "agentId": agent, "sessionKey": key,
                 "hasTranscript": true, "ownerKey": key, "runId": id, "sourceId": id,
                 "createdAt": created, "updatedAt": ended.unwrap_or(created), "startedAt": created,
                 "endedAt": ended, "progressSummary": null, "terminalSummary": null, "deliveryStatus": null,
             })
         };
         let mut rows: Vec<(u64, Value)> = Vec::new();
+        // A run waiting for its agent's worker is a run without a worker yet.
         for (id, r) in &self.runs {
             let created = r.accepted_at;
-            rows.push((
-                created,
-                row(
-                    id,
-                    kind(&r.origin),
-                    "running",
-                    &r.agent_id,
-                    &r.session_key,
-                    created,
-                    None,
-                ),
-            ));
-        }
-        for q in &self.queue {
-            let k = if q.scheduled { "automation_run" } else { "cli" };
-            rows.push((
-                q.accepted_at,
-                row(&q.run_id, k, "queued", &q.agent_id, &q.session_key, q.accepted_at, None),
-            ));
+            let status = if r.worker.is_some() { "running" } else { "queued" };
+            let task = row(id, kind(&r.origin), status, &r.agent_id, &r.session_key, created, None);
+            rows.push((created, task));
         }
         for (id, f) in &self.finished {
             let started = f.ended_at.saturating_sub(f.duration_ms);
-            let status = if f.status == "ok" { "succeeded" } else { f.status };
+            let status = match f.status {
+                "ok" => "completed",
+                "timeout" => "timed_out",
+                _ => "failed",
+            };
             rows.push((
                 started,
                 row(
