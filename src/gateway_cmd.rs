@@ -432,7 +432,7 @@ impl StateLock {
 fn restart_in_place() -> Result<(), Failure> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(|e| Failure::failed(format!("cannot restart: {e}")))?;
-    eprintln!("clawgate: restarting for a configuration change");
+    eprintln!("clawgate: restarting (a configuration change or an operator asked for it)");
     let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).exec();
     Err(Failure::failed(format!("cannot restart: {err}")))
 }

@@ -49,6 +49,9 @@ pub(crate) struct PendingWrite {
     pub leaves: Vec<String>,
     /// Paths among them that need a restart.
     pub restart_paths: Vec<String>,
+    /// The answer, for a write made by another method than the `config.*` ones
+    /// (`agents.create` answers with the agent it made).
+    pub answer: Option<Value>,
 }
 
 /// What a write request came to.
@@ -311,6 +314,7 @@ impl ConfigRpc {
             changed,
             leaves,
             restart_paths,
+            answer: None,
         });
         Ok(WriteStart::Writing(Output::WriteConfig {
             write,
@@ -334,8 +338,57 @@ impl ConfigRpc {
         Some(self.pending.remove(at))
     }
 
+    /// `agents.create`, `agents.update` and `agents.delete`: the agent list in the file changed
+    /// as a file edit would change it, against the file in force (no `baseHash`: the gateway
+    /// computes the edit itself, from the latest text).
+    pub fn write_agents(
+        &mut self,
+        config: &GatewayConfig,
+        file: &FileInForce<'_>,
+        conn: ConnId,
+        request: &RequestFrame,
+    ) -> Result<WriteStart, ErrorShape> {
+        let m = request.method.as_str();
+        let p: Value = serde_json::from_str(request.params_text()).map_err(|e| invalid(m, e))?;
+        let base_text = self.base_text(file).map(str::to_owned);
+        let old: Value = match &base_text {
+            Some(t) => json5::from_str(t).map_err(|e| invalid(m, format!("the file in force does not parse: {e}")))?,
+            None => crate::settings::empty_document(),
+        };
+        let mut new = old.clone();
+        let answer = crate::agent_entries::edit(m, &p, &mut new, config)?;
+        let text = serde_json::to_string_pretty(&new).unwrap_or_default() + "\n";
+        let env = |name: &str| self.env.get(name).cloned();
+        let (checked, _) = crate::settings::parse(&text, &env)
+            .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid config: {}", e.message)))?;
+        let restart_paths =
+            crate::reload::plan(crate::reload::ReloadMode::Hot, file.resolved, &checked.document).ignored;
+        let write = self.next_write;
+        self.next_write += 1;
+        self.pending.push(PendingWrite {
+            write,
+            conn,
+            request_id: request.id.clone(),
+            method: m.to_owned(),
+            text: text.clone(),
+            changed: changed_sections(&old, &new),
+            leaves: changed_paths(&old, &new),
+            document: new,
+            restart_paths,
+            answer: Some(answer),
+        });
+        Ok(WriteStart::Writing(Output::WriteConfig {
+            write,
+            path: config.config_path.clone(),
+            text,
+        }))
+    }
+
     /// The answer to a write that is on disk and applied.
     pub fn written(&self, config: &GatewayConfig, write: &PendingWrite, now_ms: u64) -> Value {
+        if let Some(answer) = &write.answer {
+            return answer.clone();
+        }
         let kind = write.method.replace('.', "-");
         json!({
             "ok": true,

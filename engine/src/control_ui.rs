@@ -400,6 +400,23 @@ pub(crate) fn call(
             json!({"workspaceDir": null, "managedSkillsDir": null, "agentId": agent.as_str(), "skills": []})
         }
         "skills.library.list" => json!({"entries": [], "defaultSelectionLimit": 64}),
+        // Clawgate keeps no stability recorder (event-loop stalls, memory pressure), so there
+        // are no records to give.
+        "diagnostics.stability" => json!({
+            "generatedAt": crate::scheduler::iso(now_ms), "capacity": 0, "count": 0, "dropped": 0,
+            "events": [], "summary": {"byType": {}},
+        }),
+        // Clawgate runs no internal agent hooks.
+        "hooks.status" => {
+            let agent = agents.known_agent(config, agent_param)?;
+            let workspace = config
+                .tool_policy
+                .workspace_of(&agent)
+                .map_or_else(|| format!("{}/workspace", config.state_dir), str::to_owned);
+            json!({"workspaceDir": workspace, "managedHooksDir": format!("{}/hooks", config.state_dir), "hooks": []})
+        }
+        // Chat messages go to the agent as they are: Clawgate has no slash commands of its own.
+        "commands.list" => json!({"commands": []}),
         // No plugin marketplace to browse.
         "plugins.catalog.browse" => json!({"items": [], "categories": []}),
         // No web search tool: the route OpenClaw reports when search is off.

@@ -257,8 +257,8 @@ impl Gateway {
         self.life.document()
     }
 
-    /// Whether the last reload asked for a restart: once [`Output::Stopped`] arrives the runtime
-    /// starts the gateway again with the same arguments.
+    /// Whether a reload or an operator (`gateway.restart.request`) asked for a restart: once
+    /// [`Output::Stopped`] arrives the runtime starts the gateway again with the same arguments.
     pub fn restart_requested(&self) -> bool {
         self.life.restart_requested()
     }
@@ -916,7 +916,30 @@ impl Gateway {
             "config.get" => Reply::value(Ok(self.config_rpc.get(&self.config, &file))),
             "config.schema" => Reply::value(Ok(crate::config_schema::schema(now_ms))),
             "config.schema.lookup" => Reply::value(crate::config_schema::lookup(request)),
-            _ => match self.config_rpc.write(&self.config, &file, conn, request) {
+            // Answered first, then the gateway stops for the runtime to start it again.
+            "gateway.restart.request" => {
+                let params: serde_json::Value = serde_json::from_str(request.params_text()).unwrap_or_default();
+                let reason = params["reason"]
+                    .as_str()
+                    .unwrap_or("operator request")
+                    .chars()
+                    .take(200)
+                    .collect::<String>();
+                let payload = json!({"ok": true, "status": "scheduled", "restart": {"reason": reason, "delayMs": 0}, "pid": null});
+                let response = ResponseFrame::ok_raw(request.id.clone(), to_raw(&payload));
+                self.net.send_answer(conn, &response.encode());
+                self.metrics.request(&request.method, true, true);
+                self.audit_control(now_ms, conn, &request.method, json!({"target": {"reason": reason}}));
+                self.life.request_restart();
+                let back_in = self.config.restart_expected_ms;
+                self.handle_shutdown(now_ms, "gateway restarting", Some(back_in));
+                Reply::Later
+            }
+            method => match if method.starts_with("agents.") {
+                self.config_rpc.write_agents(&self.config, &file, conn, request)
+            } else {
+                self.config_rpc.write(&self.config, &file, conn, request)
+            } {
                 Err(e) => Reply::Now(Err(e)),
                 Ok(WriteStart::Unchanged(answer)) => Reply::value(Ok(answer)),
                 Ok(WriteStart::Writing(output)) => {

@@ -13,6 +13,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod admission;
+mod agent_entries;
 pub mod agents;
 pub mod approvals;
 mod cache;

@@ -69,6 +69,11 @@ impl Lifecycle {
         self.secret_generation
     }
 
+    /// An operator asked for a restart (`gateway.restart.request`).
+    pub fn request_restart(&mut self) {
+        self.restart_requested = true;
+    }
+
     pub fn restart_requested(&self) -> bool {
         self.restart_requested
     }

@@ -169,6 +169,13 @@ pub(crate) fn call(
             core.net.push_output(Output::ReloadConfig);
             json!({"ok": true, "path": core.config.config_path})
         }
+        // Secrets are `${NAME}` references in the file, resolved when it is read: reading it
+        // again resolves them again.
+        "secrets.reload" => {
+            core.net.push_output(Output::ReloadConfig);
+            json!({"ok": true, "warningCount": 0})
+        }
+        "node.pair.list" => crate::nodes::node_pair_list(core.pairing),
         "connect" => {
             return Err(ErrorShape::new(
                 ErrorCode::InvalidRequest,

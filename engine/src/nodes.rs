@@ -80,6 +80,31 @@ pub(crate) fn node_list<'a>(
     json!({"ts": now_ms, "nodes": node_entries(connected, pairing)})
 }
 
+/// `node.pair.list`: nodes pair as devices do, so the pending requests and the paired devices
+/// with the node role.
+pub(crate) fn node_pair_list(pairing: &PairingStore) -> Value {
+    let is_node = |roles: &[String], role: Option<&str>| roles.iter().any(|r| r == "node") || role == Some("node");
+    let pending: Vec<Value> = pairing
+        .pending
+        .values()
+        .filter(|r| is_node(&r.roles, r.description.role.as_deref()))
+        .map(|r| {
+            json!({"requestId": r.request_id, "nodeId": r.device_id, "displayName": r.description.display_name,
+                   "platform": r.description.platform, "ts": r.ts})
+        })
+        .collect();
+    let paired: Vec<Value> = pairing
+        .paired
+        .iter()
+        .filter(|(_, d)| is_node(&d.roles, d.description.role.as_deref()))
+        .map(|(id, d)| {
+            json!({"nodeId": id, "displayName": d.description.display_name, "platform": d.description.platform,
+                   "approvedAtMs": d.approved_at_ms})
+        })
+        .collect();
+    json!({"pending": pending, "paired": paired})
+}
+
 /// One node of [`node_list`] by id, for `node.describe`.
 pub(crate) fn node_describe<'a>(
     now_ms: u64,

@@ -399,3 +399,99 @@ fn other_control_plane_changes_are_audited_by_their_ids_only() {
     assert_eq!(line["target"], json!({"enabled": false}));
     assert_eq!(line["ts"], START);
 }
+
+#[test]
+fn agents_create_writes_an_entry_and_answers_as_captured() {
+    let mut b = bench();
+    let op = admin(&mut b);
+    let watch = watcher(&mut b);
+    let res = b.request(
+        op,
+        "c",
+        "agents.create",
+        golden("agents.create.req.json")["params"].clone(),
+    );
+    assert!(res.ok, "{res:?}");
+    let ours = payload(&res);
+    let captured = golden("agents.create.res.json")["payload"].clone();
+    has_captured_keys(&ours, &captured, &[]);
+    assert_eq!(ours["agentId"], captured["agentId"]);
+    assert_eq!(
+        ours["workspace"], captured["workspace"],
+        "under agents.defaults.workspace"
+    );
+    let written: Value = serde_json::from_str(b.config_file.as_deref().unwrap()).unwrap();
+    assert_eq!(written["agents"]["entries"]["golden-helper"]["name"], "Golden Helper");
+    assert_eq!(
+        written["models"]["providers"]["fakeai"]["apiKey"], "sk-local",
+        "the rest of the file stays"
+    );
+    let listed = payload(&b.request(op, "l", "agents.list", json!({})));
+    assert!(
+        listed["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "golden-helper"),
+        "{listed}"
+    );
+    assert!(b.events(watch).iter().any(|e| e.event == "config.changed"));
+    let again = b.request(op, "c", "agents.create", json!({"name": "golden helper"}));
+    assert!(error_message(&again).contains("already exists"));
+}
+
+#[test]
+fn agents_update_and_delete_edit_the_entry_the_file_has() {
+    let mut b = bench();
+    let op = admin(&mut b);
+    assert!(b.request(op, "c", "agents.create", json!({"name": "Golden Helper"})).ok);
+    let res = b.request(
+        op,
+        "u",
+        "agents.update",
+        golden("agents.update.req.json")["params"].clone(),
+    );
+    assert_eq!(payload(&res), golden("agents.update.res.json")["payload"]);
+    let written: Value = serde_json::from_str(b.config_file.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        written["agents"]["entries"]["golden-helper"]["name"],
+        "Golden Helper Two"
+    );
+    let res = b.request(
+        op,
+        "d",
+        "agents.delete",
+        golden("agents.delete.req.json")["params"].clone(),
+    );
+    let ours = payload(&res);
+    has_captured_keys(&ours, &golden("agents.delete.res.json")["payload"], &[]);
+    assert_eq!(ours["kept"][0]["path"], "/home/user/.openclaw/workspace/golden-helper");
+    let written: Value = serde_json::from_str(b.config_file.as_deref().unwrap()).unwrap();
+    assert!(written["agents"]["entries"].get("golden-helper").is_none());
+    let unknown = b.request(op, "d", "agents.delete", json!({"agentId": "golden-helper"}));
+    assert!(error_message(&unknown).contains("unknown agent id"));
+    let default = b.request(op, "d", "agents.delete", json!({"agentId": "main"}));
+    assert!(error_message(&default).contains("default agent"));
+}
+
+#[test]
+fn a_restart_request_is_answered_then_the_gateway_stops_to_start_again() {
+    let mut b = bench();
+    let op = admin(&mut b);
+    b.send_text(
+        op,
+        &json!({"type": "req", "id": "r", "method": "gateway.restart.request", "params": {"reason": "new binary"}})
+            .to_string(),
+    );
+    let frames = b.frames(op);
+    let answer = frames
+        .iter()
+        .position(|f| matches!(f, clawgate_proto::frame::Frame::Response(r) if r.id == "r" && r.ok));
+    let shutdown = frames
+        .iter()
+        .position(|f| matches!(f, clawgate_proto::frame::Frame::Event(e) if e.event == "shutdown"));
+    assert!(answer.expect("answered") < shutdown.expect("stopping"));
+    assert!(b.gw.restart_requested());
+    let line: Value = serde_json::from_str(b.control_audit.last().unwrap()).unwrap();
+    assert_eq!(line["action"], "gateway.restart.request");
+}

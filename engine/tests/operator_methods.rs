@@ -356,3 +356,38 @@ fn product_features_clawgate_lacks_answer_empty_states() {
     assert_eq!(themes["current"]["id"], "claw");
     assert!(themes["themes"].as_array().unwrap().iter().any(|t| t["id"] == "tide"));
 }
+
+#[test]
+fn commands_cli_reads_answer_what_clawgate_has() {
+    let mut b = bench();
+    let op = b.operator(&["operator.admin", "operator.read", "operator.pairing"]);
+    b.take_texts(op);
+    let captured = golden("commands.list.res.json")["payload"].clone();
+    let commands = ok(&mut b, op, "commands.list", json!({}));
+    has_captured_keys(&commands, &captured, &[]);
+    assert_eq!(commands["commands"], json!([]), "Clawgate passes chat messages to the agent as they are");
+    let stability = ok(&mut b, op, "diagnostics.stability", json!({}));
+    assert_eq!(stability["events"], json!([]));
+    let hooks = ok(&mut b, op, "hooks.status", json!({}));
+    assert_eq!(hooks["hooks"], json!([]));
+    let nodes = ok(&mut b, op, "node.pair.list", json!({}));
+    assert_eq!(nodes, json!({"pending": [], "paired": []}));
+    let before = b.reload_requests;
+    assert_eq!(ok(&mut b, op, "secrets.reload", json!({}))["ok"], true);
+    assert_eq!(b.reload_requests, before + 1, "the file is read again");
+}
+
+#[test]
+fn a_worker_waiting_for_pairing_is_a_pending_node() {
+    let mut b = bench();
+    let op = b.operator(&["operator.admin", "operator.read", "operator.pairing"]);
+    b.take_texts(op);
+    let node = b.ws(remote(), &[]);
+    let identity = clawgate_proto::device::DeviceIdentity::from_seed(&[9; 32]);
+    let nonce = b.nonce(node);
+    let params = with_device(&worker_params(&["main"]), &identity, &nonce, b.now);
+    let res = b.connect(node, params);
+    assert!(!res.ok, "a device from another host waits for approval");
+    let nodes = ok(&mut b, op, "node.pair.list", json!({}));
+    assert_eq!(nodes["pending"][0]["nodeId"], identity.device_id());
+}
