@@ -70,6 +70,9 @@ pub(crate) enum Origin {
     Http(HttpRun),
     /// The scheduler (a cron job or a heartbeat): its end goes back to it.
     Scheduled,
+    /// `sessions.compact`: the reply is the summary that replaces the session's history, and
+    /// the answer goes to `request_id`.
+    Compaction { conn: ConnId, request_id: String },
 }
 
 pub(crate) struct Run {
@@ -259,7 +262,7 @@ impl AgentHub {
     pub(crate) fn requester_of(&self, run_id: &str) -> Option<ConnId> {
         match &self.runs.get(run_id)?.origin {
             Origin::Chat { conn } | Origin::Agent { conn, .. } => Some(*conn),
-            Origin::Http(_) | Origin::Nobody | Origin::Scheduled => None,
+            Origin::Http(_) | Origin::Nobody | Origin::Scheduled | Origin::Compaction { .. } => None,
         }
     }
 
@@ -334,6 +337,38 @@ fn invalid(method: &str, e: impl std::fmt::Display) -> ErrorShape {
 
 fn transcript_file(session_id: &str) -> String {
     format!("{TRANSCRIPT_DIR}/{session_id}.jsonl")
+}
+
+/// What a summary turn is asked.
+const COMPACT_PROMPT: &str = "Summarize the conversation so far for your own later use: the user's requests, what was \
+decided and done, open tasks, constraints, and exact names, paths and identifiers. Reply with the summary only.";
+
+/// Messages kept after a summary: the latest exchange.
+const COMPACT_KEEP: usize = 2;
+
+/// Files the session's tool calls read and changed (`read`; `write`, `edit`), for a compaction's
+/// details.
+fn files_touched(messages: &[Value]) -> (Vec<String>, Vec<String>) {
+    let (mut read, mut modified) = (Vec::new(), Vec::new());
+    for m in messages {
+        for c in m["content"].as_array().into_iter().flatten() {
+            if c["type"] != "toolCall" {
+                continue;
+            }
+            let Some(path) = c["arguments"]["path"].as_str() else {
+                continue;
+            };
+            let list = match c["name"].as_str() {
+                Some("read") => &mut read,
+                Some("write" | "edit" | "apply_patch") => &mut modified,
+                _ => continue,
+            };
+            if !list.iter().any(|p| p == path) {
+                list.push(path.to_owned());
+            }
+        }
+    }
+    (read, modified)
 }
 
 /// A `sessions.patch` change: `null` removes a field.
@@ -1184,7 +1219,8 @@ impl Agents<'_> {
             let gone = match &run.origin {
                 Origin::Chat { conn: c } | Origin::Agent { conn: c, .. } => *c == conn,
                 Origin::Http(h) => h.conn == conn,
-                Origin::Nobody | Origin::Scheduled => false,
+                // A compaction goes on: its summary still replaces the history.
+                Origin::Nobody | Origin::Scheduled | Origin::Compaction { .. } => false,
             };
             if gone {
                 run.origin = Origin::Nobody;
@@ -1774,7 +1810,156 @@ impl Agents<'_> {
             }
             Origin::Http(http) => self.finish_http_run(run_id, http, finished),
             Origin::Scheduled => self.hub.scheduled_done.push((run_id.to_owned(), finished.clone())),
+            Origin::Compaction { conn, request_id } => self.finish_compaction(conn, request_id, finished),
         }
+    }
+
+    /// `sessions.compact {key, maxLines?}`: with `maxLines`, the session keeps its last lines;
+    /// without, one quiet turn of the agent summarises it and the summary takes the place of
+    /// the history before the latest exchange.
+    fn sessions_compact(&mut self, now_ms: u64, conn: ConnId, request: &RequestFrame) -> Reply {
+        let m = "sessions.compact";
+        let p: Value = match serde_json::from_str(request.params_text()) {
+            Ok(p) => p,
+            Err(e) => return Reply::Now(Err(invalid(m, e))),
+        };
+        let Some(raw) = p.get("key").and_then(Value::as_str) else {
+            return Reply::Now(Err(invalid(m, "key is required")));
+        };
+        let (key, agent) = match self.hub.session_key_for(self.cx.config, Some(raw), None) {
+            Ok(k) => k,
+            Err(e) => return Reply::Now(Err(e)),
+        };
+        let max_lines = match p.get("maxLines") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64().filter(|n| *n >= 1) {
+                Some(n) => Some(n as usize),
+                None => return Reply::Now(Err(invalid(m, "maxLines must be a whole number of at least 1"))),
+            },
+        };
+        let lines = self.hub.sessions.get(&key).map_or(0, |s| s.messages.len());
+        let too_small =
+            json!({"ok": false, "key": key, "compacted": false, "reason": "Nothing to compact (session too small)"});
+        if lines < 2 || max_lines.is_some_and(|n| lines <= n) {
+            return Reply::value(Ok(too_small));
+        }
+        if self.hub.runs.values().any(|r| r.session_key == key) {
+            return Reply::Now(Err(ErrorShape::new(
+                ErrorCode::Unavailable,
+                format!("session {key} has a run under way; compact it once the run has ended"),
+            )
+            .retry_after(1000)));
+        }
+        if let Some(n) = max_lines {
+            let kept: Vec<Value> = self.hub.sessions.get(&key).map_or_else(Vec::new, |s| {
+                s.messages.iter().skip(s.messages.len() - n).cloned().collect()
+            });
+            self.rewrite_session(now_ms, &key, kept);
+            return Reply::value(Ok(json!({"ok": true, "key": key, "compacted": true, "kept": n})));
+        }
+        let run_id = self.cx.random_uuid();
+        let started = self.start_run(
+            now_ms,
+            RunRequest {
+                run_id,
+                session_key: key,
+                agent_id: agent,
+                message: COMPACT_PROMPT.to_owned(),
+                origin: Origin::Compaction {
+                    conn,
+                    request_id: request.id.clone(),
+                },
+                options: RunOptions::default(),
+                timeout_ms: DEFAULT_RUN_TIMEOUT_MS,
+                quiet: true,
+                created_via: "compact",
+                ack: None,
+            },
+        );
+        match started {
+            Ok(_) => Reply::Later,
+            Err(e) => Reply::Now(Err(e)),
+        }
+    }
+
+    /// The end of a summary turn: its reply becomes the session's summary, the latest exchange
+    /// before the request stays, and the request and reply themselves go.
+    fn finish_compaction(&mut self, conn: ConnId, request_id: String, finished: &Finished) {
+        let key = finished.session_key.clone();
+        let Some(s) = self.hub.sessions.get(&key) else { return };
+        // The last two messages are the summary request and its reply.
+        let history: Vec<Value> = s
+            .messages
+            .iter()
+            .take(s.messages.len().saturating_sub(2))
+            .cloned()
+            .collect();
+        let tokens_before = s.tokens.0 + s.tokens.1;
+        let now_ms = finished.ended_at;
+        if finished.status != "ok" || finished.text.trim().is_empty() {
+            self.rewrite_session(now_ms, &key, history);
+            let why = finished
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("the summary turn ended {}", finished.status));
+            let e = ErrorShape::new(ErrorCode::Unavailable, format!("compaction failed: {why}"));
+            self.cx.net.send_text(conn, &ResponseFrame::err(request_id, e).encode());
+            return;
+        }
+        let (read, modified) = files_touched(&history);
+        let kept_from = history.len().saturating_sub(COMPACT_KEEP);
+        let summary = json!({
+            "role": "assistant",
+            "content": [{"type": "text", "text": format!("Summary of the conversation so far:\n\n{}", finished.text.trim())}],
+            "timestamp": now_ms,
+            "stopReason": "stop",
+            "__openclaw": {"compaction": true},
+        });
+        let first_kept = history
+            .get(kept_from)
+            .map(|m| m["__openclaw"]["id"].clone())
+            .unwrap_or(Value::Null);
+        let mut messages = vec![summary];
+        messages.extend(history.into_iter().skip(kept_from));
+        self.rewrite_session(now_ms, &key, messages);
+        let payload = json!({
+            "ok": true, "key": key, "compacted": true,
+            "result": {
+                "summary": finished.text.trim(), "firstKeptEntryId": first_kept, "tokensBefore": tokens_before,
+                "details": {"readFiles": read, "modifiedFiles": modified},
+            },
+        });
+        self.cx
+            .net
+            .send_text(conn, &ResponseFrame::ok(request_id, &payload).encode());
+    }
+
+    /// Replaces a session's history with `messages`, in memory and on disk (the transcript is
+    /// written again whole, in one step).
+    fn rewrite_session(&mut self, now_ms: u64, key: &str, messages: Vec<Value>) {
+        let Some(s) = self.hub.sessions.get_mut(key) else {
+            return;
+        };
+        let header = json!({
+            "type": "session", "key": key, "sessionId": s.session_id, "agentId": s.agent_id,
+            "createdAt": s.created_at, "createdVia": s.created_via,
+        });
+        let mut contents = header.to_string();
+        contents.push('\n');
+        if !s.meta.is_empty() {
+            contents.push_str(&json!({"type": "session.patch", "patch": s.meta, "ts": now_ms}).to_string());
+            contents.push('\n');
+        }
+        for m in &messages {
+            contents.push_str(&json!({"type": "message", "message": m}).to_string());
+            contents.push('\n');
+        }
+        s.total = messages.len() as u64;
+        s.messages = messages.into();
+        s.updated_at = now_ms;
+        let file = transcript_file(&s.session_id);
+        self.cx.net.push_output(Output::ReplaceTranscript { file, contents });
+        self.session_changed(now_ms, key, "compacted", None);
     }
 
     /// A caller stops a session's runs (`chat.abort`).
@@ -2201,6 +2386,7 @@ impl Agents<'_> {
             })(),
             "agents.list" => Ok(self.hub.agents_list(self.cx.config)),
             "sessions.patch" => self.sessions_patch(now_ms, request),
+            "sessions.compact" => return self.sessions_compact(now_ms, conn, request),
             "sessions.create" => self.sessions_create(now_ms, request),
             "sessions.abort" => (|| {
                 let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;

@@ -60,6 +60,14 @@ pub enum Output {
         /// The line.
         line: String,
     },
+    /// Replace a session transcript with `contents` in one step (a temporary file renamed over
+    /// it), after the lines appended to it so far are written: a compaction.
+    ReplaceTranscript {
+        /// Relative to the state directory, e.g. `sessions/<sessionId>.jsonl`.
+        file: String,
+        /// The whole new text.
+        contents: String,
+    },
     /// Measure the host (load, memory, the state directory's disk) and call
     /// [`Gateway::handle_host_sample`](crate::Gateway::handle_host_sample) with `conn` and
     /// `request_id`: the answer to that `system.info` request.

@@ -183,6 +183,10 @@ impl Bench {
                 Output::CancelTool { call } => self.cancelled_tools.push(call),
                 Output::AppendAudit { line } => self.audit.push(line),
                 Output::AppendControlAudit { line } => self.control_audit.push(line),
+                Output::ReplaceTranscript { file, contents } => {
+                    self.transcripts
+                        .insert(file, contents.lines().map(str::to_owned).collect());
+                }
                 Output::SampleHost { conn, request_id } => {
                     let host = crate::control_ui::HostSample {
                         hostname: "bench".into(),

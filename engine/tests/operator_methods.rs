@@ -365,7 +365,11 @@ fn commands_cli_reads_answer_what_clawgate_has() {
     let captured = golden("commands.list.res.json")["payload"].clone();
     let commands = ok(&mut b, op, "commands.list", json!({}));
     has_captured_keys(&commands, &captured, &[]);
-    assert_eq!(commands["commands"], json!([]), "Clawgate passes chat messages to the agent as they are");
+    assert_eq!(
+        commands["commands"],
+        json!([]),
+        "Clawgate passes chat messages to the agent as they are"
+    );
     let stability = ok(&mut b, op, "diagnostics.stability", json!({}));
     assert_eq!(stability["events"], json!([]));
     let hooks = ok(&mut b, op, "hooks.status", json!({}));
@@ -390,4 +394,126 @@ fn a_worker_waiting_for_pairing_is_a_pending_node() {
     assert!(!res.ok, "a device from another host waits for approval");
     let nodes = ok(&mut b, op, "node.pair.list", json!({}));
     assert_eq!(nodes["pending"][0]["nodeId"], identity.device_id());
+}
+
+fn worker(b: &mut Bench) -> ConnId {
+    let node = b.ws(loopback(), &[]);
+    assert!(b.connect(node, worker_params(&["main"])).ok);
+    b.take_texts(node);
+    node
+}
+
+/// Answers every run the worker was asked for with `text`; returns the runs' params.
+fn answer_runs(b: &mut Bench, node: ConnId, text: &str) -> Vec<Value> {
+    let invokes: Vec<Value> = b
+        .events(node)
+        .into_iter()
+        .filter(|e| e.event == "node.invoke.request")
+        .map(|e| e.parse_payload().unwrap())
+        .collect();
+    let mut asked = Vec::new();
+    for invoke in invokes {
+        asked.push(serde_json::from_str(invoke["paramsJSON"].as_str().unwrap()).unwrap());
+        let result = json!({"id": invoke["id"], "nodeId": invoke["nodeId"], "ok": true, "payloadJSON": json!({"text": text}).to_string()});
+        assert!(b.request(node, "res", "node.invoke.result", result).ok);
+    }
+    asked
+}
+
+/// A session with `turns` exchanges answered by the worker.
+fn chatted(b: &mut Bench, op: ConnId, node: ConnId, turns: usize) {
+    for i in 0..turns {
+        ok(
+            b,
+            op,
+            "chat.send",
+            json!({"sessionKey": "main", "message": format!("question {i}"), "idempotencyKey": format!("q{i}")}),
+        );
+        answer_runs(b, node, &format!("answer {i}"));
+    }
+}
+
+fn history(b: &mut Bench, op: ConnId) -> Vec<Value> {
+    ok(b, op, "chat.history", json!({"sessionKey": "main"}))["messages"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn compacting_to_max_lines_keeps_the_last_lines_in_memory_and_on_disk() {
+    let mut b = bench();
+    let op = operator(&mut b);
+    let node = worker(&mut b);
+    chatted(&mut b, op, node, 3);
+    let req = golden("sessions.compact.maxLines.req.json");
+    let mut params = req["params"].clone();
+    params["key"] = json!("main");
+    let ours = ok(&mut b, op, "sessions.compact", params);
+    let captured = golden("sessions.compact.maxLines.res.json")["payload"].clone();
+    has_captured_keys(&ours, &captured, &[]);
+    assert_eq!(ours["kept"], 2);
+    let kept = history(&mut b, op);
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[1]["content"][0]["text"], "answer 2");
+    let file = b.transcripts.values().next().unwrap().clone();
+    assert_eq!(file.len(), 3, "the header and two messages: {file:?}");
+    assert!(file[2].contains("answer 2"));
+}
+
+#[test]
+fn a_session_too_small_has_nothing_to_compact() {
+    let mut b = bench();
+    let op = operator(&mut b);
+    ok(
+        &mut b,
+        op,
+        "sessions.create",
+        golden("sessions.create.req.json")["params"].clone(),
+    );
+    let ours = ok(
+        &mut b,
+        op,
+        "sessions.compact",
+        golden("sessions.compact.no-transcript.req.json")["params"].clone(),
+    );
+    assert_eq!(ours, golden("sessions.compact.no-transcript.res.json")["payload"]);
+}
+
+#[test]
+fn compacting_without_max_lines_replaces_the_history_with_the_agents_summary() {
+    let mut b = bench();
+    let op = operator(&mut b);
+    let node = worker(&mut b);
+    chatted(&mut b, op, node, 3);
+    b.send_text(
+        op,
+        &json!({"type": "req", "id": "compact", "method": "sessions.compact", "params": {"key": "main"}}).to_string(),
+    );
+    assert!(b.responses(op).is_empty(), "the answer waits for the summary");
+    let asked = answer_runs(&mut b, node, "The user asked three questions.");
+    assert_eq!(asked.len(), 1, "one summary turn");
+    assert_eq!(
+        asked[0]["history"].as_array().unwrap().len(),
+        6,
+        "it reads the whole session"
+    );
+    let res = b
+        .responses(op)
+        .into_iter()
+        .find(|r| r.id == "compact")
+        .expect("answered");
+    let ours = payload(&res);
+    let captured = golden("sessions.compact.res.json")["payload"].clone();
+    has_captured_keys(&ours, &captured, &[]);
+    has_captured_keys(&ours["result"], &captured["result"], &[]);
+    assert_eq!(ours["result"]["summary"], "The user asked three questions.");
+    let now = history(&mut b, op);
+    assert_eq!(now.len(), 3, "the summary and the latest exchange: {now:?}");
+    assert!(now[0]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("three questions"));
+    assert_eq!(now[2]["content"][0]["text"], "answer 2");
+    assert_eq!(ours["result"]["firstKeptEntryId"], now[1]["__openclaw"]["id"]);
 }

@@ -417,6 +417,19 @@ impl Transcripts {
     }
 
     /// Makes every line appended since the last call durable.
+    /// Replaces `file` with `contents` in one step; a handle still open on it is synced and
+    /// closed first, so that no later line goes to the old file.
+    pub fn replace(&mut self, state_dir: Option<&Path>, file: &str, contents: &str) {
+        let Some(dir) = state_dir else { return };
+        let path = dir.join(file);
+        if let Some(f) = self.dirty.remove(&path) {
+            let _ = f.sync_data();
+        }
+        if let Err(e) = replace_file(&path, contents) {
+            eprintln!("clawgate: could not rewrite {}: {e}", path.display());
+        }
+    }
+
     pub fn sync(&mut self) {
         for (path, f) in self.dirty.drain() {
             if let Err(e) = f.sync_data() {
@@ -637,6 +650,7 @@ impl Effects {
             }
             Output::AppendTranscript { file, line } => self.transcripts.append(state_dir, &file, &line),
             Output::RemoveTranscript { file } => self.transcripts.remove(state_dir, &file),
+            Output::ReplaceTranscript { file, contents } => self.transcripts.replace(state_dir, &file, &contents),
             Output::RemoveStateFile { path } => {
                 if let Some(dir) = state_dir {
                     // Only files of the state are removed: no path leaves the folder.

@@ -141,6 +141,7 @@ pub const METHODS: &[Method] = &[
     method("agent.wait", Operator(Scope::Write), false, Some(Owner::Agents)),
     method("agents.list", Operator(Scope::Read), false, Some(Owner::Agents)),
     method("sessions.patch", Operator(Scope::Write), false, Some(Owner::Agents)),
+    method("sessions.compact", Operator(Scope::Admin), false, Some(Owner::Agents)),
     method("sessions.get", Operator(Scope::Read), false, Some(Owner::Agents)),
     method("sessions.resolve", Operator(Scope::Read), false, Some(Owner::Agents)),
     method("sessions.reset", Operator(Scope::Admin), false, Some(Owner::Agents)),
