@@ -270,17 +270,7 @@ pub struct Config {
     pub default_workspace: PathBuf,
 }
 
-/// The workspace files put in the system prompt, in the order OpenClaw reads them.
-pub const BOOTSTRAP_FILES: &[&str] = &[
-    "AGENTS.md",
-    "SOUL.md",
-    "TOOLS.md",
-    "IDENTITY.md",
-    "USER.md",
-    "HEARTBEAT.md",
-    "BOOTSTRAP.md",
-    "MEMORY.md",
-];
+pub use clawgate_engine::agent_files::BOOTSTRAP_FILES;
 
 /// Characters of one bootstrap file put in the prompt (OpenClaw's `bootstrapMaxChars` default).
 const BOOTSTRAP_MAX_CHARS: usize = 20_000;

@@ -421,6 +421,40 @@ impl Gateway {
         self.settle(now_ms);
     }
 
+    /// The runtime's report on an [`Output::AgentFiles`]: the answer, or (after the check of a
+    /// write) the write itself.
+    pub fn handle_agent_files(
+        &mut self,
+        now_ms: u64,
+        request: crate::agent_files::AgentFileRequest,
+        facts: Result<Vec<crate::agent_files::AgentFileFacts>, String>,
+    ) {
+        let (conn, request_id, method) = (request.conn, request.request_id.clone(), request.method.clone());
+        let written = matches!(request.stage, crate::agent_files::AgentFileStage::Write { .. });
+        let name = request.names.first().cloned().unwrap_or_default();
+        let agent = request.agent.clone();
+        match crate::agent_files::finish(request, facts) {
+            crate::agent_files::Next::Again(next) => self.net.push_output(Output::AgentFiles(next)),
+            crate::agent_files::Next::Answer(answer) => {
+                if written && answer.is_ok() {
+                    self.audit_control(
+                        now_ms,
+                        conn,
+                        &method,
+                        json!({"target": {"agentId": agent, "name": name}}),
+                    );
+                }
+                let response = match answer {
+                    Ok(v) => ResponseFrame::ok_raw(request_id, to_raw(&v)),
+                    Err(e) => ResponseFrame::err(request_id, e),
+                };
+                self.metrics.request(&method, true, response.ok);
+                self.net.send_answer(conn, &response.encode());
+            }
+        }
+        self.settle(now_ms);
+    }
+
     /// The runtime's measurement of the host, for the `system.info` request it answers.
     pub fn handle_host_sample(
         &mut self,
@@ -916,6 +950,15 @@ impl Gateway {
             "config.get" => Reply::value(Ok(self.config_rpc.get(&self.config, &file))),
             "config.schema" => Reply::value(Ok(crate::config_schema::schema(now_ms))),
             "config.schema.lookup" => Reply::value(crate::config_schema::lookup(request)),
+            "agents.files.list" | "agents.files.get" | "agents.files.set" => {
+                match crate::agent_files::start(&self.config, &self.agents, conn, request) {
+                    Ok(output) => {
+                        self.net.push_output(output);
+                        Reply::Later
+                    }
+                    Err(e) => Reply::Now(Err(e)),
+                }
+            }
             // Answered first, then the gateway stops for the runtime to start it again.
             "gateway.restart.request" => {
                 let params: serde_json::Value = serde_json::from_str(request.params_text()).unwrap_or_default();

@@ -14,6 +14,7 @@
 
 mod admission;
 mod agent_entries;
+pub mod agent_files;
 pub mod agents;
 pub mod approvals;
 mod cache;

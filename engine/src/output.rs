@@ -60,6 +60,10 @@ pub enum Output {
         /// The line.
         line: String,
     },
+    /// Look at (and for a write, write) files of an agent's workspace, then call
+    /// [`Gateway::handle_agent_files`](crate::Gateway::handle_agent_files) with the request and
+    /// what was found.
+    AgentFiles(crate::agent_files::AgentFileRequest),
     /// Replace a session transcript with `contents` in one step (a temporary file renamed over
     /// it), after the lines appended to it so far are written: a compaction.
     ReplaceTranscript {

@@ -94,6 +94,8 @@ pub struct Bench {
     pub config_file: Option<String>,
     /// While set, writes of the configuration file fail (a read-only disk).
     pub fail_config_writes: bool,
+    /// Files of agent workspaces by path: their text and when they last changed.
+    pub workspace_files: HashMap<String, (String, u64)>,
     /// Transcript files and their lines.
     pub transcripts: HashMap<String, Vec<String>>,
     /// Bundle files the gateway asked the runtime to serve.
@@ -139,6 +141,7 @@ impl Bench {
             control_audit: Vec::new(),
             config_file: None,
             fail_config_writes: false,
+            workspace_files: HashMap::new(),
             transcripts: HashMap::new(),
             static_requests: Vec::new(),
         };
@@ -183,6 +186,30 @@ impl Bench {
                 Output::CancelTool { call } => self.cancelled_tools.push(call),
                 Output::AppendAudit { line } => self.audit.push(line),
                 Output::AppendControlAudit { line } => self.control_audit.push(line),
+                Output::AgentFiles(request) => {
+                    if let crate::agent_files::AgentFileStage::Write { content } = &request.stage {
+                        for name in &request.names {
+                            let path = format!("{}/{name}", request.workspace);
+                            self.workspace_files.insert(path, (content.clone(), self.now));
+                        }
+                    }
+                    let facts = request
+                        .names
+                        .iter()
+                        .map(|name| {
+                            let path = format!("{}/{name}", request.workspace);
+                            let found = self.workspace_files.get(&path);
+                            crate::agent_files::AgentFileFacts {
+                                name: name.clone(),
+                                path,
+                                size: found.map(|(text, _)| text.len() as u64),
+                                updated_at_ms: found.map(|(_, at)| *at),
+                                content: found.filter(|_| request.wants_content()).map(|(text, _)| text.clone()),
+                            }
+                        })
+                        .collect();
+                    self.gw.handle_agent_files(self.now, request, Ok(facts));
+                }
                 Output::ReplaceTranscript { file, contents } => {
                     self.transcripts
                         .insert(file, contents.lines().map(str::to_owned).collect());

@@ -495,3 +495,73 @@ fn a_restart_request_is_answered_then_the_gateway_stops_to_start_again() {
     let line: Value = serde_json::from_str(b.control_audit.last().unwrap()).unwrap();
     assert_eq!(line["action"], "gateway.restart.request");
 }
+
+#[test]
+fn agents_files_read_and_write_the_workspace_bootstrap_files_as_captured() {
+    let mut b = bench();
+    let op = admin(&mut b);
+    assert!(b.request(op, "c", "agents.create", json!({"name": "Golden Helper"})).ok);
+    let list = payload(&b.request(
+        op,
+        "l",
+        "agents.files.list",
+        golden("agents.files.list.req.json")["params"].clone(),
+    ));
+    let captured = golden("agents.files.list.res.json")["payload"].clone();
+    has_captured_keys(&list, &captured, &[]);
+    assert_eq!(list["workspace"], captured["workspace"]);
+    let memory = list["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "MEMORY.md")
+        .cloned()
+        .unwrap();
+    assert_eq!(memory, captured["files"][4]);
+    // A first write of a file that is not there yet needs no hash.
+    let seed = json!({"agentId": "golden-helper", "name": "AGENTS.md", "content": "# Seed\n"});
+    assert!(b.request(op, "s", "agents.files.set", seed).ok);
+    let got = payload(&b.request(
+        op,
+        "g",
+        "agents.files.get",
+        golden("agents.files.get.req.json")["params"].clone(),
+    ));
+    has_captured_keys(
+        &got["file"],
+        &golden("agents.files.get.res.json")["payload"]["file"],
+        &[],
+    );
+    assert_eq!(got["file"]["content"], "# Seed\n");
+    let mut set = golden("agents.files.set.req.json")["params"].clone();
+    set["expectedHash"] = got["file"]["hash"].clone();
+    let res = b.request(op, "s", "agents.files.set", set);
+    let written = payload(&res);
+    let captured_set = golden("agents.files.set.res.json")["payload"].clone();
+    has_captured_keys(&written, &captured_set, &[]);
+    assert_eq!(
+        written["file"]["hash"], captured_set["file"]["hash"],
+        "the hash is the text's SHA-256"
+    );
+    assert_eq!(
+        b.workspace_files["/home/user/.openclaw/workspace/golden-helper/AGENTS.md"].0,
+        captured_set["file"]["content"]
+    );
+    let stale = b.request(
+        op,
+        "s",
+        "agents.files.set",
+        golden("agents.files.set.stale-hash.req.json")["params"].clone(),
+    );
+    let expected = golden("agents.files.set.stale-hash.res.json")["error"].clone();
+    let error = stale.error.expect("a conflict");
+    assert_eq!(error.message, expected["message"].as_str().unwrap());
+    assert_eq!(error.details, Some(expected["details"].clone()));
+    let other = b.request(
+        op,
+        "s",
+        "agents.files.set",
+        json!({"agentId": "golden-helper", "name": "../etc/passwd", "content": "x"}),
+    );
+    assert!(error_message(&other).contains("not a workspace file"));
+}

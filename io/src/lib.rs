@@ -288,6 +288,51 @@ pub fn deliver_tool_event(gateway: &mut Gateway, now_ms: u64, (call, event): Too
     }
 }
 
+/// Carries out an [`Output::AgentFiles`]: the write of its stage, then the facts of its files.
+pub fn agent_files(
+    request: &clawgate_engine::agent_files::AgentFileRequest,
+) -> Result<Vec<clawgate_engine::agent_files::AgentFileFacts>, String> {
+    use clawgate_engine::agent_files::{AgentFileFacts, AgentFileStage};
+    let workspace = Path::new(&request.workspace);
+    if let AgentFileStage::Write { content } = &request.stage {
+        std::fs::create_dir_all(workspace).map_err(|e| format!("{}: {e}", workspace.display()))?;
+        for name in &request.names {
+            let path = workspace.join(name);
+            replace_file(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    let mut facts = Vec::new();
+    for name in &request.names {
+        let path = workspace.join(name);
+        let (size, updated_at_ms, content) = match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as u64);
+                let content = if request.wants_content() {
+                    Some(std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?)
+                } else {
+                    None
+                };
+                (Some(meta.len()), modified, content)
+            }
+            Ok(_) => (None, None, None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (None, None, None),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        facts.push(AgentFileFacts {
+            name: name.clone(),
+            path: path.display().to_string(),
+            size,
+            updated_at_ms,
+            content,
+        });
+    }
+    Ok(facts)
+}
+
 /// The host for `system.info`: `/proc` for load, memory and the process's resident set, and the
 /// state directory's file system. What cannot be read is left out (zero).
 pub fn sample_host(state_dir: Option<&Path>) -> clawgate_engine::control_ui::HostSample {
@@ -638,6 +683,11 @@ impl Effects {
             }
             Output::AppendAudit { line } => audit(state_dir, &line),
             Output::AppendControlAudit { line } => control_audit(state_dir, &line),
+            // Bootstrap files are small (capped at 256 KB for a write): done in place.
+            Output::AgentFiles(request) => {
+                let facts = agent_files(&request);
+                gateway.handle_agent_files(now_ms(), request, facts);
+            }
             // A few small files of /proc: read in place.
             Output::SampleHost { conn, request_id } => {
                 let host = sample_host(state_dir);
@@ -681,6 +731,35 @@ impl Effects {
 mod tests {
     use super::*;
     use clawgate_engine::scheduler::TimeZones;
+
+    #[test]
+    fn agent_files_are_written_in_place_and_reported_with_their_text() {
+        use clawgate_engine::agent_files::{AgentFileRequest, AgentFileStage};
+        let dir = std::env::temp_dir().join(format!("clawgate-io-agent-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let request = |stage, method: &str| AgentFileRequest {
+            conn: clawgate_engine::ConnId(1),
+            request_id: "r".into(),
+            method: method.into(),
+            agent: "main".into(),
+            workspace: dir.join("ws").display().to_string(),
+            names: vec!["SOUL.md".into()],
+            stage,
+            expected_hash: None,
+        };
+        let missing = agent_files(&request(AgentFileStage::Read, "agents.files.get")).unwrap();
+        assert_eq!(missing[0].size, None, "no workspace yet, no file");
+        let write = AgentFileStage::Write {
+            content: "calm\n".into(),
+        };
+        let written = agent_files(&request(write, "agents.files.set")).unwrap();
+        assert_eq!(written[0].size, Some(5));
+        assert_eq!(written[0].content.as_deref(), Some("calm\n"));
+        assert!(written[0].updated_at_ms.is_some());
+        let listed = agent_files(&request(AgentFileStage::Read, "agents.files.list")).unwrap();
+        assert_eq!(listed[0].content, None, "a list carries no text");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_zone_is_read_from_its_tzif_file_under_the_zone_directory() {
