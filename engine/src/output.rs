@@ -63,7 +63,7 @@ pub enum Output {
     /// Look at (and for a write, write) files of an agent's workspace, then call
     /// [`Gateway::handle_agent_files`](crate::Gateway::handle_agent_files) with the request and
     /// what was found.
-    AgentFiles(crate::agent_files::AgentFileRequest),
+    AgentFiles(AgentFileRequest),
     /// Replace a session transcript with `contents` in one step (a temporary file renamed over
     /// it), after the lines appended to it so far are written: a compaction.
     ReplaceTranscript {
@@ -157,4 +157,65 @@ pub struct StaticRequest {
     pub head_only: bool,
     /// Keep the connection open after the answer.
     pub keep_alive: bool,
+}
+
+/// What the runtime is to do with the files of an [`AgentFileRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentFileStage {
+    /// Report the files (with their text for `agents.files.get`).
+    Read,
+    /// Report the file with its text, for the engine to compare with `expectedHash`.
+    Check {
+        /// The text to write if the comparison holds.
+        content: String,
+    },
+    /// Write the text to the file (making the workspace folder if needed), then report it.
+    Write {
+        /// The file's new text.
+        content: String,
+    },
+}
+
+/// Files of an agent's workspace the runtime is asked about; handed back with what it found to
+/// [`Gateway::handle_agent_files`](crate::Gateway::handle_agent_files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentFileRequest {
+    /// The asking connection.
+    pub conn: ConnId,
+    /// The request to answer.
+    pub request_id: String,
+    /// `agents.files.list`, `agents.files.get` or `agents.files.set`.
+    pub method: String,
+    /// The agent.
+    pub agent: String,
+    /// Its workspace folder.
+    pub workspace: String,
+    /// File names in the workspace (from [`crate::agent_files::BOOTSTRAP_FILES`]).
+    pub names: Vec<String>,
+    /// What to do.
+    pub stage: AgentFileStage,
+    /// For a write: the hash (SHA-256, hex) of the text it was based on.
+    pub expected_hash: Option<String>,
+}
+
+impl AgentFileRequest {
+    /// Whether the runtime reports the files' text.
+    pub fn wants_content(&self) -> bool {
+        self.method != "agents.files.list"
+    }
+}
+
+/// One file as the runtime found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentFileFacts {
+    /// Its name in the workspace.
+    pub name: String,
+    /// Its path.
+    pub path: String,
+    /// Its size; `None` when there is no such file.
+    pub size: Option<u64>,
+    /// When it last changed (milliseconds since 1970).
+    pub updated_at_ms: Option<u64>,
+    /// Its text, when asked for and present.
+    pub content: Option<String>,
 }
