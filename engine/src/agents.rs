@@ -724,6 +724,64 @@ impl AgentHub {
         }))
     }
 
+    /// `sessions.preview {keys, limit?, maxChars?}`: the last user and assistant texts of each.
+    pub(crate) fn sessions_preview(
+        &self,
+        config: &GatewayConfig,
+        now_ms: u64,
+        request: &RequestFrame,
+    ) -> Result<Value, ErrorShape> {
+        let m = "sessions.preview";
+        let p: Value = serde_json::from_str(request.params_text()).map_err(|e| invalid(m, e))?;
+        let limit = p.get("limit").and_then(Value::as_u64).unwrap_or(12).clamp(1, 100) as usize;
+        let max_chars = p
+            .get("maxChars")
+            .and_then(Value::as_u64)
+            .unwrap_or(240)
+            .clamp(4, 10_000) as usize;
+        let keys: Vec<&str> = p
+            .get("keys")
+            .and_then(Value::as_array)
+            .map(|k| {
+                k.iter()
+                    .filter_map(Value::as_str)
+                    .filter(|k| !k.trim().is_empty())
+                    .take(64)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut previews = Vec::new();
+        for raw in keys {
+            let (key, _) = self.session_key_for(config, Some(raw), None)?;
+            let Some(s) = self.sessions.get(&key) else {
+                previews.push(json!({"key": raw, "status": "missing", "items": []}));
+                continue;
+            };
+            let mut items: Vec<Value> = s
+                .messages
+                .iter()
+                .rev()
+                .filter(|msg| msg["role"] == "user" || msg["role"] == "assistant")
+                .filter_map(|msg| {
+                    let text = message_text(msg).trim().to_owned();
+                    (!text.is_empty()).then(|| {
+                        let cut = if text.chars().count() <= max_chars {
+                            text
+                        } else {
+                            format!("{}...", text.chars().take(max_chars - 3).collect::<String>())
+                        };
+                        json!({"role": msg["role"], "text": cut})
+                    })
+                })
+                .take(limit)
+                .collect();
+            items.reverse();
+            let status = if items.is_empty() { "empty" } else { "ok" };
+            previews.push(json!({"key": raw, "status": status, "items": items}));
+        }
+        Ok(json!({"ts": now_ms, "previews": previews}))
+    }
+
     /// `sessions.usage {startDate?, endDate?, limit?, key?}`: the tokens and cost of each session
     /// active in the range (dates as `YYYY-MM-DD`, UTC), with their totals. Clawgate counts per
     /// session and per day, not per message: the breakdowns by model, tool or hour are empty.
@@ -2080,10 +2138,10 @@ impl Agents<'_> {
     }
 
     /// Prunes sessions idle longer than the configured time (their transcripts go too).
-    pub(crate) fn prune_idle_sessions(&mut self, now_ms: u64) {
+    pub(crate) fn prune_idle_sessions(&mut self, now_ms: u64) -> usize {
         let limit = self.cx.config.session_prune_after_ms;
         if limit == 0 {
-            return;
+            return 0;
         }
         let idle: Vec<String> = self
             .hub
@@ -2094,12 +2152,14 @@ impl Agents<'_> {
             })
             .map(|(k, _)| k.clone())
             .collect();
+        let pruned = idle.len();
         for key in idle {
             self.cx
                 .net
                 .log(now_ms, LogLevel::Info, format!("pruned idle session {key}"));
             self.remove_session(now_ms, &key);
         }
+        pruned
     }
 
     fn remove_session(&mut self, now_ms: u64, key: &str) -> bool {
@@ -2301,6 +2361,42 @@ impl Agents<'_> {
         Ok(patch)
     }
 
+    fn sessions_send(
+        &mut self,
+        now_ms: u64,
+        conn: ConnId,
+        request: &RequestFrame,
+    ) -> Result<Option<Value>, ErrorShape> {
+        let m = "sessions.send";
+        let p: Value = serde_json::from_str(request.params_text()).map_err(|e| invalid(m, e))?;
+        let raw = p
+            .get("key")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid(m, "key is required"))?;
+        let (key, agent) = self.hub.session_key_for(self.cx.config, Some(raw), None)?;
+        let main = self
+            .cx
+            .config
+            .session_routing()
+            .main_session(Some(&AgentId::normalize(&agent)));
+        if key != main && !self.hub.sessions.contains_key(&key) {
+            return Err(ErrorShape::new(
+                ErrorCode::InvalidRequest,
+                format!("session not found: {raw}"),
+            ));
+        }
+        let idempotency_key = match p.get("idempotencyKey").and_then(Value::as_str).map(str::trim) {
+            Some(k) if !k.is_empty() => k.to_owned(),
+            _ => self.cx.random_uuid(),
+        };
+        let mut params = json!({"sessionKey": key, "message": p.get("message").cloned().unwrap_or(Value::Null), "idempotencyKey": idempotency_key});
+        if let Some(t) = p.get("timeoutMs") {
+            params["timeoutMs"] = t.clone();
+        }
+        let forwarded = RequestFrame::new(request.id.clone(), "chat.send", &params);
+        self.chat_send(now_ms, conn, &forwarded)
+    }
+
     /// `sessions.patch {key, label?, unread?, pinned?, archived?, model?, thinkingLevel?}`.
     fn sessions_patch(&mut self, now_ms: u64, request: &RequestFrame) -> Result<Value, ErrorShape> {
         let m = "sessions.patch";
@@ -2387,6 +2483,14 @@ impl Agents<'_> {
             "agents.list" => Ok(self.hub.agents_list(self.cx.config)),
             "sessions.patch" => self.sessions_patch(now_ms, request),
             "sessions.compact" => return self.sessions_compact(now_ms, conn, request),
+            "sessions.preview" => self.hub.sessions_preview(self.cx.config, now_ms, request),
+            "sessions.cleanup" => {
+                let pruned = self.prune_idle_sessions(now_ms);
+                Ok(json!({"ok": true, "mode": "enforce", "removed": pruned,
+                          "pruneAfterMs": self.cx.config.session_prune_after_ms}))
+            }
+            // chat.send on a session that exists (or an agent's main session).
+            "sessions.send" => return Reply::deferred(self.sessions_send(now_ms, conn, request)),
             "sessions.create" => self.sessions_create(now_ms, request),
             "sessions.abort" => (|| {
                 let p: SessionKeyParams = request.parse_params().map_err(|e| invalid(method, e))?;

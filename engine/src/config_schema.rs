@@ -110,7 +110,7 @@ const KEYS: &[Key] = &[
     key("models.providers", Kind::Named, "Providers", "Model providers by id: baseUrl, apiKey (or ${ENV}), api, and their models."),
     key("session.mainKey", Kind::Text, "Main session", "The key of each agent's main session."),
     key("session.scope", Kind::OneOf(&["per-sender", "global"]), "Session scope", "Whether each sender gets a session or everybody shares one."),
-    advanced("session.maintenance.pruneAfter", Kind::Duration, "Prune idle sessions after", "Sessions idle for longer than this (for example 30d) are removed from memory; their transcripts stay."),
+    advanced("session.maintenance.pruneAfter", Kind::Duration, "Prune idle sessions after", "Sessions idle for longer than this (for example 30d) are removed, transcripts and all."),
     key("cron.enabled", Kind::Switch, "Automations", "Run scheduled jobs and heartbeats. Off keeps the jobs and runs none."),
     key("cron.skipMissedJobs", Kind::Switch, "Skip missed runs", "After the gateway was down, skip the runs it missed instead of making each up once."),
     advanced("cron.maxConcurrentRuns", Kind::Count, "Runs at once", "How many jobs may run at the same time."),

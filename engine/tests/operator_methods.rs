@@ -517,3 +517,56 @@ fn compacting_without_max_lines_replaces_the_history_with_the_agents_summary() {
     assert_eq!(now[2]["content"][0]["text"], "answer 2");
     assert_eq!(ours["result"]["firstKeptEntryId"], now[1]["__openclaw"]["id"]);
 }
+
+#[test]
+fn sessions_preview_gives_the_last_texts_of_each_session_cut_to_max_chars() {
+    let mut b = bench();
+    let op = operator(&mut b);
+    let node = worker(&mut b);
+    chatted(&mut b, op, node, 2);
+    let previews = ok(
+        &mut b,
+        op,
+        "sessions.preview",
+        json!({"keys": ["main", "agent:main:nothing"], "limit": 3, "maxChars": 6}),
+    );
+    let main = &previews["previews"][0];
+    assert_eq!(main["status"], "ok");
+    assert_eq!(
+        main["items"],
+        json!([
+            {"role": "assistant", "text": "ans..."},
+            {"role": "user", "text": "que..."},
+            {"role": "assistant", "text": "ans..."},
+        ])
+    );
+    assert_eq!(previews["previews"][1]["status"], "missing");
+}
+
+#[test]
+fn sessions_send_is_chat_send_to_a_session_that_exists() {
+    let mut b = bench();
+    let op = operator(&mut b);
+    let sent = ok(&mut b, op, "sessions.send", json!({"key": "main", "message": "hello"}));
+    assert!(sent["runId"].is_string(), "{sent}");
+    let missing = b.request(
+        op,
+        "r",
+        "sessions.send",
+        json!({"key": "agent:main:nowhere", "message": "hello"}),
+    );
+    assert_eq!(missing.error.unwrap().message, "session not found: agent:main:nowhere");
+}
+
+#[test]
+fn sessions_cleanup_prunes_sessions_idle_past_the_configured_time() {
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.session_prune_after_ms = 60_000;
+    let mut b = Bench::new(config);
+    let op = operator(&mut b);
+    ok(&mut b, op, "sessions.patch", json!({"key": "main", "label": "old"}));
+    assert_eq!(ok(&mut b, op, "sessions.cleanup", json!({}))["removed"], 0);
+    b.now += 61_000;
+    assert_eq!(ok(&mut b, op, "sessions.cleanup", json!({}))["removed"], 1);
+    assert_eq!(ok(&mut b, op, "sessions.list", json!({}))["sessions"], json!([]));
+}
