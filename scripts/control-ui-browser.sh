@@ -86,6 +86,17 @@ if ! node "$BROWSER_DIR/sweep.mjs" "http://127.0.0.1:$PORT" "$TOKEN" "$SWEEP_SHO
 fi
 [ -n "${CLAWGATE_SWEEP_ONLY:-}" ] && exit 0
 
+# A settings page saves through config.set, and the file on disk says so.
+cp scripts/control-ui-settings.mjs "$BROWSER_DIR/settings.mjs"
+if ! node "$BROWSER_DIR/settings.mjs" "http://127.0.0.1:$PORT" "$TOKEN" \
+  "$(realpath -m "$(dirname "$SCREENSHOT")")/control-ui-settings.png"; then
+  echo "--- gateway log"; tail -40 "$WORK/gateway.log"
+  exit 1
+fi
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['cron']['skipMissedJobs'] is True else 1)" \
+  "$WORK/state/openclaw.json" || { echo "FAIL: the saved setting is not in the file"; exit 1; }
+echo "ok   the file holds the saved setting (cron.skipMissedJobs: true)"
+
 # Exec approvals in the page: a gateway from openclaw.json with a model and tools.exec ask.
 kill "$WORKER_PID" 2>/dev/null || true
 start_model_gateway "$WORK/approval-state" "ap-$TOKEN" \

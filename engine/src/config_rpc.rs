@@ -202,7 +202,8 @@ impl ConfigRpc {
             clawgate_proto::auth::AuthMode::Password => json!({"mode": "password", "password": REDACTED}),
             other => json!({"mode": other.as_str()}),
         };
-        let hash = file.text.map(|t| self.hash(t));
+        // Without a file the hash is the empty text's, so that a client can write the first one.
+        let hash = Some(self.hash(file.text.unwrap_or("")));
         let warnings: Vec<Value> = file
             .reload_status
             .get("lastError")

@@ -116,6 +116,26 @@ const KEYS: &[Key] = &[
     advanced("cron.maxConcurrentRuns", Kind::Count, "Runs at once", "How many jobs may run at the same time."),
 ];
 
+/// What Clawgate does when a key is not in the file (JSON text), for the forms to show.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("gateway.port", "18789"),
+    ("gateway.mode", "\"local\""),
+    ("gateway.bind", "\"loopback\""),
+    ("gateway.auth.mode", "\"token\""),
+    ("gateway.controlUi.enabled", "true"),
+    ("gateway.reload.mode", "\"hybrid\""),
+    ("gateway.reload.debounceMs", "300"),
+    ("gateway.nodes.pairing.autoApproveLocal", "true"),
+    ("agents.defaults.heartbeat.every", "\"30m\""),
+    ("agents.defaults.sandbox.mode", "\"off\""),
+    ("session.mainKey", "\"main\""),
+    ("session.scope", "\"per-sender\""),
+    ("session.maintenance.pruneAfter", "\"30d\""),
+    ("cron.enabled", "true"),
+    ("cron.skipMissedJobs", "false"),
+    ("cron.maxConcurrentRuns", "1"),
+];
+
 fn kind_schema(kind: Kind) -> Value {
     match kind {
         Kind::Text => json!({"type": "string"}),
@@ -192,6 +212,13 @@ fn build_schema() -> Value {
         let mut schema = kind_schema(k.kind);
         schema["title"] = json!(k.label);
         schema["description"] = json!(k.help);
+        if let Some(default) = DEFAULTS
+            .iter()
+            .find(|(path, _)| *path == k.path)
+            .and_then(|(_, text)| serde_json::from_str::<Value>(text).ok())
+        {
+            schema["default"] = default;
+        }
         place(&mut root, parents)["properties"][*leaf] = schema;
     }
     root
@@ -301,6 +328,14 @@ mod tests {
                 at = &at["properties"][part];
             }
             assert_eq!(at["title"], k.label, "{}", k.path);
+        }
+    }
+
+    #[test]
+    fn every_default_is_json_of_a_key_clawgate_reads() {
+        for (path, text) in DEFAULTS {
+            assert!(KEYS.iter().any(|k| k.path == *path), "{path}");
+            assert!(serde_json::from_str::<Value>(text).is_ok(), "{path}");
         }
     }
 

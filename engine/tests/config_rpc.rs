@@ -104,7 +104,18 @@ fn config_get_without_a_file_says_it_does_not_exist() {
     let op = admin(&mut b);
     let ours = get(&mut b, op);
     assert_eq!(ours["exists"], false);
-    assert_eq!(ours["hash"], Value::Null);
+    assert!(ours["hash"].as_str().unwrap().starts_with("hmac-sha256:v1:"));
+    // The first file is written against that hash.
+    let res = b.request(
+        op,
+        "p",
+        "config.patch",
+        json!({"raw": "{cron: {skipMissedJobs: true}}", "baseHash": ours["hash"]}),
+    );
+    assert!(res.ok, "{res:?}");
+    let written: Value = serde_json::from_str(b.config_file.as_deref().unwrap()).unwrap();
+    assert_eq!(written, json!({"cron": {"skipMissedJobs": true}}));
+    assert_eq!(get(&mut b, op)["exists"], true);
 }
 
 #[test]
