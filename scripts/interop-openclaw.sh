@@ -284,6 +284,24 @@ check "the openai Python client gets a streamed completion and the model list" 0
   "out.splitlines()[0] == 'hello from the openai client' and 'openclaw/main' in out"
 kill "$WORKER_PID" 2>/dev/null; wait "$WORKER_PID" 2>/dev/null || true
 
+# Configuration over RPC: the CLI reads the file's hash and patches the file with it; a second
+# patch on the same hash is refused as stale.
+cli node "$OPENCLAW" gateway call config.get --url "$URL" --token "$TOKEN" --json
+check "gateway call config.get gives the file's HMAC hash" 0 "d['hash'].startswith('hmac-sha256:v1:')"
+BASE_HASH=$(OUT_TEXT="$OUT" python3 -c "import json,os; t=os.environ['OUT_TEXT']; print(json.loads(t[t.index('{'):])['hash'])")
+cli node "$OPENCLAW" gateway call config.patch --url "$URL" --token "$TOKEN" --json \
+  --params "{\"raw\": \"{cron: {skipMissedJobs: true}}\", \"baseHash\": \"$BASE_HASH\"}"
+check "gateway call config.patch with that hash writes and applies the change" 0 \
+  "d['ok'] is True and d['changedPaths'] == ['cron.skipMissedJobs'] and d['sentinel']['payload']['stats']['requiresRestart'] is False"
+cli node "$OPENCLAW" gateway call config.patch --url "$URL" --token "$TOKEN" --json \
+  --params "{\"raw\": \"{cron: {skipMissedJobs: false}}\", \"baseHash\": \"$BASE_HASH\"}"
+check "a second patch on the same hash is refused as stale" 1 \
+  "'config changed since last load' in out"
+python3 -c "import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))['cron']['skipMissedJobs'] is True else 1)" \
+  "$WORK/gateway-state/openclaw.json" && RC=0 || RC=1
+OUT="the file after the patches"
+check "the file holds the first patch only" 0 "True"
+
 # A real agent from openclaw.json: a provider (a scripted stand-in for an OpenAI-compatible
 # model server, scripts/scripted-model.py) and a model for agent main. The gateway starts the
 # worker itself; the real CLI's `agent` gets an answer that needed a `read` and an `exec`.

@@ -49,7 +49,12 @@ impl Lifecycle {
     }
 
     pub fn set_file(&mut self, document: Value, text: Option<String>) {
-        self.document = document;
+        // No file is an empty document: a first file written later changes only its own keys.
+        self.document = if document.is_null() {
+            crate::settings::empty_document()
+        } else {
+            document
+        };
         self.text = text;
     }
 

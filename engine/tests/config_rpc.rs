@@ -100,7 +100,11 @@ fn config_get_redacts_secrets_in_every_form_of_the_file() {
 fn config_get_without_a_file_says_it_does_not_exist() {
     let mut config = GatewayConfig::with_token(TOKEN);
     config.config_path = PATH.into();
-    let mut b = Bench::new(config);
+    // As the runtime starts a gateway without a file.
+    let none = clawgate_engine::settings::FileSettings::default();
+    let mut b = Bench::with_gateway(
+        Gateway::new(config, Box::new(FakeEntropy(3)), START).with_config_file(none.document, none.text),
+    );
     let op = admin(&mut b);
     let ours = get(&mut b, op);
     assert_eq!(ours["exists"], false);
