@@ -176,8 +176,10 @@ pub(crate) fn session(
         Some(id) => device_token(cx, pairing, now_ms, id, role, &scope_names),
         None => (None, None),
     };
-    // The command line comes and goes; it is not a presence.
-    let presence_key = (client.mode != ClientMode::Cli).then(|| {
+    // The command line comes and goes, with its backend connection and its probes: none of
+    // them is a presence (the real gateway lists none of them either).
+    let passing = matches!(client.mode, ClientMode::Cli | ClientMode::Backend | ClientMode::Probe);
+    let presence_key = (!passing).then(|| {
         device_id
             .clone()
             .or_else(|| client.instance_id.clone())

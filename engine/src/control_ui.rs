@@ -208,6 +208,7 @@ pub(crate) fn model_configured(config: &GatewayConfig, agents: &AgentHub) -> boo
 pub(crate) fn route(
     cx: &mut Ctx<'_>,
     admission: &mut Admission,
+    pairing: &crate::pairing::PairingStore,
     now_ms: u64,
     conn: ConnId,
     peer: std::net::SocketAddr,
@@ -230,7 +231,13 @@ pub(crate) fn route(
                 Response::text(405, "Method Not Allowed").header("Allow", "GET, HEAD"),
             ));
         }
-        if admission.check_http_bearer(cx.config, now_ms, peer, request).is_err() {
+        // The UI asks with the device token it was given as well as with the shared secret.
+        let device_token = request
+            .header("authorization")
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .is_some_and(|(_, token)| pairing.holds_operator_token(token.trim()));
+        if !device_token && admission.check_http_bearer(cx.config, now_ms, peer, request).is_err() {
             return Some(HttpReply::Now(
                 Response::json(
                     401,

@@ -662,6 +662,7 @@ impl Gateway {
             agents: &mut self.agents,
             tools: &mut self.tools,
             metrics: &self.metrics,
+            pairing: &self.pairing,
             started_at: self.started_at,
         };
         crate::http_routes::answer(parts, now_ms, conn, peer, request, keep_alive)

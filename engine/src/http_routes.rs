@@ -196,6 +196,8 @@ pub(crate) struct Parts<'a> {
     pub agents: &'a mut AgentHub,
     pub tools: &'a mut RunningTools,
     pub metrics: &'a Metrics,
+    /// Device tokens: the Control UI fetches its config with its own.
+    pub pairing: &'a crate::pairing::PairingStore,
     pub started_at: u64,
 }
 
@@ -257,8 +259,16 @@ pub(crate) fn answer(
             );
         }
         Route::ControlUi => {
-            let routed =
-                crate::control_ui::route(&mut parts.cx, parts.admission, now_ms, conn, peer, request, keep_alive);
+            let routed = crate::control_ui::route(
+                &mut parts.cx,
+                parts.admission,
+                parts.pairing,
+                now_ms,
+                conn,
+                peer,
+                request,
+                keep_alive,
+            );
             return routed.unwrap_or_else(|| HttpReply::Now(Response::text(404, "Not Found")));
         }
     })

@@ -411,6 +411,16 @@ impl PairingStore {
     }
 
     /// Checks a device token for `role` and `scopes`, and records its use.
+    /// Whether `token` is the operator token of a paired device, not revoked.
+    pub fn holds_operator_token(&self, token: &str) -> bool {
+        !token.is_empty()
+            && self.paired.values().any(|d| {
+                d.tokens
+                    .get("operator")
+                    .is_some_and(|t| t.revoked_at_ms.is_none() && secrets_equal(&t.token, token))
+            })
+    }
+
     pub fn verify_token(
         &mut self,
         device_id: &str,

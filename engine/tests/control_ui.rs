@@ -133,3 +133,26 @@ fn model_configured_follows_workers_and_the_ui_methods_answer() {
     b.pump();
     assert_eq!(defaults(&mut b)["modelConfigured"], false);
 }
+
+#[test]
+fn the_ui_config_also_takes_a_paired_devices_own_token() {
+    let mut b = Bench::with_token();
+    let id = clawgate_proto::device::DeviceIdentity::from_seed(&[6; 32]);
+    let c = b.ws(loopback(), &[]);
+    let nonce = b.nonce(c);
+    let params = with_device(&cli_params(&["operator.read"], Some(TOKEN)), &id, &nonce, b.now);
+    let hello = payload(&b.connect(c, params));
+    let device_token = hello["auth"]["deviceToken"].as_str().unwrap().to_owned();
+    let raw = get(
+        &mut b,
+        "/control-ui-config.json",
+        &format!("Authorization: Bearer {device_token}\r\n"),
+    );
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let raw = get(
+        &mut b,
+        "/control-ui-config.json",
+        "Authorization: Bearer not-a-device-token\r\n",
+    );
+    assert!(raw.starts_with("HTTP/1.1 401"), "{raw}");
+}

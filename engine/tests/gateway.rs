@@ -414,8 +414,8 @@ fn presence_is_broadcast_when_a_non_cli_client_connects() {
     let watcher = b.operator(&["operator.read"]);
     let c = b.ws(loopback(), &[]);
     let mut p = cli_params(&[], Some(TOKEN));
-    p["client"]["id"] = "gateway-client".into();
-    p["client"]["mode"] = "backend".into();
+    p["client"]["id"] = "openclaw-macos".into();
+    p["client"]["mode"] = "ui".into();
     p["client"]["instanceId"] = "inst-1".into();
     assert!(b.connect(c, p).ok);
     let ev = b
@@ -430,6 +430,31 @@ fn presence_is_broadcast_when_a_non_cli_client_connects() {
         .unwrap()
         .iter()
         .any(|e| e["instanceId"] == "inst-1"));
+}
+
+#[test]
+fn the_command_lines_backend_and_probe_connections_are_no_presence() {
+    let mut b = Bench::with_token();
+    for (id, mode) in [("gateway-client", "backend"), ("cli", "probe"), ("cli", "cli")] {
+        let c = b.ws(loopback(), &[]);
+        let mut p = cli_params(&[], Some(TOKEN));
+        p["client"]["id"] = id.into();
+        p["client"]["mode"] = mode.into();
+        p["client"]["instanceId"] = format!("{id}-{mode}").into();
+        assert!(b.connect(c, p).ok, "{id}/{mode}");
+        b.gw.handle_closed(b.now, c);
+        b.pump();
+    }
+    let op = b.operator(&["operator.read"]);
+    b.take_texts(op);
+    let list = payload(&b.request(op, "p", "system-presence", json!({})));
+    let modes: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["mode"].as_str())
+        .collect();
+    assert_eq!(modes, ["gateway"], "only the gateway itself, as the real one lists");
 }
 
 #[test]
