@@ -203,12 +203,18 @@ pub(crate) fn model_configured(config: &GatewayConfig, agents: &AgentHub) -> boo
     !config.tool_policy.agents.is_empty() || config.models.default_model.is_some() || agents.any_worker()
 }
 
+/// What checks the bearer of `/control-ui-config.json`: the shared secret (with the failed-auth
+/// limiter) or a paired device's token.
+pub(crate) struct UiGate<'a> {
+    pub admission: &'a mut Admission,
+    pub pairing: &'a crate::pairing::PairingStore,
+}
+
 /// The Control UI's HTTP paths (a bundle file answers later, once read); `None` when `path`
 /// is not one of them (another route or 404).
 pub(crate) fn route(
     cx: &mut Ctx<'_>,
-    admission: &mut Admission,
-    pairing: &crate::pairing::PairingStore,
+    gate: UiGate<'_>,
     now_ms: u64,
     conn: ConnId,
     peer: std::net::SocketAddr,
@@ -236,8 +242,13 @@ pub(crate) fn route(
             .header("authorization")
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .is_some_and(|(_, token)| pairing.holds_operator_token(token.trim()));
-        if !device_token && admission.check_http_bearer(cx.config, now_ms, peer, request).is_err() {
+            .is_some_and(|(_, token)| gate.pairing.holds_operator_token(token.trim()));
+        if !device_token
+            && gate
+                .admission
+                .check_http_bearer(cx.config, now_ms, peer, request)
+                .is_err()
+        {
             return Some(HttpReply::Now(
                 Response::json(
                     401,

@@ -259,16 +259,11 @@ pub(crate) fn answer(
             );
         }
         Route::ControlUi => {
-            let routed = crate::control_ui::route(
-                &mut parts.cx,
-                parts.admission,
-                parts.pairing,
-                now_ms,
-                conn,
-                peer,
-                request,
-                keep_alive,
-            );
+            let gate = crate::control_ui::UiGate {
+                admission: parts.admission,
+                pairing: parts.pairing,
+            };
+            let routed = crate::control_ui::route(&mut parts.cx, gate, now_ms, conn, peer, request, keep_alive);
             return routed.unwrap_or_else(|| HttpReply::Now(Response::text(404, "Not Found")));
         }
     })
