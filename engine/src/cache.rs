@@ -79,6 +79,9 @@ impl Cache {
             features: to_raw(&json!({
                 "methods": implemented_methods().collect::<Vec<_>>(),
                 "events": EVENTS,
+                // models.list answers the published catalog (each model with `available`), which
+                // the CLI's `models list` asks the gateway for.
+                "capabilities": ["published-model-catalog"],
             })),
             policy: to_raw(&json!({
                 "maxPayload": config.max_payload,
