@@ -410,13 +410,11 @@ impl Gateway {
                 // Answered before the follow-ups, so that a restart closes the socket after it.
                 let response = ResponseFrame::ok_raw(pending.request_id.clone(), to_raw(&payload));
                 self.net.send_answer(pending.conn, &response.encode());
-                self.metrics.request(&pending.method, true, true);
                 self.after_reload(now_ms, done);
                 self.settle(now_ms);
                 return;
             }
         };
-        self.metrics.request(&pending.method, true, false);
         self.net.send_answer(pending.conn, &response.encode());
         self.settle(now_ms);
     }
@@ -448,7 +446,6 @@ impl Gateway {
                     Ok(v) => ResponseFrame::ok_raw(request_id, to_raw(&v)),
                     Err(e) => ResponseFrame::err(request_id, e),
                 };
-                self.metrics.request(&method, true, response.ok);
                 self.net.send_answer(conn, &response.encode());
             }
         }
@@ -465,7 +462,6 @@ impl Gateway {
     ) {
         let info = crate::control_ui::system_info(&self.config, &self.instance_id, self.started_at, now_ms, host);
         let response = ResponseFrame::ok_raw(request_id.to_owned(), to_raw(&info));
-        self.metrics.request("system.info", true, true);
         self.net.send_answer(conn, &response.encode());
         self.settle(now_ms);
     }
@@ -972,7 +968,6 @@ impl Gateway {
                 let payload = json!({"ok": true, "status": "scheduled", "restart": {"reason": reason, "delayMs": 0}, "pid": null});
                 let response = ResponseFrame::ok_raw(request.id.clone(), to_raw(&payload));
                 self.net.send_answer(conn, &response.encode());
-                self.metrics.request(&request.method, true, true);
                 self.audit_control(now_ms, conn, &request.method, json!({"target": {"reason": reason}}));
                 self.life.request_restart();
                 let back_in = self.config.restart_expected_ms;
