@@ -2369,11 +2369,7 @@ impl Agents<'_> {
     ) -> Result<Option<Value>, ErrorShape> {
         let m = "sessions.send";
         let p: Value = serde_json::from_str(request.params_text()).map_err(|e| invalid(m, e))?;
-        let raw = p
-            .get("key")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid(m, "key is required"))?;
-        let (key, agent) = self.hub.session_key_for(self.cx.config, Some(raw), None)?;
+        let (raw, key, agent) = self.key_param(m, &p)?;
         let main = self
             .cx
             .config
@@ -2397,15 +2393,21 @@ impl Agents<'_> {
         self.chat_send(now_ms, conn, &forwarded)
     }
 
-    /// `sessions.patch {key, label?, unread?, pinned?, archived?, model?, thinkingLevel?}`.
-    fn sessions_patch(&mut self, now_ms: u64, request: &RequestFrame) -> Result<Value, ErrorShape> {
-        let m = "sessions.patch";
-        let p: Value = serde_json::from_str(request.params_text()).map_err(|e| invalid(m, e))?;
+    /// A request's `key` as given, canonical, and its agent.
+    fn key_param<'p>(&self, m: &str, p: &'p Value) -> Result<(&'p str, String, String), ErrorShape> {
         let raw = p
             .get("key")
             .and_then(Value::as_str)
             .ok_or_else(|| invalid(m, "key is required"))?;
         let (key, agent) = self.hub.session_key_for(self.cx.config, Some(raw), None)?;
+        Ok((raw, key, agent))
+    }
+
+    /// `sessions.patch {key, label?, unread?, pinned?, archived?, model?, thinkingLevel?}`.
+    fn sessions_patch(&mut self, now_ms: u64, request: &RequestFrame) -> Result<Value, ErrorShape> {
+        let m = "sessions.patch";
+        let p: Value = serde_json::from_str(request.params_text()).map_err(|e| invalid(m, e))?;
+        let (_, key, agent) = self.key_param(m, &p)?;
         let patch = self.session_patch_of(m, now_ms, &p)?;
         self.patch_session(now_ms, &key, &agent, patch, "operator");
         self.session_answer(&key, &agent, json!({}))

@@ -250,11 +250,7 @@ impl ConfigRpc {
                 "raw (the file's text, or for config.patch a JSON5 merge patch) is required",
             )
         })?;
-        let base_text = self.base_text(file).map(str::to_owned);
-        let old: Value = match &base_text {
-            Some(t) => json5::from_str(t).map_err(|e| invalid(m, format!("the file in force does not parse: {e}")))?,
-            None => crate::settings::empty_document(),
-        };
+        let (base_text, old) = self.base(m, file)?;
         let given: Value = json5::from_str(raw).map_err(|e| invalid(m, format!("raw is not JSON5: {e}")))?;
         if !given.is_object() {
             return Err(invalid(m, "raw must be an object"));
@@ -284,44 +280,7 @@ impl ConfigRpc {
                 Some(_) => {}
             }
         }
-        let text = serde_json::to_string_pretty(&new).unwrap_or_default() + "\n";
-        let env = |name: &str| self.env.get(name).cloned();
-        let (checked, _warnings) = crate::settings::parse(&text, &env)
-            .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid config: {}", e.message)))?;
-        let leaves = changed_paths(&old, &new);
-        let changed = changed_sections(&old, &new);
-        if changed.is_empty() {
-            let hash = base_text.as_deref().map(|t| self.hash(t));
-            return Ok(WriteStart::Unchanged(json!({
-                "ok": true,
-                "noop": true,
-                "path": config.config_path,
-                "hash": hash,
-                "config": redacted(&new),
-                "changedPaths": [],
-            })));
-        }
-        let restart_paths =
-            crate::reload::plan(crate::reload::ReloadMode::Hot, file.resolved, &checked.document).ignored;
-        let write = self.next_write;
-        self.next_write += 1;
-        self.pending.push(PendingWrite {
-            write,
-            conn,
-            request_id: request.id.clone(),
-            method: m.to_owned(),
-            text: text.clone(),
-            document: new,
-            changed,
-            leaves,
-            restart_paths,
-            answer: None,
-        });
-        Ok(WriteStart::Writing(Output::WriteConfig {
-            write,
-            path: config.config_path.clone(),
-            text,
-        }))
+        self.stage(config, file, conn, request, &old, new, None)
     }
 
     /// The leaf paths a write in flight changes.
@@ -351,17 +310,54 @@ impl ConfigRpc {
     ) -> Result<WriteStart, ErrorShape> {
         let m = request.method.as_str();
         let p: Value = serde_json::from_str(request.params_text()).map_err(|e| invalid(m, e))?;
-        let base_text = self.base_text(file).map(str::to_owned);
-        let old: Value = match &base_text {
+        let (_, old) = self.base(m, file)?;
+        let mut new = old.clone();
+        let answer = crate::agent_entries::edit(m, &p, &mut new, config)?;
+        self.stage(config, file, conn, request, &old, new, Some(answer))
+    }
+
+    /// The text writes are computed against (see [`ConfigRpc::base_text`]) and its document.
+    fn base(&self, m: &str, file: &FileInForce<'_>) -> Result<(Option<String>, Value), ErrorShape> {
+        let text = self.base_text(file).map(str::to_owned);
+        let doc = match &text {
             Some(t) => json5::from_str(t).map_err(|e| invalid(m, format!("the file in force does not parse: {e}")))?,
             None => crate::settings::empty_document(),
         };
-        let mut new = old.clone();
-        let answer = crate::agent_entries::edit(m, &p, &mut new, config)?;
+        Ok((text, doc))
+    }
+
+    /// An edit from `old` to `new`, checked as a file edit is, then handed to the runtime to
+    /// write, or answered at once when nothing changes. `answer` is the answer of a method other
+    /// than the `config.*` writes.
+    #[allow(clippy::too_many_arguments)]
+    fn stage(
+        &mut self,
+        config: &GatewayConfig,
+        file: &FileInForce<'_>,
+        conn: ConnId,
+        request: &RequestFrame,
+        old: &Value,
+        new: Value,
+        answer: Option<Value>,
+    ) -> Result<WriteStart, ErrorShape> {
         let text = serde_json::to_string_pretty(&new).unwrap_or_default() + "\n";
         let env = |name: &str| self.env.get(name).cloned();
-        let (checked, _) = crate::settings::parse(&text, &env)
+        let (checked, _warnings) = crate::settings::parse(&text, &env)
             .map_err(|e| ErrorShape::new(ErrorCode::InvalidRequest, format!("invalid config: {}", e.message)))?;
+        let changed = changed_sections(old, &new);
+        if changed.is_empty() {
+            let hash = self.base_text(file).map(|t| self.hash(t));
+            return Ok(WriteStart::Unchanged(answer.unwrap_or_else(|| {
+                json!({
+                    "ok": true,
+                    "noop": true,
+                    "path": config.config_path,
+                    "hash": hash,
+                    "config": redacted(&new),
+                    "changedPaths": [],
+                })
+            })));
+        }
         let restart_paths =
             crate::reload::plan(crate::reload::ReloadMode::Hot, file.resolved, &checked.document).ignored;
         let write = self.next_write;
@@ -370,13 +366,13 @@ impl ConfigRpc {
             write,
             conn,
             request_id: request.id.clone(),
-            method: m.to_owned(),
+            method: request.method.clone(),
             text: text.clone(),
-            changed: changed_sections(&old, &new),
-            leaves: changed_paths(&old, &new),
+            changed,
+            leaves: changed_paths(old, &new),
             document: new,
             restart_paths,
-            answer: Some(answer),
+            answer,
         });
         Ok(WriteStart::Writing(Output::WriteConfig {
             write,

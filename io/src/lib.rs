@@ -59,25 +59,12 @@ pub fn bind(addrs: &[SocketAddr]) -> io::Result<Vec<TcpListener>> {
 /// or the new file: a temporary file is written and synced, renamed over the target, and the
 /// directory is synced. Directories are created 0700, files 0600.
 pub fn write_atomically(state_dir: &Path, relative: &str, contents: &str) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let target = state_dir.join(relative);
     let dir = target.parent().unwrap_or(state_dir).to_path_buf();
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    let name = target.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)?;
-        std::io::Write::write_all(&mut f, contents.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&temp, &target)?;
-    std::fs::File::open(&dir)?.sync_all()
+    replace_file(&target, contents)
 }
 
 /// Replaces the file at `path` with `contents` as one step: a temporary file beside it (0600,
