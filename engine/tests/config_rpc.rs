@@ -5,33 +5,12 @@
 // The captures are read from disk by the test; the engine itself never reads a file.
 #![allow(clippy::disallowed_methods)]
 
+mod captures;
+
+use captures::{golden, has_captured_keys, no_env, read};
 use clawgate_engine::testkit::*;
 use clawgate_engine::{ConnId, Gateway, GatewayConfig};
 use serde_json::{json, Value};
-
-fn read(relative: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../proto/tests/golden/agent-tools")
-        .join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn golden(name: &str) -> Value {
-    serde_json::from_str(&read(&format!("operator-methods/{name}"))).unwrap()
-}
-
-fn no_env(_: &str) -> Option<String> {
-    None
-}
-
-/// Every key of the captured object is in ours, except the ones named.
-fn has_captured_keys(ours: &Value, captured: &Value, except: &[&str]) {
-    for key in captured.as_object().expect("a captured object").keys() {
-        if !except.contains(&key.as_str()) {
-            assert!(ours.get(key).is_some(), "missing {key} in {ours}");
-        }
-    }
-}
 
 const PATH: &str = "/state/openclaw.json";
 

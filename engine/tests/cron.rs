@@ -5,28 +5,13 @@
 // The captures are read from disk by the test; the engine itself never reads a file.
 #![allow(clippy::disallowed_methods)]
 
+mod captures;
+
+use captures::{golden, has_captured_keys};
 use clawgate_engine::testkit::*;
 use clawgate_engine::{ConnId, Gateway, GatewayConfig};
 use clawgate_proto::frame::EventFrame;
 use serde_json::{json, Value};
-
-fn golden(name: &str) -> Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../proto/tests/golden/agent-tools/operator-methods")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-/// Every key of the captured object is in ours, except the ones named (deliberate differences).
-fn has_captured_keys(ours: &Value, captured: &Value, except: &[&str]) {
-    let theirs = captured.as_object().expect("a captured object");
-    for key in theirs.keys() {
-        if !except.contains(&key.as_str()) {
-            assert!(ours.get(key).is_some(), "missing {key} in {ours}");
-        }
-    }
-}
 
 fn config() -> GatewayConfig {
     let mut config = GatewayConfig::with_token(TOKEN);
