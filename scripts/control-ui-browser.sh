@@ -76,7 +76,10 @@ if ! node "$BROWSER_DIR/automations.mjs" "http://127.0.0.1:$PORT" "$TOKEN" ui-au
   exit 1
 fi
 
-# Every page: no error banner, no call answered `unknown method` or with an error.
+# Every page: no error banner, no call answered `unknown method` or with an error. The chat check
+# killed its worker; a new one is connected, so the Devices page has one to list.
+kill "$WORKER_PID" 2>/dev/null || true
+start_echo_worker "ws://127.0.0.1:$PORT" "$TOKEN" 30 "$WORK/gateway.log" || { echo "the worker did not register"; exit 1; }
 cp scripts/control-ui-sweep.mjs "$BROWSER_DIR/sweep.mjs"
 SWEEP_SHOTS="$(realpath -m "$(dirname "$SCREENSHOT")")/control-ui-pages"
 mkdir -p "$SWEEP_SHOTS"

@@ -25,11 +25,16 @@ wait_for_health() {
 }
 
 # start_echo_worker URL TOKEN DELAY_MS LOG: an echo worker for agent main (its PID in WORKER_PID),
-# waiting up to 5 s until the gateway writing LOG has registered it.
+# waiting up to 5 s until the gateway writing LOG has registered it (again, when one ran before).
 start_echo_worker() {
+  local before
+  before=$(grep -c "agent main: worker" "$4" 2>/dev/null || true)
   "$BINARY" agent --agent main --backend echo --delay-ms "$3" --url "$1" --token "$2" > "$WORK/worker.log" 2>&1 &
   WORKER_PID=$!
-  for _ in $(seq 1 100); do grep -q "agent main: worker" "$4" && return 0; sleep 0.05; done
+  for _ in $(seq 1 100); do
+    [ "$(grep -c "agent main: worker" "$4" 2>/dev/null || true)" -gt "${before:-0}" ] && return 0
+    sleep 0.05
+  done
   return 1
 }
 

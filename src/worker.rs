@@ -94,6 +94,8 @@ pub fn run(mut target: Target, agent: &str, backend: &Backend, config: &Config) 
         vec![format!("{WORKER_CAP_PREFIX}{agent}")],
         vec![WORKER_COMMAND.to_owned()],
     ));
+    // One name per agent: the Control UI groups clients by name, so two workers must differ.
+    target.display_name = Some(format!("agent worker: {agent}"));
     let mut pause = Duration::from_secs(1);
     loop {
         match Session::connect(&target) {

@@ -30,6 +30,8 @@ pub struct Target {
     pub node: Option<(Vec<String>, Vec<String>)>,
     /// Sign the connect with this device identity.
     pub device: Option<DeviceIdentity>,
+    /// The `client.displayName` to report, which the Control UI lists the client by.
+    pub display_name: Option<String>,
     /// The `client.version` to report (the crate's version when empty).
     pub client_version: String,
     /// Seed of the WebSocket masks and upgrade key, for reproducible load; drawn from the OS
@@ -186,7 +188,9 @@ impl Session {
         } else {
             &target.client_version
         };
-        let mut o = ClientOptions::new(ClientInfo::new(id, mode, version, std::env::consts::OS));
+        let mut info = ClientInfo::new(id, mode, version, std::env::consts::OS);
+        info.display_name = target.display_name.clone();
+        let mut o = ClientOptions::new(info);
         o.scopes = target.scopes.clone();
         if let Some((caps, commands)) = &target.node {
             o.role = clawgate_proto::Role::Node;

@@ -193,7 +193,14 @@ pub(crate) fn session(
         scope_names,
         presence_key,
         conn_uuid,
-        node: (role == Role::Node).then(|| Box::new(crate::nodes::NodeInfo::from_connect(&accepted.params, now_ms))),
+        node: (role == Role::Node).then(|| {
+            let by_owner_secret = method.is_shared_secret() && accepted.device.is_none();
+            Box::new(crate::nodes::NodeInfo::from_connect(
+                &accepted.params,
+                now_ms,
+                by_owner_secret,
+            ))
+        }),
         tool_events: accepted.params.caps().iter().any(|c| c == "tool-events"),
         approver: approver(accepted, &scope_names_for_approver),
         client_id: client.id.as_str().to_owned(),

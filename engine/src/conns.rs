@@ -471,6 +471,18 @@ impl Connections {
             .collect()
     }
 
+    /// The device ids that have an open connection, for `device.pair.list`'s `connected`.
+    pub fn connected_devices(&self) -> std::collections::BTreeSet<String> {
+        self.conns
+            .values()
+            .filter(|c| !c.closing)
+            .filter_map(|c| match &c.phase {
+                Phase::Open { session, .. } => session.device_id.clone(),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The node id of a node-role connection.
     pub fn node_id_of(&self, conn: ConnId) -> String {
         self.session_of(conn).map(Session::node_id).unwrap_or_default()

@@ -821,7 +821,12 @@ impl Gateway {
             ),
         );
         if let Some(key) = presence_key {
-            let entry = PresenceEntry::of_client(&client, peer.ip(), role, device_id, scope_names, now_ms);
+            let mut entry = PresenceEntry::of_client(&client, peer.ip(), role, device_id, scope_names, now_ms);
+            if role == Role::Node && entry.device_id.is_none() {
+                // A node without a device is listed by its connection id (`node.list`'s nodeId);
+                // the same id here lets a client join the two into one entry.
+                entry.instance_id = Some(conn_uuid.clone());
+            }
             self.presence.upsert(key, entry);
             self.broadcast_presence(now_ms);
         }
@@ -906,11 +911,12 @@ impl Gateway {
                 let device_id = self.net.session_of(conn).and_then(|s| s.device_id.clone());
                 let caller = crate::pairing_methods::Caller { scopes, device_id };
                 let mut effects = Vec::new();
+                let online = self.net.connected_devices();
                 let answer = crate::pairing_methods::call(
                     &mut self.pairing,
                     self.entropy.as_mut(),
                     now_ms,
-                    &caller,
+                    (&caller, &online),
                     &request,
                     &mut effects,
                 );

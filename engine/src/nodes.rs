@@ -39,6 +39,9 @@ pub struct NodeInfo {
     commands: Vec<String>,
     path_env: Option<String>,
     connected_at_ms: u64,
+    /// The node proved the gateway's own secret (token or password) and has no device identity,
+    /// as the workers the gateway starts do: the owner's credential stands for its approval.
+    by_owner_secret: bool,
 }
 
 impl NodeInfo {
@@ -52,8 +55,9 @@ impl NodeInfo {
         &self.commands
     }
 
-    /// Takes what `node.list` shows from the accepted `connect` params.
-    pub fn from_connect(params: &ConnectParams, now_ms: u64) -> NodeInfo {
+    /// Takes what `node.list` shows from the accepted `connect` params; `by_owner_secret` says
+    /// the node authenticated with the gateway's shared secret and no device identity.
+    pub fn from_connect(params: &ConnectParams, now_ms: u64, by_owner_secret: bool) -> NodeInfo {
         let client = &params.client;
         NodeInfo {
             display_name: client.display_name.clone(),
@@ -66,6 +70,7 @@ impl NodeInfo {
             commands: params.commands.clone().unwrap_or_default(),
             path_env: params.path_env.clone(),
             connected_at_ms: now_ms,
+            by_owner_secret,
         }
     }
 }
@@ -123,6 +128,15 @@ fn node_entries<'a>(connected: impl Iterator<Item = (String, &'a NodeInfo)>, pai
     let mut nodes: BTreeMap<String, Value> = BTreeMap::new();
     for (node_id, node) in connected {
         let paired = pairing.paired.get(&node_id);
+        let pending = pairing.pending.values().find(|r| r.device_id == node_id);
+        let approved = paired.is_some() || node.by_owner_secret;
+        // OpenClaw's four states; a pending request on an approved node asks for re-approval.
+        let approval_state = match (pending, approved) {
+            (Some(_), true) => "pending-reapproval",
+            (Some(_), false) => "pending-approval",
+            (None, true) => "approved",
+            (None, false) => "unapproved",
+        };
         let mut entry = json!({
             "nodeId": node_id,
             "displayName": node.display_name,
@@ -137,16 +151,19 @@ fn node_entries<'a>(connected: impl Iterator<Item = (String, &'a NodeInfo)>, pai
             "nodePluginTools": [],
             "pathEnv": node.path_env,
             "agents": served_agents(&node.caps, &node.commands),
-            "approvalState": if paired.is_some() { "approved" } else { "unpaired" },
+            "approvalState": approval_state,
             "connectedAtMs": node.connected_at_ms,
             "lastConnectedAtMs": node.connected_at_ms,
             "lastSeenAtMs": node.connected_at_ms,
             "lastSeenReason": "connect",
-            "paired": paired.is_some(),
+            "paired": approved,
             "connected": true,
         });
         if let Some(p) = paired {
             entry["approvedAtMs"] = json!(p.approved_at_ms);
+        }
+        if let Some(r) = pending {
+            entry["pendingRequestId"] = json!(r.request_id);
         }
         nodes.insert(node_id, entry);
     }

@@ -14,6 +14,7 @@ use clawgate_proto::scopes::{Scope, ScopeSet};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
+use std::collections::BTreeSet;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -86,7 +87,7 @@ pub(crate) fn call(
     store: &mut PairingStore,
     entropy: &mut dyn Entropy,
     now_ms: u64,
-    caller: &Caller,
+    (caller, online): (&Caller, &BTreeSet<String>),
     request: &RequestFrame,
     effects: &mut Vec<PairingEffect>,
 ) -> Result<Box<RawValue>, ErrorShape> {
@@ -107,7 +108,15 @@ pub(crate) fn call(
             pending.sort_by_key(|p| std::cmp::Reverse(p.ts));
             let mut paired: Vec<_> = store.paired.values().filter(|d| visible(&d.device_id)).collect();
             paired.sort_by_key(|d| std::cmp::Reverse(d.approved_at_ms));
-            let paired: Vec<_> = paired.into_iter().map(PairingStore::redacted).collect();
+            // `connected` says whether the device has a connection open now, as OpenClaw adds it.
+            let paired: Vec<_> = paired
+                .into_iter()
+                .map(|d| {
+                    let mut entry = PairingStore::redacted(d);
+                    entry["connected"] = json!(online.contains(&d.device_id));
+                    entry
+                })
+                .collect();
             json!({"pending": pending, "paired": paired})
         }
         "device.pair.approve" => {

@@ -35,11 +35,7 @@ fn node_list_shows_connected_nodes_and_forgets_them_when_they_leave() {
         (Some("shed"), Some("node-host"), Some("node"), Some("1.2"))
     );
     assert_eq!(n["commands"], json!(["system.run", "system.which"]));
-    assert_eq!(
-        (n["connected"].as_bool(), n["paired"].as_bool()),
-        (Some(true), Some(false))
-    );
-    assert_eq!(n["approvalState"], "unpaired");
+    assert_eq!(n["connected"], true);
     assert_eq!(n["pathEnv"], "/usr/bin:/bin");
     assert!(n.get("deviceFamily").is_none(), "undeclared fields are left out");
 
@@ -69,4 +65,39 @@ fn node_list_shows_connected_nodes_and_forgets_them_when_they_leave() {
     b.gw.handle_closed(b.now, node);
     b.pump();
     assert_eq!(payload(&b.request(op, "d", "node.list", json!({})))["nodes"], json!([]));
+}
+
+#[test]
+fn a_node_that_proved_the_gateway_token_is_approved_and_its_presence_carries_its_node_id() {
+    let mut b = Bench::new(GatewayConfig::with_token(TOKEN));
+    let op = b.operator(&["operator.read"]);
+    let node = b.ws(loopback(), &[]);
+    let mut params = cli_params(&[], Some(TOKEN));
+    params["role"] = json!("node");
+    params["client"] = json!({"id": "node-host", "displayName": "agent worker: main", "version": "1",
+                              "platform": "linux", "mode": "node"});
+    params["caps"] = json!(["agent:main"]);
+    params["commands"] = json!(["agent.run"]);
+    assert!(b.connect(node, params).ok);
+
+    let list = payload(&b.request(op, "a", "node.list", json!({})));
+    let n = &list["nodes"][0];
+    // The owner's secret stands for the approval a device would need: the Devices page lists a
+    // worker as approved, not as a stranger.
+    assert_eq!(
+        (n["approvalState"].as_str(), n["paired"].as_bool()),
+        (Some("approved"), Some(true))
+    );
+
+    let presence = payload(&b.request(op, "b", "system-presence", json!({})));
+    let entry = presence
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["mode"] == "node")
+        .expect("the node has a presence entry");
+    assert_eq!(
+        entry["instanceId"], n["nodeId"],
+        "one id joins the node and its presence"
+    );
 }

@@ -280,3 +280,19 @@ fn node_role_approvals_need_an_admin() {
             .ok
     );
 }
+
+#[test]
+fn a_paired_device_is_listed_connected_while_it_has_a_connection_open() {
+    let mut b = bench(true);
+    let id = DeviceIdentity::from_seed(&[19; 32]);
+    let (dev, res) = device_connect(&mut b, &id, &["operator.read"], json!({"token": TOKEN}));
+    assert!(res.ok, "{res:?}");
+    let admin = b.operator(&["operator.admin"]);
+    let list = payload(&b.request(admin, "l", "device.pair.list", json!({})));
+    assert_eq!(list["paired"][0]["connected"], true);
+
+    b.gw.handle_closed(b.now, dev);
+    b.pump();
+    let list = payload(&b.request(admin, "l2", "device.pair.list", json!({})));
+    assert_eq!(list["paired"][0]["connected"], false);
+}
