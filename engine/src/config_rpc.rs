@@ -387,7 +387,12 @@ impl ConfigRpc {
             return answer.clone();
         }
         let kind = write.method.replace('.', "-");
-        json!({
+        // As OpenClaw: `restart` is there only when the change restarts the gateway, which it
+        // does right after this answer, in-process and without a signal.
+        let restart = (!write.restart_paths.is_empty()).then(
+            || json!({"ok": true, "reason": write.method, "mode": "in-process", "delayMs": 0, "coalesced": false}),
+        );
+        let mut answer = json!({
             "ok": true,
             "path": config.config_path,
             "hash": self.hash(&write.text),
@@ -409,7 +414,11 @@ impl ConfigRpc {
                     },
                 },
             },
-        })
+        });
+        if let Some(restart) = restart {
+            answer["restart"] = restart;
+        }
+        answer
     }
 }
 

@@ -118,6 +118,10 @@ fn config_patch_writes_the_file_and_answers_as_captured_once_it_is_applied() {
     assert_eq!(ours["changedPaths"], captured["changedPaths"]);
     assert_eq!(ours["sentinel"]["payload"]["kind"], "config-patch");
     assert_eq!(ours["sentinel"]["payload"]["stats"]["requiresRestart"], false);
+    assert!(
+        ours.get("restart").is_none(),
+        "no restart follows, so none is announced"
+    );
     assert_ne!(ours["hash"], base);
     // On disk: the patch merged into what the user wrote, the API key kept.
     let written: Value = serde_json::from_str(b.config_file.as_deref().unwrap()).unwrap();
@@ -327,6 +331,7 @@ fn a_change_that_needs_a_restart_is_answered_then_the_gateway_restarts() {
     let stats = &payload(res)["sentinel"]["payload"]["stats"];
     assert_eq!(stats["requiresRestart"], true);
     assert_eq!(stats["restartPaths"], json!(["gateway.port"]));
+    assert_eq!(payload(res)["restart"]["reason"], "config.patch");
 }
 
 #[test]
@@ -558,4 +563,28 @@ fn agents_files_read_and_write_the_workspace_bootstrap_files_as_captured() {
         json!({"agentId": "golden-helper", "name": "../etc/passwd", "content": "x"}),
     );
     assert!(error_message(&other).contains("not a workspace file"));
+}
+
+#[test]
+fn config_apply_replaces_the_whole_file_keeps_redacted_secrets_and_restarts_only_when_needed() {
+    let mut b = bench();
+    let op = admin(&mut b);
+    let current = get(&mut b, op);
+    let mut document = current["parsed"].clone();
+    document["session"] = json!({"maintenance": {"pruneAfter": "10d"}});
+    document.as_object_mut().unwrap().remove("tools");
+    let res = b.request(
+        op,
+        "apply",
+        "config.apply",
+        json!({"raw": document.to_string(), "baseHash": current["hash"]}),
+    );
+    assert!(res.ok, "{res:?}");
+    let ours = payload(&res);
+    assert_eq!(ours["sentinel"]["payload"]["kind"], "config-apply");
+    assert!(ours.get("restart").is_none(), "nothing restart-class changed");
+    let written: Value = serde_json::from_str(b.config_file.as_deref().unwrap()).unwrap();
+    assert_eq!(written["session"]["maintenance"]["pruneAfter"], "10d");
+    assert!(written.get("tools").is_none(), "apply replaces; it does not merge");
+    assert_eq!(written["models"]["providers"]["fakeai"]["apiKey"], "sk-local");
 }
