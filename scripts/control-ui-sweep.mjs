@@ -19,6 +19,7 @@ export const PAGES = [
   "/systems",
   "/automations",
   "/plugins",
+  "/usage",
   "/sessions",
   "/activity",
   "/logs",
@@ -43,6 +44,12 @@ export const PAGES = [
   "/settings/skills",
   "/settings/updates",
   "/settings/about",
+  "/settings/notifications",
+  "/settings/secrets",
+  "/settings/cloud-workers",
+  "/settings/mcp",
+  "/settings/talk",
+  "/settings/model-setup",
 ];
 
 const { context, page } = await launch();

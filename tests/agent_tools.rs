@@ -664,6 +664,15 @@ fn the_tokens_a_run_used_are_counted_for_its_reply_its_session_and_the_day() {
         ),
         (Some("call_00ab_cd1"), Some(NOTE))
     );
+    // sessions.usage breaks the same run down by model, by tool and by day.
+    let usage = payload(setup.call("sessions.usage", &json!({})));
+    let aggregates = &usage["aggregates"];
+    assert_eq!(aggregates["byModel"][0]["provider"], "fakeai", "{aggregates}");
+    assert_eq!(aggregates["byModel"][0]["totals"]["totalTokens"], 114);
+    assert_eq!(aggregates["tools"]["tools"], json!([{"name": "read", "count": 1}]));
+    assert_eq!(aggregates["daily"][0]["tokens"], 114);
+    assert_eq!(aggregates["messages"]["toolResults"], 1);
+    assert_eq!(usage["sessions"][0]["usage"]["modelUsage"][0]["count"], 1);
 }
 
 #[test]

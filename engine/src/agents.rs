@@ -179,10 +179,8 @@ pub(crate) struct ChatSession {
     total: u64,
     last_run_id: Option<String>,
     status: Option<&'static str>,
-    /// Input and output tokens of the session's runs.
-    tokens: (u64, u64),
-    /// What those tokens cost (input, output), at the configured prices.
-    cost: (f64, f64),
+    /// What the session's messages used: tokens and cost per model and day, tool calls.
+    usage: crate::session_usage::SessionUsage,
     /// What `sessions.patch` set (label, read markers, pin, archive, model override), kept in
     /// the transcript as `session.patch` lines.
     meta: Map<String, Value>,
@@ -670,9 +668,9 @@ impl AgentHub {
             "hasActiveRun": !active.is_empty(),
             "activeRunIds": active,
             "messageCount": s.total,
-            "inputTokens": s.tokens.0,
-            "outputTokens": s.tokens.1,
-            "totalTokens": s.tokens.0 + s.tokens.1,
+            "inputTokens": s.usage.tokens().0,
+            "outputTokens": s.usage.tokens().1,
+            "totalTokens": s.usage.tokens().0 + s.usage.tokens().1,
         });
         for (field, value) in &s.meta {
             match field.as_str() {
@@ -802,45 +800,23 @@ impl AgentHub {
         );
         let limit = p.get("limit").and_then(Value::as_u64).unwrap_or(100).clamp(1, 1000) as usize;
         let only = p.get("key").and_then(Value::as_str);
-        let totals_of = |input: u64, output: u64, (ic, oc): (f64, f64)| {
-            json!({
-                "input": input, "output": output, "cacheRead": 0, "cacheWrite": 0, "totalTokens": input + output,
-                "totalCost": ic + oc, "inputCost": ic, "outputCost": oc, "cacheReadCost": 0, "cacheWriteCost": 0,
-                "missingCostEntries": 0,
-            })
-        };
         let mut rows: Vec<(&String, &ChatSession)> = self
             .sessions
             .iter()
-            .filter(|(k, s)| {
-                let day = s.updated_at / crate::usage::DAY_MS;
-                day >= first && day <= last && only.is_none_or(|o| o == k.as_str())
-            })
+            .filter(|(k, s)| s.usage.active_within(first, last) && only.is_none_or(|o| o == k.as_str()))
             .collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.1.updated_at));
-        let (mut input, mut output, mut cost, mut messages) = (0u64, 0u64, (0.0f64, 0.0f64), 0u64);
-        let mut by_agent: BTreeMap<&str, (u64, u64, (f64, f64))> = BTreeMap::new();
+        let mut aggregate = crate::session_usage::UsageAggregate::default();
         for (_, s) in &rows {
-            input += s.tokens.0;
-            output += s.tokens.1;
-            cost = (cost.0 + s.cost.0, cost.1 + s.cost.1);
-            messages += s.total;
-            let a = by_agent.entry(s.agent_id.as_str()).or_default();
-            *a = (
-                a.0 + s.tokens.0,
-                a.1 + s.tokens.1,
-                (a.2 .0 + s.cost.0, a.2 .1 + s.cost.1),
-            );
+            aggregate.add(&s.agent_id, &s.usage, first, last);
         }
         let sessions: Vec<Value> = rows
             .iter()
             .take(limit)
             .map(|(k, s)| {
-                let mut usage = totals_of(s.tokens.0, s.tokens.1, s.cost);
-                usage["messageCounts"] = json!({"total": s.total});
                 let mut row = json!({
                     "key": k, "sessionId": s.session_id, "agentId": s.agent_id, "updatedAt": s.updated_at,
-                    "chatType": "direct", "usage": usage, "hasContextWeight": false,
+                    "chatType": "direct", "usage": s.usage.row(first, last), "hasContextWeight": false,
                 });
                 if let Some(label) = s.meta.get("label") {
                     row["label"] = label.clone();
@@ -848,24 +824,14 @@ impl AgentHub {
                 row
             })
             .collect();
-        let date = |day: u64| {
-            let (y, mo, d) = crate::usage::civil_date(day);
-            format!("{y:04}-{mo:02}-{d:02}")
-        };
+        let date = crate::session_usage::date;
         Ok(json!({
             "updatedAt": now_ms,
             "startDate": date(first),
             "endDate": date(last),
             "sessions": sessions,
-            "totals": totals_of(input, output, cost),
-            "aggregates": {
-                "sessionCount": rows.len(),
-                "messages": {"total": messages},
-                "tools": {"totalCalls": 0, "uniqueTools": 0, "tools": []},
-                "byModel": [], "byProvider": [],
-                "byAgent": by_agent.iter().map(|(a, (i, o, c))| json!({"agentId": a, "totals": totals_of(*i, *o, *c)})).collect::<Vec<_>>(),
-                "byChannel": [], "byCreator": [], "costDaily": [], "dailyLatency": [], "modelDaily": [], "daily": [],
-            },
+            "totals": aggregate.totals(),
+            "aggregates": aggregate.to_json(),
             "creatorOptions": [],
             "cacheStatus": {"status": "fresh", "cachedFiles": 0, "pendingFiles": 0, "staleFiles": 0},
         }))
@@ -1086,8 +1052,7 @@ impl AgentHub {
                 total: 0,
                 last_run_id: None,
                 status: None,
-                tokens: (0, 0),
-                cost: (0.0, 0.0),
+                usage: crate::session_usage::SessionUsage::default(),
                 meta: Map::new(),
             };
             // A torn last line (a crash mid-write) is skipped; every complete line counts.
@@ -1110,6 +1075,7 @@ impl AgentHub {
                             "failed"
                         });
                     }
+                    session.usage.record(message);
                     let usage = &message["usage"];
                     let (input, output) = (
                         usage["input"].as_u64().unwrap_or(0),
@@ -1120,10 +1086,6 @@ impl AgentHub {
                             usage["cost"]["input"].as_f64().unwrap_or(0.0),
                             usage["cost"]["output"].as_f64().unwrap_or(0.0),
                         );
-                        session.tokens.0 += input;
-                        session.tokens.1 += output;
-                        session.cost.0 += input_cost;
-                        session.cost.1 += output_cost;
                         self.usage.record(
                             message["timestamp"].as_u64().unwrap_or(0),
                             crate::usage::Tokens {
@@ -1723,8 +1685,13 @@ impl Agents<'_> {
             self.hub.cancelled.push(run_id.to_owned());
         }
         // The reply's message carries what the run used, as OpenClaw's assistant messages do.
+        let model = run.model.clone();
         let assistant_message = |text: &str, now_ms: u64| {
             let mut m = assistant_message(text, now_ms);
+            if let Some(model) = &model {
+                m["provider"] = json!(model.provider);
+                m["model"] = json!(model.model);
+            }
             if usage.input + usage.output > 0 {
                 m["usage"] = json!({"input": usage.input, "output": usage.output, "totalTokens": usage.input + usage.output,
                                     "cost": {"input": usage.input_cost, "output": usage.output_cost, "total": usage.input_cost + usage.output_cost}});
@@ -1952,7 +1919,7 @@ impl Agents<'_> {
             .take(s.messages.len().saturating_sub(2))
             .cloned()
             .collect();
-        let tokens_before = s.tokens.0 + s.tokens.1;
+        let tokens_before = s.usage.tokens().0 + s.usage.tokens().1;
         let now_ms = finished.ended_at;
         if finished.status != "ok" || finished.text.trim().is_empty() {
             self.rewrite_session(now_ms, &key, history);
@@ -2066,8 +2033,7 @@ impl Agents<'_> {
                 total: 0,
                 last_run_id: None,
                 status: None,
-                tokens: (0, 0),
-                cost: (0.0, 0.0),
+                usage: crate::session_usage::SessionUsage::default(),
                 meta: Map::new(),
             },
         );
@@ -2091,6 +2057,7 @@ impl Agents<'_> {
         }
         message["__openclaw"]["id"] = json!(id);
         message["__openclaw"]["seq"] = json!(seq);
+        s.usage.record(&message);
         let line = json!({"type": "message", "message": message}).to_string();
         let file = transcript_file(&s.session_id);
         s.messages.push_back(message.clone());
@@ -2827,8 +2794,9 @@ impl Agents<'_> {
         self.append_message(now_ms, &key, message);
     }
 
-    /// A model turn's tokens (`{runId, input, output}`): counted for the run, its session and
-    /// the day, and announced as a `usage` event.
+    /// A model turn's tokens (`{runId, input, output}`): counted for the run and the day, and
+    /// announced as a `usage` event. The session counts them from the run's final message, as
+    /// it does when it reads its transcript back.
     fn record_usage(&mut self, now_ms: u64, run_id: &str, payload: &Value) {
         let (input, output) = (
             payload["input"].as_u64().unwrap_or(0),
@@ -2851,14 +2819,7 @@ impl Agents<'_> {
         run.usage.output += output;
         run.usage.input_cost += input_cost;
         run.usage.output_cost += output_cost;
-        let session_key = run.session_key.clone();
         self.hub.usage.record(now_ms, tokens);
-        if let Some(s) = self.hub.sessions.get_mut(&session_key) {
-            s.tokens.0 += input;
-            s.tokens.1 += output;
-            s.cost.0 += input_cost;
-            s.cost.1 += output_cost;
-        }
         self.run_event(now_ms, run_id, "usage", json!({"outputTokens": output}));
     }
 

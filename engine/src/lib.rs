@@ -47,6 +47,7 @@ pub mod rate_limit;
 pub mod reload;
 mod reply;
 pub mod scheduler;
+pub mod session_usage;
 pub mod settings;
 #[cfg(feature = "testkit")]
 pub mod testkit;

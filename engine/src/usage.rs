@@ -17,7 +17,7 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    fn add(&mut self, other: Tokens) {
+    pub(crate) fn add(&mut self, other: Tokens) {
         self.input += other.input;
         self.output += other.output;
         self.input_cost += other.input_cost;
