@@ -282,51 +282,70 @@ impl AgentHub {
 
     /// The runs under way, waiting, and recently ended, as `tasks.list` rows (newest first).
     pub(crate) fn task_rows(&self) -> Vec<Value> {
-        let kind = |origin: &Origin| match origin {
-            Origin::Scheduled => "automation_run",
-            _ => "cli",
-        };
-        let row = |id: &str, kind: &str, status: &str, agent: &str, key: &str, created: u64, ended: Option<u64>| {
-            let state = if ended.is_some() { "finished" } else { status };
-            json!({
-                "id": id, "taskId": id, "kind": kind, "runtime": "clawgate-worker", "status": status,
-                "execution": {"state": state}, "title": key, "agentId": agent, "sessionKey": key,
-                "hasTranscript": true, "ownerKey": key, "runId": id, "sourceId": id,
-                "createdAt": created, "updatedAt": ended.unwrap_or(created), "startedAt": created,
-                "endedAt": ended, "progressSummary": null, "terminalSummary": null, "deliveryStatus": null,
-            })
-        };
         let mut rows: Vec<(u64, Value)> = Vec::new();
-        // A run waiting for its agent's worker is a run without a worker yet.
         for (id, r) in &self.runs {
-            let created = r.accepted_at;
-            let status = if r.worker.is_some() { "running" } else { "queued" };
-            let task = row(id, kind(&r.origin), status, &r.agent_id, &r.session_key, created, None);
-            rows.push((created, task));
+            rows.push((r.accepted_at, running_task(id, r)));
         }
         for (id, f) in &self.finished {
-            let started = f.ended_at.saturating_sub(f.duration_ms);
-            let status = match f.status {
-                "ok" => "completed",
-                "timeout" => "timed_out",
-                _ => "failed",
-            };
-            rows.push((
-                started,
-                row(
-                    id,
-                    "cli",
-                    status,
-                    &f.agent_id,
-                    &f.session_key,
-                    started,
-                    Some(f.ended_at),
-                ),
-            ));
+            rows.push((f.ended_at.saturating_sub(f.duration_ms), finished_task(id, f)));
         }
         rows.sort_by_key(|r| std::cmp::Reverse(r.0));
         rows.into_iter().map(|r| r.1).collect()
     }
+
+    /// The `task` event of a run under way whose state changed (queued, running), as OpenClaw
+    /// announces each change of a task.
+    fn task_event(&self, run_id: &str) -> Option<Box<serde_json::value::RawValue>> {
+        let task = running_task(run_id, self.runs.get(run_id)?);
+        Some(to_raw(&json!({"action": "upserted", "task": task})))
+    }
+}
+
+/// A task row, in `tasks.list`'s shape.
+fn task_row(
+    run_id: &str,
+    kind: &str,
+    status: &str,
+    (agent, key): (&str, &str),
+    created: u64,
+    ended: Option<u64>,
+) -> Value {
+    let state = if ended.is_some() { "finished" } else { status };
+    json!({
+        "id": run_id, "taskId": run_id, "kind": kind, "runtime": "clawgate-worker", "status": status,
+        "execution": {"state": state}, "title": key, "agentId": agent, "sessionKey": key,
+        "hasTranscript": true, "ownerKey": key, "runId": run_id, "sourceId": run_id,
+        "createdAt": created, "updatedAt": ended.unwrap_or(created), "startedAt": created,
+        "endedAt": ended, "progressSummary": null, "terminalSummary": null, "deliveryStatus": null,
+    })
+}
+
+/// The task of a run under way; one still waiting for its agent's worker is queued.
+fn running_task(run_id: &str, r: &Run) -> Value {
+    let kind = match r.origin {
+        Origin::Scheduled => "automation_run",
+        _ => "cli",
+    };
+    let status = if r.worker.is_some() { "running" } else { "queued" };
+    task_row(run_id, kind, status, (&r.agent_id, &r.session_key), r.accepted_at, None)
+}
+
+/// The task of a run that ended.
+fn finished_task(run_id: &str, f: &Finished) -> Value {
+    let status = match f.status {
+        "ok" => "completed",
+        "timeout" => "timed_out",
+        _ => "failed",
+    };
+    let started = f.ended_at.saturating_sub(f.duration_ms);
+    task_row(
+        run_id,
+        "cli",
+        status,
+        (&f.agent_id, &f.session_key),
+        started,
+        Some(f.ended_at),
+    )
 }
 
 fn invalid(method: &str, e: impl std::fmt::Display) -> ErrorShape {
@@ -1329,6 +1348,7 @@ impl Agents<'_> {
                 self.hub.queue.push_back(queued);
                 self.persist_queue();
                 self.send_ack(request.ack);
+                self.announce_task(now_ms, &run_id);
                 self.cx.net.log(now_ms, LogLevel::Info, line);
                 // The sender learns why nothing streams yet: the message waits for a worker.
                 let status = json!({
@@ -1381,6 +1401,12 @@ impl Agents<'_> {
             quiet: q.quiet,
         };
         self.hub.runs.insert(q.run_id.clone(), run);
+    }
+
+    fn announce_task(&mut self, now_ms: u64, run_id: &str) {
+        if let Some(payload) = self.hub.task_event(run_id) {
+            self.cx.net.broadcast(now_ms, "task", &payload, true, None);
+        }
     }
 
     /// Sends the acknowledgement of an accepted message, after what is to be durable first.
@@ -1511,6 +1537,7 @@ impl Agents<'_> {
             "lifecycle",
             json!({"phase": "start", "startedAt": now_ms}),
         );
+        self.announce_task(now_ms, run_id);
         self.session_changed(now_ms, &self.hub.run_session(run_id), "run.started", Some(run_id));
     }
 
@@ -1790,6 +1817,9 @@ impl Agents<'_> {
             s.status = Some(if status == "ok" { "done" } else { "failed" });
             s.updated_at = now_ms;
         }
+        // The task's end is announced before the answer, as captured.
+        let task = to_raw(&json!({"action": "upserted", "task": finished_task(run_id, &finished)}));
+        self.cx.net.broadcast(now_ms, "task", &task, true, None);
         self.answer_origin(run_id, run.origin, &finished);
         let waiting: Vec<Waiter> = {
             let (hit, rest): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.hub.waiters)

@@ -34,6 +34,10 @@ pub const EVENTS: &[&str] = &[
     "node.invoke.cancel",
     "cron",
     "heartbeat",
+    "config.changed",
+    "chat.metadata.changed",
+    "exec.approval.requested",
+    "exec.approval.resolved",
 ];
 
 /// The `snapshot.sessionDefaults` of `hello-ok`. The Control UI sends a user to its model setup

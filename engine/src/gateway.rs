@@ -468,6 +468,12 @@ impl Gateway {
 
     /// What the other parts do after a reload.
     fn after_reload(&mut self, now_ms: u64, done: crate::lifecycle::Reloaded) {
+        if done.chat_metadata {
+            // As OpenClaw: an empty payload that tells chats to read agents and models again;
+            // it goes out before `config.changed`, as captured.
+            self.net
+                .broadcast(now_ms, "chat.metadata.changed", &to_raw(&json!({})), true, None);
+        }
         if done.changed {
             let hash = self.life.text().map(|t| self.config_rpc.hash(t));
             let payload = to_raw(&json!({"path": self.config.config_path, "hash": hash, "ts": now_ms}));

@@ -21,6 +21,9 @@ pub(crate) struct Reloaded {
     pub restart: bool,
     /// The file's text changed and was taken (`config.changed` is told).
     pub changed: bool,
+    /// The agents or the model providers changed: what chats show of agents and models
+    /// (`chat.metadata.changed` is told).
+    pub chat_metadata: bool,
 }
 
 pub(crate) struct Lifecycle {
@@ -192,6 +195,7 @@ impl Lifecycle {
                     config.cron = next.cron.clone();
                     done.routing = true;
                     done.cron = true;
+                    done.chat_metadata |= matches!(action, HotAction::Agents);
                 }
                 HotAction::Cron => {
                     config.cron = next.cron.clone();

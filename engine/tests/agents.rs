@@ -879,3 +879,60 @@ fn an_http_completion_whose_run_fails_gets_502_with_one_cache_header() {
     assert!(raw.starts_with("HTTP/1.1 502") && raw.contains("model down"), "{raw}");
     assert_eq!(raw.matches("Cache-Control").count(), 1, "{raw}");
 }
+
+#[test]
+fn a_run_is_announced_as_a_task_when_it_runs_and_when_it_ends() {
+    let mut b = Bench::with_token();
+    let node = worker(&mut b, &["main"]);
+    let writer = b.operator(&["operator.write", "operator.read"]);
+    b.take_texts(writer);
+    b.send_text(
+        writer,
+        &json!({"type": "req", "id": "a", "method": "agent", "params": {"message": "hi", "idempotencyKey": "t1"}})
+            .to_string(),
+    );
+    let (invoke, _) = invocations(&mut b, node).remove(0);
+    finish(&mut b, node, &invoke, "hi");
+    let frames = b.frames(writer);
+    let tasks: Vec<(usize, Value)> = frames
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| match f {
+            Frame::Event(e) if e.event == "task" => Some((i, e.parse_payload::<Value>().unwrap())),
+            _ => None,
+        })
+        .collect();
+    let states: Vec<&str> = tasks.iter().filter_map(|(_, t)| t["task"]["status"].as_str()).collect();
+    assert_eq!(states, ["running", "completed"]);
+    assert!(tasks
+        .iter()
+        .all(|(_, t)| t["action"] == "upserted" && t["task"]["runId"] == "t1"));
+    let answered = frames
+        .iter()
+        .rposition(|f| matches!(f, Frame::Response(r) if r.id == "a"))
+        .unwrap();
+    assert!(
+        tasks[1].0 < answered,
+        "the task ends before the final answer, as captured"
+    );
+}
+
+#[test]
+fn a_run_waiting_for_a_worker_is_announced_as_a_queued_task() {
+    let mut b = Bench::with_token();
+    let writer = b.operator(&["operator.write", "operator.read"]);
+    b.take_texts(writer);
+    b.send_text(
+        writer,
+        &json!({"type": "req", "id": "a", "method": "agent", "params": {"message": "hi", "idempotencyKey": "t2"}})
+            .to_string(),
+    );
+    let queued: Vec<Value> = b
+        .events(writer)
+        .into_iter()
+        .filter(|e| e.event == "task")
+        .map(|e| e.parse_payload::<Value>().unwrap())
+        .collect();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0]["task"]["status"], "queued");
+}

@@ -434,7 +434,14 @@ fn agents_create_writes_an_entry_and_answers_as_captured() {
             .any(|a| a["id"] == "golden-helper"),
         "{listed}"
     );
-    assert!(b.events(watch).iter().any(|e| e.event == "config.changed"));
+    // As captured: chats are told to read agents again, then the file change is announced.
+    let told: Vec<String> = b
+        .events(watch)
+        .into_iter()
+        .map(|e| e.event)
+        .filter(|e| e.ends_with(".changed"))
+        .collect();
+    assert_eq!(told, ["chat.metadata.changed", "config.changed"]);
     let again = b.request(op, "c", "agents.create", json!({"name": "golden helper"}));
     assert!(error_message(&again).contains("already exists"));
 }

@@ -259,8 +259,16 @@ pub fn event_audience(event: &str) -> EventAudience {
         | "connect.challenge" => EventAudience::Everyone,
         "agent" | "chat" | "chat.side_result" | "session.message" | "session.tool" | "session.observer"
         | "sessions.changed" => EventAudience::Operators(Scope::SessionsRead),
-        "cron" | "presence" | "voicewake.changed" | "config.changed" | "skills.changed" | "node.presence"
-        | "session.operation" | "models.snapshot" => EventAudience::Operators(Scope::Read),
+        "cron"
+        | "presence"
+        | "voicewake.changed"
+        | "config.changed"
+        | "skills.changed"
+        | "node.presence"
+        | "session.operation"
+        | "models.snapshot"
+        | "chat.metadata.changed"
+        | "task" => EventAudience::Operators(Scope::Read),
         "exec.approval.requested"
         | "exec.approval.resolved"
         | "plugin.approval.requested"
