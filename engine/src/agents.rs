@@ -1349,6 +1349,11 @@ impl Agents<'_> {
                 self.persist_queue();
                 self.send_ack(request.ack);
                 self.announce_task(now_ms, &run_id);
+                self.cx.net.diagnostic(
+                    now_ms,
+                    "message.queued",
+                    json!({"source": "agent_offline", "queueDepth": position}),
+                );
                 self.cx.net.log(now_ms, LogLevel::Info, line);
                 // The sender learns why nothing streams yet: the message waits for a worker.
                 let status = json!({
@@ -1538,6 +1543,12 @@ impl Agents<'_> {
             json!({"phase": "start", "startedAt": now_ms}),
         );
         self.announce_task(now_ms, run_id);
+        let model = self.hub.runs.get(run_id).and_then(|r| r.model.clone());
+        self.cx.net.diagnostic(
+            now_ms,
+            "run.started",
+            json!({"provider": model.as_ref().map(|m| &m.provider), "model": model.as_ref().map(|m| &m.model)}),
+        );
         self.session_changed(now_ms, &self.hub.run_session(run_id), "run.started", Some(run_id));
     }
 
@@ -1817,6 +1828,14 @@ impl Agents<'_> {
             s.status = Some(if status == "ok" { "done" } else { "failed" });
             s.updated_at = now_ms;
         }
+        self.cx.net.diagnostic(
+            now_ms,
+            "run.completed",
+            json!({
+                "provider": run.model.as_ref().map(|m| &m.provider), "model": run.model.as_ref().map(|m| &m.model),
+                "durationMs": finished.duration_ms, "outcome": finished_task(run_id, &finished)["status"],
+            }),
+        );
         // The task's end is announced before the answer, as captured.
         let task = to_raw(&json!({"action": "upserted", "task": finished_task(run_id, &finished)}));
         self.cx.net.broadcast(now_ms, "task", &task, true, None);
@@ -2850,6 +2869,16 @@ impl Agents<'_> {
         run.usage.input_cost += input_cost;
         run.usage.output_cost += output_cost;
         self.hub.usage.record(now_ms, tokens);
+        let model = run.model.as_ref();
+        self.cx.net.diagnostic(
+            now_ms,
+            "model.usage",
+            json!({
+                "provider": model.map(|m| &m.provider), "model": model.map(|m| &m.model),
+                "usage": {"input": input, "output": output, "total": input + output},
+                "costUsd": input_cost + output_cost,
+            }),
+        );
         self.run_event(now_ms, run_id, "usage", json!({"outputTokens": output}));
     }
 

@@ -10,6 +10,7 @@ use crate::log_ring::{LogLevel, LogLine, LogRing};
 use crate::metrics::ConnStats;
 use crate::nodes::NodeInfo;
 use crate::output::{ConnId, Output};
+use crate::stability::StabilityRecorder;
 use clawgate_proto::close::{code, CloseFrame};
 use clawgate_proto::connect::Role;
 use clawgate_proto::frame::{EventFrame, Extra, StateVersion};
@@ -157,6 +158,7 @@ pub(crate) struct Connections {
     outputs: VecDeque<Output>,
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
     logs: LogRing,
+    stability: StabilityRecorder,
     /// Sequence of the last `persist` output, and of the last one the runtime made durable.
     persist_seq: u64,
     persisted_seq: u64,
@@ -182,6 +184,7 @@ impl Connections {
             outputs: VecDeque::new(),
             timers: BinaryHeap::new(),
             logs: LogRing::default(),
+            stability: StabilityRecorder::default(),
             persist_seq: 0,
             persisted_seq: 0,
             deferred_broadcasts: Vec::new(),
@@ -215,6 +218,16 @@ impl Connections {
         };
         self.logs.push(line.clone());
         self.outputs.push_back(Output::Log(line));
+    }
+
+    /// Records a stability event (`diagnostics.stability`): its kind and payload-free details.
+    pub fn diagnostic(&mut self, now_ms: u64, kind: &str, fields: serde_json::Value) {
+        self.stability.record(now_ms, kind, fields);
+    }
+
+    /// The stability records.
+    pub fn stability(&self) -> &StabilityRecorder {
+        &self.stability
     }
 
     /// The log lines kept for `logs.tail`.
@@ -623,7 +636,15 @@ impl Connections {
 
     /// Closes connections whose unsent output is over the limit, saying what could not be queued.
     fn close_slow_consumers(&mut self, now_ms: u64, slow: &[ConnId], what: &str) {
+        if slow.is_empty() {
+            return;
+        }
         self.slow_consumer_closes += slow.len() as u64;
+        self.stability.record(
+            now_ms,
+            "gateway.slow_consumer",
+            serde_json::json!({"count": slow.len(), "action": "closed", "surface": what}),
+        );
         for &conn in slow {
             self.close_ws(conn, &CloseFrame::new(code::POLICY_VIOLATION, "slow consumer"));
             self.log(
@@ -956,6 +977,18 @@ impl Connections {
                 Ok(Some(m)) => m,
                 Ok(None) => return WsInput::Nothing,
                 Err(e) => {
+                    if let WsError::TooBig { limit } = &e {
+                        let surface = if in_handshake {
+                            "gateway.ws.preauth"
+                        } else {
+                            "gateway.ws"
+                        };
+                        self.stability.record(
+                            now_ms,
+                            "payload.large",
+                            serde_json::json!({"surface": surface, "action": "rejected", "limitBytes": limit}),
+                        );
+                    }
                     let frame = match (&e, in_handshake) {
                         (WsError::TooBig { .. }, true) => ConnectRejection::PreauthPayloadTooLarge.close(),
                         _ => e.close_frame(),

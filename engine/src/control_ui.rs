@@ -335,6 +335,7 @@ fn model_entry(agents: &AgentHub, agent: &str) -> Value {
 pub(crate) fn call(
     config: &GatewayConfig,
     agents: &AgentHub,
+    stability: &crate::stability::StabilityRecorder,
     now_ms: u64,
     request: &RequestFrame,
 ) -> Result<Value, ErrorShape> {
@@ -420,10 +421,7 @@ pub(crate) fn call(
         "skills.library.list" => json!({"entries": [], "defaultSelectionLimit": 64}),
         // Clawgate keeps no stability recorder (event-loop stalls, memory pressure), so there
         // are no records to give.
-        "diagnostics.stability" => json!({
-            "generatedAt": crate::scheduler::iso(now_ms), "capacity": 0, "count": 0, "dropped": 0,
-            "events": [], "summary": {"byType": {}},
-        }),
+        "diagnostics.stability" => stability.snapshot(crate::scheduler::iso(now_ms), &params)?,
         // Clawgate runs no internal agent hooks.
         "hooks.status" => {
             let agent = agents.known_agent(config, agent_param)?;

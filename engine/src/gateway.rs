@@ -902,9 +902,13 @@ impl Gateway {
                 });
                 Reply::Later
             }
-            (Ok(()), Some(Owner::ControlUi)) => {
-                Reply::value(crate::control_ui::call(&self.config, &self.agents, now_ms, &request))
-            }
+            (Ok(()), Some(Owner::ControlUi)) => Reply::value(crate::control_ui::call(
+                &self.config,
+                &self.agents,
+                self.net.stability(),
+                now_ms,
+                &request,
+            )),
             (Ok(()), Some(Owner::Agents)) => agents!(self).call(now_ms, conn, &request),
             (Ok(()), Some(Owner::Cron)) => {
                 let answer = cron!(self).call(now_ms, conn, &request);

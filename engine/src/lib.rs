@@ -49,6 +49,7 @@ mod reply;
 pub mod scheduler;
 pub mod session_usage;
 pub mod settings;
+pub mod stability;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod tool_calls;

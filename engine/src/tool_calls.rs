@@ -303,8 +303,7 @@ impl RunningTools {
                 } else {
                     "TOOL_DENIED"
                 };
-                let line = audit("denied", &why.to_string());
-                cx.net.push_output(Output::AppendAudit { line: line.to_string() });
+                record_denial(cx, now_ms, audit("denied", &why.to_string()), code);
                 return Ok(ToolStart::Refused {
                     code,
                     message: format!("{}: {why}", request.name),
@@ -318,12 +317,9 @@ impl RunningTools {
                     "{}: the policy runs this call in a sandbox ({:?} workspace access) and no sandbox is available on this host",
                     request.name, plan.access
                 );
-                let line = audit("denied", "sandbox unavailable");
-                cx.net.push_output(Output::AppendAudit { line: line.to_string() });
-                return Ok(ToolStart::Refused {
-                    code: crate::tool_calls::ToolFailureKind::SandboxUnavailable.code(),
-                    message,
-                });
+                let code = crate::tool_calls::ToolFailureKind::SandboxUnavailable.code();
+                record_denial(cx, now_ms, audit("denied", "sandbox unavailable"), code);
+                return Ok(ToolStart::Refused { code, message });
             }
             ToolDecision::Allowed {
                 tool,
@@ -353,8 +349,7 @@ impl RunningTools {
                 gate => gate,
             };
             if let ExecGate::Deny(reason) = gate {
-                let line = audit("denied", &reason);
-                cx.net.push_output(Output::AppendAudit { line: line.to_string() });
+                record_denial(cx, now_ms, audit("denied", &reason), "EXEC_DENIED");
                 return Ok(ToolStart::Refused {
                     code: "EXEC_DENIED",
                     message: reason,
@@ -785,6 +780,16 @@ impl RunningTools {
         if let Some(key) = pending.idempotency_key {
             idempotency.insert(key, CachedAnswer::Ok(payload.clone()), now_ms);
         }
+        let kind = if status == "error" {
+            "tool.execution.error"
+        } else {
+            "tool.execution.completed"
+        };
+        cx.net.diagnostic(
+            now_ms,
+            kind,
+            json!({"toolName": pending.tool, "source": "core", "durationMs": now_ms.saturating_sub(pending.started_ms)}),
+        );
         if status == "error" {
             cx.net.log(
                 now_ms,
@@ -856,6 +861,17 @@ impl RunningTools {
             }
         }
     }
+}
+
+/// A refused call: its audit line, and a `tool.execution.blocked` stability record with the
+/// refusal's code (never its arguments).
+fn record_denial(cx: &mut Ctx<'_>, now_ms: u64, line: Value, code: &str) {
+    cx.net.diagnostic(
+        now_ms,
+        "tool.execution.blocked",
+        json!({"toolName": line["tool"], "source": "core", "outcome": "blocked", "reasonCode": code}),
+    );
+    cx.net.push_output(Output::AppendAudit { line: line.to_string() });
 }
 
 /// What a run's `item` events call a tool call, and its short detail: `Read from note.txt` /

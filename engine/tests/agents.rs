@@ -936,3 +936,37 @@ fn a_run_waiting_for_a_worker_is_announced_as_a_queued_task() {
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0]["task"]["status"], "queued");
 }
+
+#[test]
+fn diagnostics_stability_records_runs_and_queued_messages_without_their_text() {
+    let mut b = Bench::with_token();
+    let admin = b.operator(&["operator.admin", "operator.write", "operator.read"]);
+    b.take_texts(admin);
+    b.send_text(
+        admin,
+        &json!({"type": "req", "id": "a", "method": "chat.send", "params": {"sessionKey": "main", "message": "secret words", "idempotencyKey": "s1"}})
+            .to_string(),
+    );
+    // The worker comes after the message; its run is handed over on connect.
+    let node = b.ws(loopback(), &[]);
+    let connect = json!({"type": "req", "id": "c", "method": "connect", "params": worker_params(&["main"])});
+    b.send_text(node, &connect.to_string());
+    let (invoke, _) = invocations(&mut b, node).remove(0);
+    finish(&mut b, node, &invoke, "secret words");
+    b.take_texts(admin);
+    let stability = payload(&b.request(admin, "d", "diagnostics.stability", json!({})));
+    let kinds: Vec<&str> = stability["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(kinds, ["message.queued", "run.started", "run.completed"]);
+    assert_eq!(stability["events"][2]["outcome"], "completed");
+    assert_eq!(stability["summary"]["byType"]["run.started"], 1);
+    assert!(!stability.to_string().contains("secret"), "{stability}");
+    let only = payload(&b.request(admin, "e", "diagnostics.stability", json!({"type": "run.completed"})));
+    assert_eq!(only["count"], 1);
+    let bad = b.request(admin, "f", "diagnostics.stability", json!({"limit": 0}));
+    assert!(!bad.ok);
+}

@@ -476,6 +476,17 @@ fn a_slow_consumer_skips_droppable_events_and_is_closed_for_others() {
     assert!(b.peers[&slow].closed_by_gateway, "the slow consumer was not closed");
     assert!(b.logs.iter().any(|l| l.contains("slow consumer")));
     assert!(b.events(fast).iter().any(|e| e.event == "health"));
+    // The close is on the stability record an operator reads after the fact.
+    let admin = b.operator(&["operator.admin"]);
+    b.take_texts(admin);
+    let stability = payload(&b.request(
+        admin,
+        "d",
+        "diagnostics.stability",
+        json!({"type": "gateway.slow_consumer"}),
+    ));
+    assert_eq!(stability["count"], 1);
+    assert_eq!(stability["events"][0]["count"], 1);
 }
 
 #[test]
