@@ -416,7 +416,7 @@ fn a_read_the_model_asks_for_runs_in_the_workspace_and_its_result_goes_back_to_t
 }
 
 #[test]
-fn two_calls_in_one_turn_run_in_order_and_the_preamble_stays_in_the_reply() {
+fn two_calls_in_one_turn_run_in_order_and_the_preamble_is_kept_before_them() {
     let (model_port, seen) = model_server(Api::OpenAi);
     let setup = Setup::start("openai-two", |ws| openai_config(model_port, ws, json!({})));
     let reply = setup.ask("please read note.txt and run echo two", "r2").unwrap();
@@ -436,6 +436,39 @@ fn two_calls_in_one_turn_run_in_order_and_the_preamble_stays_in_the_reply() {
         (messages[n - 2]["role"].as_str(), messages[n - 1]["content"].as_str()),
         (Some("tool"), Some("two"))
     );
+    // The history keeps the preamble as a message of its own, before the calls, as OpenClaw's
+    // does (chat-two-calls/sender.chat.history.res.json); the last message is the rest.
+    let sessions: Value = serde_json::from_slice(&setup.call("sessions.list", &json!({})).stdout).unwrap();
+    let key = sessions["sessions"][0]["key"].as_str().unwrap().to_owned();
+    let history: Value =
+        serde_json::from_slice(&setup.call("chat.history", &json!({"sessionKey": key})).stdout).unwrap();
+    let shape: Vec<(String, String)> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let first = &m["content"][0];
+            let what = m["content"]
+                .as_str()
+                .or(first["text"].as_str())
+                .or(first["name"].as_str())
+                .unwrap_or_default();
+            (
+                m["role"].as_str().unwrap_or_default().to_owned(),
+                what.chars().take(14).collect(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("user", "please read no"),
+        ("assistant", "Checking both."),
+        ("assistant", "read"),
+        ("toolResult", "Golden note: t"),
+        ("toolResult", "two"),
+        ("assistant", "Tool results: "),
+    ];
+    let expected: Vec<(String, String)> = expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+    assert_eq!(shape, expected);
 }
 
 #[test]

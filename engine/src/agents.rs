@@ -86,6 +86,8 @@ pub(crate) struct Run {
     pub text: String,
     /// Bytes of `text` already sent in `chat` deltas.
     sent: usize,
+    /// Bytes of `text` already in the transcript as a preamble (text before a tool call).
+    recorded: usize,
     last_delta_ms: u64,
     /// When a held-back delta is due.
     flush_at: Option<u64>,
@@ -110,8 +112,12 @@ impl Run {
         data: Value,
         now_ms: u64,
     ) -> Box<serde_json::value::RawValue> {
+        to_raw(&self.next_agent_event_value(run_id, stream, data, now_ms))
+    }
+
+    fn next_agent_event_value(&mut self, run_id: &str, stream: &str, data: Value, now_ms: u64) -> Value {
         self.seq += 1;
-        to_raw(&json!({
+        json!({
             "runId": run_id,
             "stream": stream,
             "data": data,
@@ -120,7 +126,7 @@ impl Run {
             "agentId": self.agent_id,
             "seq": self.seq,
             "ts": now_ms,
-        }))
+        })
     }
 }
 
@@ -1394,6 +1400,7 @@ impl Agents<'_> {
             seq: 0,
             text: String::new(),
             sent: 0,
+            recorded: 0,
             last_delta_ms: 0,
             flush_at: None,
             accepted_at: q.accepted_at,
@@ -1575,11 +1582,25 @@ impl Agents<'_> {
         if !self.cx.net.session_of(requester).is_some_and(|s| s.tool_events) {
             return;
         }
+        let key = self.hub.run_session(run_id);
+        let row = self
+            .hub
+            .sessions
+            .get(&key)
+            .map(|s| self.hub.session_row(self.cx.config, &key, s));
         let Some(run) = self.hub.runs.get_mut(run_id) else {
             return;
         };
-        let payload = run.next_agent_event(run_id, "tool", data, now_ms);
-        self.cx.net.send_event(requester, "agent", &payload, true);
+        let mut payload = run.next_agent_event_value(run_id, "tool", data, now_ms);
+        // As OpenClaw's: the session's row rides along, whole and with its fields copied to the
+        // top level (the event's own keys win), so a tool card can show where it ran.
+        if let (Some(row), Some(event)) = (row, payload.as_object_mut()) {
+            for (field, value) in row.as_object().into_iter().flatten() {
+                event.entry(field.clone()).or_insert_with(|| value.clone());
+            }
+            event.insert("session".into(), row);
+        }
+        self.cx.net.send_event(requester, "agent", &to_raw(&payload), true);
     }
 
     /// An `agent` event of stream `lifecycle` (waiting for an approval, say), for everyone.
@@ -1712,6 +1733,8 @@ impl Agents<'_> {
         };
         let started_at = run.started_at;
         let text = run.text.clone();
+        // The transcript has the text before the tool calls already, as its own message.
+        let rest = text.get(run.recorded..).unwrap_or_default().trim_start().to_owned();
         let session_key = run.session_key.clone();
         let usage = run.usage;
         if let (Some(worker), false) = (run.worker, status == "ok") {
@@ -1758,7 +1781,7 @@ impl Agents<'_> {
                     json!({"stopReason": "stop", "message": assistant_message(&text, now_ms)}),
                 );
                 self.append_message(now_ms, &session_key, {
-                    let mut m = assistant_message(&text, now_ms);
+                    let mut m = assistant_message(&rest, now_ms);
                     m["stopReason"] = json!("stop");
                     m["__openclaw"] = json!({"runId": run_id});
                     m
@@ -1773,9 +1796,9 @@ impl Agents<'_> {
                            "stopReason": "aborted", "executionSettled": true}),
                 );
                 self.chat_event(now_ms, run_id, "aborted", json!({}));
-                if !text.is_empty() {
+                if !rest.is_empty() {
                     self.append_message(now_ms, &session_key, {
-                        let mut m = assistant_message(&text, now_ms);
+                        let mut m = assistant_message(&rest, now_ms);
                         m["stopReason"] = json!("aborted");
                         m["__openclaw"] = json!({"runId": run_id});
                         m
@@ -1803,7 +1826,7 @@ impl Agents<'_> {
                     json!({"errorMessage": message, "errorKind": kind}),
                 );
                 self.append_message(now_ms, &session_key, {
-                    let mut m = assistant_message(&text, now_ms);
+                    let mut m = assistant_message(&rest, now_ms);
                     m["stopReason"] = json!("error");
                     m["errorMessage"] = json!(message);
                     m["__openclaw"] = json!({"runId": run_id});
@@ -2800,20 +2823,31 @@ impl Agents<'_> {
         Ok(json!({"ok": true, "ignored": true}))
     }
 
-    /// The tool calls of a turn go into the session's transcript as OpenClaw keeps them: one
-    /// assistant message of `toolCall` parts.
+    /// The tool calls of a turn go into the session's transcript as OpenClaw keeps them: the
+    /// text the model wrote before them (its preamble) as an assistant message of its own, then
+    /// one assistant message of `toolCall` parts.
     fn record_tool_calls(&mut self, now_ms: u64, run_id: &str, calls: &Value) {
-        let Some(key) = self.hub.runs.get(run_id).map(|r| r.session_key.clone()) else {
-            return;
-        };
         let parts: Vec<Value> = calls
             .as_array()
             .into_iter()
             .flatten()
             .map(|c| json!({"type": "toolCall", "id": c["id"], "name": c["name"], "arguments": c["arguments"]}))
             .collect();
+        let Some(run) = self.hub.runs.get_mut(run_id) else {
+            return;
+        };
         if parts.is_empty() {
             return;
+        }
+        let key = run.session_key.clone();
+        let preamble = run.text.get(run.recorded..).unwrap_or_default().trim().to_owned();
+        run.recorded = run.text.len();
+        if !preamble.is_empty() {
+            let message = json!({
+                "role": "assistant", "content": [{"type": "text", "text": preamble}], "timestamp": now_ms,
+                "__openclaw": {"runId": run_id},
+            });
+            self.append_message(now_ms, &key, message);
         }
         let message = json!({
             "role": "assistant", "content": parts, "stopReason": "toolUse", "timestamp": now_ms,

@@ -537,6 +537,16 @@ fn a_worker_calls_tools_only_for_its_own_runs_and_only_a_requester_with_tool_eve
             .collect()
     };
     let op_events = b.events(op);
+    // As OpenClaw's, a tool event carries the session's row, whole and copied to the top level.
+    let tool_event = op_events
+        .iter()
+        .filter(|e| e.event == "agent")
+        .map(|e| e.parse_payload::<Value>().unwrap())
+        .find(|p| p["stream"] == "tool")
+        .unwrap();
+    assert_eq!(tool_event["session"]["key"], "agent:main:work");
+    assert_eq!(tool_event["hasActiveRun"], true);
+    assert_eq!(tool_event["stream"], "tool", "the event's own keys win");
     let tools = streams(op_events.clone(), "tool");
     assert_eq!(tools.len(), 2);
     assert_eq!(
