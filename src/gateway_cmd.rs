@@ -310,6 +310,7 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
         })?
         .with_config_file(file.document.clone(), file.text.clone())
         .with_environment(std::env::vars())
+        .with_executables(Box::new(clawgate_io::SystemExecutables::default()))
         .with_cron(cron_jobs.as_deref(), &cron_runs, Box::new(zones))
         .map_err(|problem| {
             let path = state_dir.join(clawgate_engine::scheduler::JOBS_FILE);

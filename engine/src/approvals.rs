@@ -230,6 +230,24 @@ pub fn pattern_matches(pattern: &str, program: &str) -> bool {
     glob(pattern.as_bytes(), program.as_bytes())
 }
 
+/// Where the host finds a program: the runtime's lookup along its `PATH`, handed to the engine
+/// as a small trait (as the clock and randomness are) so the engine reads no file itself.
+pub trait ExecutableLookup {
+    /// The real path of the executable `program` names (a bare name is looked up along `PATH`,
+    /// a path is resolved as it is); `None` when there is none.
+    fn resolve(&self, program: &str) -> Option<String>;
+}
+
+/// Programs as they are named, with nothing looked up: for gateways without a host lookup.
+#[derive(Debug, Default)]
+pub struct NoLookup;
+
+impl ExecutableLookup for NoLookup {
+    fn resolve(&self, _program: &str) -> Option<String> {
+        None
+    }
+}
+
 /// An approval that waits for its decision.
 #[derive(Debug, Clone)]
 pub struct PendingApproval {

@@ -218,6 +218,13 @@ impl Gateway {
         Ok(self)
     }
 
+    /// The host's lookup of the programs exec runs, so the exec allowlist matches their real
+    /// paths as OpenClaw's does; without one, programs are matched as they are named.
+    pub fn with_executables(mut self, lookup: Box<dyn crate::approvals::ExecutableLookup + Send>) -> Self {
+        self.tools.set_executables(lookup);
+        self
+    }
+
     /// Restores the cron jobs (the text of [`crate::scheduler::JOBS_FILE`]) and their run
     /// histories (job id and file text), applies the missed-run policy, and sets up the jobs that
     /// the heartbeat settings declare. Call it after [`Gateway::with_agent_queue`]: a run still

@@ -126,9 +126,16 @@ pub(crate) struct RunningTools {
     approvals: Approvals,
     /// Calls that wait for an approval, with what to run once it is given.
     held: std::collections::HashMap<u64, ToolRun>,
+    /// Where the host finds the programs exec runs (nothing looked up without one).
+    executables: Option<Box<dyn crate::approvals::ExecutableLookup + Send>>,
 }
 
 impl RunningTools {
+    /// Looks up the programs exec runs with `lookup` from now on.
+    pub(crate) fn set_executables(&mut self, lookup: Box<dyn crate::approvals::ExecutableLookup + Send>) {
+        self.executables = Some(lookup);
+    }
+
     /// The number the next call will get.
     fn next_call(&self) -> u64 {
         self.next + 1
@@ -330,7 +337,11 @@ impl RunningTools {
         // An exec runs, waits for an operator's decision, or is refused, by the exec policy.
         let mut approval = None;
         if tool.name == "exec" {
-            let program = crate::approvals::program_of(&request.args);
+            // As OpenClaw: the allowlist is matched against the program's resolved path (its
+            // basename for a pattern without a path); one that resolves nowhere keeps its name.
+            let named = crate::approvals::program_of(&request.args);
+            let resolved = self.executables.as_ref().and_then(|l| l.resolve(&named));
+            let program = resolved.clone().unwrap_or(named);
             let policy = cx.config.exec_policy_of(agent.as_str());
             let gate = match self.approvals.gate(policy, agent.as_str(), &program) {
                 ExecGate::Ask(policy) => {
@@ -342,7 +353,7 @@ impl RunningTools {
                     if approvers.is_empty() {
                         self.approvals.fallback(policy, agent.as_str(), &program)
                     } else {
-                        approval = Some((policy, approvers, program));
+                        approval = Some((policy, approvers, program, resolved));
                         ExecGate::Run
                     }
                 }
@@ -403,7 +414,7 @@ impl RunningTools {
             access: sandbox.as_ref().map_or(WorkspaceAccess::ReadWrite, |plan| plan.access),
             sandboxed: sandbox.is_some(),
         };
-        let Some((policy, approvers, program)) = approval else {
+        let Some((policy, approvers, program, resolved)) = approval else {
             cx.net.push_output(Output::RunTool(tool_run));
             return Ok(ToolStart::Running);
         };
@@ -418,7 +429,7 @@ impl RunningTools {
             "host": "gateway", "security": policy.security.as_str(), "ask": policy.ask.as_str(), "warningText": null,
             "scope": null, "commandAnalysis": {"commandCount": 1, "nestedCommandCount": 0, "riskKinds": [], "warningLines": []},
             "unavailableDecisions": [], "allowedDecisions": ["allow-once", "allow-always", "deny"],
-            "agentId": agent.as_str(), "resolvedPath": null, "program": program, "sessionKey": session_key.as_str(),
+            "agentId": agent.as_str(), "resolvedPath": resolved, "program": program, "sessionKey": session_key.as_str(),
             "sessionId": null, "runId": run_id, "toolCallId": tool_call_id, "turnSourceChannel": "webchat",
             "turnSourceTo": session_key.as_str(), "turnSourceAccountId": null, "turnSourceThreadId": null,
             "cronExecutionSource": null, "cronOperationBinding": null,

@@ -1,9 +1,9 @@
 //! Exec approvals in the sans-IO engine: an exec the policy asks about waits for an operator's
 //! decision, which runs it, refuses it, or puts its program on the allowlist.
 
-use clawgate_engine::approvals::ExecPolicy;
+use clawgate_engine::approvals::{ExecPolicy, ExecutableLookup};
 use clawgate_engine::testkit::*;
-use clawgate_engine::{ConnId, GatewayConfig};
+use clawgate_engine::{ConnId, Gateway, GatewayConfig};
 use clawgate_proto::frame::EventFrame;
 use serde_json::{json, Value};
 
@@ -16,10 +16,19 @@ struct Setup {
 /// A gateway with `tools.exec.mode: "ask"`, a worker serving `main` with a run of `op`'s in
 /// progress, and the run's id `r1`.
 fn setup() -> Setup {
+    setup_with(|gw| gw)
+}
+
+/// [`setup`] with the gateway `build` makes of it.
+fn setup_with(build: impl FnOnce(Gateway) -> Gateway) -> Setup {
     let mut config = GatewayConfig::with_token(TOKEN);
     config.exec_policy =
         ExecPolicy::from_document(&json!({"tools": {"exec": {"host": "gateway", "mode": "ask"}}})).unwrap();
-    let mut b = Bench::new(config);
+    let mut b = Bench::with_gateway(build(Gateway::new(
+        config,
+        Box::new(FakeEntropy(0x1234_5678_9abc_def1)),
+        START,
+    )));
     let node = b.ws(loopback(), &[]);
     assert!(b.connect(node, worker_params(&["main"])).ok);
     let op = b.operator_with_caps(&["operator.write"], &["tool-events"]);
@@ -337,4 +346,56 @@ fn the_approvals_file_is_replaced_only_over_the_hash_it_was_read_with() {
     assert_ne!(set["hash"], snapshot["hash"]);
     let written: Value = serde_json::from_str(&b.disk["exec-approvals.json"]).unwrap();
     assert_eq!(written, file);
+}
+
+/// A host where `echo` is `/usr/bin/echo` and nothing else is found.
+struct EchoInUsrBin;
+
+impl ExecutableLookup for EchoInUsrBin {
+    fn resolve(&self, program: &str) -> Option<String> {
+        (program == "echo" || program == "/usr/bin/echo").then(|| "/usr/bin/echo".to_owned())
+    }
+}
+
+#[test]
+fn the_approval_names_the_resolved_path_and_allow_always_keeps_it() {
+    let Setup { mut b, node, .. } = setup_with(|gw| gw.with_executables(Box::new(EchoInUsrBin)));
+    let approver = approver(&mut b);
+    call_exec(&mut b, node, "t1");
+    let asked = named(&b.events(approver), "exec.approval.requested");
+    assert_eq!(asked[0]["request"]["resolvedPath"], "/usr/bin/echo");
+    let id = asked[0]["id"].as_str().unwrap().to_owned();
+    b.request(
+        approver,
+        "r",
+        "exec.approval.resolve",
+        json!({"id": id, "decision": "allow-always"}),
+    );
+    let file: Value = serde_json::from_str(&b.disk["exec-approvals.json"]).unwrap();
+    assert_eq!(file["agents"]["main"]["allowlist"][0]["pattern"], "/usr/bin/echo");
+    call_exec(&mut b, node, "t2");
+    assert_eq!(b.tool_runs.len(), 2, "the resolved path is on the allowlist now");
+}
+
+#[test]
+fn a_path_pattern_matches_where_the_program_resolves_not_what_it_is_called() {
+    let allowlist =
+        |pattern: &str| json!({"version": 1, "agents": {"main": {"allowlist": [{"pattern": pattern}]}}}).to_string();
+    for (pattern, runs) in [
+        ("/usr/bin/echo", true),
+        ("/usr/local/bin/echo", false),
+        ("echo", true),
+        ("/usr/**", true),
+    ] {
+        let text = allowlist(pattern);
+        let Setup { mut b, node, .. } = setup_with(|gw| {
+            gw.with_executables(Box::new(EchoInUsrBin))
+                .with_exec_approvals(&text)
+                .unwrap()
+        });
+        // An approver is online, so a miss waits for it rather than being refused: only a match runs.
+        let _approver = approver(&mut b);
+        call_exec(&mut b, node, "t");
+        assert_eq!(!b.tool_runs.is_empty(), runs, "{pattern}");
+    }
 }

@@ -174,6 +174,55 @@ impl clawgate_engine::scheduler::TimeZones for SystemTimeZones {
     }
 }
 
+/// The host's lookup of the programs exec runs: a bare name along the directories of `PATH` (as
+/// the gateway was started with), an absolute path as it is; each resolved to its real path.
+#[derive(Debug, Clone)]
+pub struct SystemExecutables {
+    path: Vec<std::path::PathBuf>,
+}
+
+impl Default for SystemExecutables {
+    fn default() -> Self {
+        SystemExecutables::along(&std::env::var("PATH").unwrap_or_default())
+    }
+}
+
+impl SystemExecutables {
+    /// A lookup along `path` (directories separated by `:`; relative ones are skipped, as a
+    /// gateway's working directory says nothing about where a command comes from).
+    pub fn along(path: &str) -> Self {
+        SystemExecutables {
+            path: path
+                .split(':')
+                .map(std::path::PathBuf::from)
+                .filter(|d| d.is_absolute())
+                .collect(),
+        }
+    }
+}
+
+fn executable_file(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return None;
+    }
+    Some(std::fs::canonicalize(path).ok()?.display().to_string())
+}
+
+impl clawgate_engine::approvals::ExecutableLookup for SystemExecutables {
+    fn resolve(&self, program: &str) -> Option<String> {
+        if program.is_empty() || program.contains('\0') {
+            return None;
+        }
+        if program.contains('/') {
+            let path = std::path::Path::new(program);
+            return path.is_absolute().then(|| executable_file(path)).flatten();
+        }
+        self.path.iter().find_map(|dir| executable_file(&dir.join(program)))
+    }
+}
+
 /// The host's time zone as an IANA name: `TZ`, else `/etc/timezone`, else the zone
 /// `/etc/localtime` links to; UTC when none of them names a zone of `zones`.
 pub fn host_time_zone(zones: &SystemTimeZones) -> String {
@@ -718,6 +767,39 @@ impl Effects {
 mod tests {
     use super::*;
     use clawgate_engine::scheduler::TimeZones;
+
+    #[test]
+    fn a_program_is_found_along_path_as_its_real_path_and_only_when_executable() {
+        use clawgate_engine::approvals::ExecutableLookup;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("clawgate-io-exec-lookup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (first, second) = (dir.join("first"), dir.join("second"));
+        std::fs::create_dir_all(&first).unwrap();
+        std::fs::create_dir_all(&second).unwrap();
+        std::fs::write(first.join("tool"), "data").unwrap();
+        std::fs::write(second.join("tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(second.join("tool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let lookup = SystemExecutables::along(&format!("relative:{}:{}", first.display(), second.display()));
+        let real = std::fs::canonicalize(second.join("tool"))
+            .unwrap()
+            .display()
+            .to_string();
+        assert_eq!(
+            lookup.resolve("tool"),
+            Some(real.clone()),
+            "the first executable one wins"
+        );
+        assert_eq!(lookup.resolve(&second.join("tool").display().to_string()), Some(real));
+        assert_eq!(
+            lookup.resolve(&first.join("tool").display().to_string()),
+            None,
+            "not executable"
+        );
+        assert_eq!(lookup.resolve("missing"), None);
+        assert_eq!(lookup.resolve("./tool"), None, "a relative path names nothing here");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn agent_files_are_written_in_place_and_reported_with_their_text() {
