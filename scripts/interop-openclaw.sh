@@ -328,6 +328,48 @@ check "openclaw approvals get --gateway reads the approvals snapshot" 0 \
 cli node "$OPENCLAW" approvals pending --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json
 check "openclaw approvals pending lists none" 0 "d['approvals'] == []"
 
+# A held approval, resolved by the real CLI: with exec on an allowlist that asks on a miss, and
+# an approver connected (scripts/approver.mjs), the agent's exec waits; `openclaw approvals
+# pending` lists it, `openclaw approvals resolve ID allow-once` lets it run, and the agent's
+# answer has the command's output.
+cli node "$OPENCLAW" gateway call exec.approvals.get --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json
+APPROVALS_HASH=$(printf '%s' "${OUT#"${OUT%%\{*}"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hash"])')
+cli node "$OPENCLAW" gateway call exec.approvals.set --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json \
+  --params "{\"baseHash\": \"$APPROVALS_HASH\", \"file\": {\"version\": 1, \"defaults\": {\"security\": \"allowlist\", \"ask\": \"on-miss\"}}}"
+check "exec.approvals.set puts exec on an allowlist that asks on a miss" 0 "d['file']['defaults']['ask'] == 'on-miss'"
+node scripts/approver.mjs "ws://127.0.0.1:$AG_PORT" "ag-$TOKEN" 30 > "$WORK/approver.log" 2>&1 &
+APPROVER_PID=$!
+for _ in $(seq 1 50); do grep -q "approver connected" "$WORK/approver.log" && break; sleep 0.1; done
+( cli env OPENCLAW_GATEWAY_URL="ws://127.0.0.1:$AG_PORT" OPENCLAW_GATEWAY_TOKEN="ag-$TOKEN" node "$OPENCLAW" agent \
+    --agent main -m "please read note.txt and run echo two" --json
+  printf '%s' "$OUT" > "$WORK/held-agent.out"; echo "$RC" > "$WORK/held-agent.rc" ) &
+HELD_PID=$!
+APPROVAL_ID=""
+for _ in $(seq 1 100); do
+  cli node "$OPENCLAW" approvals pending --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json
+  APPROVAL_ID=$(printf '%s' "${OUT#"${OUT%%\{*}"}" | python3 -c 'import json,sys
+try:
+    a = json.load(sys.stdin)["approvals"]
+    print(a[0]["id"] if a else "")
+except Exception:
+    print("")')
+  [ -n "$APPROVAL_ID" ] && break
+  sleep 0.1
+done
+check "openclaw approvals pending lists the held exec" 0 "len(d['approvals']) == 1 and 'echo two' in json.dumps(d)"
+cli node "$OPENCLAW" approvals resolve "$APPROVAL_ID" allow-once --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json
+check "openclaw approvals resolve ID allow-once lets it run" 0 "True"
+wait "$HELD_PID" || true
+OUT=$(cat "$WORK/held-agent.out" 2>/dev/null); RC=$(cat "$WORK/held-agent.rc" 2>/dev/null || echo 1)
+check "the agent's answer has the approved command's output" 0 \
+  "d['status'] == 'ok' and d['result']['payloads'][0]['text'].endswith('| two Done.')"
+kill "$APPROVER_PID" 2>/dev/null || true
+cli node "$OPENCLAW" gateway call exec.approvals.get --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json
+APPROVALS_HASH=$(printf '%s' "${OUT#"${OUT%%\{*}"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["hash"])')
+cli node "$OPENCLAW" gateway call exec.approvals.set --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN" --json \
+  --params "{\"baseHash\": \"$APPROVALS_HASH\", \"file\": {\"version\": 1}}"
+check "the approvals file is back to its defaults" 0 "'defaults' not in d['file'] or not d['file']['defaults']"
+
 # Cron jobs and heartbeats through the real CLI: a job is added, listed, run (an agent turn that
 # reaches the scripted model), its run read back, and removed.
 agc() { cli node "$OPENCLAW" "$@" --url "ws://127.0.0.1:$AG_PORT" --token "ag-$TOKEN"; }

@@ -894,14 +894,14 @@ impl Gateway {
                     &request,
                 ))
             }
-            (Ok(()), Some(Owner::Approvals)) => Reply::value(self.tools.call_approvals(
+            (Ok(()), Some(Owner::Approvals)) => self.tools.call_approvals(
                 &mut cx!(self),
                 &mut self.agents,
                 &mut self.idempotency,
                 now_ms,
                 conn,
                 &request,
-            )),
+            ),
             (Ok(()), Some(Owner::ControlUi)) if request.method == "system.info" => {
                 self.net.push_output(Output::SampleHost {
                     conn,

@@ -9,6 +9,7 @@ use crate::idempotency::{CachedAnswer, IdempotencyCache};
 use crate::log_ring::LogLevel;
 use crate::output::{ConnId, Output};
 use crate::reply::json_response;
+use crate::reply::Reply;
 use crate::tool_policy::{ToolDecision, ToolDenial, WorkspaceAccess};
 use clawgate_proto::frame::{to_raw, ErrorCode, ErrorShape, RequestFrame, ResponseFrame};
 use clawgate_proto::http::Response;
@@ -128,6 +129,10 @@ pub(crate) struct RunningTools {
     held: std::collections::HashMap<u64, ToolRun>,
     /// Where the host finds the programs exec runs (nothing looked up without one).
     executables: Option<Box<dyn crate::approvals::ExecutableLookup + Send>>,
+    /// Answers to an approval that let its call run, owed once the call has ended (as
+    /// OpenClaw's resolver hears back after the command ran): the connection, request id and
+    /// answer, by call.
+    resolvers: std::collections::HashMap<u64, (ConnId, String, Value)>,
 }
 
 impl RunningTools {
@@ -543,15 +548,65 @@ impl RunningTools {
         now_ms: u64,
         conn: ConnId,
         request: &RequestFrame,
-    ) -> Result<Value, ErrorShape> {
+    ) -> Reply {
+        if matches!(request.method.as_str(), "exec.approval.resolve" | "approval.resolve") {
+            return Reply::deferred(self.resolve_request(cx, agents, idempotency, now_ms, conn, request));
+        }
+        Reply::value(self.approval_method(cx, conn, request))
+    }
+
+    /// `exec.approval.resolve` / `approval.resolve`: `Ok(None)` when the answer waits until the
+    /// call the decision let run has ended.
+    fn resolve_request(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        agents: &mut AgentHub,
+        idempotency: &mut IdempotencyCache,
+        now_ms: u64,
+        conn: ConnId,
+        request: &RequestFrame,
+    ) -> Result<Option<Value>, ErrorShape> {
         let params: Value = request.parse_params().unwrap_or(Value::Null);
         let id = params["id"].as_str().unwrap_or_default();
-        let unknown = || {
-            ErrorShape::new(ErrorCode::InvalidRequest, "unknown or expired approval id").with_details(json!({
-                "reason": "APPROVAL_NOT_FOUND",
-                "remediation": "list the approvals that wait with exec.approval.list",
-            }))
+        let decision = params["decision"].as_str().unwrap_or_default();
+        if !matches!(decision, "allow-once" | "allow-always" | "deny") {
+            return Err(ErrorShape::new(ErrorCode::InvalidRequest, "invalid decision"));
+        }
+        let canonical = request.method == "approval.resolve";
+        let Some(pending) = self.approvals.take_pending(id) else {
+            // A repeat of a decision is answered again, as OpenClaw does.
+            return match self.approvals.get_resolved(id) {
+                Some(done) if canonical => Ok(Some(
+                    json!({"applied": false, "approval": approval_record(id, Some(done), None)}),
+                )),
+                Some(_) => Ok(Some(json!({"ok": true}))),
+                None => Err(unknown_approval()),
+            };
         };
+        let resolver = cx
+            .net
+            .session_of(conn)
+            .map_or_else(|| "unknown".to_owned(), |s| s.client_id.clone());
+        let call = pending.call;
+        self.resolve(cx, agents, idempotency, now_ms, pending, decision, &resolver);
+        let answer = if canonical {
+            let done = self.approvals.get_resolved(id);
+            json!({"applied": true, "approval": approval_record(id, done, None)})
+        } else {
+            json!({"ok": true})
+        };
+        if decision != "deny" && self.pending.contains_key(&call) {
+            self.resolvers.insert(call, (conn, request.id.clone(), answer));
+            return Ok(None);
+        }
+        Ok(Some(answer))
+    }
+
+    /// The approval methods other than resolving one.
+    fn approval_method(&mut self, cx: &mut Ctx<'_>, conn: ConnId, request: &RequestFrame) -> Result<Value, ErrorShape> {
+        let params: Value = request.parse_params().unwrap_or(Value::Null);
+        let id = params["id"].as_str().unwrap_or_default();
+        let unknown = unknown_approval;
         match request.method.as_str() {
             "exec.approval.list" => Ok(self.approvals.list_payload()),
             "exec.approval.get" => {
@@ -561,33 +616,6 @@ impl RunningTools {
                     "allowedDecisions": p.request["allowedDecisions"], "host": "gateway", "nodeId": null,
                     "agentId": p.request["agentId"], "expiresAtMs": p.expires_at_ms,
                 }))
-            }
-            "exec.approval.resolve" | "approval.resolve" => {
-                let decision = params["decision"].as_str().unwrap_or_default();
-                if !matches!(decision, "allow-once" | "allow-always" | "deny") {
-                    return Err(ErrorShape::new(ErrorCode::InvalidRequest, "invalid decision"));
-                }
-                let canonical = request.method == "approval.resolve";
-                let Some(pending) = self.approvals.take_pending(id) else {
-                    // A repeat of a decision is answered again, as OpenClaw does.
-                    return match self.approvals.get_resolved(id) {
-                        Some(done) if canonical => {
-                            Ok(json!({"applied": false, "approval": approval_record(id, Some(done), None)}))
-                        }
-                        Some(_) => Ok(json!({"ok": true})),
-                        None => Err(unknown()),
-                    };
-                };
-                let resolver = cx
-                    .net
-                    .session_of(conn)
-                    .map_or_else(|| "unknown".to_owned(), |s| s.client_id.clone());
-                self.resolve(cx, agents, idempotency, now_ms, pending, decision, &resolver);
-                if canonical {
-                    let done = self.approvals.get_resolved(id);
-                    return Ok(json!({"applied": true, "approval": approval_record(id, done, None)}));
-                }
-                Ok(json!({"ok": true}))
             }
             "approval.get" => {
                 if let Some(p) = self.approvals.get_pending(id) {
@@ -762,6 +790,9 @@ impl RunningTools {
         let Some(pending) = self.finished(call) else {
             return;
         };
+        if let Some((conn, request_id, answer)) = self.resolvers.remove(&call) {
+            cx.net.send_text(conn, &ResponseFrame::ok(request_id, &answer).encode());
+        }
         // The output is serialized once, for the answer and for its size in the audit line.
         let outcome = result.map(|output| (output.get("exitCode").cloned().unwrap_or(Value::Null), to_raw(&output)));
         let (payload, status, detail, output_bytes) = match &outcome {
@@ -872,6 +903,14 @@ impl RunningTools {
             }
         }
     }
+}
+
+/// The answer to an approval id that names nothing waiting or decided.
+fn unknown_approval() -> ErrorShape {
+    ErrorShape::new(ErrorCode::InvalidRequest, "unknown or expired approval id").with_details(json!({
+        "reason": "APPROVAL_NOT_FOUND",
+        "remediation": "list the approvals that wait with exec.approval.list",
+    }))
 }
 
 /// A refused call: its audit line, and a `tool.execution.blocked` stability record with the

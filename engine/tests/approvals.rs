@@ -64,6 +64,20 @@ fn requested_id(b: &mut Bench, approver: ConnId) -> String {
     asked[0]["id"].as_str().unwrap().to_owned()
 }
 
+/// Sends a decision; the answer, if it came at once.
+fn decide(b: &mut Bench, approver: ConnId, method: &str, id: &str, decision: &str) -> Option<Value> {
+    let request = json!({"type": "req", "id": "decide", "method": method, "params": {"id": id, "kind": "exec", "decision": decision}});
+    b.send_text(approver, &request.to_string());
+    b.responses(approver).first().map(payload)
+}
+
+/// The exec that runs ends with `hi`.
+fn end_the_exec(b: &mut Bench) {
+    let run = b.tool_runs.pop().expect("the exec runs");
+    b.gw.handle_tool_result(b.now, run.call, Ok(json!({"exitCode": 0, "stdout": "hi\n"})));
+    b.pump();
+}
+
 fn named(events: &[EventFrame], name: &str) -> Vec<Value> {
     events
         .iter()
@@ -113,20 +127,21 @@ fn an_exec_that_needs_approval_waits_and_runs_once_allowed() {
     let got = b.request(approver, "g", "exec.approval.get", json!({"id": id}));
     assert_eq!(payload(&got)["commandText"], "echo hi");
 
-    let res = b.request(
-        approver,
-        "r",
-        "exec.approval.resolve",
-        json!({"id": id, "decision": "allow-once"}),
+    // As captured, the resolver hears back once the command it let run has ended.
+    assert_eq!(
+        decide(&mut b, approver, "exec.approval.resolve", &id, "allow-once"),
+        None
     );
-    assert_eq!(payload(&res), json!({"ok": true}));
-    let run = b.tool_runs.pop().expect("the exec runs once allowed");
-    assert_eq!(run.tool, "exec");
+    assert_eq!(
+        b.tool_runs.last().map(|r| r.tool),
+        Some("exec"),
+        "the exec runs once allowed"
+    );
     assert!(lifecycle_phases(&b.events(op)).contains(&"approval-resolved".to_owned()));
     let listed = b.request(approver, "l2", "exec.approval.list", json!({}));
     assert_eq!(payload(&listed), json!([]));
-    b.gw.handle_tool_result(b.now, run.call, Ok(json!({"exitCode": 0, "stdout": "hi\n"})));
-    b.pump();
+    end_the_exec(&mut b);
+    assert_eq!(b.responses(approver).first().map(payload), Some(json!({"ok": true})));
     let answer = payload(&b.responses(node)[0]);
     assert_eq!(answer["ok"], true);
 }
@@ -181,12 +196,7 @@ fn allow_always_puts_the_program_on_the_allowlist_and_the_next_call_runs_without
     let approver = approver(&mut b);
     call_exec(&mut b, node, "t1");
     let id = requested_id(&mut b, approver);
-    b.request(
-        approver,
-        "r",
-        "exec.approval.resolve",
-        json!({"id": id, "decision": "allow-always"}),
-    );
+    decide(&mut b, approver, "exec.approval.resolve", &id, "allow-always");
     assert_eq!(b.tool_runs.len(), 1);
     let file: Value = serde_json::from_str(&b.disk["exec-approvals.json"]).unwrap();
     assert_eq!(file["agents"]["main"]["allowlist"][0]["pattern"], "echo");
@@ -291,12 +301,9 @@ fn the_canonical_approval_methods_answer_as_the_openclaw_cli_reads_them() {
     let got = payload(&b.request(approver, "g", "approval.get", json!({"id": id})));
     assert_eq!(got["approval"]["status"], "pending");
     assert_eq!(got["approval"]["presentation"]["kind"], "exec");
-    let res = payload(&b.request(
-        approver,
-        "r",
-        "approval.resolve",
-        json!({"id": id, "kind": "exec", "decision": "allow-once"}),
-    ));
+    assert_eq!(decide(&mut b, approver, "approval.resolve", &id, "allow-once"), None);
+    end_the_exec(&mut b);
+    let res = payload(&b.responses(approver)[0]);
     assert_eq!(res["applied"], true);
     assert_eq!(res["approval"]["decision"], "allow-once");
     assert_eq!(res["approval"]["resolver"]["id"], "cli");
@@ -307,7 +314,7 @@ fn the_canonical_approval_methods_answer_as_the_openclaw_cli_reads_them() {
         json!({"id": id, "kind": "exec", "decision": "allow-once"}),
     ));
     assert_eq!(again["applied"], false, "a repeat is answered, not applied twice");
-    assert_eq!(b.tool_runs.len(), 1);
+    assert!(b.tool_runs.is_empty(), "nothing ran twice");
     let gone = b.request(approver, "g2", "approval.get", json!({"id": "nope"}));
     assert_eq!(error_code(&gone).1, "approval not found");
     for list in ["plugin.approval.list", "openclaw.approval.list"] {
@@ -365,12 +372,7 @@ fn the_approval_names_the_resolved_path_and_allow_always_keeps_it() {
     let asked = named(&b.events(approver), "exec.approval.requested");
     assert_eq!(asked[0]["request"]["resolvedPath"], "/usr/bin/echo");
     let id = asked[0]["id"].as_str().unwrap().to_owned();
-    b.request(
-        approver,
-        "r",
-        "exec.approval.resolve",
-        json!({"id": id, "decision": "allow-always"}),
-    );
+    decide(&mut b, approver, "exec.approval.resolve", &id, "allow-always");
     let file: Value = serde_json::from_str(&b.disk["exec-approvals.json"]).unwrap();
     assert_eq!(file["agents"]["main"]["allowlist"][0]["pattern"], "/usr/bin/echo");
     call_exec(&mut b, node, "t2");
