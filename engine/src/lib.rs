@@ -18,6 +18,8 @@ pub mod agent_files;
 pub mod agents;
 pub mod approvals;
 mod cache;
+pub mod channel_pairing;
+pub mod channel_routing;
 pub mod config;
 mod config_rpc;
 mod config_schema;
