@@ -75,6 +75,8 @@ pub struct GatewayConfig {
     pub models: crate::models::ModelCatalog,
     /// `cron.*` and the agents' heartbeats.
     pub cron: crate::scheduler::CronSettings,
+    /// `hooks.*`: the inbound webhooks.
+    pub hooks: crate::hooks::HooksConfig,
     /// The gateway host's time zone (IANA name), for cron expressions without one.
     pub host_time_zone: String,
     /// `tools.exec`: whether commands run, wait for approval or are refused.
@@ -227,6 +229,7 @@ impl GatewayConfig {
             tool_policy: crate::tool_policy::ToolPolicy::default(),
             models: crate::models::ModelCatalog::default(),
             cron: crate::scheduler::CronSettings::default(),
+            hooks: crate::hooks::HooksConfig::default(),
             host_time_zone: "UTC".to_owned(),
             exec_policy: crate::approvals::ExecPolicy::default(),
             agent_exec_policies: std::collections::BTreeMap::new(),
@@ -278,6 +281,7 @@ impl GatewayConfig {
         self.exec_policy = file.exec_policy;
         self.agent_exec_policies = file.agent_exec_policies.clone();
         self.cron = file.cron.clone();
+        self.hooks = file.hooks.clone();
         self.control_ui_base_path = file
             .control_ui_base_path
             .as_deref()

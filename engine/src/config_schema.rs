@@ -68,6 +68,7 @@ const SECTIONS: &[(&str, &str, &str, u32)] = &[
     ("models", "Models", "Models", 70),
     ("session", "Session", "Session", 90),
     ("cron", "Automations", "Automations", 100),
+    ("hooks", "Webhooks", "Automations", 110),
 ];
 
 const KEYS: &[Key] = &[
@@ -114,6 +115,12 @@ const KEYS: &[Key] = &[
     key("cron.enabled", Kind::Switch, "Automations", "Run scheduled jobs and heartbeats. Off keeps the jobs and runs none."),
     key("cron.skipMissedJobs", Kind::Switch, "Skip missed runs", "After the gateway was down, skip the runs it missed instead of making each up once."),
     advanced("cron.maxConcurrentRuns", Kind::Count, "Runs at once", "How many jobs may run at the same time."),
+    key("hooks.enabled", Kind::Switch, "Webhooks", "Serve POST /hooks/wake and /hooks/agent. Needs a token. A restart applies a change."),
+    key("hooks.token", Kind::Secret, "Hook token", "The webhooks' own secret, sent as a Bearer or x-openclaw-token header; not the gateway token."),
+    advanced("hooks.path", Kind::Text, "Hook path", "The base path of the webhooks (default /hooks; / is refused)."),
+    advanced("hooks.allowedAgentIds", Kind::Texts, "Agents hooks may reach", "Agent ids a hook may run; * or no list allows all, an empty list none."),
+    advanced("hooks.allowRequestSessionKey", Kind::Switch, "Caller session keys", "Let a request name its session key (held to the prefixes below)."),
+    advanced("hooks.allowedSessionKeyPrefixes", Kind::Texts, "Session key prefixes", "Prefixes a caller's session key must start with."),
 ];
 
 /// What Clawgate does when a key is not in the file (JSON text), for the forms to show.

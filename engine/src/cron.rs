@@ -1104,6 +1104,37 @@ impl CronPart<'_> {
         }
         Ok(json!({"ok": true}))
     }
+
+    /// `POST /hooks/wake`: `text` for `agent`'s main session (or `session`, already checked by
+    /// the hook policy); with `now`, a heartbeat turn. `coalesced` when the same text is already
+    /// the session's newest pending event, as OpenClaw reports it.
+    pub(crate) fn wake_from_hook(
+        &mut self,
+        now_ms: u64,
+        text: &str,
+        now: bool,
+        agent: &str,
+        session: Option<&str>,
+    ) -> &'static str {
+        let session = session.map_or_else(|| self.main_session(agent), str::to_owned);
+        let coalesced = self
+            .cron
+            .pending_events
+            .get(&session)
+            .and_then(|events| events.last())
+            .is_some_and(|last| last == text);
+        if !coalesced {
+            self.queue_event(&session, text);
+        }
+        if now && !self.cron.heartbeats_off {
+            self.heartbeat_turn(now_ms, agent, None, None);
+        }
+        if coalesced {
+            "coalesced"
+        } else {
+            "queued"
+        }
+    }
 }
 
 fn strip_nulls(v: Value) -> Value {

@@ -94,6 +94,8 @@ pub struct Gateway {
     pairing: PairingStore,
     agents: AgentHub,
     tools: RunningTools,
+    /// The webhooks' limiter and replay keys.
+    hooks: crate::hooks::Hooks,
     idempotency: IdempotencyCache,
     metrics: Metrics,
     cache: Cache,
@@ -162,6 +164,7 @@ impl Gateway {
             pairing: PairingStore::default(),
             agents: AgentHub::default(),
             tools: RunningTools::default(),
+            hooks: crate::hooks::Hooks::default(),
             idempotency: IdempotencyCache::default(),
             metrics: Metrics::default(),
             life: Lifecycle::new(),
@@ -665,6 +668,19 @@ impl Gateway {
         request: &Request,
         keep_alive: bool,
     ) -> HttpReply {
+        if let Some(endpoint) = self.config.hooks.endpoint(request.path()) {
+            let mut part = cron!(self);
+            let reply = crate::hooks_http::answer(
+                &mut self.hooks,
+                &mut part,
+                now_ms,
+                (conn, peer),
+                request,
+                keep_alive,
+                endpoint,
+            );
+            return reply;
+        }
         let parts = crate::http_routes::Parts {
             cx: cx!(self),
             admission: &mut self.admission,

@@ -28,6 +28,8 @@ pub(crate) enum HttpShape {
     },
     /// `POST /api/sessions/<key>/messages`.
     SessionMessage,
+    /// `POST /hooks/agent` with `waitForCompletion`.
+    Hook,
 }
 
 pub(crate) fn openai_error(status: u16, kind: &str, message: &str) -> Response {
@@ -100,7 +102,9 @@ pub(crate) fn delta_bytes(http: &HttpRun, run_id: &str, delta: &str) -> Option<V
         HttpShape::Completion { id, model, created, .. } => {
             completion_chunk(id, model, *created, json!({"content": delta}), None)
         }
-        HttpShape::SessionMessage => json!({"type": "delta", "runId": run_id, "delta": delta}).to_string(),
+        HttpShape::SessionMessage | HttpShape::Hook => {
+            json!({"type": "delta", "runId": run_id, "delta": delta}).to_string()
+        }
     };
     Some(sse_chunk(&data))
 }
@@ -141,7 +145,7 @@ pub(crate) fn end_of_run(http: &HttpRun, run_id: &str, done: &RunEnd<'_>) -> Htt
                 }
                 out.extend(sse_chunk("[DONE]"));
             }
-            HttpShape::SessionMessage => {
+            HttpShape::SessionMessage | HttpShape::Hook => {
                 let end = if ok {
                     json!({"type": "final", "runId": run_id, "text": done.text})
                 } else {
@@ -170,6 +174,16 @@ pub(crate) fn end_of_run(http: &HttpRun, run_id: &str, done: &RunEnd<'_>) -> Htt
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text}, "finish_reason": "stop"}],
                 "usage": usage(*prompt_chars, done.text.len()),
             }),
+        ),
+        // As OpenClaw's: the outcome and whether there was a reply, never its text; a failed run
+        // is terminal data in a 200, not a retryable error.
+        (HttpShape::Hook, _) => json_response(
+            200,
+            &json!({"ok": true, "runId": run_id, "completion": {
+                "status": if ok { "ok" } else { "error" },
+                "replyDisposition": if done.text.trim().is_empty() { "empty" } else { "visible" },
+                "delivered": false, "deliveryAttempted": false,
+            }}),
         ),
         (HttpShape::SessionMessage, true) => json_response(
             200,

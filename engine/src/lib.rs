@@ -31,6 +31,8 @@ mod cron;
 mod duration;
 mod entropy;
 mod gateway;
+pub mod hooks;
+mod hooks_http;
 mod http_routes;
 mod http_runs;
 pub mod idempotency;

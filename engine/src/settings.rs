@@ -54,6 +54,8 @@ pub struct FileSettings {
     pub agent_exec_policies: std::collections::BTreeMap<String, crate::approvals::ExecPolicy>,
     /// `cron.*` and heartbeats.
     pub cron: crate::scheduler::CronSettings,
+    /// `hooks.*`: the inbound webhooks.
+    pub hooks: crate::hooks::HooksConfig,
     /// The whole document after `${ENV}` substitution, for `config get` and for diffing on reload.
     pub document: Value,
     /// The file's text as read (before `${ENV}` substitution), for `config.get` and the writes
@@ -609,6 +611,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         crate::approvals::ExecPolicy::per_agent(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let cron =
         crate::scheduler::CronSettings::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
+    let hooks =
+        crate::hooks::HooksConfig::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let rate_limit = match get(&doc, "gateway.auth.rateLimit") {
         None | Some(Value::Null) => None,
         Some(Value::Object(_)) => {
@@ -654,6 +658,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         exec_policy,
         agent_exec_policies,
         cron,
+        hooks,
         document: doc.clone(),
         text: Some(text.to_owned()),
     };
