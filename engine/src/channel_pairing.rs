@@ -137,11 +137,8 @@ impl ChannelPairings {
 
     /// Approves the request with `code` (case-insensitive): its sender may write from now on.
     /// `None` when no such request waits.
-    pub fn approve(&mut self, now_ms: u64, (channel, account): (&str, &str), code: &str) -> Option<PairingRequest> {
-        self.expire(now_ms);
-        let state = self.accounts.get_mut(&key(channel, account))?;
-        let at = state.pending.iter().position(|r| same(&r.code, code))?;
-        let request = state.pending.remove(at);
+    pub fn approve(&mut self, now_ms: u64, at: (&str, &str), code: &str) -> Option<PairingRequest> {
+        let (state, request) = self.take(now_ms, at, code)?;
         if !state.approved.iter().any(|s| same(s, &request.sender_id)) {
             state.approved.push(request.sender_id.clone());
             if state.approved.len() > APPROVED_PER_ACCOUNT {
@@ -152,11 +149,22 @@ impl ChannelPairings {
     }
 
     /// Dismisses the request with `code`; the sender may ask again later.
-    pub fn dismiss(&mut self, now_ms: u64, (channel, account): (&str, &str), code: &str) -> Option<PairingRequest> {
+    pub fn dismiss(&mut self, now_ms: u64, at: (&str, &str), code: &str) -> Option<PairingRequest> {
+        self.take(now_ms, at, code).map(|(_, request)| request)
+    }
+
+    /// Takes the live request with `code` off the account's list, with the account's state.
+    fn take(
+        &mut self,
+        now_ms: u64,
+        (channel, account): (&str, &str),
+        code: &str,
+    ) -> Option<(&mut AccountPairing, PairingRequest)> {
         self.expire(now_ms);
         let state = self.accounts.get_mut(&key(channel, account))?;
         let at = state.pending.iter().position(|r| same(&r.code, code))?;
-        Some(state.pending.remove(at))
+        let request = state.pending.remove(at);
+        Some((state, request))
     }
 }
 

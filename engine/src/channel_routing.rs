@@ -532,9 +532,9 @@ mod tests {
         r
     }
 
-    fn dm(channel: &str, sender: &str) -> Inbound<'static> {
+    fn dm(channel: &'static str, sender: &str) -> Inbound<'static> {
         Inbound {
-            channel: Box::leak(channel.to_owned().into_boxed_str()),
+            channel,
             account_id: "default",
             peer: Peer {
                 kind: PeerKind::Direct,
