@@ -206,8 +206,7 @@ impl Hooks {
             .filter(|t| !t.is_empty());
         let offered = bearer.or_else(|| request.header("x-openclaw-token").map(str::trim));
         let expected = config.token.as_deref().unwrap_or_default();
-        let matches =
-            offered.is_some_and(|t| !expected.is_empty() && constant_time_eq(t.as_bytes(), expected.as_bytes()));
+        let matches = offered.is_some_and(|t| clawgate_proto::device::secrets_equal(t, expected));
         if !matches {
             self.limiter.record_failure(client, now_ms);
             return Err(plain(401, "Unauthorized"));
@@ -377,10 +376,6 @@ impl HooksConfig {
         let replay = replay_key(request, &payload, &dispatch);
         Ok((hook, replay))
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The replay key of an agent hook request: the `Idempotency-Key` header, then
