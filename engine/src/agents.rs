@@ -70,6 +70,8 @@ pub(crate) enum Origin {
     Http(HttpRun),
     /// The scheduler (a cron job or a heartbeat): its end goes back to it.
     Scheduled,
+    /// A chat channel's inbound message: its end becomes the reply the channels deliver.
+    Channel,
     /// `sessions.compact`: the reply is the summary that replaces the session's history, and
     /// the answer goes to `request_id`.
     Compaction { conn: ConnId, request_id: String },
@@ -157,6 +159,9 @@ struct Queued {
     /// Started by the scheduler, which waits for its end across a restart.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     scheduled: bool,
+    /// Started by a channel message, whose reply the channels wait for across a restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    channel: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     quiet: bool,
 }
@@ -172,6 +177,22 @@ pub(crate) struct Finished {
     pub agent_id: String,
     pub duration_ms: u64,
     pub session_id: String,
+}
+
+impl Finished {
+    /// A run that never started, failed for `why`.
+    pub(crate) fn failed(session_key: &str, agent_id: &str, now_ms: u64, why: &str) -> Finished {
+        Finished {
+            status: "error",
+            ended_at: now_ms,
+            text: String::new(),
+            error: Some(why.to_owned()),
+            session_key: session_key.to_owned(),
+            agent_id: agent_id.to_owned(),
+            duration_ms: 0,
+            session_id: String::new(),
+        }
+    }
 }
 
 /// One chat session.
@@ -244,12 +265,19 @@ pub(crate) struct AgentHub {
     cancelled: Vec<String>,
     /// Runs of the scheduler that ended, for it to take.
     scheduled_done: Vec<(String, Finished)>,
+    /// Runs of channel messages that ended, for the channels to take.
+    channel_done: Vec<(String, Finished)>,
 }
 
 impl AgentHub {
     /// The scheduler's runs that ended since the last call.
     pub(crate) fn take_scheduled_done(&mut self) -> Vec<(String, Finished)> {
         std::mem::take(&mut self.scheduled_done)
+    }
+
+    /// The channel runs that ended since the last call.
+    pub(crate) fn take_channel_done(&mut self) -> Vec<(String, Finished)> {
+        std::mem::take(&mut self.channel_done)
     }
 
     /// Whether `run_id` waits in the queue for a worker (restored after a restart).
@@ -266,7 +294,7 @@ impl AgentHub {
     pub(crate) fn requester_of(&self, run_id: &str) -> Option<ConnId> {
         match &self.runs.get(run_id)?.origin {
             Origin::Chat { conn } | Origin::Agent { conn, .. } => Some(*conn),
-            Origin::Http(_) | Origin::Nobody | Origin::Scheduled | Origin::Compaction { .. } => None,
+            Origin::Http(_) | Origin::Nobody | Origin::Scheduled | Origin::Channel | Origin::Compaction { .. } => None,
         }
     }
 
@@ -1265,7 +1293,7 @@ impl Agents<'_> {
                 Origin::Chat { conn: c } | Origin::Agent { conn: c, .. } => *c == conn,
                 Origin::Http(h) => h.conn == conn,
                 // A compaction goes on: its summary still replaces the history.
-                Origin::Nobody | Origin::Scheduled | Origin::Compaction { .. } => false,
+                Origin::Nobody | Origin::Scheduled | Origin::Channel | Origin::Compaction { .. } => false,
             };
             if gone {
                 run.origin = Origin::Nobody;
@@ -1331,6 +1359,7 @@ impl Agents<'_> {
             timeout_ms: request.timeout_ms,
             options: request.options,
             scheduled: matches!(request.origin, Origin::Scheduled),
+            channel: matches!(request.origin, Origin::Channel),
             quiet: request.quiet,
         };
         self.insert_run(&queued, session_id.clone(), request.origin, now_ms);
@@ -1464,7 +1493,11 @@ impl Agents<'_> {
             if !self.hub.runs.contains_key(&q.run_id) {
                 // Restored after a restart: the run is known again, with nobody waiting.
                 let session_id = self.touch_session(now_ms, &q.session_key, &q.agent_id, "run");
-                let origin = if q.scheduled { Origin::Scheduled } else { Origin::Nobody };
+                let origin = match (q.scheduled, q.channel) {
+                    (true, _) => Origin::Scheduled,
+                    (false, true) => Origin::Channel,
+                    (false, false) => Origin::Nobody,
+                };
                 self.insert_run(&q, session_id, origin, now_ms);
             }
             self.dispatch(now_ms, &q.run_id, worker);
@@ -1907,6 +1940,7 @@ impl Agents<'_> {
             }
             Origin::Http(http) => self.finish_http_run(run_id, http, finished),
             Origin::Scheduled => self.hub.scheduled_done.push((run_id.to_owned(), finished.clone())),
+            Origin::Channel => self.hub.channel_done.push((run_id.to_owned(), finished.clone())),
             Origin::Compaction { conn, request_id } => self.finish_compaction(conn, request_id, finished),
         }
     }

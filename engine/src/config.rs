@@ -77,6 +77,8 @@ pub struct GatewayConfig {
     pub cron: crate::scheduler::CronSettings,
     /// `hooks.*`: the inbound webhooks.
     pub hooks: crate::hooks::HooksConfig,
+    /// `channels.*` and the routing of their messages.
+    pub channels: crate::channels::ChannelsConfig,
     /// The gateway host's time zone (IANA name), for cron expressions without one.
     pub host_time_zone: String,
     /// `tools.exec`: whether commands run, wait for approval or are refused.
@@ -230,6 +232,7 @@ impl GatewayConfig {
             models: crate::models::ModelCatalog::default(),
             cron: crate::scheduler::CronSettings::default(),
             hooks: crate::hooks::HooksConfig::default(),
+            channels: crate::channels::ChannelsConfig::default(),
             host_time_zone: "UTC".to_owned(),
             exec_policy: crate::approvals::ExecPolicy::default(),
             agent_exec_policies: std::collections::BTreeMap::new(),
@@ -282,6 +285,7 @@ impl GatewayConfig {
         self.agent_exec_policies = file.agent_exec_policies.clone();
         self.cron = file.cron.clone();
         self.hooks = file.hooks.clone();
+        self.channels = file.channels.clone();
         self.control_ui_base_path = file
             .control_ui_base_path
             .as_deref()

@@ -40,6 +40,8 @@ pub(crate) enum Timer {
     Approvals,
     /// The next due cron job.
     Cron,
+    /// Channel deliveries: a retry that is due, an adapter that did not answer.
+    Channels,
 }
 
 /// An authenticated WebSocket: who is on it and what it may do.

@@ -353,12 +353,6 @@ pub(crate) fn call(
             "sentinel": null, "updateAvailable": false, "effectiveChannel": "stable",
             "schedule": {"channel": "stable", "autoEnabled": false},
         }),
-        // No chat channels yet: the page shows none, not an error.
-        "channels.status" => json!({
-            "ts": now_ms, "channelOrder": [], "channelLabels": {}, "channelDetailLabels": {},
-            "channelSystemImages": {}, "channelMeta": [], "eventLoop": {"degraded": false, "degradedSinceMs": null, "reasons": []},
-            "channels": {}, "channelAccounts": {}, "channelDefaultAccountId": {}, "statusIssues": [],
-        }),
         "users.prefs.get" => json!({"status": "ok", "entries": {}}),
         "tasks.list" => {
             let limit = params["limit"].as_u64().unwrap_or(100).clamp(1, 1000) as usize;
@@ -407,11 +401,6 @@ pub(crate) fn call(
                 "themes": themes,
             })
         }
-        // No chat channels yet, so no channel pairing requests.
-        "channels.pairing.list" => json!({
-            "accounts": [], "requests": [], "commandOwnerConfigured": false,
-            "limits": {"pendingPerAccount": 3, "ttlMs": 3_600_000},
-        }),
         // Product features Clawgate does not have (skills, the skill library, memory search,
         // talk): the empty states OpenClaw itself answers when none is set up.
         "skills.status" => {

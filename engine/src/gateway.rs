@@ -53,6 +53,11 @@ const CONTROL_WRITES: &[&str] = &[
     "set-heartbeats",
     "sessions.reset",
     "sessions.delete",
+    "channels.start",
+    "channels.stop",
+    "channels.pairing.approve",
+    "channels.pairing.dismiss",
+    "channels.deadLetters.retry",
 ];
 
 /// What an audited change was about: the ids and the decision among its params, nothing else
@@ -69,6 +74,8 @@ fn audit_targets(request: &clawgate_proto::frame::RequestFrame) -> serde_json::V
         "role",
         "decision",
         "enabled",
+        "channel",
+        "accountId",
     ];
     let params: serde_json::Value = serde_json::from_str(request.params_text()).unwrap_or_default();
     let picked: serde_json::Map<String, serde_json::Value> = TARGETS
@@ -102,6 +109,7 @@ pub struct Gateway {
     life: Lifecycle,
     cron: Cron,
     config_rpc: ConfigRpc,
+    channels: crate::channels::Channels,
 }
 
 /// Hands a part of the engine the context it works in: the outbox, the configuration and the
@@ -123,6 +131,16 @@ macro_rules! cron {
             agents: &mut $g.agents,
             cx: cx!($g),
             instance_id: &$g.instance_id,
+        }
+    };
+}
+
+macro_rules! channels {
+    ($g:expr) => {
+        crate::channels::ChannelsPart {
+            channels: &mut $g.channels,
+            agents: &mut $g.agents,
+            cx: cx!($g),
         }
     };
 }
@@ -170,6 +188,7 @@ impl Gateway {
             life: Lifecycle::new(),
             cron: Cron::default(),
             config_rpc: ConfigRpc::new(config_hash_key),
+            channels: crate::channels::Channels::default(),
         };
         g.net.schedule(now_ms + g.config.tick_interval_ms, Timer::Tick);
         g.net
@@ -249,6 +268,20 @@ impl Gateway {
             self.net.log(now_ms, LogLevel::Warn, line);
         }
         cron!(self).sync_declared(now_ms);
+        Ok(self)
+    }
+
+    /// Restores the channels' state (the text of [`crate::channels::STATE_FILE`]): accepted
+    /// messages whose run was lost with the last process run again, and what waited to be
+    /// delivered goes out once the adapters connect. Call it after
+    /// [`Gateway::with_agent_queue`]. A file that does not parse is an error: it holds accepted
+    /// messages.
+    pub fn with_channels(mut self, text: Option<&str>) -> Result<Self, String> {
+        if let Some(text) = text {
+            self.channels.restore(text)?;
+        }
+        let now_ms = self.started_at;
+        channels!(self).restart_unanswered(now_ms);
         Ok(self)
     }
 
@@ -337,6 +370,7 @@ impl Gateway {
                     self.broadcast_presence(now_ms);
                 }
                 agents!(self).conn_closed(now_ms, conn);
+                channels!(self).conn_closed(now_ms, conn);
             }
             Some(Gone::Other) | None => {}
         }
@@ -523,6 +557,7 @@ impl Gateway {
                 Timer::Agents => agents!(self).on_timer(now_ms),
                 Timer::Cron if !self.net.is_draining() => cron!(self).on_timer(now_ms),
                 Timer::Cron => {}
+                Timer::Channels => channels!(self).on_timer(now_ms),
                 Timer::Approvals => {
                     self.tools
                         .expire_approvals(&mut cx!(self), &mut self.agents, &mut self.idempotency, now_ms)
@@ -577,6 +612,9 @@ impl Gateway {
         let ended = self.agents.take_scheduled_done();
         if !ended.is_empty() {
             cron!(self).runs_ended(now_ms, ended);
+        }
+        for (run_id, finished) in self.agents.take_channel_done() {
+            channels!(self).run_ended(now_ms, &run_id, &finished);
         }
         for run_id in self.agents.take_cancelled() {
             self.tools
@@ -835,6 +873,7 @@ impl Gateway {
         self.metrics.handshake("ok");
         if role == Role::Node {
             agents!(self).worker_connected(now_ms, conn);
+            channels!(self).adapter_connected(now_ms, conn);
         }
         self.net.log(
             now_ms,
@@ -957,6 +996,7 @@ impl Gateway {
                 Reply::Now(answer)
             }
             (Ok(()), Some(Owner::Config)) => self.call_config(now_ms, conn, &request),
+            (Ok(()), Some(Owner::Channels)) => channels!(self).call(now_ms, conn, &request),
             (Ok(()), Some(Owner::Core) | None) => Reply::Now(self.call_core(now_ms, &request, admin)),
         };
         let response = match reply {

@@ -20,6 +20,8 @@ pub mod approvals;
 mod cache;
 pub mod channel_pairing;
 pub mod channel_routing;
+pub mod channel_text;
+pub mod channels;
 pub mod config;
 mod config_rpc;
 mod config_schema;

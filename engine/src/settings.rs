@@ -56,6 +56,8 @@ pub struct FileSettings {
     pub cron: crate::scheduler::CronSettings,
     /// `hooks.*`: the inbound webhooks.
     pub hooks: crate::hooks::HooksConfig,
+    /// `channels.*`, `bindings` and the DM and group scopes.
+    pub channels: crate::channels::ChannelsConfig,
     /// The whole document after `${ENV}` substitution, for `config get` and for diffing on reload.
     pub document: Value,
     /// The file's text as read (before `${ENV}` substitution), for `config.get` and the writes
@@ -174,6 +176,10 @@ const USED: &[&str] = &[
     "session.mainKey",
     "session.scope",
     "session.maintenance.pruneAfter",
+    "session.dmScope",
+    "session.groupScope",
+    "bindings",
+    "channels.irc",
     "cron.enabled",
     "cron.skipMissedJobs",
     "cron.maxConcurrentRuns",
@@ -613,6 +619,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         crate::scheduler::CronSettings::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let hooks =
         crate::hooks::HooksConfig::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
+    let channels =
+        crate::channels::ChannelsConfig::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let rate_limit = match get(&doc, "gateway.auth.rateLimit") {
         None | Some(Value::Null) => None,
         Some(Value::Object(_)) => {
@@ -659,6 +667,7 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         agent_exec_policies,
         cron,
         hooks,
+        channels,
         document: doc.clone(),
         text: Some(text.to_owned()),
     };

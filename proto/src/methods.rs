@@ -30,6 +30,8 @@ pub enum Owner {
     Cron,
     /// The configuration file: reading it, its schema, and writing it.
     Config,
+    /// Chat channels: their adapters, inbound messages, deliveries and DM pairing.
+    Channels,
 }
 
 /// One method of the protocol.
@@ -234,8 +236,38 @@ pub const METHODS: &[Method] = &[
         "channels.pairing.list",
         Operator(Scope::Pairing),
         false,
-        Some(Owner::ControlUi),
+        Some(Owner::Channels),
     ),
+    method(
+        "channels.pairing.approve",
+        Operator(Scope::Pairing),
+        false,
+        Some(Owner::Channels),
+    ),
+    method(
+        "channels.pairing.dismiss",
+        Operator(Scope::Pairing),
+        false,
+        Some(Owner::Channels),
+    ),
+    method("channels.start", Operator(Scope::Admin), false, Some(Owner::Channels)),
+    method("channels.stop", Operator(Scope::Admin), false, Some(Owner::Channels)),
+    method("channels.logout", Operator(Scope::Admin), false, Some(Owner::Channels)),
+    method(
+        "channels.deadLetters.list",
+        Operator(Scope::Read),
+        false,
+        Some(Owner::Channels),
+    ),
+    method(
+        "channels.deadLetters.retry",
+        Operator(Scope::Admin),
+        false,
+        Some(Owner::Channels),
+    ),
+    method("channel.inbound", NodeOnly, false, Some(Owner::Channels)),
+    method("channel.state", NodeOnly, false, Some(Owner::Channels)),
+    method("channel.delivered", NodeOnly, false, Some(Owner::Channels)),
     method(
         "skills.library.list",
         Operator(Scope::Read),
@@ -281,7 +313,7 @@ pub const METHODS: &[Method] = &[
         Some(Owner::ControlUi),
     ),
     method("doctor.memory.dreamDiary", Operator(Scope::Read), false, None),
-    method("channels.status", Operator(Scope::Read), false, Some(Owner::ControlUi)),
+    method("channels.status", Operator(Scope::Read), false, Some(Owner::Channels)),
     method("update.status", Operator(Scope::Admin), false, Some(Owner::ControlUi)),
     method("usage.status", Operator(Scope::Read), false, Some(Owner::Agents)),
     method("usage.cost", Operator(Scope::Read), false, Some(Owner::Agents)),
@@ -299,8 +331,8 @@ pub const METHODS: &[Method] = &[
     method("sessions.usage.timeseries", Operator(Scope::Read), false, None),
     method("sessions.usage.logs", Operator(Scope::Read), false, None),
     method("talk.config", Operator(Scope::Read), false, None),
-    method("message.action", Operator(Scope::Write), true, None),
-    method("send", Operator(Scope::Write), true, None),
+    method("message.action", Operator(Scope::Write), true, Some(Owner::Channels)),
+    method("send", Operator(Scope::Write), true, Some(Owner::Channels)),
     method("poll", Operator(Scope::Write), true, None),
     method("talk.mode", Operator(Scope::Write), false, None),
     method("talk.speak", Operator(Scope::Write), false, None),
@@ -461,9 +493,13 @@ mod tests {
     }
 
     #[test]
-    fn node_only_methods_are_answered_by_agents_or_by_no_one() {
+    fn node_only_methods_are_answered_by_agents_channels_or_no_one() {
         for m in METHODS.iter().filter(|m| m.access == NodeOnly) {
-            assert!(matches!(m.owner, None | Some(Owner::Agents)), "{}", m.name);
+            assert!(
+                matches!(m.owner, None | Some(Owner::Agents | Owner::Channels)),
+                "{}",
+                m.name
+            );
         }
     }
 }
