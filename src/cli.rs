@@ -33,6 +33,97 @@ pub enum Command {
     Agent(AgentArgs),
     /// Lists and administers paired devices.
     Devices(DevicesCommand),
+    /// DM pairing of chat channels: lists, approves and dismisses requests.
+    Pairing(PairingCommand),
+    /// Chat channels: their status, and the messages that could not be delivered.
+    Channels(ChannelsCommand),
+    /// Runs the adapter of one chat channel account (the gateway starts these itself).
+    #[command(hide = true)]
+    Channel(ChannelArgs),
+}
+
+#[derive(Args)]
+pub struct PairingCommand {
+    #[command(subcommand)]
+    pub action: PairingAction,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Subcommand)]
+pub enum PairingAction {
+    /// Lists the requests that wait (of one channel, or of all).
+    List {
+        channel: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approves a request by its code: the sender may write from now on.
+    Approve {
+        channel: String,
+        code: String,
+        #[arg(long, default_value = "default")]
+        account: String,
+        /// Do not tell the sender.
+        #[arg(long)]
+        no_notify: bool,
+    },
+    /// Dismisses a request by its code.
+    Dismiss {
+        channel: String,
+        code: String,
+        #[arg(long, default_value = "default")]
+        account: String,
+    },
+}
+
+#[derive(Args)]
+pub struct ChannelsCommand {
+    #[command(subcommand)]
+    pub action: Option<ChannelsAction>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Subcommand)]
+pub enum ChannelsAction {
+    /// The channels, their accounts and their queues (the default).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists the messages that failed for good, with the reason.
+    DeadLetters,
+    /// Hands dead letters over for delivery again: one by its id, or all.
+    Retry {
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Connects an account to its network again after a stop.
+    Start {
+        channel: String,
+        #[arg(long, default_value = "default")]
+        account: String,
+    },
+    /// Takes an account off its network until a start or a restart.
+    Stop {
+        channel: String,
+        #[arg(long, default_value = "default")]
+        account: String,
+    },
+}
+
+#[derive(Args)]
+pub struct ChannelArgs {
+    /// The channel (irc).
+    #[arg(long)]
+    pub channel: String,
+    /// The account of the channel.
+    #[arg(long, default_value = "default")]
+    pub account: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Args)]

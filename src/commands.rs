@@ -281,6 +281,147 @@ pub fn agent_worker(args: &AgentArgs) -> Result<(), Failure> {
     crate::worker::run(target, agent.as_str(), &backend, &config).map_err(Failure::failed)
 }
 
+/// `clawgate pairing list|approve|dismiss`: the channels' DM pairing, through the gateway.
+pub fn pairing(args: &crate::cli::PairingCommand) -> Result<(), Failure> {
+    use crate::cli::PairingAction;
+    let (method, params) = match &args.action {
+        PairingAction::List { channel, json } => {
+            let params = match channel {
+                Some(c) => json!({"channel": c}),
+                None => json!({}),
+            };
+            if *json {
+                return call(&args.client, "channels.pairing.list", &params, ALL_SCOPES);
+            }
+            let list = call_value(&args.client, "channels.pairing.list", &params, ALL_SCOPES)?;
+            let requests = list["requests"].as_array().cloned().unwrap_or_default();
+            if requests.is_empty() {
+                return print_line("No pending pairing requests.");
+            }
+            for r in requests {
+                print_line(&format!(
+                    "{}  {}/{}  {}  (expires {})",
+                    r["requestId"].as_str().unwrap_or_default(),
+                    r["channel"].as_str().unwrap_or_default(),
+                    r["accountId"].as_str().unwrap_or_default(),
+                    r["senderId"].as_str().unwrap_or_default(),
+                    r["expiresAt"].as_str().unwrap_or_default(),
+                ))?;
+            }
+            return Ok(());
+        }
+        PairingAction::Approve {
+            channel,
+            code,
+            account,
+            no_notify,
+        } => (
+            "channels.pairing.approve",
+            json!({"channel": channel, "accountId": account, "requestId": code, "notify": !no_notify}),
+        ),
+        PairingAction::Dismiss { channel, code, account } => (
+            "channels.pairing.dismiss",
+            json!({"channel": channel, "accountId": account, "requestId": code}),
+        ),
+    };
+    let answer = call_value(&args.client, method, &params, ALL_SCOPES)?;
+    let verb = if method.ends_with("approve") {
+        "Approved"
+    } else {
+        "Dismissed"
+    };
+    print_line(&format!("{verb} {}.", answer["senderId"].as_str().unwrap_or_default()))
+}
+
+/// `clawgate channels status|dead-letters|retry|start|stop`.
+pub fn channels(args: &crate::cli::ChannelsCommand) -> Result<(), Failure> {
+    use crate::cli::ChannelsAction;
+    let action = args.action.as_ref().unwrap_or(&ChannelsAction::Status { json: false });
+    let (method, params) = match action {
+        ChannelsAction::Status { json: true } => return call(&args.client, "channels.status", &json!({}), ALL_SCOPES),
+        ChannelsAction::Status { json: false } => {
+            let status = call_value(&args.client, "channels.status", &json!({}), ALL_SCOPES)?;
+            let order = status["channelOrder"].as_array().cloned().unwrap_or_default();
+            if order.is_empty() {
+                return print_line("No channels are configured.");
+            }
+            for id in order.iter().filter_map(Value::as_str) {
+                for a in status["channelAccounts"][id].as_array().into_iter().flatten() {
+                    let mut line = format!(
+                        "{id}/{}: {}, {}, {}, dm:{}",
+                        a["accountId"].as_str().unwrap_or_default(),
+                        if a["enabled"] == true { "enabled" } else { "disabled" },
+                        if a["running"] == true { "running" } else { "stopped" },
+                        if a["connected"] == true {
+                            "connected"
+                        } else {
+                            "disconnected"
+                        },
+                        a["dmPolicy"].as_str().unwrap_or_default(),
+                    );
+                    line.push_str(&format!(
+                        ", waiting:{}, dead:{}",
+                        a["pendingDeliveries"], a["deadLetters"]
+                    ));
+                    if let Some(e) = a["lastError"].as_str() {
+                        line.push_str(&format!(", error: {e}"));
+                    }
+                    print_line(&line)?;
+                }
+            }
+            return Ok(());
+        }
+        ChannelsAction::DeadLetters => ("channels.deadLetters.list", json!({})),
+        ChannelsAction::Retry { id: Some(id), .. } => ("channels.deadLetters.retry", json!({"id": id})),
+        ChannelsAction::Retry { id: None, all: true } => ("channels.deadLetters.retry", json!({"all": true})),
+        ChannelsAction::Retry { id: None, all: false } => {
+            return Err(Failure::usage("retry needs a dead letter's id, or --all"))
+        }
+        ChannelsAction::Start { channel, account } => {
+            ("channels.start", json!({"channel": channel, "accountId": account}))
+        }
+        ChannelsAction::Stop { channel, account } => {
+            ("channels.stop", json!({"channel": channel, "accountId": account}))
+        }
+    };
+    call(&args.client, method, &params, ALL_SCOPES)
+}
+
+/// `clawgate channel --channel <id> --account <id>`: one account's adapter, as the gateway
+/// starts it.
+pub fn channel_adapter(args: &crate::cli::ChannelArgs) -> Result<(), Failure> {
+    if let Some(pid) = std::env::var(crate::workers::SUPERVISOR_PID_ENV)
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
+        crate::workers::exit_with_supervisor(pid);
+    }
+    let state_dir = config_file::state_dir(args.client.state_dir.as_deref());
+    let file = config_file::load(&config_file::config_path(&state_dir), false)?;
+    let (channel, account) = (args.channel.to_lowercase(), args.account.to_lowercase());
+    let spec = file.channels.account(&channel, &account).ok_or_else(|| {
+        Failure::usage(format!(
+            "channels.{channel} has no account {account} in the configuration"
+        ))
+    })?;
+    if let Some(problem) = &spec.problem {
+        return Err(Failure::usage(problem.clone()));
+    }
+    let adapter = crate::channel_adapter::Adapter {
+        channel: channel.clone(),
+        account: account.clone(),
+        settings: spec.settings.clone(),
+        target: client_target(&args.client, &[])?,
+        state_dir,
+    };
+    match channel.as_str() {
+        "irc" => crate::channel_irc::run(adapter).map_err(Failure::failed),
+        other => Err(Failure::usage(format!(
+            "Clawgate has no adapter for channel {other} yet"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::readable_log_line;

@@ -273,6 +273,8 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
         .map_err(|e| Failure::failed(format!("cannot read the session transcripts: {e}")))?;
     let queue = clawgate_io::read_state_file(state_dir, clawgate_engine::agents::QUEUE_FILE)
         .map_err(|e| Failure::failed(format!("cannot read {}: {e}", clawgate_engine::agents::QUEUE_FILE)))?;
+    let channel_state = clawgate_io::read_state_file(state_dir, clawgate_engine::channels::STATE_FILE)
+        .map_err(|e| Failure::failed(format!("cannot read {}: {e}", clawgate_engine::channels::STATE_FILE)))?;
     let approvals_file = clawgate_engine::approvals::APPROVALS_FILE;
     let approvals = clawgate_io::read_state_file(state_dir, approvals_file)
         .map_err(|e| Failure::failed(format!("cannot read {approvals_file}: {e}")))?;
@@ -314,6 +316,11 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
         .with_cron(cron_jobs.as_deref(), &cron_runs, Box::new(zones))
         .map_err(|problem| {
             let path = state_dir.join(clawgate_engine::scheduler::JOBS_FILE);
+            Failure::failed(format!("{} is corrupt: {problem}", path.display()))
+        })?
+        .with_channels(channel_state.as_deref())
+        .map_err(|problem| {
+            let path = state_dir.join(clawgate_engine::channels::STATE_FILE);
             Failure::failed(format!("{} is corrupt: {problem}", path.display()))
         })?;
     match approvals {

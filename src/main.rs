@@ -1,6 +1,8 @@
 //! `clawgate`: the gateway daemon and a small command-line client for it.
 #![forbid(unsafe_code)]
 
+mod channel_adapter;
+mod channel_irc;
 mod cli;
 mod commands;
 mod config_file;
@@ -27,6 +29,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Config(args) => commands::config(&args),
         Command::Agent(args) => commands::agent_worker(&args),
         Command::Devices(args) => commands::devices(&args),
+        Command::Pairing(args) => commands::pairing(&args),
+        Command::Channels(args) => commands::channels(&args),
+        Command::Channel(args) => commands::channel_adapter(&args),
     }
 }
 

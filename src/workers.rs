@@ -4,6 +4,11 @@
 //! to thirty (and starts over once a worker has run for a minute); a change of the file starts
 //! and stops workers as agents gain or lose a model; at shutdown they are stopped.
 //!
+//! The same supervisor runs the adapter of each chat channel account that is enabled and
+//! configured (`clawgate channel`, one process per account, so that a channel's crash, hang or
+//! bad credentials never touch the gateway or another channel); an account whose settings change
+//! gets a new adapter.
+//!
 //! A worker started by hand for the same agent is welcome: the gateway makes the first worker of
 //! an agent its active one and the others standbys, so a hand-started worker and the managed
 //! one back each other up.
@@ -33,10 +38,18 @@ pub fn exit_with_supervisor(supervisor: u32) {
     std::thread::spawn(move || loop {
         std::thread::sleep(Duration::from_millis(500));
         if std::os::unix::process::parent_id() != supervisor {
-            eprintln!("clawgate agent: the gateway that started this worker is gone; stopping");
+            eprintln!("clawgate: the gateway that started this process is gone; stopping");
             std::process::exit(0);
         }
     });
+}
+
+/// Whether this process was started by a gateway that is no longer its parent (it died).
+pub fn supervisor_gone() -> bool {
+    std::env::var(SUPERVISOR_PID_ENV)
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|pid| std::os::unix::process::parent_id() != pid)
 }
 
 /// What a worker needs to reach the gateway.
@@ -63,6 +76,10 @@ impl Drop for Supervisor {
 }
 
 struct Worker {
+    /// What the process is, for the log: `the worker of agent main`.
+    what: String,
+    /// The settings it was started with; a change starts it again.
+    fingerprint: String,
     child: Option<Child>,
     started: Instant,
     pause: Duration,
@@ -85,9 +102,17 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// The agents of the file that run on a model; an unreadable or invalid file changes nothing
-/// (the gateway reports it), so `None`.
-fn wanted(config_file: &Path) -> Option<Vec<String>> {
+/// A process the file asks for: its key, its arguments, what it is, and its settings.
+struct Wanted {
+    key: String,
+    args: Vec<String>,
+    what: String,
+    fingerprint: String,
+}
+
+/// The agents of the file that run on a model, and the channel accounts to serve; an unreadable
+/// or invalid file changes nothing (the gateway reports it), so `None`.
+fn wanted(config_file: &Path) -> Option<Vec<Wanted>> {
     let text = match std::fs::read_to_string(config_file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(Vec::new()),
@@ -95,13 +120,38 @@ fn wanted(config_file: &Path) -> Option<Vec<String>> {
     };
     let env = |name: &str| std::env::var(name).ok();
     let (settings, _) = clawgate_engine::settings::parse(&text, &env).ok()?;
-    Some(settings.models.agents_with_models(&settings.tool_policy))
+    let agents = settings
+        .models
+        .agents_with_models(&settings.tool_policy)
+        .into_iter()
+        .map(|agent| Wanted {
+            key: format!("agent:{agent}"),
+            args: vec!["agent".into(), "--agent".into(), agent.clone()],
+            what: format!("the worker of agent {agent}"),
+            fingerprint: String::new(),
+        });
+    let channels = clawgate_engine::channel_config::adapters_to_run(&settings.channels)
+        .into_iter()
+        .map(|(channel, account, fingerprint)| Wanted {
+            key: format!("channel:{channel}:{account}"),
+            args: vec![
+                "channel".into(),
+                "--channel".into(),
+                channel.clone(),
+                "--account".into(),
+                account.clone(),
+            ],
+            what: format!("the {channel} adapter of account {account}"),
+            fingerprint,
+        });
+    Some(agents.chain(channels).collect())
 }
 
-fn spawn(target: &WorkerTarget, agent: &str) -> std::io::Result<Child> {
+fn spawn(target: &WorkerTarget, wanted: &Wanted) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
-    cmd.args(["agent", "--agent", agent, "--url", &target.url])
+    cmd.args(&wanted.args)
+        .args(["--url", &target.url])
         .arg("--state-dir")
         .arg(&target.state_dir)
         .env("OPENCLAW_CONFIG_PATH", &target.config_file)
@@ -127,7 +177,7 @@ fn spawn(target: &WorkerTarget, agent: &str) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
-fn stop_worker(agent: &str, worker: &mut Worker) {
+fn stop_worker(worker: &mut Worker) {
     if let Some(mut child) = worker.child.take() {
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -139,33 +189,37 @@ fn stop_worker(agent: &str, worker: &mut Worker) {
         }
         let _ = child.kill();
         let _ = child.wait();
-        eprintln!("clawgate: the worker of agent {agent} did not stop in time and was killed");
+        eprintln!("clawgate: {} did not stop in time and was killed", worker.what);
     }
 }
 
 fn supervise(target: &WorkerTarget, stop: &AtomicBool) {
     let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
     let mut seen_file: Option<Option<SystemTime>> = None;
-    let mut agents: Vec<String> = Vec::new();
+    let mut processes: Vec<Wanted> = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         let stamp = modified(&target.config_file);
         if seen_file != Some(stamp) {
             seen_file = Some(stamp);
             if let Some(now_wanted) = wanted(&target.config_file) {
-                agents = now_wanted;
+                processes = now_wanted;
             }
         }
-        workers.retain(|agent, worker| {
-            let keep = agents.contains(agent);
+        workers.retain(|key, worker| {
+            let keep = processes
+                .iter()
+                .any(|w| &w.key == key && w.fingerprint == worker.fingerprint);
             if !keep {
-                eprintln!("clawgate: agent {agent} has no model any more; its worker stops");
-                stop_worker(agent, worker);
+                eprintln!("clawgate: the configuration changed; {} stops", worker.what);
+                stop_worker(worker);
             }
             keep
         });
         let now = Instant::now();
-        for agent in &agents {
-            let worker = workers.entry(agent.clone()).or_insert(Worker {
+        for wanted in &processes {
+            let worker = workers.entry(wanted.key.clone()).or_insert(Worker {
+                what: wanted.what.clone(),
+                fingerprint: wanted.fingerprint.clone(),
                 child: None,
                 started: now,
                 pause: FIRST_PAUSE,
@@ -178,7 +232,8 @@ fn supervise(target: &WorkerTarget, stop: &AtomicBool) {
                         worker.pause = FIRST_PAUSE;
                     }
                     eprintln!(
-                        "clawgate: the worker of agent {agent} exited ({status}); starting it again in {} s",
+                        "clawgate: {} exited ({status}); starting it again in {} s",
+                        worker.what,
                         worker.pause.as_secs()
                     );
                     worker.restart_at = Some(now + worker.pause);
@@ -186,14 +241,14 @@ fn supervise(target: &WorkerTarget, stop: &AtomicBool) {
                 }
             }
             if worker.child.is_none() && worker.restart_at.is_some_and(|at| at <= now) {
-                match spawn(target, agent) {
+                match spawn(target, wanted) {
                     Ok(child) => {
                         worker.child = Some(child);
                         worker.started = now;
                         worker.restart_at = None;
                     }
                     Err(e) => {
-                        eprintln!("clawgate: cannot start the worker of agent {agent}: {e}");
+                        eprintln!("clawgate: cannot start {}: {e}", worker.what);
                         worker.restart_at = Some(now + worker.pause);
                         worker.pause = (worker.pause * 2).min(LONGEST_PAUSE);
                     }
@@ -202,7 +257,7 @@ fn supervise(target: &WorkerTarget, stop: &AtomicBool) {
         }
         std::thread::sleep(CHECK);
     }
-    for (agent, worker) in workers.iter_mut() {
-        stop_worker(agent, worker);
+    for worker in workers.values_mut() {
+        stop_worker(worker);
     }
 }

@@ -16,10 +16,9 @@
 //! - `channels.*`, `send` and `message.action` for operators.
 
 use crate::agents::{AgentHub, Agents, Finished, Origin, RunOptions, RunRequest};
+use crate::channel_config::label_of;
 use crate::channel_pairing::{ChannelPairings, PairingAsk, PENDING_PER_ACCOUNT};
-use crate::channel_routing::{
-    Access, ChannelRouting, DmAdmission, GroupAdmission, Inbound, Peer, PeerKind, DEFAULT_ACCOUNT,
-};
+use crate::channel_routing::{DmAdmission, GroupAdmission, Inbound, Peer, PeerKind, DEFAULT_ACCOUNT};
 use crate::conns::Timer;
 use crate::context::Ctx;
 use crate::log_ring::LogLevel;
@@ -40,11 +39,6 @@ pub const ADAPTER_CAP_PREFIX: &str = "channel:";
 pub const DELIVER_EVENT: &str = "channel.deliver";
 /// The event that tells an adapter to connect to its network or to leave it.
 pub const CONTROL_EVENT: &str = "channel.control";
-/// Channels Clawgate knows, with their labels; only these have adapters or settings checks.
-pub const CHANNELS: &[(&str, &str)] = &[("irc", "IRC"), ("telegram", "Telegram"), ("matrix", "Matrix")];
-/// Channels that have an adapter in this build.
-pub const ADAPTERS: &[&str] = &["irc"];
-
 /// Attempts of a delivery before it becomes a dead letter.
 pub const MAX_ATTEMPTS: u32 = 8;
 const FIRST_PAUSE_MS: u64 = 1000;
@@ -65,153 +59,6 @@ const DEAD_KEPT: usize = 1000;
 const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// How long a channel run may take.
 const RUN_TIMEOUT_MS: u64 = 600_000;
-
-fn label_of(channel: &str) -> &str {
-    CHANNELS
-        .iter()
-        .find(|(id, _)| *id == channel)
-        .map_or(channel, |(_, label)| label)
-}
-
-// ----- configuration -----------------------------------------------------------------------
-
-/// One account of one channel, as the configuration declares it.
-#[derive(Debug, Clone)]
-pub struct AccountSpec {
-    pub channel: String,
-    pub account: String,
-    /// `enabled` of the channel and of the account.
-    pub enabled: bool,
-    /// The channel's settings with the account's own over them (`accounts` left out).
-    pub settings: Value,
-    pub access: Access,
-    /// Why the account cannot run, when it cannot (a missing setting, no adapter).
-    pub problem: Option<String>,
-}
-
-/// `channels.*` and the routing of channel messages (`bindings`, `session.dmScope`).
-#[derive(Debug, Clone, Default)]
-pub struct ChannelsConfig {
-    pub accounts: Vec<AccountSpec>,
-    pub routing: ChannelRouting,
-    /// Channels named in the file, in its order, with their `enabled`.
-    pub channels: Vec<(String, bool)>,
-}
-
-impl PartialEq for ChannelsConfig {
-    fn eq(&self, other: &Self) -> bool {
-        let key = |c: &ChannelsConfig| {
-            c.accounts
-                .iter()
-                .map(|a| (a.channel.clone(), a.account.clone(), a.enabled, a.settings.clone()))
-                .collect::<Vec<_>>()
-        };
-        key(self) == key(other) && self.channels == other.channels
-    }
-}
-
-/// What an account of `channel` needs before it can connect.
-fn missing_setting(channel: &str, settings: &Value) -> Option<String> {
-    let has = |key: &str| settings[key].as_str().is_some_and(|s| !s.trim().is_empty());
-    match channel {
-        "irc" if !has("host") => Some("channels.irc.host is not set".into()),
-        "irc" if !has("nick") => Some("channels.irc.nick is not set".into()),
-        "telegram" if !has("botToken") && !has("tokenFile") => Some("channels.telegram.botToken is not set".into()),
-        "matrix" if !has("homeserver") => Some("channels.matrix.homeserver is not set".into()),
-        "matrix" if !(has("accessToken") || (has("userId") && has("password"))) => {
-            Some("channels.matrix.accessToken (or userId and password) is not set".into())
-        }
-        _ if !ADAPTERS.contains(&channel) => Some(format!("Clawgate has no {} adapter yet", label_of(channel))),
-        _ => None,
-    }
-}
-
-impl ChannelsConfig {
-    /// Reads `channels` (and the routing keys) from the resolved document; a setting of the
-    /// wrong type is an error with its path and what it needs.
-    pub fn from_document(doc: &Value) -> Result<ChannelsConfig, (String, &'static str)> {
-        let (routing, _) = ChannelRouting::from_document(doc, clawgate_proto::session::SessionRouting::default());
-        let mut config = ChannelsConfig {
-            routing,
-            ..ChannelsConfig::default()
-        };
-        let Some(all) = doc["channels"].as_object() else {
-            return match &doc["channels"] {
-                Value::Null => Ok(config),
-                _ => Err(("channels".into(), "an object")),
-            };
-        };
-        for (id, section) in all {
-            // `channels.defaults` and the like hold shared settings, not a channel.
-            if id == "defaults" || id == "modelByChannel" {
-                continue;
-            }
-            let Some(section) = section.as_object() else {
-                return Err((format!("channels.{id}"), "an object"));
-            };
-            let flag = |v: &Value, path: String| match v {
-                Value::Null => Ok(true),
-                Value::Bool(b) => Ok(*b),
-                _ => Err((path, "true or false")),
-            };
-            let enabled = flag(
-                &section.get("enabled").cloned().unwrap_or(Value::Null),
-                format!("channels.{id}.enabled"),
-            )?;
-            config.channels.push((id.clone(), enabled));
-            let mut shared = section.clone();
-            let accounts = shared.remove("accounts");
-            shared.remove("defaultAccount");
-            let shared = Value::Object(shared);
-            let named = match accounts {
-                None | Some(Value::Null) => Map::new(),
-                Some(Value::Object(m)) => m,
-                Some(_) => return Err((format!("channels.{id}.accounts"), "an object of accounts")),
-            };
-            let mut list: Vec<(String, Value)> = named.into_iter().collect();
-            if list.is_empty() {
-                list.push((DEFAULT_ACCOUNT.to_owned(), json!({})));
-            }
-            for (account, own) in list {
-                let Some(own) = own.as_object() else {
-                    return Err((format!("channels.{id}.accounts.{account}"), "an object"));
-                };
-                let mut settings = shared.clone();
-                if let Value::Object(map) = &mut settings {
-                    for (k, v) in own {
-                        map.insert(k.clone(), v.clone());
-                    }
-                }
-                let account_enabled = flag(
-                    &own.get("enabled").cloned().unwrap_or(Value::Null),
-                    format!("channels.{id}.accounts.{account}.enabled"),
-                )?;
-                let access = Access::from_settings(&Value::Object(own.clone()), &shared);
-                config.accounts.push(AccountSpec {
-                    channel: id.clone(),
-                    account: account.trim().to_lowercase(),
-                    enabled: enabled && account_enabled,
-                    problem: missing_setting(id, &settings),
-                    settings,
-                    access,
-                });
-            }
-        }
-        Ok(config)
-    }
-
-    /// The account `account` of `channel`.
-    pub fn account(&self, channel: &str, account: &str) -> Option<&AccountSpec> {
-        self.accounts
-            .iter()
-            .find(|a| a.channel == channel && a.account == account)
-    }
-
-    /// The accounts whose adapter should run: enabled, with what they need, with an adapter.
-    pub fn runnable(&self) -> impl Iterator<Item = &AccountSpec> {
-        self.accounts.iter().filter(|a| a.enabled && a.problem.is_none())
-    }
-}
 
 // ----- durable state -----------------------------------------------------------------------
 
@@ -1358,13 +1205,4 @@ impl crate::channel_pairing::PairingRequest {
             .split_once('!')
             .map_or(self.sender_id.clone(), |(nick, _)| nick.to_owned())
     }
-}
-
-/// The accounts whose adapters run, as `(channel, account)`, with the settings a change of
-/// which restarts the adapter: for the process supervisor of the runtime.
-pub fn adapters_to_run(config: &ChannelsConfig) -> Vec<(String, String, String)> {
-    config
-        .runnable()
-        .map(|a| (a.channel.clone(), a.account.clone(), a.settings.to_string()))
-        .collect()
 }

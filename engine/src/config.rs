@@ -78,7 +78,7 @@ pub struct GatewayConfig {
     /// `hooks.*`: the inbound webhooks.
     pub hooks: crate::hooks::HooksConfig,
     /// `channels.*` and the routing of their messages.
-    pub channels: crate::channels::ChannelsConfig,
+    pub channels: crate::channel_config::ChannelsConfig,
     /// The gateway host's time zone (IANA name), for cron expressions without one.
     pub host_time_zone: String,
     /// `tools.exec`: whether commands run, wait for approval or are refused.
@@ -232,7 +232,7 @@ impl GatewayConfig {
             models: crate::models::ModelCatalog::default(),
             cron: crate::scheduler::CronSettings::default(),
             hooks: crate::hooks::HooksConfig::default(),
-            channels: crate::channels::ChannelsConfig::default(),
+            channels: crate::channel_config::ChannelsConfig::default(),
             host_time_zone: "UTC".to_owned(),
             exec_policy: crate::approvals::ExecPolicy::default(),
             agent_exec_policies: std::collections::BTreeMap::new(),

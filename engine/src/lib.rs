@@ -18,6 +18,7 @@ pub mod agent_files;
 pub mod agents;
 pub mod approvals;
 mod cache;
+pub mod channel_config;
 pub mod channel_pairing;
 pub mod channel_routing;
 pub mod channel_text;

@@ -57,7 +57,7 @@ pub struct FileSettings {
     /// `hooks.*`: the inbound webhooks.
     pub hooks: crate::hooks::HooksConfig,
     /// `channels.*`, `bindings` and the DM and group scopes.
-    pub channels: crate::channels::ChannelsConfig,
+    pub channels: crate::channel_config::ChannelsConfig,
     /// The whole document after `${ENV}` substitution, for `config get` and for diffing on reload.
     pub document: Value,
     /// The file's text as read (before `${ENV}` substitution), for `config.get` and the writes
@@ -619,8 +619,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(FileSe
         crate::scheduler::CronSettings::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
     let hooks =
         crate::hooks::HooksConfig::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
-    let channels =
-        crate::channels::ChannelsConfig::from_document(&doc).map_err(|(path, expected)| type_error(&path, expected))?;
+    let channels = crate::channel_config::ChannelsConfig::from_document(&doc)
+        .map_err(|(path, expected)| type_error(&path, expected))?;
     let rate_limit = match get(&doc, "gateway.auth.rateLimit") {
         None | Some(Value::Null) => None,
         Some(Value::Object(_)) => {

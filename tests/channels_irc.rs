@@ -1,0 +1,383 @@
+//! The IRC channel against a real IRC server: ngIRCd (from Debian, made available by
+//! `scripts/install-ngircd.sh`) on loopback, the gateway with `channels.irc` configured (it starts
+//! the IRC adapter itself), an echo agent worker, and a person who is a raw IRC client. DM
+//! pairing, a DM and a channel mention answered, a long reply cut to IRC's line limit, and the
+//! gateway and then the adapter killed with SIGKILL while a message is under way: it is answered
+//! exactly once.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "irc-test-token-0123456789";
+
+fn ngircd() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-ngircd.sh");
+    let out = Command::new("bash")
+        .arg(script)
+        .output()
+        .expect("run install-ngircd.sh");
+    assert!(
+        out.status.success(),
+        "scripts/install-ngircd.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_ircd(dir: &Path, port: u16) -> Killed {
+    let conf = dir.join("ngircd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[Global]\nName = irc.clawgate.test\nInfo = Clawgate test\nListen = 127.0.0.1\nPorts = {port}\n\
+             MotdPhrase = test\n[Limits]\nMaxNickLength = 30\n[Options]\nPAM = no\nIdent = no\nDNS = no\n\
+             [Channel]\nName = #room\nModes = +n\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(ngircd())
+        .args(["-n", "-f"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ngircd");
+    common::wait_until("ngircd to listen", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Killed(child)
+}
+
+fn write_config(state: &Path, port: u16, irc_port: u16) {
+    std::fs::create_dir_all(state).unwrap();
+    let config = serde_json::json!({
+        "gateway": {"port": port, "auth": {"token": TOKEN}},
+        "channels": {"irc": {
+            "host": "127.0.0.1", "port": irc_port, "tls": false, "nick": "clawbot",
+            "channels": ["#room"], "dmPolicy": "pairing",
+            "groupPolicy": "allowlist", "groups": {"#room": {"allowFrom": ["*"]}},
+        }},
+    });
+    std::fs::write(state.join("openclaw.json"), config.to_string()).unwrap();
+}
+
+fn start_gateway(state: &Path, port: u16) -> Killed {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state.join("gateway.log"))
+        .unwrap();
+    let child = common::bin()
+        .args(["gateway", "run"])
+        .env("OPENCLAW_STATE_DIR", state)
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    common::wait_until("the gateway to listen", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Killed(child)
+}
+
+fn start_worker(port: u16, delay_ms: u64) -> Killed {
+    let child = common::bin()
+        .args(["agent", "--backend", "echo", "--delay-ms", &delay_ms.to_string()])
+        .args(["--url", &format!("ws://127.0.0.1:{port}"), "--token", TOKEN])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Killed(child)
+}
+
+/// A person on IRC: a raw client whose lines are read by a thread.
+struct Person {
+    nick: String,
+    stream: TcpStream,
+    lines: mpsc::Receiver<String>,
+    /// Lines read but not yet matched.
+    seen: Vec<String>,
+}
+
+impl Person {
+    fn join(port: u16, nick: &str) -> Person {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let reader = stream.try_clone().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut p = Person {
+            nick: nick.to_owned(),
+            stream,
+            lines: rx,
+            seen: Vec::new(),
+        };
+        p.send(&format!("NICK {nick}"));
+        p.send(&format!("USER {nick} 0 * :{nick}"));
+        p.wait_line("registration", |l| l.contains(" 001 "));
+        p.send("JOIN #room");
+        p.wait_line("joining #room", |l| l.contains(" 366 "));
+        p
+    }
+
+    fn send(&mut self, line: &str) {
+        self.stream.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+    }
+
+    fn say(&mut self, target: &str, text: &str) {
+        self.send(&format!("PRIVMSG {target} :{text}"));
+    }
+
+    /// Waits for a line matching `f` (answering PINGs), keeping the others.
+    fn wait_line(&mut self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        if let Some(i) = self.seen.iter().position(|l| f(l)) {
+            return self.seen.remove(i);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{}: timed out waiting for {what}; saw {:?}",
+                self.nick,
+                self.seen
+            );
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with("PING") => {
+                    let token = line.trim_start_matches("PING").trim().to_owned();
+                    self.send(&format!("PONG {token}"));
+                }
+                Ok(line) if f(&line) => return line,
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "{}: nothing more while waiting for {what}; saw {:?}",
+                    self.nick, self.seen
+                ),
+            }
+        }
+    }
+
+    /// The text of the next PRIVMSG from the bot to `target`.
+    fn reply(&mut self, target: &str) -> String {
+        let needle = format!(" PRIVMSG {target} :");
+        let line = self.wait_line(&format!("a message from clawbot to {target}"), |l| {
+            from_bot(l) && l.contains(&needle)
+        });
+        line.split_once(&needle).map(|(_, t)| t.to_owned()).unwrap_or_default()
+    }
+
+    /// Every message from the bot to `target` that arrives within `quiet`.
+    fn replies_within(&mut self, target: &str, quiet: Duration) -> Vec<String> {
+        let needle = format!(" PRIVMSG {target} :");
+        let deadline = Instant::now() + quiet;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+        let (mine, rest): (Vec<String>, Vec<String>) = std::mem::take(&mut self.seen)
+            .into_iter()
+            .partition(|l| from_bot(l) && l.contains(&needle));
+        self.seen = rest;
+        mine.iter()
+            .filter_map(|l| l.split_once(&needle).map(|(_, t)| t.to_owned()))
+            .collect()
+    }
+}
+
+/// Whether a line comes from the bot: `clawbot`, or `clawbot_` while another adapter of a
+/// gateway that just died still held the name.
+fn from_bot(line: &str) -> bool {
+    line.strip_prefix(':')
+        .and_then(|l| l.split_once('!'))
+        .is_some_and(|(nick, _)| nick.trim_end_matches('_') == "clawbot")
+}
+
+fn clawgate(state: &Path, args: &[&str]) -> String {
+    let out = common::bin()
+        .args(args)
+        .env("OPENCLAW_STATE_DIR", state)
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "clawgate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until the bot is in #room (asking the server for the channel's names).
+fn wait_for_bot(person: &mut Person) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        person.send("NAMES #room");
+        let names = person.wait_line("the names of #room", |l| l.contains(" 366 "));
+        let listed = std::mem::take(&mut person.seen);
+        let (names_lines, rest): (Vec<String>, Vec<String>) = listed.into_iter().partition(|l| l.contains(" 353 "));
+        person.seen = rest;
+        let present = names_lines.iter().any(|l| {
+            let names = l.rsplit_once(" :").map_or("", |(_, n)| n);
+            names
+                .split(' ')
+                .any(|n| n.trim_start_matches(['@', '+', '%', '~', '&']) == "clawbot")
+        });
+        if present {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the bot never joined #room ({names})");
+        // Slowly: the server delays a client's commands when it sends many.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn setup(name: &str) -> (PathBuf, u16, u16, Killed) {
+    let dir = std::env::temp_dir().join(format!("clawgate-irc-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let irc_port = common::free_port(28_000);
+    let port = common::free_port(28_000);
+    let ircd = start_ircd(&dir, irc_port);
+    write_config(&dir.join("state"), port, irc_port);
+    (dir, port, irc_port, ircd)
+}
+
+/// Waits until the gateway holds `text` as an accepted message waiting for its reply.
+fn wait_until_accepted(state: &Path, text: &str) {
+    let file = state.join("channels/state.json");
+    let needle = format!("\"text\":\"{text}\"");
+    common::wait_until("the message to be accepted", Duration::from_secs(20), || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t.contains(&needle))
+    });
+}
+
+/// Pairs `person` through the pairing code the bot sends, with `clawgate pairing approve`.
+fn pair(state: &Path, person: &mut Person) {
+    person.say("clawbot", "hello, who are you?");
+    let text = person.reply(&person.nick.clone());
+    let code = text
+        .split("Pairing code: ")
+        .nth(1)
+        .and_then(|t| t.split(['.', ' ']).next())
+        .unwrap_or_else(|| panic!("no pairing code in {text:?}"))
+        .to_owned();
+    assert!(text.contains(&format!("openclaw pairing approve irc {code}")), "{text}");
+    let listed = clawgate(state, &["pairing", "list", "irc"]);
+    assert!(listed.contains(&code), "{listed}");
+    let approved = clawgate(state, &["pairing", "approve", "irc", &code]);
+    assert!(approved.contains(&person.nick), "{approved}");
+    let note = person.reply(&person.nick.clone());
+    assert!(note.contains("approved"), "{note}");
+}
+
+#[test]
+fn a_person_on_irc_pairs_then_talks_to_the_agent_in_a_dm_and_in_a_channel() {
+    let (dir, port, irc_port, _ircd) = setup("talk");
+    let state = dir.join("state");
+    let _gateway = start_gateway(&state, port);
+    let _worker = start_worker(port, 0);
+    let mut alice = Person::join(irc_port, "alice");
+    wait_for_bot(&mut alice);
+
+    pair(&state, &mut alice);
+    alice.say("clawbot", "ping number one");
+    assert_eq!(alice.reply("alice"), "ping number one");
+
+    // In the channel, only a message that names the bot is answered.
+    alice.say("#room", "nobody is addressed here");
+    alice.say("#room", "clawbot: what about now");
+    assert_eq!(alice.reply("#room"), "what about now");
+    assert!(alice.replies_within("#room", Duration::from_millis(500)).is_empty());
+
+    // A message longer than one IRC line (an operator's `send`; a person cannot send one that
+    // long) comes as several lines, each within 512 bytes once the server has prefixed it.
+    let long: String = (0..300).map(|i| format!("w{i} ")).collect();
+    let params = serde_json::json!({"channel": "irc", "to": "alice", "message": long, "idempotencyKey": "long-1"});
+    let sent = clawgate(&state, &["call", "send", "--params", &params.to_string()]);
+    assert!(sent.contains("\"queued\""), "{sent}");
+    let mut words = Vec::new();
+    while words.len() < 300 {
+        let piece = alice.reply("alice");
+        let line = format!(":clawbot!~clawbot@127.0.0.1 PRIVMSG alice :{piece}\r\n");
+        assert!(line.len() <= 512, "a line of {} bytes", line.len());
+        words.extend(piece.split_whitespace().map(str::to_owned));
+    }
+    let expected: Vec<String> = long.split_whitespace().map(str::to_owned).collect();
+    assert_eq!(words, expected);
+
+    let status: serde_json::Value = serde_json::from_str(&clawgate(&state, &["channels", "status", "--json"])).unwrap();
+    let account = &status["channelAccounts"]["irc"][0];
+    assert_eq!(account["connected"], true, "{status}");
+    assert_eq!(account["deadLetters"], 0);
+}
+
+#[test]
+fn a_message_under_way_is_answered_once_when_the_gateway_and_then_the_adapter_are_killed() {
+    let (dir, port, irc_port, _ircd) = setup("crash");
+    let state = dir.join("state");
+    let mut gateway = start_gateway(&state, port);
+    // Slow words: the run is still going when the gateway dies.
+    let _worker = start_worker(port, 300);
+    let mut bob = Person::join(irc_port, "bob");
+    wait_for_bot(&mut bob);
+    pair(&state, &mut bob);
+
+    bob.say("clawbot", "one two three four five six");
+    wait_until_accepted(&state, "one two three four five six");
+    let _ = gateway.0.kill();
+    let _ = gateway.0.wait();
+    drop(gateway);
+    let _gateway = start_gateway(&state, port);
+    assert_eq!(bob.reply("bob"), "one two three four five six");
+    assert!(
+        bob.replies_within("bob", Duration::from_secs(2)).is_empty(),
+        "the message was answered more than once"
+    );
+    // The new adapter may have come up under another name while the old one still held the
+    // bot's; it takes the name back once it is free.
+    wait_for_bot(&mut bob);
+
+    // Now the adapter dies while a message is under way; the gateway starts a new one.
+    bob.say("clawbot", "seven eight nine ten");
+    wait_until_accepted(&state, "seven eight nine ten");
+    let adapters = Command::new("pkill")
+        .args([
+            "-KILL",
+            "-f",
+            &format!("channel --channel irc --account default --url ws://127.0.0.1:{port}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(adapters.success(), "no adapter process was found to kill");
+    wait_for_bot(&mut bob);
+    assert_eq!(bob.reply("bob"), "seven eight nine ten");
+    assert!(
+        bob.replies_within("bob", Duration::from_secs(2)).is_empty(),
+        "the message was answered more than once"
+    );
+}
