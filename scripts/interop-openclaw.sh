@@ -404,5 +404,43 @@ done
 check "openclaw system heartbeat last reads the heartbeat turn's outcome" 0 \
   "d['status'] == 'skipped' and d['reason'] == 'no-route' and d['preview'] != ''"
 
+# Channels: a gateway with channels.irc on a real IRC server (ngIRCd, scripts/install-ngircd.sh);
+# the CLI reads the channel's state through the gateway and sends through its `send` method.
+# (`openclaw message send --channel irc` delivers from the CLI process itself: the IRC plugin's
+# outbound mode is direct, so it never reaches a gateway, Clawgate's or OpenClaw's.)
+NGIRCD=$(scripts/install-ngircd.sh)
+IRC_PORT=$(free_port)
+printf '[Global]\nName = irc.interop.test\nInfo = interop\nListen = 127.0.0.1\nPorts = %s\n[Limits]\nMaxNickLength = 30\n[Options]\nPAM = no\nIdent = no\nDNS = no\n[Channel]\nName = #room\n' \
+  "$IRC_PORT" > "$WORK/ngircd.conf"
+"$NGIRCD" -n -f "$WORK/ngircd.conf" > "$WORK/ngircd.log" 2>&1 &
+IRCD_PID=$!
+CH_PORT=$(free_port)
+mkdir -p "$WORK/channel-state"
+cat > "$WORK/channel-state/openclaw.json" <<JSON
+{"gateway": {"port": $CH_PORT, "auth": {"token": "ch-$TOKEN"}},
+ "channels": {"irc": {"host": "127.0.0.1", "port": $IRC_PORT, "tls": false, "nick": "interopbot",
+                      "channels": ["#room"], "dmPolicy": "pairing"}}}
+JSON
+OPENCLAW_STATE_DIR="$WORK/channel-state" "$BINARY" gateway run "${runtime_flag[@]}" > "$WORK/channel-gateway.log" 2>&1 &
+CH_GW_PID=$!
+trap 'kill $CH_GW_PID $IRCD_PID 2>/dev/null; cleanup' EXIT
+wait_for_health "$CH_PORT" || true
+chc() { cli env OPENCLAW_GATEWAY_PORT="$CH_PORT" OPENCLAW_GATEWAY_TOKEN="ch-$TOKEN" node "$OPENCLAW" "$@"; }
+for _ in $(seq 1 100); do
+  chc channels status
+  case "$OUT" in *"IRC default: enabled, configured, running, connected"*) break ;; esac
+  sleep 0.2
+done
+check "openclaw channels status shows the IRC account connected" 0 "'IRC default: enabled, configured, running, connected, dm:pairing' in out"
+chc channels status --json
+check "openclaw channels status --json" 0 "d['channelOrder'] == ['irc'] and d['channelAccounts']['irc'][0]['healthState'] == 'healthy'"
+chc gateway call send --params '{"channel":"irc","to":"#room","message":"hello from the interop run","idempotencyKey":"interop-send-1"}' --json
+check "openclaw gateway call send queues a message for the channel" 0 "d['channel'] == 'irc' and d['status'] == 'queued'"
+chc gateway call send --params '{"channel":"fax","to":"x","message":"m","idempotencyKey":"interop-send-2"}' --json
+check "send to an unknown channel is refused as OpenClaw refuses it" 1 "'unsupported channel: fax' in out"
+chc gateway call channels.pairing.list --json
+check "openclaw gateway call channels.pairing.list" 0 "d['accounts'][0]['channel'] == 'irc' and d['requests'] == []"
+kill "$CH_GW_PID" "$IRCD_PID" 2>/dev/null || true
+
 echo "interop: $passed passed, $failed failed"
 [ "$failed" = 0 ]
