@@ -52,6 +52,9 @@ pub trait Network {
     fn poll(&mut self, wait: Duration, io: &mut AdapterIo);
     /// Sends a delivery; the error says why, and whether trying again is pointless.
     fn send(&mut self, delivery: &Delivery) -> Result<(), (String, bool)>;
+    /// The gateway holds the message durably: a network that confirms receipt (an update offset,
+    /// a sync token) may confirm it now.
+    fn acknowledged(&mut self, _message_id: &str) {}
 }
 
 /// An adapter: which account it serves, its settings, and where the gateway is.
@@ -237,6 +240,7 @@ impl Adapter {
                     });
                     match session.call("channel.inbound", &params) {
                         Ok(_) => {
+                            network.acknowledged(&m.message_id);
                             pending.pop_front();
                         }
                         Err(CallError::Gateway(e)) if e.code == ErrorCode::Unavailable => {
@@ -244,7 +248,9 @@ impl Adapter {
                             break;
                         }
                         Err(CallError::Gateway(e)) => {
+                            // Refused for good (malformed): confirmed, so it does not come back.
                             eprintln!("clawgate channel {name}: the gateway refused a message: {}", e.message);
+                            network.acknowledged(&m.message_id);
                             pending.pop_front();
                         }
                         Err(e) => return Err(e),

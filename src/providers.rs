@@ -100,7 +100,7 @@ pub type Sink<'a> = dyn FnMut(&str) -> Result<(), Stop> + 'a;
 
 /// The certificates the system trusts (`SSL_CERT_FILE` / `SSL_CERT_DIR` first, then the
 /// distribution's bundle); Mozilla's list where the system has none.
-fn system_roots() -> ureq::tls::RootCerts {
+pub fn system_roots() -> ureq::tls::RootCerts {
     let found = rustls_native_certs::load_native_certs();
     let certs: Vec<ureq::tls::Certificate<'static>> = found
         .certs

@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 /// Channels Clawgate knows, with their labels; only these have adapters or settings checks.
 pub const CHANNELS: &[(&str, &str)] = &[("irc", "IRC"), ("telegram", "Telegram"), ("matrix", "Matrix")];
 /// Channels that have an adapter in this build.
-pub const ADAPTERS: &[&str] = &["irc"];
+pub const ADAPTERS: &[&str] = &["irc", "telegram"];
 
 /// The label of a channel (`IRC`), or its id when Clawgate does not know it.
 pub fn label_of(channel: &str) -> &str {
@@ -198,18 +198,18 @@ mod tests {
 
     #[test]
     fn an_account_missing_a_setting_or_an_adapter_says_what_is_missing() {
-        let c = config(json!({"irc": {"host": "h"}, "telegram": {"botToken": "t"}}));
+        let c = config(json!({"irc": {"host": "h"}, "matrix": {"homeserver": "https://m", "accessToken": "t"}}));
         assert_eq!(
             c.account("irc", "default").unwrap().problem.as_deref(),
             Some("channels.irc.nick is not set")
         );
         assert!(c
-            .account("telegram", "default")
+            .account("matrix", "default")
             .unwrap()
             .problem
             .as_deref()
             .unwrap()
-            .contains("no Telegram adapter"));
+            .contains("no Matrix adapter"));
         assert!(adapters_to_run(&c).is_empty());
     }
 

@@ -180,6 +180,7 @@ const USED: &[&str] = &[
     "session.groupScope",
     "bindings",
     "channels.irc",
+    "channels.telegram",
     "cron.enabled",
     "cron.skipMissedJobs",
     "cron.maxConcurrentRuns",
