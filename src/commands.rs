@@ -417,6 +417,7 @@ pub fn channel_adapter(args: &crate::cli::ChannelArgs) -> Result<(), Failure> {
     match channel.as_str() {
         "irc" => crate::channel_irc::run(adapter).map_err(Failure::failed),
         "telegram" => crate::channel_telegram::run(adapter).map_err(Failure::failed),
+        "matrix" => crate::channel_matrix::run(adapter).map_err(Failure::failed),
         other => Err(Failure::usage(format!(
             "Clawgate has no adapter for channel {other} yet"
         ))),

@@ -3,6 +3,7 @@
 
 mod channel_adapter;
 mod channel_irc;
+mod channel_matrix;
 mod channel_telegram;
 mod cli;
 mod commands;

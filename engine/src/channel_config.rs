@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 /// Channels Clawgate knows, with their labels; only these have adapters or settings checks.
 pub const CHANNELS: &[(&str, &str)] = &[("irc", "IRC"), ("telegram", "Telegram"), ("matrix", "Matrix")];
 /// Channels that have an adapter in this build.
-pub const ADAPTERS: &[&str] = &["irc", "telegram"];
+pub const ADAPTERS: &[&str] = &["irc", "telegram", "matrix"];
 
 /// The label of a channel (`IRC`), or its id when Clawgate does not know it.
 pub fn label_of(channel: &str) -> &str {
@@ -63,12 +63,46 @@ fn missing_setting(channel: &str, settings: &Value) -> Option<String> {
         "irc" if !has("nick") => Some("channels.irc.nick is not set".into()),
         "telegram" if !has("botToken") && !has("tokenFile") => Some("channels.telegram.botToken is not set".into()),
         "matrix" if !has("homeserver") => Some("channels.matrix.homeserver is not set".into()),
+        // Running unencrypted when encryption was asked for would mislead: refused instead.
+        "matrix" if settings["encryption"] == true => {
+            Some("channels.matrix.encryption is not supported yet; use unencrypted rooms".into())
+        }
         "matrix" if !(has("accessToken") || (has("userId") && has("password"))) => {
             Some("channels.matrix.accessToken (or userId and password) is not set".into())
         }
         _ if !ADAPTERS.contains(&channel) => Some(format!("Clawgate has no {} adapter yet", label_of(channel))),
         _ => None,
     }
+}
+
+/// Matrix keeps its DM policy under `dm` (`dm.policy`, `dm.allowFrom`, `dm.enabled`) and a room's
+/// senders under `groups.<room>.users`: read as the other channels' keys.
+fn dm_keys(channel: &str, settings: &Value) -> Value {
+    let mut s = settings.clone();
+    if channel != "matrix" {
+        return s;
+    }
+    let dm = settings["dm"].clone();
+    if let Value::Object(map) = &mut s {
+        if dm["enabled"] == false {
+            map.insert("dmPolicy".into(), json!("disabled"));
+        } else if let Some(p) = dm["policy"].as_str() {
+            map.entry("dmPolicy").or_insert(json!(p));
+        }
+        if dm["allowFrom"].is_array() {
+            map.entry("allowFrom").or_insert(dm["allowFrom"].clone());
+        }
+        if let Some(Value::Object(groups)) = map.get_mut("groups") {
+            for room in groups.values_mut() {
+                if let Value::Object(r) = room {
+                    if let Some(users) = r.get("users").cloned() {
+                        r.entry("allowFrom").or_insert(users);
+                    }
+                }
+            }
+        }
+    }
+    s
 }
 
 impl ChannelsConfig {
@@ -131,7 +165,7 @@ impl ChannelsConfig {
                     &own.get("enabled").cloned().unwrap_or(Value::Null),
                     format!("channels.{id}.accounts.{account}.enabled"),
                 )?;
-                let access = Access::from_settings(&Value::Object(own.clone()), &shared);
+                let access = Access::from_settings(&dm_keys(id, &Value::Object(own.clone())), &dm_keys(id, &shared));
                 config.accounts.push(AccountSpec {
                     channel: id.clone(),
                     account: account.trim().to_lowercase(),
@@ -198,7 +232,9 @@ mod tests {
 
     #[test]
     fn an_account_missing_a_setting_or_an_adapter_says_what_is_missing() {
-        let c = config(json!({"irc": {"host": "h"}, "matrix": {"homeserver": "https://m", "accessToken": "t"}}));
+        let c = config(
+            json!({"irc": {"host": "h"}, "matrix": {"homeserver": "https://m", "accessToken": "t", "encryption": true}}),
+        );
         assert_eq!(
             c.account("irc", "default").unwrap().problem.as_deref(),
             Some("channels.irc.nick is not set")
@@ -209,7 +245,7 @@ mod tests {
             .problem
             .as_deref()
             .unwrap()
-            .contains("no Matrix adapter"));
+            .contains("encryption is not supported"));
         assert!(adapters_to_run(&c).is_empty());
     }
 

@@ -181,6 +181,7 @@ const USED: &[&str] = &[
     "bindings",
     "channels.irc",
     "channels.telegram",
+    "channels.matrix",
     "cron.enabled",
     "cron.skipMissedJobs",
     "cron.maxConcurrentRuns",
