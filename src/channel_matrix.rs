@@ -174,6 +174,36 @@ struct Syncer {
 }
 
 impl Syncer {
+    /// The events of `room` between the tokens `to` (older) and `from`, oldest first.
+    fn gap(&self, session: &Session, room: &str, from: &str, to: &str) -> Vec<Value> {
+        let mut found = Vec::new();
+        let mut from = from.to_owned();
+        // At most 20 pages of 100: a gap longer than that loses its oldest part.
+        for _ in 0..20 {
+            let url = format!(
+                "{}/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100&from={}&to={}",
+                session.base,
+                encode(room),
+                encode(&from),
+                encode(to)
+            );
+            let Ok(page) = call(&self.agent, "GET", &url, Some(&session.token), None) else {
+                break;
+            };
+            let chunk = page["chunk"].as_array().cloned().unwrap_or_default();
+            if chunk.is_empty() {
+                break;
+            }
+            found.extend(chunk);
+            match page["end"].as_str() {
+                Some(end) => from = end.to_owned(),
+                None => break,
+            }
+        }
+        found.reverse();
+        found
+    }
+
     fn run(self, session: &Session) {
         let mut since = std::fs::read_to_string(&self.token_file)
             .ok()
@@ -200,6 +230,7 @@ impl Syncer {
             if let Some(s) = &since {
                 url.push_str(&format!("&since={}", encode(s)));
             }
+            url.push_str(&format!("&filter={}", encode(r#"{"room":{"timeline":{"limit":100}}}"#)));
             let batch = match call(&self.agent, "GET", &url, Some(&session.token), None) {
                 Ok(b) => {
                     pause = Duration::from_secs(1);
@@ -247,7 +278,16 @@ impl Syncer {
                 if first {
                     continue;
                 }
-                for event in state["timeline"]["events"].as_array().into_iter().flatten() {
+                // A limited timeline left events out (more came in than one sync carries, say
+                // while the adapter was down): they are fetched back to the last token.
+                let mut events: Vec<Value> = Vec::new();
+                if state["timeline"]["limited"] == true {
+                    if let (Some(from), Some(to)) = (state["timeline"]["prev_batch"].as_str(), since.as_deref()) {
+                        events = self.gap(session, room, from, to);
+                    }
+                }
+                events.extend(state["timeline"]["events"].as_array().cloned().unwrap_or_default());
+                for event in &events {
                     let (Some(id), Some(sender)) = (event["event_id"].as_str(), event["sender"].as_str()) else {
                         continue;
                     };

@@ -381,3 +381,66 @@ fn a_message_under_way_is_answered_once_when_the_gateway_and_then_the_adapter_ar
         "the message was answered more than once"
     );
 }
+
+/// The resident memory of `pid` and of its children, in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let of = |p: &str| {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            })
+            .unwrap_or(0)
+    };
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let kids: u64 = children.split_whitespace().map(of).sum();
+    (of(&pid.to_string()), kids)
+}
+
+/// Figures, run by hand: `cargo test --release --test channels_irc -- --ignored --nocapture`.
+/// A DM to the bot and its echo reply, one at a time: the time from the person's PRIVMSG to the
+/// reply's arrival (ngIRCd, the adapter, the gateway and the echo worker), and the memory of the
+/// gateway and of the processes it started.
+#[test]
+#[ignore]
+fn figures_dm_round_trip_and_memory() {
+    let (dir, port, irc_port, _ircd) = setup("figures");
+    let state = dir.join("state");
+    std::fs::write(
+        state.join("openclaw.json"),
+        serde_json::json!({
+            "gateway": {"port": port, "auth": {"token": TOKEN}},
+            "channels": {"irc": {"host": "127.0.0.1", "port": irc_port, "tls": false, "nick": "clawbot",
+                                 "channels": ["#room"], "dmPolicy": "allowlist", "allowFrom": ["*"]}},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let gateway = start_gateway(&state, port);
+    let _worker = start_worker(port, 0);
+    let mut alice = Person::join(irc_port, "alice");
+    wait_for_bot(&mut alice);
+    alice.say("clawbot", "warm up");
+    alice.reply("alice");
+    let mut times = Vec::new();
+    for i in 0..300 {
+        let started = Instant::now();
+        alice.say("clawbot", &format!("ping {i}"));
+        assert_eq!(alice.reply("alice"), format!("ping {i}"));
+        times.push(started.elapsed().as_micros() as u64);
+        // Under ngIRCd's flood limit for one client.
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    times.sort_unstable();
+    let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
+    let (gw, kids) = rss_kib(gateway.0.id());
+    eprintln!(
+        "irc round trip over {} DMs: p50 {} us, p99 {} us, max {} us; RSS gateway {gw} KiB, its adapter {kids} KiB",
+        times.len(),
+        at(0.5),
+        at(0.99),
+        times[times.len() - 1]
+    );
+}

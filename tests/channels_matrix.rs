@@ -196,7 +196,7 @@ impl Person<'_> {
     /// The bodies of the bot's messages in `room`, oldest first.
     fn bot_messages(&self, room: &str) -> Vec<String> {
         let url = format!(
-            "{}/_matrix/client/v3/rooms/{}/messages?dir=b&limit=100",
+            "{}/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1000",
             self.hs.base,
             room.replace('!', "%21")
         );
@@ -329,4 +329,78 @@ fn a_person_on_matrix_is_answered_in_a_dm_and_when_named_in_a_room_and_once_acro
     assert_eq!(replies[1], "one two three four five");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(carol.bot_messages(&dm).len(), 2, "answered more than once");
+}
+
+/// `CLAWGATE_CHANNEL_CRASH_CYCLES` gateway kills (default 3) at random moments while a person
+/// keeps writing: every message is answered exactly once in the end (the homeserver keeps what
+/// arrives while the bot is down, and the sync token hands it over after the restart).
+#[test]
+fn every_message_is_answered_exactly_once_across_random_gateway_kills() {
+    let cycles: u32 = std::env::var("CLAWGATE_CHANNEL_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let dir = std::env::temp_dir().join(format!("clawgate-matrix-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let hs = Homeserver::start(&dir);
+    hs.register("bot");
+    let mut carol = Person {
+        hs: &hs,
+        token: hs.register("carol"),
+        txn: 0,
+    };
+    let port = common::free_port(36_000);
+    let config = json!({
+        "gateway": {"port": port, "auth": {"token": TOKEN}},
+        "channels": {"matrix": {
+            "homeserver": hs.base, "userId": "@bot:localhost", "password": PASSWORD,
+            "autoJoin": "always", "dm": {"policy": "allowlist", "allowFrom": ["@carol:localhost"]},
+        }},
+    });
+    let state = dir.join("state");
+    std::fs::write(state.join("openclaw.json"), config.to_string()).unwrap();
+    let mut gateway = start_gateway(&state, port);
+    let _worker = start_worker(port, 50);
+    let dm = carol.create_room(&["@bot:localhost"], true);
+    carol.wait_for_bot_in(&dm);
+    let mut seed = std::process::id() as u64 | 1;
+    let mut random = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut sent = Vec::new();
+    for cycle in 0..cycles {
+        // A few messages, then a kill at a random moment among them.
+        let burst = 3 + random(4);
+        let kill_after = random(burst);
+        for i in 0..burst {
+            let text = format!("message {cycle}-{i}");
+            carol.say(&dm, &text);
+            sent.push(text);
+            std::thread::sleep(Duration::from_millis(random(300)));
+            if i == kill_after {
+                let _ = gateway.0.kill();
+                let _ = gateway.0.wait();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(random(500)));
+        gateway = start_gateway(&state, port);
+    }
+    let replies = carol.wait_for_bot_messages(&dm, sent.len());
+    std::thread::sleep(Duration::from_secs(3));
+    let replies_after = carol.bot_messages(&dm);
+    assert_eq!(replies, replies_after, "replies kept coming");
+    for text in &sent {
+        let count = replies.iter().filter(|r| *r == text).count();
+        assert_eq!(count, 1, "{text:?} was answered {count} times; replies: {replies:?}");
+    }
+    assert_eq!(replies.len(), sent.len(), "replies to nothing: {replies:?}");
+    eprintln!(
+        "matrix crash: {cycles} kills, {} messages, each answered once",
+        sent.len()
+    );
+    drop(gateway);
 }

@@ -646,6 +646,9 @@ impl ChannelsPart<'_> {
             handed.push((conn, payload));
         }
         for (conn, payload) in handed {
+            // Not before the delivery is durable: a reply sent and then lost with the gateway's
+            // state would run again and be sent twice.
+            self.cx.net.hold_for_persist(conn);
             self.cx.net.send_event(conn, DELIVER_EVENT, &to_raw(&payload), false);
         }
         self.arm_timer(now_ms);

@@ -447,3 +447,20 @@ fn a_corrupt_state_file_is_an_error() {
     let gw = Gateway::new(config_with(irc("allowlist")), Box::new(FakeEntropy(10)), START);
     assert!(gw.with_channels(Some("{not json")).is_err());
 }
+
+#[test]
+fn a_reply_goes_to_the_adapter_only_once_it_is_durable() {
+    let mut b = bench("allowlist");
+    let a = adapter(&mut b);
+    let node = worker(&mut b);
+    inbound(&mut b, a, dm("carol!c@host", "m1", "hold on"));
+    let (invoke, _) = runs(&mut b, node).remove(0);
+    b.hold_persists = true;
+    finish(&mut b, node, &invoke, "held");
+    assert!(
+        events_named(&mut b, a, "channel.deliver").is_empty(),
+        "handed over before the write"
+    );
+    b.ack_persists();
+    assert_eq!(events_named(&mut b, a, "channel.deliver")[0]["text"], "held");
+}
