@@ -212,7 +212,7 @@ impl Adapter {
                         }
                     }
                 }
-                network.poll(Duration::from_millis(50), &mut io);
+                network.poll(Duration::from_millis(20), &mut io);
                 if net_up && !io.connected && io.error.is_some() {
                     // The network dropped us: try again after a pause.
                     net_up = false;

@@ -66,7 +66,7 @@ fn connect_stream(settings: &Value) -> Result<(Stream, TcpStream), String> {
     let port = settings["port"].as_u64().unwrap_or(if tls { 6697 } else { 6667 });
     let tcp = TcpStream::connect((host.as_str(), port as u16))
         .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
-    tcp.set_read_timeout(Some(Duration::from_millis(100)))
+    tcp.set_read_timeout(Some(Duration::from_millis(20)))
         .map_err(|e| e.to_string())?;
     let handle = tcp.try_clone().map_err(|e| e.to_string())?;
     if !tls {

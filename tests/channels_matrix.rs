@@ -77,7 +77,7 @@ struct Homeserver {
 impl Homeserver {
     fn start(dir: &Path) -> Homeserver {
         let python = synapse_python();
-        let port = common::free_port(36_000);
+        let port = common::free_port(16_000);
         let data = dir.join("synapse");
         std::fs::create_dir_all(&data).unwrap();
         let config = data.join("homeserver.yaml");
@@ -93,6 +93,7 @@ impl Homeserver {
             .arg("--data-directory")
             .arg(&data)
             .args(["--generate-config", "--report-stats=no"])
+            .current_dir(&data)
             .output()
             .unwrap();
         assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
@@ -281,7 +282,7 @@ fn a_person_on_matrix_is_answered_in_a_dm_and_when_named_in_a_room_and_once_acro
         token: hs.register("dave"),
         txn: 0,
     };
-    let port = common::free_port(36_000);
+    let port = common::free_port(16_000);
     let config = json!({
         "gateway": {"port": port, "auth": {"token": TOKEN}},
         "channels": {"matrix": {
@@ -350,7 +351,7 @@ fn every_message_is_answered_exactly_once_across_random_gateway_kills() {
         token: hs.register("carol"),
         txn: 0,
     };
-    let port = common::free_port(36_000);
+    let port = common::free_port(16_000);
     let config = json!({
         "gateway": {"port": port, "auth": {"token": TOKEN}},
         "channels": {"matrix": {

@@ -39,7 +39,7 @@ impl StandIn {
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         std::fs::write(&cert, certified.cert.pem()).unwrap();
         std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-        let port = common::free_port(32_000);
+        let port = common::free_port(12_000);
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/telegram-bot-api-standin.py");
         let child = Command::new("python3")
             .arg(script)
@@ -154,7 +154,7 @@ fn setup(name: &str) -> (PathBuf, StandIn, PathBuf, u16) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("state")).unwrap();
     let (standin, cert) = StandIn::start(&dir);
-    let port = common::free_port(32_000);
+    let port = common::free_port(12_000);
     let config = json!({
         "gateway": {"port": port, "auth": {"token": TOKEN}},
         "channels": {"telegram": {"botToken": BOT_TOKEN, "apiRoot": standin.base,
