@@ -6,7 +6,7 @@
 //! (`channel.control`). A network is a [`Network`]; the adapter owns the retries.
 
 use clawgate_client::{Error as CallError, Session, Target};
-use clawgate_engine::channels::{ADAPTER_CAP_PREFIX, CONTROL_EVENT, DELIVER_EVENT};
+use clawgate_engine::channels::{ADAPTER_CAP_PREFIX, CONTROL_EVENT, DELIVER_EVENT, PREVIEW_EVENT};
 use clawgate_proto::ErrorCode;
 use serde_json::{json, Value};
 use std::collections::{HashSet, VecDeque};
@@ -32,6 +32,8 @@ pub struct Delivery {
     pub id: String,
     pub target: String,
     pub text: String,
+    /// The run whose reply it is, if it is one (its preview, if any, becomes the reply).
+    pub run_id: Option<String>,
 }
 
 /// What a network reports from one poll.
@@ -55,6 +57,8 @@ pub trait Network {
     /// The gateway holds the message durably: a network that confirms receipt (an update offset,
     /// a sync token) may confirm it now.
     fn acknowledged(&mut self, _message_id: &str) {}
+    /// The reply of run `run_id` so far, for a network that can edit a message as it grows.
+    fn preview(&mut self, _run_id: &str, _target: &str, _text: &str) {}
 }
 
 /// An adapter: which account it serves, its settings, and where the gateway is.
@@ -177,11 +181,20 @@ impl Adapter {
                         if want_run && !net_up {
                             next_net_try = Instant::now();
                         }
+                    } else if event.event == PREVIEW_EVENT {
+                        if io.connected {
+                            network.preview(
+                                p["runId"].as_str().unwrap_or_default(),
+                                p["target"].as_str().unwrap_or_default(),
+                                p["text"].as_str().unwrap_or_default(),
+                            );
+                        }
                     } else if event.event == DELIVER_EVENT {
                         let delivery = Delivery {
                             id: p["id"].as_str().unwrap_or_default().to_owned(),
                             target: p["target"].as_str().unwrap_or_default().to_owned(),
                             text: p["text"].as_str().unwrap_or_default().to_owned(),
+                            run_id: p["runId"].as_str().map(str::to_owned),
                         };
                         let answer = if sent.set.contains(&delivery.id) {
                             json!({"id": delivery.id, "ok": true, "repeat": true})

@@ -34,6 +34,8 @@ pub struct Telegram {
     events: Option<mpsc::Receiver<PollEvent>>,
     acks: Option<mpsc::Sender<i64>>,
     bot_username: String,
+    /// The message each run's reply is previewed in: its chat, its id and its text.
+    previews: std::collections::HashMap<String, (Value, i64, String)>,
 }
 
 fn http_agent() -> ureq::Agent {
@@ -99,6 +101,7 @@ impl Telegram {
             events: None,
             acks: None,
             bot_username: String::new(),
+            previews: std::collections::HashMap::new(),
         })
     }
 }
@@ -271,16 +274,28 @@ impl Network for Telegram {
     }
 
     fn send(&mut self, delivery: &Delivery) -> Result<(), (String, bool)> {
-        let chat: Value = match delivery.target.trim().parse::<i64>() {
-            Ok(id) => json!(id),
-            Err(_) if delivery.target.trim().starts_with('@') => json!(delivery.target.trim()),
-            Err(_) => return Err((format!("{:?} is not a Telegram chat id", delivery.target), true)),
-        };
+        let chat = chat_of(&delivery.target)?;
         let pieces = split_chars(&delivery.text, TELEGRAM_TEXT_CHARS);
         if pieces.is_empty() {
             return Err(("the text is empty".into(), true));
         }
-        for piece in pieces {
+        let mut rest = pieces.as_slice();
+        // A reply that was previewed ends in its preview message: the first piece edits it.
+        let preview = delivery.run_id.as_ref().and_then(|r| self.previews.remove(r));
+        if let (Some((chat, message_id, shown)), Some(first)) = (preview, pieces.first()) {
+            let edited = *first == shown
+                || call(
+                    &self.agent,
+                    &self.api,
+                    "editMessageText",
+                    &json!({"chat_id": chat, "message_id": message_id, "text": first}),
+                )
+                .is_ok();
+            if edited {
+                rest = &pieces[1..];
+            }
+        }
+        for piece in rest {
             call(
                 &self.agent,
                 &self.api,
@@ -291,10 +306,52 @@ impl Network for Telegram {
         Ok(())
     }
 
+    fn preview(&mut self, run_id: &str, target: &str, text: &str) {
+        let Ok(chat) = chat_of(target) else { return };
+        // The first message's worth; the rest comes with the final reply.
+        let shown: String = split_chars(text, TELEGRAM_TEXT_CHARS)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        if shown.is_empty() {
+            return;
+        }
+        match self.previews.get_mut(run_id) {
+            None => {
+                let sent = call(
+                    &self.agent,
+                    &self.api,
+                    "sendMessage",
+                    &json!({"chat_id": chat, "text": shown}),
+                );
+                if let Some(id) = sent.ok().and_then(|m| m["message_id"].as_i64()) {
+                    self.previews.insert(run_id.to_owned(), (chat, id, shown));
+                }
+            }
+            Some((chat, id, last)) if *last != shown => {
+                let params = json!({"chat_id": chat, "message_id": id, "text": shown});
+                if call(&self.agent, &self.api, "editMessageText", &params).is_ok() {
+                    *last = shown;
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
     fn acknowledged(&mut self, message_id: &str) {
         if let (Some(acks), Ok(id)) = (&self.acks, message_id.parse::<i64>()) {
             let _ = acks.send(id);
         }
+    }
+}
+
+/// A chat id (a number, or `@channelusername`).
+fn chat_of(target: &str) -> Result<Value, (String, bool)> {
+    let target = target.trim();
+    match target.parse::<i64>() {
+        Ok(id) => Ok(json!(id)),
+        Err(_) if target.starts_with('@') => Ok(json!(target)),
+        Err(_) => Err((format!("{target:?} is not a Telegram chat id"), true)),
     }
 }
 

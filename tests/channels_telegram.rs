@@ -231,3 +231,31 @@ fn an_update_is_confirmed_only_once_the_gateway_holds_it_and_is_answered_once_ac
         "{offsets}"
     );
 }
+
+#[test]
+fn a_long_running_reply_streams_as_edits_of_one_message() {
+    let (dir, standin, cert, port) = setup("stream");
+    let state = dir.join("state");
+    let _gateway = start_gateway(&state, &cert, port);
+    // One word every 400 ms: the reply takes about three seconds.
+    let _worker = start_worker(port, 400);
+    let text = "alpha beta gamma delta epsilon zeta eta theta";
+    standin.dm(text);
+    let file = state.join("channels/state.json");
+    common::wait_until("the reply to be delivered", Duration::from_secs(30), || {
+        std::fs::read_to_string(&file).is_ok_and(|t| t.contains("\"outbox\":[]") && t.contains("\"delivered\":1"))
+    });
+    assert_eq!(
+        standin.sent_to(USER),
+        vec![text],
+        "one message, ending as the whole reply"
+    );
+    let edits = standin
+        .get("/_test/sent")
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["method"] == "editMessageText")
+        .count();
+    assert!(edits >= 2, "the message grew by edits ({edits})");
+}

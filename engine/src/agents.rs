@@ -267,12 +267,22 @@ pub(crate) struct AgentHub {
     scheduled_done: Vec<(String, Finished)>,
     /// Runs of channel messages that ended, for the channels to take.
     channel_done: Vec<(String, Finished)>,
+    /// Channel runs whose text grew since the channels last looked.
+    channel_progress: BTreeSet<String>,
 }
 
 impl AgentHub {
     /// The scheduler's runs that ended since the last call.
     pub(crate) fn take_scheduled_done(&mut self) -> Vec<(String, Finished)> {
         std::mem::take(&mut self.scheduled_done)
+    }
+
+    /// The channel runs whose text grew since the last call, with their text so far.
+    pub(crate) fn take_channel_progress(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.channel_progress)
+            .into_iter()
+            .filter_map(|id| self.runs.get(&id).map(|r| (id, r.text.clone())))
+            .collect()
     }
 
     /// The channel runs that ended since the last call.
@@ -1709,6 +1719,9 @@ impl Agents<'_> {
             return Err(ErrorShape::new(ErrorCode::InvalidRequest, "reply too long"));
         }
         run.text.push_str(&delta.delta);
+        if matches!(run.origin, Origin::Channel) {
+            self.hub.channel_progress.insert(delta.run_id.clone());
+        }
         let data = json!({"text": run.text, "delta": delta.delta, "itemId": run.item_id});
         let due = run.last_delta_ms + DELTA_INTERVAL_MS;
         let hold = run.last_delta_ms != 0 && now_ms < due;

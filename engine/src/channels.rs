@@ -37,6 +37,13 @@ pub const STATE_FILE: &str = "channels/state.json";
 pub const ADAPTER_CAP_PREFIX: &str = "channel:";
 /// The event that hands an adapter a message to send.
 pub const DELIVER_EVENT: &str = "channel.deliver";
+/// The event that shows an adapter the reply of a run so far, for a network that can edit a
+/// message as it grows (Telegram); best effort, not durable.
+pub const PREVIEW_EVENT: &str = "channel.preview";
+/// Channels whose adapters show a growing reply.
+const PREVIEW_CHANNELS: &[&str] = &["telegram"];
+/// At most one preview of a run in this many milliseconds (Telegram limits edits).
+const PREVIEW_INTERVAL_MS: u64 = 1000;
 /// The event that tells an adapter to connect to its network or to leave it.
 pub const CONTROL_EVENT: &str = "channel.control";
 /// Attempts of a delivery before it becomes a dead letter.
@@ -165,6 +172,8 @@ pub(crate) struct Channels {
     store: Store,
     adapters: BTreeMap<String, AdapterState>,
     timer_at: Option<u64>,
+    /// When each run's reply was last previewed.
+    previewed: BTreeMap<String, u64>,
 }
 
 impl Channels {
@@ -545,9 +554,42 @@ impl ChannelsPart<'_> {
 
     // ----- runs ------------------------------------------------------------------------------
 
+    /// A channel run's reply grew: adapters that can edit a message are shown it, once the run
+    /// has streamed for a second and then at most once a second (a short reply arrives whole).
+    pub(crate) fn run_progress(&mut self, now_ms: u64, run_id: &str, text: &str) {
+        let Some(entry) = self.channels.store.inbox.iter().find(|e| e.run_id == run_id) else {
+            return;
+        };
+        if !PREVIEW_CHANNELS.contains(&entry.channel.as_str()) || text.trim().is_empty() {
+            return;
+        }
+        match self.channels.previewed.get(run_id) {
+            None => {
+                self.channels.previewed.insert(run_id.to_owned(), now_ms);
+                return;
+            }
+            Some(at) if now_ms < at + PREVIEW_INTERVAL_MS => return,
+            Some(_) => {}
+        }
+        let key = account_key(&entry.channel, &entry.account);
+        let Some(conn) = self
+            .channels
+            .adapters
+            .get(&key)
+            .filter(|a| a.connected)
+            .and_then(|a| a.conn)
+        else {
+            return;
+        };
+        let payload = json!({"runId": run_id, "target": entry.reply_to, "text": text});
+        self.channels.previewed.insert(run_id.to_owned(), now_ms);
+        self.cx.net.send_event(conn, PREVIEW_EVENT, &to_raw(&payload), false);
+    }
+
     /// A channel run ended: its reply becomes a delivery in the same write that takes the
     /// message off the inbox.
     pub(crate) fn run_ended(&mut self, now_ms: u64, run_id: &str, finished: &Finished) {
+        self.channels.previewed.remove(run_id);
         let Some(at) = self.channels.store.inbox.iter().position(|e| e.run_id == run_id) else {
             return;
         };
@@ -640,7 +682,7 @@ impl ChannelsPart<'_> {
             d.in_flight_until = Some(now_ms + DELIVERY_TIMEOUT_MS);
             d.attempts += 1;
             let payload = json!({
-                "id": d.id, "target": d.target, "text": d.text, "threadId": d.thread_id,
+                "id": d.id, "target": d.target, "text": d.text, "threadId": d.thread_id, "runId": d.run_id,
                 "replyToId": d.reply_to_id, "attempt": d.attempts,
             });
             handed.push((conn, payload));

@@ -613,6 +613,9 @@ impl Gateway {
         if !ended.is_empty() {
             cron!(self).runs_ended(now_ms, ended);
         }
+        for (run_id, text) in self.agents.take_channel_progress() {
+            channels!(self).run_progress(now_ms, &run_id, &text);
+        }
         for (run_id, finished) in self.agents.take_channel_done() {
             channels!(self).run_ended(now_ms, &run_id, &finished);
         }

@@ -464,3 +464,64 @@ fn a_reply_goes_to_the_adapter_only_once_it_is_durable() {
     b.ack_persists();
     assert_eq!(events_named(&mut b, a, "channel.deliver")[0]["text"], "held");
 }
+
+fn telegram_adapter(b: &mut Bench) -> ConnId {
+    let conn = b.ws(loopback(), &[]);
+    let mut params = worker_params(&[]);
+    params["caps"] = json!(["channel:telegram:default"]);
+    let (res, _) = exchange(b, conn, "connect", params);
+    assert!(res.ok);
+    let (res, _) = exchange(b, conn, "channel.state", json!({"running": true, "connected": true}));
+    assert!(res.ok);
+    conn
+}
+
+#[test]
+fn a_growing_reply_is_previewed_to_telegram_at_most_once_a_second() {
+    let config = config_with(json!({"telegram": {"botToken": "1:x", "dmPolicy": "allowlist", "allowFrom": ["42"]}}));
+    let mut b = Bench::with_gateway(Gateway::new(config, Box::new(FakeEntropy(9)), START));
+    let a = telegram_adapter(&mut b);
+    let node = worker(&mut b);
+    let msg = json!({"messageId": "7", "chatType": "direct", "peerId": "42", "senderId": "42", "text": "tell me"});
+    inbound(&mut b, a, msg);
+    let (invoke, params) = runs(&mut b, node).remove(0);
+    let run_id = params["runId"].as_str().unwrap().to_owned();
+    let delta = |b: &mut Bench, text: &str| {
+        let payload = json!({"runId": run_id, "delta": text}).to_string();
+        let res = b.request(
+            node,
+            "d",
+            "node.event",
+            json!({"event": "agent.delta", "payloadJSON": payload}),
+        );
+        assert!(res.ok);
+    };
+    delta(&mut b, "one");
+    assert!(
+        events_named(&mut b, a, "channel.preview").is_empty(),
+        "a short reply is not previewed"
+    );
+    b.advance(1000);
+    delta(&mut b, " two");
+    let first = events_named(&mut b, a, "channel.preview");
+    assert_eq!(first, vec![json!({"runId": run_id, "target": "42", "text": "one two"})]);
+    delta(&mut b, " three");
+    assert!(
+        events_named(&mut b, a, "channel.preview").is_empty(),
+        "a second preview within a second"
+    );
+    b.advance(1000);
+    delta(&mut b, " four");
+    assert_eq!(
+        events_named(&mut b, a, "channel.preview")[0]["text"],
+        "one two three four"
+    );
+    finish(&mut b, node, &invoke, "one two three four five");
+    let out = events_named(&mut b, a, "channel.deliver");
+    assert_eq!(
+        out[0]["runId"],
+        run_id.as_str(),
+        "the final delivery names the run its preview belongs to"
+    );
+    assert_eq!(out[0]["text"], "one two three four five");
+}
