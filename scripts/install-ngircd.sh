@@ -20,8 +20,12 @@ if [ ! -x "$cache/root/usr/sbin/ngircd" ]; then
   (
     cd "$cache"
     rm -f ./*.deb
-    # apt-get download needs no root; the packages land in the current folder.
-    apt-get download ngircd libident >&2 2>/dev/null || apt-get download ngircd libident >&2
+    # apt-get download needs no root; the packages land in the current folder. A machine whose
+    # package lists were never fetched gets them first (that needs root).
+    if ! apt-get download ngircd libident >&2 2>/dev/null; then
+      if [ "$(id -u)" = 0 ]; then apt-get update >&2; fi
+      apt-get download ngircd libident >&2
+    fi
     for deb in ./*.deb; do dpkg-deb -x "$deb" root; done
   )
 fi
