@@ -100,6 +100,35 @@ python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d['cr
   "$WORK/state/openclaw.json" || { echo "FAIL: the saved setting is not in the file"; exit 1; }
 echo "ok   the file holds the saved setting (cron.skipMissedJobs: true)"
 
+# Channels in the page: a gateway with IRC on a real ngIRCd and a Telegram account whose API is
+# unreachable.
+NGIRCD=$(scripts/install-ngircd.sh)
+IRC_PORT=$(free_port)
+printf '[Global]\nName = irc.ui.test\nInfo = ui\nListen = 127.0.0.1\nPorts = %s\n[Limits]\nMaxNickLength = 30\n[Options]\nPAM = no\nIdent = no\nDNS = no\n' \
+  "$IRC_PORT" > "$WORK/ngircd.conf"
+"$NGIRCD" -n -f "$WORK/ngircd.conf" > /dev/null 2>&1 &
+IRCD_PID=$!
+CH_PORT=$(free_port)
+mkdir -p "$WORK/channel-state"
+cat > "$WORK/channel-state/openclaw.json" <<JSON
+{"gateway": {"port": $CH_PORT, "auth": {"token": "ch-$TOKEN"}, "controlUi": {"root": "$BUNDLE"}},
+ "channels": {"irc": {"host": "127.0.0.1", "port": $IRC_PORT, "tls": false, "nick": "uibot"},
+              "telegram": {"botToken": "1:ui", "apiRoot": "https://127.0.0.1:$(free_port)"}}}
+JSON
+OPENCLAW_STATE_DIR="$WORK/channel-state" "$BINARY" gateway run > "$WORK/channel-gateway.log" 2>&1 &
+CH_GW_PID=$!
+wait_for_health "$CH_PORT" || true
+cp scripts/control-ui-channels.mjs "$BROWSER_DIR/channels.mjs"
+status=0
+node "$BROWSER_DIR/channels.mjs" "http://127.0.0.1:$CH_PORT" "ch-$TOKEN" \
+  "$(realpath -m "$(dirname "$SCREENSHOT")")/control-ui-channels.png" || status=1
+kill "$CH_GW_PID" "$IRCD_PID" 2>/dev/null || true
+wait "$CH_GW_PID" 2>/dev/null || true
+if [ "$status" != 0 ]; then
+  echo "--- channel gateway log"; tail -40 "$WORK/channel-gateway.log"
+  exit 1
+fi
+
 # Exec approvals in the page: a gateway from openclaw.json with a model and tools.exec ask.
 kill "$WORKER_PID" 2>/dev/null || true
 start_model_gateway "$WORK/approval-state" "ap-$TOKEN" \

@@ -890,7 +890,7 @@ impl ChannelsPart<'_> {
             labels.insert((*id).clone(), json!(label_of(id)));
             defaults.insert((*id).clone(), json!(DEFAULT_ACCOUNT));
             let mut rows = Vec::new();
-            let mut any_configured = false;
+            let (mut any_configured, mut any_running, mut any_connected) = (false, false, false);
             let mut channel_error = None;
             for spec in config.accounts.iter().filter(|a| &&a.channel == id) {
                 let key = account_key(&spec.channel, &spec.account);
@@ -907,6 +907,8 @@ impl ChannelsPart<'_> {
                 }
                 let running = state.is_some_and(|s| s.running);
                 let connected = state.is_some_and(|s| s.connected);
+                any_running |= running;
+                any_connected |= connected;
                 let health = match (spec.enabled, configured, connected) {
                     (false, _, _) => "disabled",
                     (true, false, _) => "unconfigured",
@@ -948,7 +950,8 @@ impl ChannelsPart<'_> {
             }
             channels.insert(
                 (*id).clone(),
-                json!({"configured": any_configured, "lastError": channel_error}),
+                // The Control UI reads the channel's own running/connected for its state badge.
+                json!({"configured": any_configured, "running": any_running, "connected": any_connected, "lastError": channel_error}),
             );
             accounts.insert((*id).clone(), Value::Array(rows));
         }

@@ -359,6 +359,7 @@ fn channels_status_shows_the_accounts_and_their_adapter() {
     let after = payload(&b.request(op, "2", "channels.status", json!({})));
     assert_eq!(after["channelAccounts"]["irc"][0]["connected"], true);
     assert_eq!(after["channelAccounts"]["irc"][0]["healthState"], "healthy");
+    assert_eq!(after["channels"]["irc"]["connected"], true, "the channel's own summary");
     let res = b.request(op, "3", "channels.status", json!({"channel": "fax"}));
     assert_eq!(error_code(&res).1, "unknown channel: fax");
 }
