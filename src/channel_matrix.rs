@@ -29,20 +29,6 @@ enum SyncEvent {
     Failed(String),
 }
 
-fn http_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(crate::providers::system_roots())
-                .build(),
-        )
-        .timeout_connect(Some(Duration::from_secs(15)))
-        .timeout_global(Some(Duration::from_millis(SYNC_TIMEOUT_MS + 15_000)))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
 /// One client-server API call; the error says why and whether retrying is pointless (a 4xx
 /// other than 429: forbidden, unknown room, refused content).
 fn call(
@@ -444,7 +430,7 @@ impl Network for Matrix {
 pub fn run(adapter: Adapter) -> Result<(), String> {
     let matrix = Matrix {
         settings: adapter.settings.clone(),
-        agent: http_agent(),
+        agent: crate::providers::network_agent(Duration::from_millis(SYNC_TIMEOUT_MS + 15_000)),
         token_file: adapter
             .state_dir
             .join("channels")

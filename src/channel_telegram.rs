@@ -38,20 +38,6 @@ pub struct Telegram {
     previews: std::collections::HashMap<String, (Value, i64, String)>,
 }
 
-fn http_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(crate::providers::system_roots())
-                .build(),
-        )
-        .timeout_connect(Some(Duration::from_secs(15)))
-        .timeout_global(Some(Duration::from_secs(POLL_SECONDS + 15)))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
 /// Calls a Bot API method; the error says why and whether retrying is pointless (a 400 or 403:
 /// the chat does not exist, the bot was blocked, the text is refused).
 fn call(agent: &ureq::Agent, api: &str, method: &str, params: &Value) -> Result<Value, (String, bool)> {
@@ -97,7 +83,7 @@ impl Telegram {
             .trim_end_matches('/');
         Ok(Telegram {
             api: format!("{root}/bot{token}"),
-            agent: http_agent(),
+            agent: crate::providers::network_agent(Duration::from_secs(POLL_SECONDS + 15)),
             events: None,
             acks: None,
             bot_username: String::new(),

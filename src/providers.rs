@@ -100,7 +100,7 @@ pub type Sink<'a> = dyn FnMut(&str) -> Result<(), Stop> + 'a;
 
 /// The certificates the system trusts (`SSL_CERT_FILE` / `SSL_CERT_DIR` first, then the
 /// distribution's bundle); Mozilla's list where the system has none.
-pub fn system_roots() -> ureq::tls::RootCerts {
+fn system_roots() -> ureq::tls::RootCerts {
     let found = rustls_native_certs::load_native_certs();
     let certs: Vec<ureq::tls::Certificate<'static>> = found
         .certs
@@ -112,6 +112,18 @@ pub fn system_roots() -> ureq::tls::RootCerts {
     } else {
         ureq::tls::RootCerts::new_with_certs(&certs)
     }
+}
+
+/// An HTTP client for a chat network's API: the system's trust store, a 15 s connection timeout,
+/// `global` for a whole call (a long poll included), and failed statuses read like any answer.
+pub fn network_agent(global: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(system_roots()).build())
+        .timeout_connect(Some(Duration::from_secs(15)))
+        .timeout_global(Some(global))
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
 
 /// The HTTP client of the model servers: TLS with the system's trust store (so `https://`

@@ -10,7 +10,7 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -30,16 +30,7 @@ fn ngircd() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_ircd(dir: &Path, port: u16) -> Killed {
+fn start_ircd(dir: &Path, port: u16) -> common::Killed {
     let conf = dir.join("ngircd.conf");
     std::fs::write(
         &conf,
@@ -60,7 +51,7 @@ fn start_ircd(dir: &Path, port: u16) -> Killed {
     common::wait_until("ngircd to listen", Duration::from_secs(10), || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
-    Killed(child)
+    common::Killed(child)
 }
 
 fn write_config(state: &Path, port: u16, irc_port: u16) {
@@ -74,37 +65,6 @@ fn write_config(state: &Path, port: u16, irc_port: u16) {
         }},
     });
     std::fs::write(state.join("openclaw.json"), config.to_string()).unwrap();
-}
-
-fn start_gateway(state: &Path, port: u16) -> Killed {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(state.join("gateway.log"))
-        .unwrap();
-    let child = common::bin()
-        .args(["gateway", "run"])
-        .env("OPENCLAW_STATE_DIR", state)
-        .env_remove("OPENCLAW_GATEWAY_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    common::wait_until("the gateway to listen", Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    Killed(child)
-}
-
-fn start_worker(port: u16, delay_ms: u64) -> Killed {
-    let child = common::bin()
-        .args(["agent", "--backend", "echo", "--delay-ms", &delay_ms.to_string()])
-        .args(["--url", &format!("ws://127.0.0.1:{port}"), "--token", TOKEN])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Killed(child)
 }
 
 /// A person on IRC: a raw client whose lines are read by a thread.
@@ -256,7 +216,7 @@ fn wait_for_bot(person: &mut Person) {
     }
 }
 
-fn setup(name: &str) -> (PathBuf, u16, u16, Killed) {
+fn setup(name: &str) -> (PathBuf, u16, u16, common::Killed) {
     let dir = std::env::temp_dir().join(format!("clawgate-irc-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -299,8 +259,8 @@ fn pair(state: &Path, person: &mut Person) {
 fn a_person_on_irc_pairs_then_talks_to_the_agent_in_a_dm_and_in_a_channel() {
     let (dir, port, irc_port, _ircd) = setup("talk");
     let state = dir.join("state");
-    let _gateway = start_gateway(&state, port);
-    let _worker = start_worker(port, 0);
+    let _gateway = common::start_gateway(&state, port, &[]);
+    let _worker = common::start_echo_worker(port, TOKEN, 0);
     let mut alice = Person::join(irc_port, "alice");
     wait_for_bot(&mut alice);
 
@@ -340,9 +300,9 @@ fn a_person_on_irc_pairs_then_talks_to_the_agent_in_a_dm_and_in_a_channel() {
 fn a_message_under_way_is_answered_once_when_the_gateway_and_then_the_adapter_are_killed() {
     let (dir, port, irc_port, _ircd) = setup("crash");
     let state = dir.join("state");
-    let mut gateway = start_gateway(&state, port);
+    let mut gateway = common::start_gateway(&state, port, &[]);
     // Slow words: the run is still going when the gateway dies.
-    let _worker = start_worker(port, 300);
+    let _worker = common::start_echo_worker(port, TOKEN, 300);
     let mut bob = Person::join(irc_port, "bob");
     wait_for_bot(&mut bob);
     pair(&state, &mut bob);
@@ -352,7 +312,7 @@ fn a_message_under_way_is_answered_once_when_the_gateway_and_then_the_adapter_ar
     let _ = gateway.0.kill();
     let _ = gateway.0.wait();
     drop(gateway);
-    let _gateway = start_gateway(&state, port);
+    let _gateway = common::start_gateway(&state, port, &[]);
     assert_eq!(bob.reply("bob"), "one two three four five six");
     assert!(
         bob.replies_within("bob", Duration::from_secs(2)).is_empty(),
@@ -418,8 +378,8 @@ fn figures_dm_round_trip_and_memory() {
         .to_string(),
     )
     .unwrap();
-    let gateway = start_gateway(&state, port);
-    let _worker = start_worker(port, 0);
+    let gateway = common::start_gateway(&state, port, &[]);
+    let _worker = common::start_echo_worker(port, TOKEN, 0);
     let mut alice = Person::join(irc_port, "alice");
     wait_for_bot(&mut alice);
     alice.say("clawbot", "warm up");

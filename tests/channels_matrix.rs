@@ -8,20 +8,11 @@ mod common;
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const TOKEN: &str = "mx-test-gateway-token-0123";
 const PASSWORD: &str = "a-long-test-password-1";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn synapse_python() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-synapse.sh");
@@ -70,7 +61,7 @@ fn api(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u1
 }
 
 struct Homeserver {
-    _process: Killed,
+    _process: common::Killed,
     base: String,
 }
 
@@ -120,7 +111,7 @@ impl Homeserver {
             .unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let hs = Homeserver {
-            _process: Killed(child),
+            _process: common::Killed(child),
             base,
         };
         common::wait_until("Synapse to answer", Duration::from_secs(60), || {
@@ -234,37 +225,6 @@ impl Person<'_> {
     }
 }
 
-fn start_gateway(state: &Path, port: u16) -> Killed {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(state.join("gateway.log"))
-        .unwrap();
-    let child = common::bin()
-        .args(["gateway", "run"])
-        .env("OPENCLAW_STATE_DIR", state)
-        .env_remove("OPENCLAW_GATEWAY_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    common::wait_until("the gateway to listen", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    Killed(child)
-}
-
-fn start_worker(port: u16, delay_ms: u64) -> Killed {
-    let child = common::bin()
-        .args(["agent", "--backend", "echo", "--delay-ms", &delay_ms.to_string()])
-        .args(["--url", &format!("ws://127.0.0.1:{port}"), "--token", TOKEN])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Killed(child)
-}
-
 #[test]
 fn a_person_on_matrix_is_answered_in_a_dm_and_when_named_in_a_room_and_once_across_a_kill() {
     let dir = std::env::temp_dir().join(format!("clawgate-matrix-{}", std::process::id()));
@@ -293,8 +253,8 @@ fn a_person_on_matrix_is_answered_in_a_dm_and_when_named_in_a_room_and_once_acro
     });
     let state = dir.join("state");
     std::fs::write(state.join("openclaw.json"), config.to_string()).unwrap();
-    let mut gateway = start_gateway(&state, port);
-    let _worker = start_worker(port, 300);
+    let mut gateway = common::start_gateway(&state, port, &[]);
+    let _worker = common::start_echo_worker(port, TOKEN, 300);
 
     // A DM: the bot joins on the invite and answers.
     let dm = carol.create_room(&["@bot:localhost"], true);
@@ -325,7 +285,7 @@ fn a_person_on_matrix_is_answered_in_a_dm_and_when_named_in_a_room_and_once_acro
     let _ = gateway.0.kill();
     let _ = gateway.0.wait();
     drop(gateway);
-    let _gateway = start_gateway(&state, port);
+    let _gateway = common::start_gateway(&state, port, &[]);
     let replies = carol.wait_for_bot_messages(&dm, 2);
     assert_eq!(replies[1], "one two three four five");
     std::thread::sleep(Duration::from_secs(3));
@@ -361,8 +321,8 @@ fn every_message_is_answered_exactly_once_across_random_gateway_kills() {
     });
     let state = dir.join("state");
     std::fs::write(state.join("openclaw.json"), config.to_string()).unwrap();
-    let mut gateway = start_gateway(&state, port);
-    let _worker = start_worker(port, 50);
+    let mut gateway = common::start_gateway(&state, port, &[]);
+    let _worker = common::start_echo_worker(port, TOKEN, 50);
     let dm = carol.create_room(&["@bot:localhost"], true);
     carol.wait_for_bot_in(&dm);
     let mut seed = std::process::id() as u64 | 1;
@@ -388,7 +348,7 @@ fn every_message_is_answered_exactly_once_across_random_gateway_kills() {
             }
         }
         std::thread::sleep(Duration::from_millis(random(500)));
-        gateway = start_gateway(&state, port);
+        gateway = common::start_gateway(&state, port, &[]);
     }
     let replies = carol.wait_for_bot_messages(&dm, sent.len());
     std::thread::sleep(Duration::from_secs(3));

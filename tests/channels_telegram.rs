@@ -10,24 +10,15 @@ mod common;
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const TOKEN: &str = "tg-test-gateway-token-0123";
 const BOT_TOKEN: &str = "123456:TEST-bot-token";
 const USER: i64 = 4242;
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct StandIn {
-    _process: Killed,
+    _process: common::Killed,
     base: String,
     agent: ureq::Agent,
 }
@@ -65,7 +56,7 @@ impl StandIn {
             .build()
             .into();
         let standin = StandIn {
-            _process: Killed(child),
+            _process: common::Killed(child),
             base: format!("https://127.0.0.1:{port}"),
             agent,
         };
@@ -117,38 +108,6 @@ impl StandIn {
     }
 }
 
-fn start_gateway(state: &Path, cert: &Path, port: u16) -> Killed {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(state.join("gateway.log"))
-        .unwrap();
-    let child = common::bin()
-        .args(["gateway", "run"])
-        .env("OPENCLAW_STATE_DIR", state)
-        .env("SSL_CERT_FILE", cert)
-        .env_remove("OPENCLAW_GATEWAY_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    common::wait_until("the gateway to listen", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    Killed(child)
-}
-
-fn start_worker(port: u16, delay_ms: u64) -> Killed {
-    let child = common::bin()
-        .args(["agent", "--backend", "echo", "--delay-ms", &delay_ms.to_string()])
-        .args(["--url", &format!("ws://127.0.0.1:{port}"), "--token", TOKEN])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Killed(child)
-}
-
 fn setup(name: &str) -> (PathBuf, StandIn, PathBuf, u16) {
     let dir = std::env::temp_dir().join(format!("clawgate-telegram-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -168,8 +127,8 @@ fn setup(name: &str) -> (PathBuf, StandIn, PathBuf, u16) {
 fn a_dm_is_answered_a_long_message_is_split_and_a_429_is_retried() {
     let (dir, standin, cert, port) = setup("talk");
     let state = dir.join("state");
-    let _gateway = start_gateway(&state, &cert, port);
-    let _worker = start_worker(port, 0);
+    let _gateway = common::start_gateway(&state, port, &[("SSL_CERT_FILE", &cert)]);
+    let _worker = common::start_echo_worker(port, TOKEN, 0);
     standin.dm("hello over telegram");
     assert_eq!(standin.wait_for_messages(USER, 1), vec!["hello over telegram"]);
 
@@ -205,9 +164,9 @@ fn a_dm_is_answered_a_long_message_is_split_and_a_429_is_retried() {
 fn an_update_is_confirmed_only_once_the_gateway_holds_it_and_is_answered_once_across_a_kill() {
     let (dir, standin, cert, port) = setup("crash");
     let state = dir.join("state");
-    let mut gateway = start_gateway(&state, &cert, port);
+    let mut gateway = common::start_gateway(&state, port, &[("SSL_CERT_FILE", &cert)]);
     // Slow words: the run is still going when the gateway dies.
-    let _worker = start_worker(port, 300);
+    let _worker = common::start_echo_worker(port, TOKEN, 300);
     let update = standin.dm("one two three four five");
     let file = state.join("channels/state.json");
     common::wait_until("the gateway to hold the message", Duration::from_secs(20), || {
@@ -216,7 +175,7 @@ fn an_update_is_confirmed_only_once_the_gateway_holds_it_and_is_answered_once_ac
     let _ = gateway.0.kill();
     let _ = gateway.0.wait();
     drop(gateway);
-    let _gateway = start_gateway(&state, &cert, port);
+    let _gateway = common::start_gateway(&state, port, &[("SSL_CERT_FILE", &cert)]);
     assert_eq!(standin.wait_for_messages(USER, 1), vec!["one two three four five"]);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(standin.sent_to(USER).len(), 1, "answered more than once");
@@ -236,9 +195,9 @@ fn an_update_is_confirmed_only_once_the_gateway_holds_it_and_is_answered_once_ac
 fn a_long_running_reply_streams_as_edits_of_one_message() {
     let (dir, standin, cert, port) = setup("stream");
     let state = dir.join("state");
-    let _gateway = start_gateway(&state, &cert, port);
+    let _gateway = common::start_gateway(&state, port, &[("SSL_CERT_FILE", &cert)]);
     // One word every 400 ms: the reply takes about three seconds.
-    let _worker = start_worker(port, 400);
+    let _worker = common::start_echo_worker(port, TOKEN, 400);
     let text = "alpha beta gamma delta epsilon zeta eta theta";
     standin.dm(text);
     let file = state.join("channels/state.json");

@@ -184,12 +184,6 @@ impl Channels {
         Ok(())
     }
 
-    /// Runs of inbound messages that were accepted but whose reply was not written: they are
-    /// run again unless the agents' queue still holds them.
-    fn unanswered(&self) -> Vec<InboxEntry> {
-        self.store.inbox.clone()
-    }
-
     /// Counts for `health` and `status`: waiting inbound, waiting deliveries, dead letters.
     pub(crate) fn counts(&self) -> (usize, usize, usize) {
         (self.store.inbox.len(), self.store.outbox.len(), self.store.dead.len())
@@ -250,7 +244,7 @@ impl ChannelsPart<'_> {
     /// (the ones still queued for a worker come back by themselves); the deliveries are due.
     pub(crate) fn restart_unanswered(&mut self, now_ms: u64) {
         let mut restarted = 0;
-        for entry in self.channels.unanswered() {
+        for entry in self.channels.store.inbox.clone() {
             if self.agents.is_queued(&entry.run_id) {
                 continue;
             }
@@ -1212,10 +1206,7 @@ impl ChannelsPart<'_> {
             "runId": key, "messageId": id, "channel": channel, "accountId": account, "to": to,
             "status": "queued",
         });
-        let response = ResponseFrame::ok_raw(request.id.clone(), to_raw(&payload));
-        self.cx.net.hold_for_persist(conn);
-        self.cx.net.send_answer(conn, &response.encode());
-        Reply::Later
+        self.answer_durable(conn, request, payload)
     }
 }
 

@@ -40,3 +40,49 @@ pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A process a test started, killed when the test lets go of it.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `clawgate gateway run` on the state directory `state` (its configuration file names `port`),
+/// with `env` besides; its log is appended to `<state>/gateway.log`. Returns once it listens.
+pub fn start_gateway(state: &std::path::Path, port: u16, env: &[(&str, &std::path::Path)]) -> Killed {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state.join("gateway.log"))
+        .unwrap();
+    let mut cmd = bin();
+    cmd.args(["gateway", "run"])
+        .env("OPENCLAW_STATE_DIR", state)
+        .env_remove("OPENCLAW_GATEWAY_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let child = Killed(cmd.spawn().unwrap());
+    wait_until("the gateway to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    child
+}
+
+/// An echo worker for agent `main` on the gateway at `port`, `delay_ms` between its words.
+pub fn start_echo_worker(port: u16, token: &str, delay_ms: u64) -> Killed {
+    let child = bin()
+        .args(["agent", "--backend", "echo", "--delay-ms", &delay_ms.to_string()])
+        .args(["--url", &format!("ws://127.0.0.1:{port}"), "--token", token])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    Killed(child)
+}
