@@ -275,6 +275,8 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
         .map_err(|e| Failure::failed(format!("cannot read {}: {e}", clawgate_engine::agents::QUEUE_FILE)))?;
     let channel_state = clawgate_io::read_state_file(state_dir, clawgate_engine::channels::STATE_FILE)
         .map_err(|e| Failure::failed(format!("cannot read {}: {e}", clawgate_engine::channels::STATE_FILE)))?;
+    let hook_state = clawgate_io::read_state_file(state_dir, clawgate_engine::hooks::STATE_FILE)
+        .map_err(|e| Failure::failed(format!("cannot read {}: {e}", clawgate_engine::hooks::STATE_FILE)))?;
     let approvals_file = clawgate_engine::approvals::APPROVALS_FILE;
     let approvals = clawgate_io::read_state_file(state_dir, approvals_file)
         .map_err(|e| Failure::failed(format!("cannot read {approvals_file}: {e}")))?;
@@ -321,6 +323,11 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
         .with_channels(channel_state.as_deref())
         .map_err(|problem| {
             let path = state_dir.join(clawgate_engine::channels::STATE_FILE);
+            Failure::failed(format!("{} is corrupt: {problem}", path.display()))
+        })?
+        .with_hooks(hook_state.as_deref())
+        .map_err(|problem| {
+            let path = state_dir.join(clawgate_engine::hooks::STATE_FILE);
             Failure::failed(format!("{} is corrupt: {problem}", path.display()))
         })?;
     match approvals {

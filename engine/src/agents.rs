@@ -265,8 +265,9 @@ pub(crate) struct AgentHub {
     cancelled: Vec<String>,
     /// Runs of the scheduler that ended, for it to take.
     scheduled_done: Vec<(String, Finished)>,
-    /// Runs of channel messages that ended, for the channels to take.
-    channel_done: Vec<(String, Finished)>,
+    /// Runs that ended, for the parts that keep a message until its run's end (the channels'
+    /// inbox, the hooks' accepted turns).
+    ended: Vec<(String, Finished)>,
     /// Channel runs whose text grew since the channels last looked.
     channel_progress: BTreeSet<String>,
 }
@@ -285,9 +286,27 @@ impl AgentHub {
             .collect()
     }
 
-    /// The channel runs that ended since the last call.
-    pub(crate) fn take_channel_done(&mut self) -> Vec<(String, Finished)> {
-        std::mem::take(&mut self.channel_done)
+    /// The runs that ended since the last call.
+    pub(crate) fn take_ended(&mut self) -> Vec<(String, Finished)> {
+        std::mem::take(&mut self.ended)
+    }
+
+    /// The reply of run `run_id` in its session's transcript, if it was written: the assistant
+    /// message after the run's own user message.
+    pub(crate) fn reply_in_transcript(&self, session_key: &str, run_id: &str) -> Option<String> {
+        let session = self.sessions.get(session_key)?;
+        let marker = format!("{run_id}:user");
+        let asked = session
+            .messages
+            .iter()
+            .rposition(|m| m["role"] == "user" && m["idempotencyKey"].as_str() == Some(&marker))?;
+        session
+            .messages
+            .iter()
+            .skip(asked + 1)
+            .find(|m| m["role"] == "assistant" || m["role"] == "user")
+            .filter(|m| m["role"] == "assistant")
+            .map(message_text)
     }
 
     /// Whether `run_id` waits in the queue for a worker (restored after a restart).
@@ -1908,6 +1927,7 @@ impl Agents<'_> {
         // The task's end is announced before the answer, as captured.
         let task = to_raw(&json!({"action": "upserted", "task": finished_task(run_id, &finished)}));
         self.cx.net.broadcast(now_ms, "task", &task, true, None);
+        self.hub.ended.push((run_id.to_owned(), finished.clone()));
         self.answer_origin(run_id, run.origin, &finished);
         let waiting: Vec<Waiter> = {
             let (hit, rest): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut self.hub.waiters)
@@ -1953,7 +1973,7 @@ impl Agents<'_> {
             }
             Origin::Http(http) => self.finish_http_run(run_id, http, finished),
             Origin::Scheduled => self.hub.scheduled_done.push((run_id.to_owned(), finished.clone())),
-            Origin::Channel => self.hub.channel_done.push((run_id.to_owned(), finished.clone())),
+            Origin::Channel => {}
             Origin::Compaction { conn, request_id } => self.finish_compaction(conn, request_id, finished),
         }
     }

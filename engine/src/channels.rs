@@ -21,6 +21,7 @@ use crate::channel_pairing::{ChannelPairings, PairingAsk, PENDING_PER_ACCOUNT};
 use crate::channel_routing::{DmAdmission, GroupAdmission, Inbound, Peer, PeerKind, DEFAULT_ACCOUNT};
 use crate::conns::Timer;
 use crate::context::Ctx;
+use crate::hooks::{HookTarget, RequestedDelivery};
 use crate::log_ring::LogLevel;
 use crate::output::ConnId;
 use crate::reply::Reply;
@@ -145,7 +146,15 @@ struct Store {
     /// Deliveries done lately, for `channels.status` (not the texts).
     #[serde(default)]
     delivered: u64,
+    /// Per agent, where someone last wrote to it directly: the target of a hook that delivers
+    /// to `last`.
+    #[serde(default)]
+    last_routes: BTreeMap<String, HookTarget>,
 }
+
+/// The `seen` list of hook replies handed over (so that a reply handed over again after a
+/// restart is not sent twice).
+const HOOK_REPLIES_SEEN: &str = "hooks";
 
 /// What the gateway knows of a running adapter (not persisted).
 #[derive(Debug, Default)]
@@ -529,6 +538,14 @@ impl ChannelsPart<'_> {
             text: text.to_owned(),
             accepted_at: now_ms,
         };
+        if kind == PeerKind::Direct {
+            let last = HookTarget {
+                channel: channel.to_owned(),
+                account: account.to_owned(),
+                to: entry.reply_to.clone(),
+            };
+            self.channels.store.last_routes.insert(entry.agent_id.clone(), last);
+        }
         self.channels.store.inbox.push(entry.clone());
         self.persist();
         self.start_entry_run(now_ms, &entry);
@@ -859,6 +876,55 @@ impl ChannelsPart<'_> {
             ));
         }
         Ok((channel, account))
+    }
+
+    // ----- hooks -----------------------------------------------------------------------------
+
+    /// Where a hook's reply for `agent` goes: a named channel account (checked), or `last`, the
+    /// agent's most recent direct conversation. `None`: nowhere (no conversation yet, or a
+    /// channel without a target and no conversation on it).
+    pub(crate) fn hook_target(&self, requested: &RequestedDelivery, agent: &str) -> Result<Option<HookTarget>, String> {
+        let last = self.channels.store.last_routes.get(agent);
+        if requested.channel == "last" {
+            return Ok(last.cloned());
+        }
+        let params = json!({"channel": requested.channel, "accountId": requested.account});
+        let (channel, account) = self.known_channel("hook", &params).map_err(|e| e.message)?;
+        let to = match &requested.to {
+            Some(to) => to.clone(),
+            None => match last.filter(|l| l.channel == channel && l.account == account) {
+                Some(l) => l.to.clone(),
+                None => return Ok(None),
+            },
+        };
+        Ok(Some(HookTarget { channel, account, to }))
+    }
+
+    /// A hook's reply, to be delivered once: `run_id` names it, so handing it over again (after
+    /// a restart between the two writes) adds nothing.
+    pub(crate) fn deliver_hook_reply(&mut self, now_ms: u64, run_id: &str, target: &HookTarget, text: String) {
+        let seen = self
+            .channels
+            .store
+            .seen
+            .entry(HOOK_REPLIES_SEEN.to_owned())
+            .or_default();
+        if seen.iter().any(|r| r == run_id) {
+            return;
+        }
+        remember(&mut self.channels.store.seen, HOOK_REPLIES_SEEN, run_id.to_owned());
+        let id = self.enqueue(
+            now_ms,
+            (&target.channel, &target.account),
+            &target.to,
+            text,
+            "hook",
+            None,
+        );
+        if let Some(d) = self.channels.store.outbox.iter_mut().find(|d| d.id == id) {
+            d.run_id = Some(run_id.to_owned());
+        }
+        self.pump(now_ms);
     }
 
     fn status(&self, now_ms: u64, p: &Value) -> Result<Value, ErrorShape> {

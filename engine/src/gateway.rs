@@ -145,6 +145,19 @@ macro_rules! channels {
     };
 }
 
+macro_rules! hooks {
+    ($g:expr) => {
+        crate::hooks_http::HookParts {
+            hooks: &mut $g.hooks,
+            cron: &mut $g.cron,
+            channels: &mut $g.channels,
+            agents: &mut $g.agents,
+            cx: cx!($g),
+            instance_id: &$g.instance_id,
+        }
+    };
+}
+
 macro_rules! agents {
     ($g:expr) => {
         Agents {
@@ -282,6 +295,19 @@ impl Gateway {
         }
         let now_ms = self.started_at;
         channels!(self).restart_unanswered(now_ms);
+        Ok(self)
+    }
+
+    /// Restores the hooks' state (the text of [`crate::hooks::STATE_FILE`]): accepted turns
+    /// whose run was lost with the last process run again, and replay keys stay known. Call it
+    /// after [`Gateway::with_channels`]. A file that does not parse is an error: it holds
+    /// accepted turns.
+    pub fn with_hooks(mut self, text: Option<&str>) -> Result<Self, String> {
+        if let Some(text) = text {
+            self.hooks.restore(text)?;
+        }
+        let now_ms = self.started_at;
+        hooks!(self).restart_unanswered(now_ms);
         Ok(self)
     }
 
@@ -616,8 +642,9 @@ impl Gateway {
         for (run_id, text) in self.agents.take_channel_progress() {
             channels!(self).run_progress(now_ms, &run_id, &text);
         }
-        for (run_id, finished) in self.agents.take_channel_done() {
+        for (run_id, finished) in self.agents.take_ended() {
             channels!(self).run_ended(now_ms, &run_id, &finished);
+            hooks!(self).run_ended(now_ms, &run_id, &finished);
         }
         for run_id in self.agents.take_cancelled() {
             self.tools
@@ -710,17 +737,7 @@ impl Gateway {
         keep_alive: bool,
     ) -> HttpReply {
         if let Some(endpoint) = self.config.hooks.endpoint(request.path()) {
-            let mut part = cron!(self);
-            let reply = crate::hooks_http::answer(
-                &mut self.hooks,
-                &mut part,
-                now_ms,
-                (conn, peer),
-                request,
-                keep_alive,
-                endpoint,
-            );
-            return reply;
+            return hooks!(self).answer(now_ms, (conn, peer), request, keep_alive, endpoint);
         }
         let parts = crate::http_routes::Parts {
             cx: cx!(self),

@@ -3,13 +3,24 @@
 //! `POST /hooks/agent` submits an agent turn, answered `{ok, runId}` once the message is durably
 //! accepted (or, with `waitForCompletion`, when the run has ended). The hook token comes as a
 //! Bearer or `x-openclaw-token` header, never from the query string; failed attempts are
-//! throttled (20 a minute, loopback included). Mapped hooks (`hooks.mappings`) are not served yet:
-//! any other path under `hooks.path` answers 404.
+//! throttled (20 a minute, loopback included). Any other path under `hooks.path` is a mapped
+//! hook ([`crate::hook_mappings`]).
+//!
+//! An accepted agent turn is kept in [`STATE_FILE`] until its run ends, with the replay key of
+//! the request that started it: a run the gateway lost by stopping runs again after the restart
+//! (unless its reply is already in the transcript), and a sender that retries with the same
+//! idempotency key after a restart gets the same run instead of a second one. OpenClaw forgets
+//! replay keys on restart; Clawgate keeps them so that a retry across a crash stays one run.
 
+use crate::hook_mappings::HookMapping;
 use crate::rate_limit::{AuthLimiter, RateLimitConfig};
 use clawgate_proto::http::{Request, Response};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+/// The file (under the state directory) of the accepted hook turns and their replay keys.
+pub const STATE_FILE: &str = "hooks/state.json";
 
 /// The largest body a hook takes, as OpenClaw's.
 pub const MAX_HOOK_BODY_BYTES: usize = 256 * 1024;
@@ -30,6 +41,8 @@ pub struct HooksConfig {
     pub allow_request_session_key: bool,
     /// Lower-case prefixes an explicit or default session key must start with (empty: any).
     pub allowed_session_key_prefixes: Vec<String>,
+    /// `hooks.mappings` then `hooks.presets`, in the order they are tried.
+    pub mappings: Vec<HookMapping>,
 }
 
 impl HooksConfig {
@@ -81,6 +94,17 @@ impl HooksConfig {
                 p
             }
         };
+        let allowed_session_key_prefixes: Vec<String> = list("allowedSessionKeyPrefixes")?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| p.to_lowercase())
+            .collect();
+        let default_session_key = text("defaultSessionKey")?;
+        let mappings = crate::hook_mappings::parse_mappings(
+            hooks,
+            (!allowed_session_key_prefixes.is_empty(), default_session_key.is_some()),
+        )?;
         let allowed_agent_ids = list("allowedAgentIds")?
             .filter(|ids| !ids.iter().any(|i| i == "*"))
             .map(|ids| ids.into_iter().map(|i| i.to_lowercase()).collect());
@@ -89,14 +113,10 @@ impl HooksConfig {
             token,
             path,
             allowed_agent_ids,
-            default_session_key: text("defaultSessionKey")?,
+            default_session_key,
             allow_request_session_key: flag("allowRequestSessionKey")?,
-            allowed_session_key_prefixes: list("allowedSessionKeyPrefixes")?
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|p| !p.is_empty())
-                .map(|p| p.to_lowercase())
-                .collect(),
+            allowed_session_key_prefixes,
+            mappings,
         })
     }
 
@@ -112,7 +132,8 @@ impl HooksConfig {
         Some(match rest.trim_matches('/') {
             "wake" => HookEndpoint::Wake,
             "agent" => HookEndpoint::Agent,
-            _ => HookEndpoint::Unmapped,
+            "" => HookEndpoint::Base,
+            name => HookEndpoint::Mapped(name.to_owned()),
         })
     }
 
@@ -132,20 +153,65 @@ impl HooksConfig {
 }
 
 /// A path under `hooks.path`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookEndpoint {
     Wake,
     Agent,
-    /// A mapped hook's path (or the base path itself), which nothing serves yet.
-    Unmapped,
+    /// `hooks.path` itself, which has no action.
+    Base,
+    /// Any other subpath (without slashes), for the mappings.
+    Mapped(String),
 }
 
-/// The hooks' own state: the failed-token limiter and the replay keys of `/hooks/agent`.
+/// Where the reply of a hook's turn goes: a channel account and a target on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookTarget {
+    pub channel: String,
+    pub account: String,
+    pub to: String,
+}
+
+/// An agent turn a hook started, kept until its run ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedTurn {
+    pub run_id: String,
+    pub session_key: String,
+    pub agent_id: String,
+    pub message: String,
+    pub name: String,
+    pub accepted_at: u64,
+    pub timeout_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<HookTarget>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Replay {
+    key: String,
+    run_id: String,
+    at: u64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HookStore {
+    #[serde(default)]
+    accepted: Vec<AcceptedTurn>,
+    /// Oldest first.
+    #[serde(default)]
+    replays: VecDeque<Replay>,
+}
+
+/// The hooks' own state: the failed-token limiter, the accepted turns and the replay keys.
 #[derive(Debug)]
 pub struct Hooks {
     limiter: AuthLimiter,
-    replays: BTreeMap<String, (String, u64)>,
-    replay_order: VecDeque<String>,
+    store: HookStore,
 }
 
 impl Default for Hooks {
@@ -157,8 +223,7 @@ impl Default for Hooks {
                 lockout_ms: 60_000,
                 exempt_loopback: false,
             }),
-            replays: BTreeMap::new(),
-            replay_order: VecDeque::new(),
+            store: HookStore::default(),
         }
     }
 }
@@ -221,33 +286,69 @@ impl Hooks {
     /// The run an earlier request with this replay key started, if any.
     pub fn replayed(&mut self, now_ms: u64, key: &str) -> Option<String> {
         self.forget_old(now_ms);
-        self.replays.get(key).map(|(run, _)| run.clone())
+        self.store
+            .replays
+            .iter()
+            .find(|r| r.key == key)
+            .map(|r| r.run_id.clone())
     }
 
     /// Remembers that `key` started `run_id`.
     pub fn remember(&mut self, now_ms: u64, key: String, run_id: String) {
         self.forget_old(now_ms);
-        if self.replays.insert(key.clone(), (run_id, now_ms)).is_none() {
-            self.replay_order.push_back(key);
+        if !self.store.replays.iter().any(|r| r.key == key) {
+            self.store.replays.push_back(Replay {
+                key,
+                run_id,
+                at: now_ms,
+            });
         }
-        while self.replay_order.len() > REPLAYS_KEPT {
-            if let Some(old) = self.replay_order.pop_front() {
-                self.replays.remove(&old);
-            }
+        while self.store.replays.len() > REPLAYS_KEPT {
+            self.store.replays.pop_front();
         }
     }
 
     fn forget_old(&mut self, now_ms: u64) {
-        while let Some(oldest) = self.replay_order.front() {
-            match self.replays.get(oldest) {
-                Some((_, at)) if now_ms.saturating_sub(*at) < REPLAY_TTL_MS => break,
-                _ => {
-                    if let Some(old) = self.replay_order.pop_front() {
-                        self.replays.remove(&old);
-                    }
-                }
-            }
+        while self
+            .store
+            .replays
+            .front()
+            .is_some_and(|r| now_ms.saturating_sub(r.at) >= REPLAY_TTL_MS)
+        {
+            self.store.replays.pop_front();
         }
+    }
+
+    /// Keeps a turn until its run ends.
+    pub fn accept(&mut self, turn: AcceptedTurn) {
+        self.store.accepted.push(turn);
+    }
+
+    /// The turn of a run that ended, taken off the accepted list.
+    pub fn take_ended(&mut self, run_id: &str) -> Option<AcceptedTurn> {
+        let at = self.store.accepted.iter().position(|t| t.run_id == run_id)?;
+        Some(self.store.accepted.remove(at))
+    }
+
+    /// The turns accepted and not yet ended.
+    pub fn accepted(&self) -> &[AcceptedTurn] {
+        &self.store.accepted
+    }
+
+    /// How many turns wait for their run.
+    pub fn pending(&self) -> usize {
+        self.store.accepted.len()
+    }
+
+    /// The text of [`STATE_FILE`].
+    pub fn state_text(&self) -> String {
+        serde_json::to_string(&self.store).unwrap_or_default()
+    }
+
+    /// Restores [`STATE_FILE`]; a file that does not parse is an error (it holds accepted turns).
+    pub fn restore(&mut self, text: &str) -> Result<(), String> {
+        self.store = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        Ok(())
     }
 }
 
@@ -271,6 +372,17 @@ pub struct AgentHook {
     pub wait_for_completion: bool,
     pub timeout_ms: Option<u64>,
     pub model: Option<String>,
+    /// Where the reply is to be delivered, if anywhere.
+    pub delivery: Option<RequestedDelivery>,
+}
+
+/// A delivery target as a request or mapping names it, before the channels check it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestedDelivery {
+    /// A channel id, or `last`: where the agent's main session last heard from someone.
+    pub channel: String,
+    pub account: Option<String>,
+    pub to: Option<String>,
 }
 
 fn body_json(request: &Request) -> Result<Value, Response> {
@@ -351,14 +463,28 @@ impl HooksConfig {
             self.request_key(requested)?;
             None
         };
-        let channel = optional_text(&payload, "channel")?;
+        let channel = optional_text(&payload, "channel")?.map(|c| c.to_lowercase());
         let to = optional_text(&payload, "to")?;
-        if payload["deliver"] != false && (channel.is_some() || to.is_some()) {
-            return Err(hook_error(
-                400,
-                "delivery to a channel is not available: Clawgate has no channels yet",
-            ));
-        }
+        let account = optional_text(&payload, "accountId")?;
+        let delivery = if payload["deliver"] == false {
+            None
+        } else {
+            match (channel, to) {
+                (None, None) if account.is_some() => {
+                    return Err(hook_error(400, "accountId needs channel and to"));
+                }
+                (None, None) => None,
+                (Some(c), _) if c == "last" => {
+                    return Err(hook_error(400, "channel last is only for mapped hooks; name a channel"));
+                }
+                (Some(channel), Some(to)) => Some(RequestedDelivery {
+                    channel,
+                    account,
+                    to: Some(to),
+                }),
+                _ => return Err(hook_error(400, "channel and to go together")),
+            }
+        };
         let timeout_ms = payload["timeoutSeconds"]
             .as_f64()
             .filter(|t| *t >= 1.0)
@@ -371,10 +497,148 @@ impl HooksConfig {
             timeout_ms,
             model: optional_text(&payload, "model")?,
             message,
+            delivery,
         };
-        let dispatch = json!([hook.message, hook.agent_id, hook.session_key, hook.model]).to_string();
+        let dispatch = json!([hook.message, hook.agent_id, hook.session_key, hook.model, hook.delivery]).to_string();
         let replay = replay_key(request, &payload, &dispatch);
         Ok((hook, replay))
+    }
+}
+
+/// One action a mapped hook produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MappedAction {
+    Wake(WakeHook),
+    /// An agent turn and its replay key.
+    Agent(AgentHook, Option<String>),
+}
+
+impl HooksConfig {
+    /// The actions of a request to the mapped hook `subpath`: 404 when no mapping owns it, 500
+    /// when the owner needs a JavaScript transform, 400 when a rendered action breaks the
+    /// policy. An empty list (a `forEach` over nothing) is answered 204.
+    pub fn mapped_actions(
+        &self,
+        subpath: &str,
+        request: &Request,
+        now_iso: &str,
+    ) -> Result<Vec<MappedAction>, Response> {
+        let payload = body_json(request)?;
+        let Some(mapping) = self.mappings.iter().find(|m| m.matches(subpath, &payload)) else {
+            return Err(hook_error(404, &format!("no hook mapping for {subpath}")));
+        };
+        if let Some(module) = &mapping.transform {
+            return Err(hook_error(
+                500,
+                &format!("hook mapping failed: {} needs the transform {module}, and Clawgate does not run JavaScript transforms", mapping.id),
+            ));
+        }
+        let headers: Vec<(String, String)> = request
+            .headers
+            .iter()
+            .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        let query = request.query().unwrap_or_default();
+        let explicit_key = replay_key(request, &payload, "");
+        let (payloads, _dropped) = crate::hook_mappings::payloads_of(mapping, &payload);
+        let mut actions = Vec::with_capacity(payloads.len());
+        for one in &payloads {
+            let t = crate::hook_mappings::TemplateInput {
+                payload: one,
+                headers: &headers,
+                query,
+                path: subpath,
+                now_iso,
+            };
+            let optional = |template: &Option<String>| {
+                template
+                    .as_deref()
+                    .map(|x| t.render(x).trim().to_owned())
+                    .filter(|x| !x.is_empty())
+            };
+            match mapping.action {
+                crate::hook_mappings::MappingAction::Wake => {
+                    let text = t.render(&mapping.text_template).trim().to_owned();
+                    if text.is_empty() {
+                        return Err(hook_error(
+                            400,
+                            &format!("mapping {} rendered an empty wake text", mapping.id),
+                        ));
+                    }
+                    actions.push(MappedAction::Wake(WakeHook {
+                        text,
+                        now: mapping.wake_now,
+                        agent_id: mapping.agent_id.clone(),
+                        session_key: None,
+                    }));
+                }
+                crate::hook_mappings::MappingAction::Agent => {
+                    let message = t.render(&mapping.message_template).trim().to_owned();
+                    if message.is_empty() {
+                        return Err(hook_error(
+                            400,
+                            &format!("mapping {} rendered an empty message", mapping.id),
+                        ));
+                    }
+                    let key = match &mapping.session_key {
+                        Some(template) => {
+                            let key = t.render(template).trim().to_owned();
+                            if key.is_empty() {
+                                return Err(hook_error(
+                                    400,
+                                    &format!("mapping {} rendered an empty sessionKey", mapping.id),
+                                ));
+                            }
+                            if mapping.templated_key() && !self.allow_request_session_key {
+                                return Err(hook_error(
+                                    400,
+                                    "a templated mapping sessionKey needs hooks.allowRequestSessionKey",
+                                ));
+                            }
+                            Some(key)
+                        }
+                        None => self.default_session_key.clone(),
+                    };
+                    if let Some(k) = &key {
+                        if !self.key_allowed(k) {
+                            return Err(hook_error(400, "sessionKey is outside hooks.allowedSessionKeyPrefixes"));
+                        }
+                    }
+                    let delivery = mapping.deliver.then(|| RequestedDelivery {
+                        channel: mapping.channel.clone(),
+                        account: None,
+                        to: optional(&mapping.to),
+                    });
+                    let hook = AgentHook {
+                        message,
+                        name: optional(&mapping.name).unwrap_or_else(|| "Hook".to_owned()),
+                        agent_id: mapping.agent_id.clone(),
+                        session_key: key.filter(|_| mapping.persistent),
+                        wait_for_completion: false,
+                        timeout_ms: mapping.timeout_ms,
+                        model: optional(&mapping.model),
+                        delivery,
+                    };
+                    let dispatch = json!([
+                        subpath,
+                        hook.message,
+                        hook.agent_id,
+                        hook.session_key,
+                        hook.model,
+                        hook.delivery
+                    ])
+                    .to_string();
+                    // A batch is retried by its sender as a whole: each item's own rendering is
+                    // its replay identity, as in OpenClaw, even without an idempotency key.
+                    let replay = match &explicit_key {
+                        Some(k) => Some(format!("{k}{dispatch}")),
+                        None => mapping.for_each.as_ref().map(|_| format!("each\u{0}{dispatch}")),
+                    };
+                    actions.push(MappedAction::Agent(hook, replay));
+                }
+            }
+        }
+        Ok(actions)
     }
 }
 
@@ -413,7 +677,8 @@ mod tests {
         let c = HooksConfig::from_document(&json!({"hooks": {"enabled": true, "token": "t", "path": "/in"}})).unwrap();
         assert_eq!(c.endpoint("/in/wake"), Some(HookEndpoint::Wake));
         assert_eq!(c.endpoint("/in/agent/"), Some(HookEndpoint::Agent));
-        assert_eq!(c.endpoint("/in/gmail"), Some(HookEndpoint::Unmapped));
+        assert_eq!(c.endpoint("/in/gmail"), Some(HookEndpoint::Mapped("gmail".into())));
+        assert_eq!(c.endpoint("/in/"), Some(HookEndpoint::Base));
         assert_eq!(c.endpoint("/inbox"), None);
         assert_eq!(
             HooksConfig::default().endpoint("/hooks/wake"),

@@ -34,6 +34,7 @@ mod cron;
 mod duration;
 mod entropy;
 mod gateway;
+pub mod hook_mappings;
 pub mod hooks;
 mod hooks_http;
 mod http_routes;

@@ -526,3 +526,102 @@ fn a_growing_reply_is_previewed_to_telegram_at_most_once_a_second() {
     );
     assert_eq!(out[0]["text"], "one two three four five");
 }
+
+const HOOK_TOKEN: &str = "hook-secret-0123456789";
+
+fn hooks_bench() -> Bench {
+    let doc = json!({"channels": irc("allowlist"), "hooks": {"enabled": true, "token": HOOK_TOKEN,
+        "mappings": [{"match": {"path": "ci"}, "messageTemplate": "build {{status}}"}]}});
+    let (settings, _) = clawgate_engine::settings::parse(&doc.to_string(), &|_: &str| None).unwrap();
+    let mut config = GatewayConfig::with_token(TOKEN);
+    config.apply_file(&settings);
+    Bench::with_gateway(Gateway::new(config, Box::new(FakeEntropy(9)), START))
+}
+
+fn hook(b: &mut Bench, path: &str, body: Value) -> String {
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {HOOK_TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    b.http(loopback(), &request).1
+}
+
+#[test]
+fn a_hook_with_a_channel_and_a_target_delivers_the_reply_there() {
+    let mut b = hooks_bench();
+    let a = adapter(&mut b);
+    let node = worker(&mut b);
+    let raw = hook(
+        &mut b,
+        "/hooks/agent",
+        json!({"message": "nightly report", "channel": "irc", "to": "carol"}),
+    );
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let (invoke, _) = runs(&mut b, node).remove(0);
+    finish(&mut b, node, &invoke, "all green");
+    let out = events_named(&mut b, a, "channel.deliver");
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0]["target"].as_str(), out[0]["text"].as_str()),
+        (Some("carol"), Some("all green"))
+    );
+    let raw = hook(
+        &mut b,
+        "/hooks/agent",
+        json!({"message": "x", "channel": "discord", "to": "carol"}),
+    );
+    assert!(raw.starts_with("HTTP/1.1 400"), "an unknown channel: {raw}");
+}
+
+#[test]
+fn a_mapped_hook_delivers_to_where_the_agent_last_heard_from_someone() {
+    let mut b = hooks_bench();
+    let a = adapter(&mut b);
+    let node = worker(&mut b);
+    inbound(&mut b, a, dm("carol!c@host", "m1", "hello"));
+    let (invoke, _) = runs(&mut b, node).remove(0);
+    finish(&mut b, node, &invoke, "hi carol");
+    let first = events_named(&mut b, a, "channel.deliver");
+    delivered(&mut b, a, &first[0]["id"], true);
+    hook(&mut b, "/hooks/ci", json!({"status": "failed"}));
+    let (invoke, params) = runs(&mut b, node).remove(0);
+    assert_eq!(params["message"], "build failed");
+    finish(&mut b, node, &invoke, "the build failed");
+    let out = events_named(&mut b, a, "channel.deliver");
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0]["target"].as_str(), out[0]["text"].as_str()),
+        (Some("carol"), Some("the build failed"))
+    );
+}
+
+#[test]
+fn a_hook_reply_handed_over_again_after_a_restart_is_delivered_once() {
+    let mut b = hooks_bench();
+    let a = adapter(&mut b);
+    let node = worker(&mut b);
+    hook(
+        &mut b,
+        "/hooks/agent",
+        json!({"message": "once", "channel": "irc", "to": "carol"}),
+    );
+    let (invoke, _) = runs(&mut b, node).remove(0);
+    // The process dies after the delivery was written but before the hook state was.
+    let hooks_before = b.disk["hooks/state.json"].clone();
+    finish(&mut b, node, &invoke, "only once");
+    assert_eq!(events_named(&mut b, a, "channel.deliver").len(), 1);
+    let files: Vec<String> = b.transcripts.values().map(|lines| lines.join("\n")).collect();
+    let gw = Gateway::new(b.gw.config().clone(), Box::new(FakeEntropy(10)), START + 5000)
+        .with_transcripts(files)
+        .with_channels(Some(&b.disk[STATE]))
+        .unwrap()
+        .with_hooks(Some(&hooks_before))
+        .unwrap();
+    let mut b = Bench::with_gateway(gw);
+    let (_node, again) = worker_with_runs(&mut b);
+    assert!(again.is_empty(), "the reply is in the transcript: nothing runs again");
+    let (_a, deliveries) = adapter_with_deliveries(&mut b);
+    assert_eq!(deliveries.len(), 1, "the one delivery, not two");
+    assert_eq!(deliveries[0]["text"], "only once");
+}

@@ -280,3 +280,246 @@ fn settings_that_cannot_work_stop_the_start() {
         );
     }
 }
+
+const HOOK_STATE: &str = "hooks/state.json";
+
+fn mapped_bench(extra: Value) -> Bench {
+    let mut hooks = json!({"enabled": true, "token": HOOK_TOKEN});
+    for (k, v) in extra.as_object().unwrap() {
+        hooks[k] = v.clone();
+    }
+    bench_with(hooks)
+}
+
+fn github() -> Value {
+    json!({"mappings": [
+        {"id": "gh", "match": {"path": "github", "source": "github"},
+         "messageTemplate": "{{headers.x-event-type}} on {{repo.name}} by {{sender.login}}"},
+        {"match": {"path": "alerts"}, "action": "wake", "textTemplate": "{{title}}"},
+        {"match": {"path": "batch"}, "forEach": "items", "messageTemplate": "item {{items[0].n}}"},
+        {"match": {"path": "scripted"}, "transform": {"module": "scripted.js"}},
+    ]})
+}
+
+#[test]
+fn a_mapped_hook_renders_its_template_into_an_agent_turn() {
+    let mut b = mapped_bench(github());
+    let node = worker(&mut b);
+    let headers = format!("{}X-Event-Type: push\r\n", bearer());
+    let payload = r#"{"source":"github","repo":{"name":"claw"},"sender":{"login":"ana"}}"#;
+    let (_, raw) = b.http(loopback(), &post("/hooks/github", &headers, payload));
+    assert_eq!(status(&raw), 200, "{raw}");
+    assert!(body(&raw)["runId"].is_string(), "{raw}");
+    let runs = invocations(&mut b, node);
+    assert_eq!(runs[0]["params"]["message"], "push on claw by ana");
+    assert!(runs[0]["params"]["sessionKey"]
+        .as_str()
+        .unwrap()
+        .starts_with("agent:main:hook:"));
+}
+
+#[test]
+fn a_mapping_matches_on_path_and_source_or_the_hook_is_not_found() {
+    let mut b = mapped_bench(github());
+    let _node = worker(&mut b);
+    let other_source = r#"{"source":"gitlab","repo":{"name":"claw"}}"#;
+    let (_, raw) = b.http(loopback(), &post("/hooks/github", &bearer(), other_source));
+    assert_eq!(status(&raw), 404, "{raw}");
+    assert_eq!(
+        status(&b.http(loopback(), &post("/hooks/nothing", &bearer(), "{}")).1),
+        404
+    );
+    assert_eq!(
+        status(&b.http(loopback(), &post("/hooks", &bearer(), "{}")).1),
+        404,
+        "the base path has no action"
+    );
+}
+
+#[test]
+fn a_wake_mapping_queues_its_rendered_text() {
+    let mut b = mapped_bench(github());
+    let (_, raw) = b.http(
+        loopback(),
+        &post("/hooks/alerts", &bearer(), r#"{"title":"disk full"}"#),
+    );
+    assert_eq!(
+        body(&raw),
+        json!({"ok": true, "mode": "now", "eventOutcome": "queued"}),
+        "{raw}"
+    );
+    let (_, raw) = b.http(loopback(), &post("/hooks/alerts", &bearer(), r#"{}"#));
+    assert_eq!(status(&raw), 400, "an empty text is refused: {raw}");
+}
+
+#[test]
+fn for_each_starts_one_turn_per_item_and_nothing_for_no_items() {
+    let mut b = mapped_bench(github());
+    let node = worker(&mut b);
+    let batch = r#"{"items":[{"n":1},{"n":2},{"n":3}]}"#;
+    let (_, raw) = b.http(loopback(), &post("/hooks/batch", &bearer(), batch));
+    let answer = body(&raw);
+    assert_eq!(answer["dispatched"], 3, "{raw}");
+    assert_eq!(answer["runIds"].as_array().unwrap().len(), 3);
+    assert_eq!(answer["runId"], answer["runIds"][0]);
+    let messages: Vec<Value> = invocations(&mut b, node)
+        .into_iter()
+        .map(|r| r["params"]["message"].clone())
+        .collect();
+    assert_eq!(messages, vec![json!("item 1"), json!("item 2"), json!("item 3")]);
+    // The sender retries the same batch: each item is recognised, nothing runs again.
+    let (_, again) = b.http(loopback(), &post("/hooks/batch", &bearer(), batch));
+    assert_eq!(body(&again)["runIds"], answer["runIds"]);
+    assert!(invocations(&mut b, node).is_empty());
+    let (_, raw) = b.http(loopback(), &post("/hooks/batch", &bearer(), r#"{"items":[]}"#));
+    assert_eq!(status(&raw), 204, "{raw}");
+}
+
+#[test]
+fn a_mapping_that_needs_a_javascript_transform_answers_500() {
+    let mut b = mapped_bench(github());
+    let (_, raw) = b.http(loopback(), &post("/hooks/scripted", &bearer(), "{}"));
+    assert_eq!(status(&raw), 500, "{raw}");
+    assert!(
+        body(&raw)["error"].as_str().unwrap().starts_with("hook mapping failed"),
+        "{raw}"
+    );
+}
+
+#[test]
+fn a_templated_mapping_key_needs_callers_keys_allowed() {
+    let mapping = json!({"match": {"path": "orders"}, "sessionKey": "hook:orders:{{id}}",
+                         "sessionMode": "persistent", "messageTemplate": "order {{id}}"});
+    let mut b = mapped_bench(json!({"allowedSessionKeyPrefixes": ["hook:"], "mappings": [mapping.clone()]}));
+    let (_, raw) = b.http(loopback(), &post("/hooks/orders", &bearer(), r#"{"id":"7"}"#));
+    assert_eq!(status(&raw), 400, "allowRequestSessionKey is off: {raw}");
+    let mut b = mapped_bench(
+        json!({"allowedSessionKeyPrefixes": ["hook:"], "allowRequestSessionKey": true,
+                                    "mappings": [mapping]}),
+    );
+    let node = worker(&mut b);
+    let (_, raw) = b.http(loopback(), &post("/hooks/orders", &bearer(), r#"{"id":"7"}"#));
+    assert_eq!(status(&raw), 200, "{raw}");
+    assert_eq!(
+        invocations(&mut b, node)[0]["params"]["sessionKey"],
+        "agent:main:hook:orders:7"
+    );
+}
+
+#[test]
+fn a_direct_delivery_needs_a_channel_and_a_target_together() {
+    let mut b = bench();
+    for payload in [
+        r#"{"message":"x","channel":"irc"}"#,
+        r#"{"message":"x","to":"carol"}"#,
+        r#"{"message":"x","accountId":"work"}"#,
+        r#"{"message":"x","channel":"last","to":"carol"}"#,
+        r#"{"message":"x","channel":"irc","to":"carol"}"#,
+    ] {
+        let (_, raw) = b.http(loopback(), &post("/hooks/agent", &bearer(), payload));
+        assert_eq!(status(&raw), 400, "{payload}: {raw}");
+    }
+    let (_, raw) = b.http(
+        loopback(),
+        &post(
+            "/hooks/agent",
+            &bearer(),
+            r#"{"message":"x","channel":"irc","to":"carol","deliver":false}"#,
+        ),
+    );
+    assert_eq!(status(&raw), 200, "deliver false ignores the destination: {raw}");
+}
+
+/// The gateway again on the files a stopped one left: its transcripts and hook state.
+fn restarted(b: &Bench, seed: u64) -> Bench {
+    let files: Vec<String> = b.transcripts.values().map(|lines| lines.join("\n")).collect();
+    let state = b.disk.get(HOOK_STATE).cloned();
+    let gw = Gateway::new(b.gw.config().clone(), Box::new(FakeEntropy(seed)), START + 5000)
+        .with_transcripts(files)
+        .with_hooks(state.as_deref())
+        .unwrap();
+    let mut after = Bench::with_gateway(gw);
+    after.now = START + 5000;
+    after
+}
+
+fn worker_runs(b: &mut Bench) -> (ConnId, Vec<Value>) {
+    let node = b.ws(loopback(), &[]);
+    let connect = json!({"type": "req", "id": "c", "method": "connect", "params": worker_params(&["main"])});
+    b.send_text(node, &connect.to_string());
+    let runs = invocations(b, node);
+    (node, runs)
+}
+
+fn answer_run(b: &mut Bench, node: ConnId, run: &Value, text: &str) {
+    let res = b.request(
+        node,
+        "r",
+        "node.invoke.result",
+        json!({"id": run["invoke"]["id"], "nodeId": run["invoke"]["nodeId"], "ok": true,
+               "payloadJSON": json!({"text": text}).to_string()}),
+    );
+    assert!(res.ok);
+}
+
+#[test]
+fn a_turn_under_way_when_the_gateway_dies_runs_again_after_the_restart() {
+    let mut b = bench();
+    let node = worker(&mut b);
+    let (_, raw) = b.http(
+        loopback(),
+        &post("/hooks/agent", &bearer(), r#"{"message":"do not lose me"}"#),
+    );
+    let run_id = body(&raw)["runId"].clone();
+    assert_eq!(invocations(&mut b, node).len(), 1);
+    let mut after = restarted(&b, 20);
+    let (node, runs) = worker_runs(&mut after);
+    assert_eq!(runs.len(), 1, "the lost run runs again");
+    assert_eq!(runs[0]["params"]["message"], "do not lose me");
+    assert_eq!(
+        runs[0]["invoke"]["runId"]
+            .as_str()
+            .or(runs[0]["params"]["runId"].as_str()),
+        run_id.as_str()
+    );
+    answer_run(&mut after, node, &runs[0], "kept");
+    // Once answered, a further restart has nothing to run.
+    let mut again = restarted(&after, 21);
+    assert!(worker_runs(&mut again).1.is_empty());
+}
+
+#[test]
+fn a_turn_whose_reply_was_written_is_not_run_again() {
+    let mut b = bench();
+    let node = worker(&mut b);
+    b.http(loopback(), &post("/hooks/agent", &bearer(), r#"{"message":"once"}"#));
+    let run = invocations(&mut b, node).remove(0);
+    // The reply reaches the transcript, and the process dies before the hook state says so.
+    let before_end = b.disk[HOOK_STATE].clone();
+    answer_run(&mut b, node, &run, "the one reply");
+    b.disk.insert(HOOK_STATE.into(), before_end);
+    let mut after = restarted(&b, 22);
+    assert!(worker_runs(&mut after).1.is_empty());
+    assert!(
+        !after.disk[HOOK_STATE].contains("once"),
+        "the turn is done: {}",
+        after.disk[HOOK_STATE]
+    );
+}
+
+#[test]
+fn a_retry_after_a_restart_gets_the_run_the_first_attempt_started() {
+    let mut b = bench();
+    let request = post(
+        "/hooks/agent",
+        &format!("{}Idempotency-Key: import-42\r\n", bearer()),
+        r#"{"message":"import 42"}"#,
+    );
+    let (_, raw) = b.http(loopback(), &request);
+    let run_id = body(&raw)["runId"].clone();
+    let mut after = restarted(&b, 23);
+    let (_, again) = after.http(loopback(), &request);
+    assert_eq!(body(&again)["runId"], run_id, "{again}");
+    let (_node, runs) = worker_runs(&mut after);
+    assert_eq!(runs.len(), 1, "one run, not two");
+}
