@@ -419,7 +419,11 @@ mkdir -p "$WORK/channel-state"
 cat > "$WORK/channel-state/openclaw.json" <<JSON
 {"gateway": {"port": $CH_PORT, "auth": {"token": "ch-$TOKEN"}},
  "channels": {"irc": {"host": "127.0.0.1", "port": $IRC_PORT, "tls": false, "nick": "interopbot",
-                      "channels": ["#room"], "dmPolicy": "pairing"}}}
+                      "channels": ["#room"], "dmPolicy": "pairing"}},
+ "hooks": {"enabled": true, "token": "hook-$TOKEN",
+           "mappings": [{"match": {"path": "ci", "source": "ci"}, "messageTemplate": "build {{status}} on {{headers.x-branch}}",
+                         "channel": "irc", "to": "#room"},
+                        {"match": {"path": "batch"}, "forEach": "items", "messageTemplate": "item {{items[0].n}}"}]}}
 JSON
 OPENCLAW_STATE_DIR="$WORK/channel-state" "$BINARY" gateway run "${runtime_flag[@]}" > "$WORK/channel-gateway.log" 2>&1 &
 CH_GW_PID=$!
@@ -440,6 +444,42 @@ chc gateway call send --params '{"channel":"fax","to":"x","message":"m","idempot
 check "send to an unknown channel is refused as OpenClaw refuses it" 1 "'unsupported channel: fax' in out"
 chc gateway call channels.pairing.list --json
 check "openclaw gateway call channels.pairing.list" 0 "d['accounts'][0]['channel'] == 'irc' and d['requests'] == []"
+
+# Hooks, proved with curl: the token in a header only, OpenClaw's status codes, replays, mapped
+# hooks, and a reply addressed to the IRC channel. The body is $OUT's first line, the status its last.
+hook() {
+  local path=$1; shift
+  cli curl -s -o - -w '\n%{http_code}' "$@" "http://127.0.0.1:$CH_PORT/hooks/$path"
+}
+J='Content-Type: application/json'
+hook wake -H "Authorization: Bearer hook-$TOKEN" -H "$J" -d '{"text":"interop wake"}'
+check "curl POST /hooks/wake with a Bearer token" 0 "out.endswith('200') and json.loads(out.splitlines()[0])['eventOutcome'] in ('queued', 'coalesced')"
+hook "wake?token=hook-$TOKEN" -H "Authorization: Bearer hook-$TOKEN" -d '{"text":"x"}'
+check "curl: a token in the query string is refused with 400" 0 "out.endswith('400')"
+hook wake -H "Authorization: Bearer wrong" -d '{"text":"x"}'
+check "curl: a wrong token is 401" 0 "out.endswith('401')"
+hook wake -H "x-openclaw-token: hook-$TOKEN"
+check "curl: GET /hooks/wake is 405" 0 "out.endswith('405')"
+hook agent -H "x-openclaw-token: hook-$TOKEN" -H "Idempotency-Key: interop-1" -d '{"message":"hello from curl"}'
+FIRST_RUN=$(printf '%s' "$OUT" | head -1)
+check "curl POST /hooks/agent with x-openclaw-token admits a run" 0 "out.endswith('200') and json.loads(out.splitlines()[0])['runId']"
+hook agent -H "x-openclaw-token: hook-$TOKEN" -H "Idempotency-Key: interop-1" -d '{"message":"hello from curl"}'
+check "curl: the same Idempotency-Key replays the same run" 0 "out.splitlines()[0] == '''$FIRST_RUN'''"
+hook agent -H "x-openclaw-token: hook-$TOKEN" -d '{"message":"report","channel":"irc","to":"#room"}'
+check "curl: /hooks/agent addressed to the IRC channel is admitted" 0 "out.endswith('200')"
+hook agent -H "x-openclaw-token: hook-$TOKEN" -d '{"message":"report","channel":"irc"}'
+check "curl: a channel without a target is 400" 0 "out.endswith('400')"
+hook ci -H "x-openclaw-token: hook-$TOKEN" -H "X-Branch: main" -d '{"source":"ci","status":"green"}'
+check "curl POST /hooks/ci (a mapping) admits a run" 0 "out.endswith('200') and json.loads(out.splitlines()[0])['runId']"
+hook ci -H "x-openclaw-token: hook-$TOKEN" -d '{"source":"other"}'
+check "curl: a payload no mapping matches is 404" 0 "out.endswith('404')"
+hook batch -H "x-openclaw-token: hook-$TOKEN" -d '{"items":[{"n":1},{"n":2}]}'
+check "curl: a forEach mapping starts one run per item" 0 "out.endswith('200') and json.loads(out.splitlines()[0])['dispatched'] == 2"
+hook batch -H "x-openclaw-token: hook-$TOKEN" -d '{"items":[]}'
+check "curl: a forEach over nothing is 204" 0 "out.endswith('204')"
+head -c 300000 /dev/zero | tr '\0' 'x' | sed 's/^/{"text":"/; s/$/"}/' > "$WORK/big.json"
+hook wake -H "x-openclaw-token: hook-$TOKEN" --data-binary "@$WORK/big.json"
+check "curl: a body over 256 KiB is 413" 0 "out.endswith('413')"
 kill "$CH_GW_PID" "$IRCD_PID" 2>/dev/null || true
 
 echo "interop: $passed passed, $failed failed"

@@ -140,11 +140,31 @@ impl Adapter {
             vec!["channel.send".to_owned()],
         ));
         self.target.display_name = Some(format!("channel adapter: {name}"));
-        let mut sent = SentIds::load(
-            self.state_dir
-                .join("channels")
-                .join(format!("{}-{}.delivered", self.channel, self.account)),
-        );
+        let files = self.state_dir.join("channels");
+        let _ = std::fs::create_dir_all(&files);
+        // One adapter per account at a time: the adapter of a gateway that died finishes the
+        // delivery it was sending (and writes it down) before the next one reads what was sent,
+        // so a delivery is not sent by both. The lock goes with the process.
+        let lock = std::fs::File::create(files.join(format!("{}-{}.lock", self.channel, self.account)))
+            .map_err(|e| format!("cannot create the adapter's lock file: {e}"))?;
+        // An adapter whose gateway died while it waited is not needed: the gateway that
+        // replaced it started its own, which is the one to take over.
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if crate::workers::supervisor_gone() {
+                        eprintln!("clawgate channel {name}: the gateway that started this adapter is gone; stopping");
+                        std::process::exit(0);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(format!("cannot lock the adapter's lock file: {e}"));
+                }
+            }
+        }
+        let mut sent = SentIds::load(files.join(format!("{}-{}.delivered", self.channel, self.account)));
         let mut pending: VecDeque<InboundMessage> = VecDeque::new();
         let mut io = AdapterIo::default();
         let mut want_run = false;
@@ -153,6 +173,12 @@ impl Adapter {
         let mut net_pause = Duration::from_secs(1);
         let mut gateway_pause = Duration::from_secs(1);
         loop {
+            if crate::workers::supervisor_gone() {
+                // Never serve the gateway that replaced ours: it has an adapter of its own.
+                network.disconnect();
+                eprintln!("clawgate channel {name}: the gateway that started this adapter is gone; stopping");
+                std::process::exit(0);
+            }
             let mut session = match Session::connect(&self.target) {
                 Ok(s) => s,
                 Err(CallError::Gateway(e)) if e.code == ErrorCode::InvalidRequest || e.code == ErrorCode::NotPaired => {
@@ -169,6 +195,10 @@ impl Adapter {
             eprintln!("clawgate channel {name}: connected to the gateway");
             let mut reported: Option<(bool, bool, Option<String>)> = None;
             let outcome: Result<(), CallError> = (|| loop {
+                if crate::workers::supervisor_gone() {
+                    // Between two deliveries: the stop below leaves nothing half sent.
+                    return Ok(());
+                }
                 while let Some(event) = session.try_event()? {
                     let p = payload_of(&event);
                     if event.event == CONTROL_EVENT {

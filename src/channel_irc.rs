@@ -6,8 +6,11 @@
 //! - every `PRIVMSG` to the bot (a DM) or in a joined channel goes to the gateway as
 //!   `channel.inbound`, again until the gateway answers (the gateway drops repeats by message id);
 //! - every `channel.deliver` is sent as `PRIVMSG` lines cut to IRC's 512 bytes and answered with
-//!   `channel.delivered`; the ids it delivered are kept in a file under the state directory, so a
-//!   delivery handed over again after a crash of the gateway is not sent twice.
+//!   `channel.delivered` once the server has processed them: the lines are followed by a `PING`
+//!   and the delivery counts as sent when its `PONG` comes back (a server handles a client's
+//!   commands in order, and drops what it had not handled yet when the client goes). The ids it
+//!   delivered are kept in a file under the state directory, so a delivery handed over again
+//!   after a crash of the gateway is not sent twice.
 //!
 //! IRC has no message ids and no replay: a message that reaches a disconnected bot is not seen.
 //! The adapter numbers messages itself (its start time and a counter).
@@ -15,10 +18,28 @@
 use crate::channel_adapter::{Adapter, AdapterIo, Delivery, InboundMessage, Network};
 use clawgate_engine::channel_text::{irc_text_budget, split_irc};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// How long a delivery waits for the server to confirm it.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Deliveries waiting for the `PONG` that follows their lines, by the `PING` token.
+type AwaitingPong = Arc<Mutex<HashMap<String, mpsc::Sender<()>>>>;
+
+/// Drops the waiting deliveries when the IRC thread ends, so that they fail at once.
+struct ClearOnExit(AwaitingPong);
+
+impl Drop for ClearOnExit {
+    fn drop(&mut self) {
+        if let Ok(mut waiting) = self.0.lock() {
+            waiting.clear();
+        }
+    }
+}
 
 /// Lines sent in a burst before the adapter paces itself (IRC servers disconnect floods).
 const BURST: u32 = 4;
@@ -37,6 +58,10 @@ pub struct Irc {
     account: String,
     events: Option<mpsc::Receiver<IrcEvent>>,
     lines: Option<mpsc::Sender<String>>,
+    awaiting_pong: AwaitingPong,
+    next_token: u64,
+    /// Registered with the server: before that, a server refuses messages.
+    registered: bool,
     nick: String,
     user: String,
 }
@@ -50,6 +75,9 @@ impl Irc {
             account: account.to_owned(),
             events: None,
             lines: None,
+            awaiting_pong: AwaitingPong::default(),
+            next_token: 0,
+            registered: false,
             nick,
             user,
         }
@@ -131,7 +159,9 @@ fn irc_thread(
     user: String,
     events: mpsc::Sender<IrcEvent>,
     lines: mpsc::Receiver<String>,
+    awaiting_pong: AwaitingPong,
 ) {
+    let _clear = ClearOnExit(awaiting_pong.clone());
     let send = |stream: &mut Stream, line: &str| -> std::io::Result<()> {
         stream.write_all(line.as_bytes())?;
         stream.write_all(b"\r\n")?;
@@ -176,7 +206,9 @@ fn irc_thread(
         }
         // Outgoing lines first, paced after a short burst.
         while let Ok(line) = lines.try_recv() {
-            if sent_in_burst >= BURST {
+            // The PING that confirms a delivery is not a message: it goes out unpaced.
+            let paced = !line.starts_with("PING ");
+            if paced && sent_in_burst >= BURST {
                 let since = last_sent.elapsed();
                 if since < PACE {
                     std::thread::sleep(PACE - since);
@@ -189,8 +221,10 @@ fn irc_thread(
                 let _ = events.send(IrcEvent::Lost(format!("write failed: {e}")));
                 return;
             }
-            sent_in_burst += 1;
-            last_sent = Instant::now();
+            if paced {
+                sent_in_burst += 1;
+                last_sent = Instant::now();
+            }
         }
         match reader.read_until(b'\n', &mut buf) {
             Ok(0) => {
@@ -214,6 +248,12 @@ fn irc_thread(
             "PING" => {
                 let token = params.first().copied().unwrap_or_default();
                 let _ = send(reader.get_mut(), &format!("PONG :{token}"));
+            }
+            "PONG" => {
+                let token = params.last().copied().unwrap_or_default();
+                if let Some(confirmed) = awaiting_pong.lock().ok().and_then(|mut w| w.remove(token)) {
+                    let _ = confirmed.send(());
+                }
             }
             "001" => {
                 if let Some(n) = params.first() {
@@ -291,9 +331,10 @@ impl Network for Irc {
         let (event_tx, event_rx) = mpsc::channel();
         let (line_tx, line_rx) = mpsc::channel();
         let (settings, nick, user) = (self.settings.clone(), self.nick.clone(), self.user.clone());
+        let awaiting = self.awaiting_pong.clone();
         std::thread::Builder::new()
             .name(format!("irc-{}", self.account))
-            .spawn(move || irc_thread(stream, settings, nick, user, event_tx, line_rx))
+            .spawn(move || irc_thread(stream, settings, nick, user, event_tx, line_rx, awaiting))
             .map_err(|e| e.to_string())?;
         self.events = Some(event_rx);
         self.lines = Some(line_tx);
@@ -315,11 +356,13 @@ impl Network for Irc {
         match events.recv_timeout(wait) {
             Ok(IrcEvent::Registered(nick)) => {
                 self.nick = nick;
+                self.registered = true;
                 io.connected = true;
                 io.error = None;
             }
             Ok(IrcEvent::Message(m)) => io.inbound.push(m),
             Ok(IrcEvent::Lost(why)) => {
+                self.registered = false;
                 io.connected = false;
                 io.error = Some(why);
                 self.events = None;
@@ -327,6 +370,7 @@ impl Network for Irc {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
+                self.registered = false;
                 io.connected = false;
                 self.events = None;
                 self.lines = None;
@@ -335,7 +379,7 @@ impl Network for Irc {
     }
 
     fn send(&mut self, delivery: &Delivery) -> Result<(), (String, bool)> {
-        let Some(lines) = &self.lines else {
+        let Some(lines) = self.lines.as_ref().filter(|_| self.registered) else {
             return Err(("not connected to the IRC server".into(), false));
         };
         let target = delivery.target.trim();
@@ -347,12 +391,30 @@ impl Network for Irc {
         if pieces.is_empty() {
             return Err(("the text is empty once made fit for IRC".into(), true));
         }
-        for piece in pieces {
-            lines
-                .send(format!("PRIVMSG {target} :{piece}"))
-                .map_err(|_| ("the connection to the IRC server is gone".to_owned(), false))?;
+        self.next_token += 1;
+        let token = format!("clawgate-{}-{}", delivery.id, self.next_token);
+        let (confirmed_tx, confirmed) = mpsc::channel();
+        if let Ok(mut waiting) = self.awaiting_pong.lock() {
+            waiting.insert(token.clone(), confirmed_tx);
         }
-        Ok(())
+        let gone = || ("the connection to the IRC server is gone".to_owned(), false);
+        for piece in pieces {
+            lines.send(format!("PRIVMSG {target} :{piece}")).map_err(|_| gone())?;
+        }
+        lines.send(format!("PING :{token}")).map_err(|_| gone())?;
+        // Even when the gateway died meanwhile: what the server confirms is written down as sent,
+        // so the next adapter does not send it again.
+        let outcome = confirmed.recv_timeout(CONFIRM_TIMEOUT);
+        if let Ok(mut waiting) = self.awaiting_pong.lock() {
+            waiting.remove(&token);
+        }
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                Err(("the IRC server did not confirm the message in time".to_owned(), false))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(gone()),
+        }
     }
 }
 

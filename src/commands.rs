@@ -269,7 +269,7 @@ pub fn agent_worker(args: &AgentArgs) -> Result<(), Failure> {
         .ok()
         .and_then(|p| p.parse().ok())
     {
-        crate::workers::exit_with_supervisor(pid);
+        crate::workers::exit_with_supervisor(pid, std::time::Duration::ZERO);
     }
     let target = client_target(&args.client, &[])?;
     // The providers of the models runs name are read from the gateway's configuration file.
@@ -394,7 +394,7 @@ pub fn channel_adapter(args: &crate::cli::ChannelArgs) -> Result<(), Failure> {
         .ok()
         .and_then(|p| p.parse().ok())
     {
-        crate::workers::exit_with_supervisor(pid);
+        crate::workers::exit_with_supervisor(pid, std::time::Duration::from_secs(40));
     }
     let state_dir = config_file::state_dir(args.client.state_dir.as_deref());
     let file = config_file::load(&config_file::config_path(&state_dir), false)?;

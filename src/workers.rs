@@ -33,13 +33,23 @@ const STEADY: Duration = Duration::from_secs(60);
 /// parent is no longer that gateway (killed without a chance to stop it).
 pub const SUPERVISOR_PID_ENV: &str = "CLAWGATE_SUPERVISOR_PID";
 
-/// Ends this process once its parent is no longer `supervisor` (for a worker the gateway started).
-pub fn exit_with_supervisor(supervisor: u32) {
-    std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(500));
-        if std::os::unix::process::parent_id() != supervisor {
-            eprintln!("clawgate: the gateway that started this process is gone; stopping");
-            std::process::exit(0);
+/// Ends this process once its parent has not been `supervisor` for `grace` (for a worker the
+/// gateway started). A process that stops by itself when its gateway goes (a channel adapter,
+/// which first finishes the delivery under way) takes a grace period; this is the backstop for
+/// one that hangs.
+pub fn exit_with_supervisor(supervisor: u32, grace: Duration) {
+    std::thread::spawn(move || {
+        let mut gone_since: Option<Instant> = None;
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            if std::os::unix::process::parent_id() == supervisor {
+                continue;
+            }
+            let since = *gone_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= grace {
+                eprintln!("clawgate: the gateway that started this process is gone; stopping");
+                std::process::exit(0);
+            }
         }
     });
 }

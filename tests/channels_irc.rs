@@ -36,7 +36,7 @@ fn start_ircd(dir: &Path, port: u16) -> common::Killed {
         &conf,
         format!(
             "[Global]\nName = irc.clawgate.test\nInfo = Clawgate test\nListen = 127.0.0.1\nPorts = {port}\n\
-             MotdPhrase = test\n[Limits]\nMaxNickLength = 30\n[Options]\nPAM = no\nIdent = no\nDNS = no\n\
+             MotdPhrase = test\n[Limits]\nMaxNickLength = 30\nMaxPenaltyTime = 0\n[Options]\nPAM = no\nIdent = no\nDNS = no\n\
              [Channel]\nName = #room\nModes = +n\n"
         ),
     )
@@ -214,6 +214,24 @@ fn wait_for_bot(person: &mut Person) {
         // Slowly: the server delays a client's commands when it sends many.
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// How many times an adapter connected to the gateways that wrote `state`'s log.
+fn adapter_connections(state: &Path) -> usize {
+    std::fs::read_to_string(state.join("gateway.log"))
+        .unwrap_or_default()
+        .matches("channel irc/default: adapter connected")
+        .count()
+}
+
+/// Waits for the adapter of a gateway just started (`before` is the count from before it): the
+/// adapter of the gateway that died has left by then (only one holds the account), so the bot
+/// seen on IRC afterwards is the one that hands messages to the new gateway.
+fn wait_for_new_adapter(state: &Path, before: usize, person: &mut Person) {
+    common::wait_until("the new gateway's adapter", Duration::from_secs(30), || {
+        adapter_connections(state) > before
+    });
+    wait_for_bot(person);
 }
 
 fn setup(name: &str) -> (PathBuf, u16, u16, common::Killed) {
@@ -403,4 +421,223 @@ fn figures_dm_round_trip_and_memory() {
         at(0.99),
         times[times.len() - 1]
     );
+}
+
+/// Gateway kills for the crash tests: `CLAWGATE_CHANNEL_CRASH_CYCLES` (default 3).
+fn crash_cycles() -> u32 {
+    std::env::var("CLAWGATE_CHANNEL_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+}
+
+/// A small xorshift for the moments of the kills, seeded from the process id (printed, so that
+/// a failing run can be repeated).
+fn random_source() -> impl FnMut(u64) -> u64 {
+    let mut seed = std::process::id() as u64 | 1;
+    eprintln!("crash test seed {seed}");
+    move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}
+
+/// The user messages in the transcripts under `state`: what the gateway accepted for a run.
+fn accepted_texts(state: &Path) -> std::collections::BTreeSet<String> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut dirs = vec![state.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "jsonl") {
+                for line in std::fs::read_to_string(&path).unwrap_or_default().lines() {
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                        continue;
+                    };
+                    if v["message"]["role"] == "user" {
+                        if let Some(text) = v["message"]["content"].as_str() {
+                            found.insert(text.to_owned());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The IRC network keeps nothing for a bot that is away, and the adapter cannot hand back what
+/// it read when the gateway died under it; so a message counts as accepted once the gateway
+/// wrote it down (its transcripts hold it), and every accepted message must be answered exactly
+/// once, none twice, and nothing answered that was not sent.
+#[test]
+fn every_accepted_irc_message_is_answered_exactly_once_across_random_gateway_kills() {
+    let cycles = crash_cycles();
+    let (dir, port, irc_port, _ircd) = setup("kills");
+    let state = dir.join("state");
+    let mut gateway = common::start_gateway(&state, port, &[]);
+    let _worker = common::start_echo_worker(port, TOKEN, 20);
+    let mut bob = Person::join(irc_port, "bob");
+    wait_for_bot(&mut bob);
+    pair(&state, &mut bob);
+    let mut random = random_source();
+    let mut sent = Vec::new();
+    for cycle in 0..cycles {
+        let burst = 4 + random(4);
+        let kill_after = random(burst);
+        for i in 0..burst {
+            let text = format!("irc {cycle}-{i}");
+            bob.say("clawbot", &text);
+            sent.push(text);
+            // Under ngIRCd's flood limit for one client.
+            std::thread::sleep(Duration::from_millis(150 + random(250)));
+            if i == kill_after {
+                let _ = gateway.0.kill();
+                let _ = gateway.0.wait();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(random(500)));
+        let before = adapter_connections(&state);
+        gateway = common::start_gateway(&state, port, &[]);
+        wait_for_new_adapter(&state, before, &mut bob);
+    }
+    // The last words, with everyone up: these must all be answered.
+    for i in 0..3 {
+        let text = format!("irc final-{i}");
+        bob.say("clawbot", &text);
+        sent.push(text);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let accepted = accepted_texts(&state);
+    let mut replies = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        replies.extend(bob.replies_within("bob", Duration::from_millis(500)));
+        let missing: Vec<String> = accepted_texts(&state)
+            .into_iter()
+            .filter(|t| !replies.contains(t))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing:?} never answered; replies {replies:?}; log: {}",
+            std::fs::read_to_string(state.join("gateway.log")).unwrap_or_default()
+        );
+    }
+    replies.extend(bob.replies_within("bob", Duration::from_secs(3)));
+    let accepted_after = accepted_texts(&state);
+    for text in &accepted_after {
+        let count = replies.iter().filter(|r| *r == text).count();
+        assert_eq!(count, 1, "{text:?} was answered {count} times; replies {replies:?}");
+    }
+    for reply in &replies {
+        assert!(accepted_after.contains(reply), "{reply:?} answered but never accepted");
+    }
+    for i in 0..3 {
+        assert!(accepted.contains(&format!("irc final-{i}")) || accepted_after.contains(&format!("irc final-{i}")));
+    }
+    eprintln!(
+        "irc crash: {cycles} gateway kills, {} messages sent, {} accepted and each answered once, {} not accepted (sent while the gateway or its adapter was down; IRC keeps nothing)",
+        sent.len(),
+        accepted_after.len(),
+        sent.len() - accepted_after.len()
+    );
+}
+
+/// A webhook sender that retries until it gets its 200, with the same idempotency key.
+fn post_hook(port: u16, body: &serde_json::Value, key: &str) -> Option<u16> {
+    use std::io::Read;
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let request = format!(
+        "POST /hooks/agent HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {HOOK_TOKEN}\r\n\
+         Idempotency-Key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split(' ').nth(1)?.parse().ok()
+}
+
+const HOOK_TOKEN: &str = "irc-hook-token-0123456789";
+
+/// Webhooks whose replies go to a person on IRC, while the gateway is killed at random moments:
+/// the sender retries each hook until it is admitted (with its idempotency key), and every hook
+/// is answered on IRC exactly once.
+#[test]
+fn every_admitted_hook_is_answered_once_on_irc_across_random_gateway_kills() {
+    let cycles = crash_cycles();
+    let (dir, port, irc_port, _ircd) = setup("hooks");
+    let state = dir.join("state");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("openclaw.json")).unwrap()).unwrap();
+    config["hooks"] = serde_json::json!({"enabled": true, "token": HOOK_TOKEN});
+    std::fs::write(state.join("openclaw.json"), config.to_string()).unwrap();
+    let mut gateway = common::start_gateway(&state, port, &[]);
+    let _worker = common::start_echo_worker(port, TOKEN, 20);
+    let mut carol = Person::join(irc_port, "carol");
+    wait_for_bot(&mut carol);
+    let mut random = random_source();
+    let total = (cycles as usize + 1) * 6;
+    let (done_tx, done_rx) = mpsc::channel();
+    let sender = std::thread::spawn(move || {
+        let mut admitted = 0;
+        for i in 0..total {
+            let text = format!("hook {i}");
+            let body = serde_json::json!({"message": text, "channel": "irc", "to": "carol"});
+            let mut attempts = 0;
+            while post_hook(port, &body, &format!("key-{i}")) != Some(200) {
+                attempts += 1;
+                assert!(attempts < 200, "{text} was never admitted");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            admitted += 1;
+            let _ = done_tx.send(i);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        admitted
+    });
+    for _ in 0..cycles {
+        std::thread::sleep(Duration::from_millis(300 + random(900)));
+        let _ = gateway.0.kill();
+        let _ = gateway.0.wait();
+        std::thread::sleep(Duration::from_millis(random(500)));
+        gateway = common::start_gateway(&state, port, &[]);
+    }
+    let admitted = sender.join().unwrap();
+    assert_eq!(admitted, total);
+    assert_eq!(done_rx.try_iter().count(), total);
+    let mut replies = Vec::new();
+    // The runs end in a burst once a worker is back, and the adapter paces its lines as IRC
+    // servers ask (0.6 s a message after a burst of 4): the backlog takes that long to go out.
+    let deadline = Instant::now() + Duration::from_secs(60) + Duration::from_millis(700) * total as u32;
+    loop {
+        replies.extend(carol.replies_within("carol", Duration::from_millis(500)));
+        let missing: Vec<usize> = (0..total).filter(|i| !replies.contains(&format!("hook {i}"))).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hooks {missing:?} never answered; replies {replies:?}; log: {}",
+            std::fs::read_to_string(state.join("gateway.log")).unwrap_or_default()
+        );
+    }
+    replies.extend(carol.replies_within("carol", Duration::from_secs(3)));
+    for i in 0..total {
+        let text = format!("hook {i}");
+        let count = replies.iter().filter(|r| **r == text).count();
+        assert_eq!(count, 1, "{text:?} was answered {count} times; replies {replies:?}");
+    }
+    assert_eq!(replies.len(), total, "replies to nothing: {replies:?}");
+    eprintln!("hooks crash: {cycles} gateway kills, {total} hooks admitted, each answered once on IRC");
+    drop(gateway);
 }

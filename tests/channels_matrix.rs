@@ -290,6 +290,31 @@ fn a_person_on_matrix_is_answered_in_a_dm_and_when_named_in_a_room_and_once_acro
     assert_eq!(replies[1], "one two three four five");
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(carol.bot_messages(&dm).len(), 2, "answered more than once");
+
+    // Now the adapter dies while a message is under way; the gateway starts a new one.
+    carol.say(&dm, "six seven eight nine");
+    common::wait_until(
+        "the gateway to hold the second message",
+        Duration::from_secs(20),
+        || std::fs::read_to_string(&file).is_ok_and(|t| t.contains("six seven eight nine")),
+    );
+    let killed = std::process::Command::new("pkill")
+        .args([
+            "-KILL",
+            "-f",
+            &format!("channel --channel matrix --account default --url ws://127.0.0.1:{port}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no adapter process was found to kill");
+    let replies = carol.wait_for_bot_messages(&dm, 3);
+    assert_eq!(replies[2], "six seven eight nine");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        carol.bot_messages(&dm).len(),
+        3,
+        "answered more than once after the adapter's kill"
+    );
 }
 
 /// `CLAWGATE_CHANNEL_CRASH_CYCLES` gateway kills (default 3) at random moments while a person

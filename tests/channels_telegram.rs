@@ -179,6 +179,30 @@ fn an_update_is_confirmed_only_once_the_gateway_holds_it_and_is_answered_once_ac
     assert_eq!(standin.wait_for_messages(USER, 1), vec!["one two three four five"]);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(standin.sent_to(USER).len(), 1, "answered more than once");
+
+    // Now the adapter dies while a message is under way; the gateway starts a new one.
+    standin.dm("six seven eight nine");
+    common::wait_until(
+        "the gateway to hold the second message",
+        Duration::from_secs(20),
+        || std::fs::read_to_string(&file).is_ok_and(|t| t.contains("six seven eight nine")),
+    );
+    let killed = std::process::Command::new("pkill")
+        .args([
+            "-KILL",
+            "-f",
+            &format!("channel --channel telegram --account default --url ws://127.0.0.1:{port}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no adapter process was found to kill");
+    assert_eq!(standin.wait_for_messages(USER, 2)[1], "six seven eight nine");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        standin.sent_to(USER).len(),
+        2,
+        "answered more than once after the adapter's kill"
+    );
     // The update was confirmed to the API (the offset past it asked for), so it does not come back.
     let offsets = standin.get("/_test/offsets");
     assert!(
