@@ -445,6 +445,53 @@ check "send to an unknown channel is refused as OpenClaw refuses it" 1 "'unsuppo
 chc gateway call channels.pairing.list --json
 check "openclaw gateway call channels.pairing.list" 0 "d['accounts'][0]['channel'] == 'irc' and d['requests'] == []"
 
+# DM pairing with the CLI's own commands. `openclaw pairing` reads and writes OpenClaw's local
+# store (<state dir>/state/openclaw.sqlite), not the gateway; the gateway's openclaw-pairing
+# process keeps that store in step. A person on IRC asks, the CLI lists and approves.
+cat > "$WORK/irc-person.py" <<'PY'
+import re, socket, sys, time
+port, nick, bot, text = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+f = socket.create_connection(("127.0.0.1", port), timeout=30).makefile("rwb")
+def send(line):
+    f.write((line + "\r\n").encode()); f.flush()
+send("NICK " + nick); send("USER " + nick + " 0 * :" + nick)
+deadline = time.time() + 30
+while time.time() < deadline:
+    line = f.readline().decode(errors="replace").strip()
+    if not line:
+        break
+    if line.startswith("PING"):
+        send("PONG" + line[4:])
+    if " 001 " in line:
+        send("PRIVMSG " + bot + " :" + text)
+    code = re.search(r"Pairing code: ([A-Z0-9]+)", line)
+    if code:
+        print(code.group(1)); send("QUIT :done"); break
+PY
+CODE=$(timeout 40 python3 "$WORK/irc-person.py" "$IRC_PORT" dave interopbot hello || true)
+ocp() {
+  cli env OPENCLAW_STATE_DIR="$WORK/channel-state" OPENCLAW_CONFIG_PATH="$WORK/channel-state/openclaw.json" \
+    OPENCLAW_GATEWAY_PORT="$CH_PORT" OPENCLAW_GATEWAY_TOKEN="ch-$TOKEN" node "$OPENCLAW" "$@"
+}
+for _ in $(seq 1 10); do
+  ocp pairing list irc --json
+  case "$OUT" in *"\"$CODE\""*) break ;; esac
+  sleep 1
+done
+# The CLI prints its plugin warnings first (it cannot fetch the IRC plugin here): the JSON is
+# what starts on a line of its own.
+check "openclaw pairing list irc shows the gateway's request" 0 \
+  "'$CODE' != '' and any(r['code'] == '$CODE' and r['id'].startswith('dave!') for r in json.loads(out[out.index(chr(10) + '{'):])['requests'])"
+ocp pairing approve irc "$CODE"
+check "openclaw pairing approve irc <code>" 0 "'Approved irc sender dave!' in out"
+for _ in $(seq 1 50); do
+  grep -q "pairing of dave!.* approved" "$WORK/channel-gateway.log" && break
+  sleep 0.2
+done
+chc gateway call channels.pairing.list --json
+check "the gateway takes the CLI's approval" 0 \
+  "d['requests'] == [] and 'approved' in open('$WORK/channel-gateway.log').read().split('pairing of dave!')[-1].splitlines()[0]"
+
 # Hooks, proved with curl: the token in a header only, OpenClaw's status codes, replays, mapped
 # hooks, and a reply addressed to the IRC channel. The body is $OUT's first line, the status its last.
 hook() {
@@ -461,7 +508,7 @@ check "curl: a wrong token is 401" 0 "out.endswith('401')"
 hook wake -H "x-openclaw-token: hook-$TOKEN"
 check "curl: GET /hooks/wake is 405" 0 "out.endswith('405')"
 hook agent -H "x-openclaw-token: hook-$TOKEN" -H "Idempotency-Key: interop-1" -d '{"message":"hello from curl"}'
-FIRST_RUN=$(printf '%s' "$OUT" | head -1)
+FIRST_RUN=${OUT%%$'\n'*}
 check "curl POST /hooks/agent with x-openclaw-token admits a run" 0 "out.endswith('200') and json.loads(out.splitlines()[0])['runId']"
 hook agent -H "x-openclaw-token: hook-$TOKEN" -H "Idempotency-Key: interop-1" -d '{"message":"hello from curl"}'
 check "curl: the same Idempotency-Key replays the same run" 0 "out.splitlines()[0] == '''$FIRST_RUN'''"

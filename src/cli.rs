@@ -40,6 +40,9 @@ pub enum Command {
     /// Runs the adapter of one chat channel account (the gateway starts these itself).
     #[command(hide = true)]
     Channel(ChannelArgs),
+    /// Keeps OpenClaw's local pairing store in step with the gateway (the gateway starts it).
+    #[command(hide = true, name = "openclaw-pairing")]
+    OpenclawPairing(ClientArgs),
 }
 
 #[derive(Args)]
@@ -163,9 +166,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub bind: Option<String>,
     /// The shared token clients present (else gateway.auth.token, OPENCLAW_GATEWAY_TOKEN, or one
-    /// generated at first start and saved as gateway.auth.token).
-    #[arg(long, conflicts_with = "password")]
+    /// generated at first start and saved as gateway.auth.token). On the command line it is
+    /// visible to every process of the same user (`/proc/<pid>/cmdline`): prefer --token-file.
+    #[arg(long, conflicts_with_all = ["password", "token_file"])]
     pub token: Option<String>,
+    /// A file that holds the token (its first line), instead of --token.
+    #[arg(long, value_name = "FILE", conflicts_with = "password")]
+    pub token_file: Option<PathBuf>,
     /// A shared password instead of a token.
     #[arg(long)]
     pub password: Option<String>,
@@ -198,9 +205,13 @@ pub struct ClientArgs {
     /// OPENCLAW_GATEWAY_PORT, gateway.port or 18789).
     #[arg(long, global = true)]
     pub url: Option<String>,
-    /// The gateway token (else gateway.auth.token, OPENCLAW_GATEWAY_TOKEN).
-    #[arg(long, global = true, conflicts_with = "password")]
+    /// The gateway token (else gateway.auth.token, OPENCLAW_GATEWAY_TOKEN). Other processes of
+    /// the same user can read a command line: prefer --token-file.
+    #[arg(long, global = true, conflicts_with_all = ["password", "token_file"])]
     pub token: Option<String>,
+    /// A file that holds the gateway token (its first line), instead of --token.
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "password")]
+    pub token_file: Option<PathBuf>,
     /// The gateway password (else gateway.auth.password, OPENCLAW_GATEWAY_PASSWORD).
     #[arg(long, global = true)]
     pub password: Option<String>,

@@ -19,7 +19,23 @@ pub const ALL_SCOPES: &[&str] = &[
 /// Where the gateway is and which secret to show it. Flags first; then what the gateway on this
 /// state directory would use: the port from OPENCLAW_GATEWAY_PORT or the file, the secret from the
 /// file or the environment (the gateway's own order); OPENCLAW_GATEWAY_URL names another gateway.
+/// The token of `--token-file`: the file's first line, which must not be empty.
+pub fn read_token_file(path: &std::path::Path) -> Result<String, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::config(format!("cannot read the token file {}: {e}", path.display())))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_owned();
+    if token.is_empty() {
+        return Err(Failure::config(format!("the token file {} is empty", path.display())));
+    }
+    Ok(token)
+}
+
 pub fn client_target(args: &ClientArgs, scopes: &[&str]) -> Result<client::Target, Failure> {
+    let mut args = args.clone();
+    if let Some(path) = &args.token_file {
+        args.token = Some(read_token_file(path)?);
+    }
+    let args = &args;
     // The file is read only for what the flags leave open.
     let file = if args.url.is_some() && (args.token.is_some() || args.password.is_some()) {
         clawgate_engine::settings::FileSettings::default()
@@ -385,6 +401,20 @@ pub fn channels(args: &crate::cli::ChannelsCommand) -> Result<(), Failure> {
         }
     };
     call(&args.client, method, &params, ALL_SCOPES)
+}
+
+/// `clawgate openclaw-pairing`: keeps OpenClaw's local pairing store in step with the gateway,
+/// as the gateway starts it.
+pub fn openclaw_pairing(args: &ClientArgs) -> Result<(), Failure> {
+    if let Some(pid) = std::env::var(crate::workers::SUPERVISOR_PID_ENV)
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
+        crate::workers::exit_with_supervisor(pid, std::time::Duration::ZERO);
+    }
+    let state_dir = config_file::state_dir(args.state_dir.as_deref());
+    let target = client_target(args, ALL_SCOPES)?;
+    crate::openclaw_pairing::run(&target, &state_dir).map_err(Failure::failed)
 }
 
 /// `clawgate channel --channel <id> --account <id>`: one account's adapter, as the gateway

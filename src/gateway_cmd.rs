@@ -97,7 +97,10 @@ fn resolve(args: &RunArgs) -> Result<Plan, Failure> {
     // Secrets: command line, then file, then environment.
     let overrides = clawgate_engine::config::Overrides {
         auth_mode: explicit_mode,
-        token: args.token.clone(),
+        token: match &args.token_file {
+            Some(path) => Some(crate::commands::read_token_file(path)?),
+            None => args.token.clone(),
+        },
         password: args.password.clone(),
         auto_approve_local: args.no_auto_approve_local.then_some(false),
         control_ui_root: args.control_ui.clone(),

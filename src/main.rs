@@ -10,6 +10,7 @@ mod commands;
 mod config_file;
 mod exit;
 mod gateway_cmd;
+mod openclaw_pairing;
 mod providers;
 mod worker;
 mod workers;
@@ -34,6 +35,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Pairing(args) => commands::pairing(&args),
         Command::Channels(args) => commands::channels(&args),
         Command::Channel(args) => commands::channel_adapter(&args),
+        Command::OpenclawPairing(args) => commands::openclaw_pairing(&args),
     }
 }
 

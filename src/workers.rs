@@ -154,7 +154,18 @@ fn wanted(config_file: &Path) -> Option<Vec<Wanted>> {
             what: format!("the {channel} adapter of account {account}"),
             fingerprint,
         });
-    Some(agents.chain(channels).collect())
+    let mut wanted: Vec<Wanted> = agents.chain(channels).collect();
+    if wanted.iter().any(|w| w.key.starts_with("channel:")) {
+        // Where there are channels there are DM pairings, which `openclaw pairing` reads from
+        // OpenClaw's own store.
+        wanted.push(Wanted {
+            key: "openclaw-pairing".into(),
+            args: vec!["openclaw-pairing".into()],
+            what: "the keeper of OpenClaw's pairing store".into(),
+            fingerprint: String::new(),
+        });
+    }
+    Some(wanted)
 }
 
 fn spawn(target: &WorkerTarget, wanted: &Wanted) -> std::io::Result<Child> {

@@ -332,6 +332,45 @@ fn the_token_and_port_come_from_the_environment() {
 }
 
 #[test]
+fn the_token_can_come_from_a_file_for_the_gateway_and_its_clients() {
+    let dir = std::env::temp_dir().join(format!("clawgate-token-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "from-a-file-0123456789\n").unwrap();
+    let path = file.to_str().unwrap();
+    let gw = Running::start(&["--token-file", path], &[]);
+    let url = format!("ws://127.0.0.1:{}", gw.port);
+    let out = bin().args(["status", "--url", &url, "--token-file", path]).run_to_end();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The token is the file's first line, not the file's name.
+    assert!(gw.client(&["status"], "from-a-file-0123456789").status.success());
+    assert!(!gw.client(&["status"], path).status.success());
+    let ps = std::fs::read(format!("/proc/{}/cmdline", gw.child.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&ps).contains("from-a-file-0123456789"));
+}
+
+#[test]
+fn an_empty_or_missing_token_file_stops_the_start_with_78() {
+    let dir = std::env::temp_dir().join(format!("clawgate-token-file-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    for (file, says) in [(empty, "is empty"), (dir.join("missing"), "cannot read the token file")] {
+        let out = bin()
+            .args(["gateway", "run", "--port", &free_port().to_string(), "--token-file"])
+            .arg(&file)
+            .env("OPENCLAW_STATE_DIR", &dir)
+            .run_to_end();
+        assert_eq!(out.status.code(), Some(78), "{file:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn call_status_and_logs_work() {
     let gw = Running::start(&["--token", "t1"], &[]);
     let out = gw.client(&["call", "system-presence"], "t1");

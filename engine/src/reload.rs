@@ -82,6 +82,8 @@ const RULES: &[(&str, Rule)] = &[
     ("agents.defaults.heartbeat", Rule::Hot(HotAction::Cron)),
     ("cron", Rule::Hot(HotAction::Cron)),
     ("meta", Rule::Nothing),
+    // Chat commands are not served; `openclaw pairing approve` writes `commands.ownerAllowFrom`.
+    ("commands", Rule::Nothing),
     ("identity", Rule::Nothing),
     ("wizard", Rule::Nothing),
     ("logging", Rule::Nothing),
@@ -262,6 +264,14 @@ mod tests {
             assert!(p.restart, "{path}");
             assert!(p.hot.is_empty());
         }
+    }
+
+    #[test]
+    fn what_openclaw_pairing_approve_writes_restarts_nothing() {
+        let mut new = with("commands.ownerAllowFrom", json!(["irc:dave"]));
+        new["meta"] = json!({"lastTouchedVersion": "2026.9.6"});
+        let p = plan(ReloadMode::Hybrid, &base(), &new);
+        assert!(!p.restart && p.hot.is_empty(), "{p:?}");
     }
 
     #[test]
