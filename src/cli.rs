@@ -43,6 +43,22 @@ pub enum Command {
     /// Keeps OpenClaw's local pairing store in step with the gateway (the gateway starts it).
     #[command(hide = true, name = "openclaw-pairing")]
     OpenclawPairing(ClientArgs),
+    /// Confines itself with Landlock to a workspace and starts a command (inside the namespaces
+    /// of a sandboxed tool call; the gateway starts it).
+    #[command(hide = true, name = "sandbox-exec")]
+    SandboxExec(SandboxExecArgs),
+}
+
+#[derive(Args)]
+pub struct SandboxExecArgs {
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// rw, ro or none.
+    #[arg(long)]
+    pub access: String,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Args)]

@@ -403,6 +403,21 @@ pub fn channels(args: &crate::cli::ChannelsCommand) -> Result<(), Failure> {
     call(&args.client, method, &params, ALL_SCOPES)
 }
 
+/// `clawgate sandbox-exec --workspace W --access A -- command...`: the last step into the
+/// sandbox of a tool call. This process already runs in the call's namespaces; it restricts
+/// itself with Landlock and becomes the command, which keeps the restriction.
+pub fn sandbox_exec(args: &crate::cli::SandboxExecArgs) -> Result<(), Failure> {
+    use std::os::unix::process::CommandExt;
+    let access = clawgate_tools::sandbox::access_named(&args.access)
+        .ok_or_else(|| Failure::usage(format!("--access is rw, ro or none, not {}", args.access)))?;
+    clawgate_tools::sandbox::confine_current_thread(&args.workspace, access)
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    let error = std::process::Command::new(&args.command[0])
+        .args(&args.command[1..])
+        .exec();
+    Err(Failure::failed(format!("cannot run {}: {error}", args.command[0])))
+}
+
 /// `clawgate openclaw-pairing`: keeps OpenClaw's local pairing store in step with the gateway,
 /// as the gateway starts it.
 pub fn openclaw_pairing(args: &ClientArgs) -> Result<(), Failure> {

@@ -297,7 +297,12 @@ fn build_gateway(plan: &Plan) -> Result<Gateway, Failure> {
     if let Some(root) = &config.control_ui_root {
         eprintln!("clawgate: serving the Control UI from {root}");
     }
-    config.sandbox = match clawgate_tools::sandbox::probe() {
+    let namespaces = std::env::current_exe()
+        .map_err(|e| e.to_string())
+        .and_then(|exe| clawgate_tools::sandbox::ExecSandbox::new(exe).probe());
+    config.sandbox = match clawgate_tools::sandbox::probe().and_then(|kind| {
+        namespaces.map(|()| format!("{kind}, and commands in user, network, process and mount namespaces of their own"))
+    }) {
         Ok(kind) => {
             eprintln!("clawgate: sandboxed tool calls are confined with {kind}");
             Some(kind)

@@ -36,6 +36,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Channels(args) => commands::channels(&args),
         Command::Channel(args) => commands::channel_adapter(&args),
         Command::OpenclawPairing(args) => commands::openclaw_pairing(&args),
+        Command::SandboxExec(args) => commands::sandbox_exec(&args),
     }
 }
 

@@ -34,6 +34,10 @@ pub struct PendingRequest {
     pub meta_json: Option<String>,
 }
 
+/// A row of `channel_pairing_requests`: channel and account keys, request id (the sender), code,
+/// creation and last-seen times, metadata.
+type StoredRow = (String, String, String, String, String, String, Option<String>);
+
 /// A request the CLI approved: the gateway is to approve it too.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Approved {
@@ -67,7 +71,7 @@ pub fn sync(
 ) -> rusqlite::Result<Vec<Approved>> {
     let tx = db.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut allowed: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-    let mut rows: BTreeSet<(String, String, String, String, String, String, Option<String>)> = BTreeSet::new();
+    let mut rows: BTreeSet<StoredRow> = BTreeSet::new();
     {
         let mut allow = tx.prepare("SELECT channel_key, account_id, entry FROM channel_pairing_allow_entries")?;
         let mut found = allow.query([])?;

@@ -709,7 +709,7 @@ impl Effects {
             Output::RunTool(run) => {
                 let runner = self
                     .tools
-                    .get_or_insert_with(|| clawgate_tools::ToolRunner::new(default_workspace(state_dir)));
+                    .get_or_insert_with(|| tool_runner(default_workspace(state_dir)));
                 start_tool(runner, run, self.tool_done.clone());
             }
             Output::CancelTool { call } => {
@@ -760,6 +760,15 @@ impl Effects {
     /// The end of one turn's outputs: the transcript lines written in it become durable together.
     pub fn end_of_turn(&mut self) {
         self.transcripts.sync();
+    }
+}
+
+/// The runner of tool calls: confined commands start through this binary's `sandbox-exec`.
+fn tool_runner(workspace: Option<std::path::PathBuf>) -> clawgate_tools::ToolRunner {
+    let runner = clawgate_tools::ToolRunner::new(workspace);
+    match std::env::current_exe() {
+        Ok(exe) => runner.with_exec_sandbox(clawgate_tools::sandbox::ExecSandbox::new(exe)),
+        Err(_) => runner,
     }
 }
 

@@ -82,6 +82,21 @@ impl ProcessTable {
         self.exec_call(dir, args, output_cap, limited, None, None)
     }
 
+    /// [`ProcessTable::exec_call`] with the command started through `wrapper` (a program and its
+    /// arguments, ending where the command's own start: the sandbox's namespaces and Landlock).
+    #[allow(clippy::too_many_arguments)]
+    pub fn exec_wrapped(
+        &self,
+        dir: &Path,
+        args: &Value,
+        output_cap: usize,
+        wrapper: &[String],
+        call: Option<u64>,
+        live: Option<OutputSink>,
+    ) -> Result<Value, ToolError> {
+        self.exec_inner(dir, args, output_cap, (true, wrapper), call, live)
+    }
+
     /// Stops the command tool call `call` runs, if it runs one (its run was aborted); `true` when
     /// there was one.
     pub fn kill_call(&self, call: u64) -> bool {
@@ -102,6 +117,18 @@ impl ProcessTable {
         args: &Value,
         output_cap: usize,
         limited: bool,
+        call: Option<u64>,
+        live: Option<OutputSink>,
+    ) -> Result<Value, ToolError> {
+        self.exec_inner(dir, args, output_cap, (limited, &[]), call, live)
+    }
+
+    fn exec_inner(
+        &self,
+        dir: &Path,
+        args: &Value,
+        output_cap: usize,
+        (limited, wrapper): (bool, &[String]),
         call: Option<u64>,
         live: Option<OutputSink>,
     ) -> Result<Value, ToolError> {
@@ -148,6 +175,11 @@ impl ProcessTable {
             let mut wrapped = vec![PRLIMIT.to_owned()];
             wrapped.extend(SANDBOX_LIMITS.iter().map(|l| (*l).to_owned()));
             wrapped.push("--".to_owned());
+            wrapped.append(&mut argv);
+            argv = wrapped;
+        }
+        if !wrapper.is_empty() {
+            let mut wrapped = wrapper.to_vec();
             wrapped.append(&mut argv);
             argv = wrapped;
         }

@@ -346,6 +346,8 @@ pub struct ToolRunner {
     default_workspace: Option<PathBuf>,
     processes: ProcessTable,
     output_cap: usize,
+    /// How sandboxed commands start; without it they are refused.
+    exec_sandbox: Option<sandbox::ExecSandbox>,
 }
 
 impl ToolRunner {
@@ -356,7 +358,14 @@ impl ToolRunner {
             default_workspace,
             processes: ProcessTable::new(),
             output_cap: DEFAULT_OUTPUT_CAP,
+            exec_sandbox: None,
         }
+    }
+
+    /// Sandboxed commands start confined by `sandbox` (without one they are refused).
+    pub fn with_exec_sandbox(mut self, sandbox: sandbox::ExecSandbox) -> ToolRunner {
+        self.exec_sandbox = Some(sandbox);
+        self
     }
 
     /// Carries out `run` (blocking); the result goes to `Gateway::handle_tool_result`.
@@ -394,6 +403,22 @@ impl ToolRunner {
         };
         fs::create_dir_all(&dir)?;
         let workspace = Workspace::open(&dir, run.access)?.with_output_cap(self.output_cap);
+        if run.sandboxed && run.tool == "exec" {
+            // Confined in namespaces and by Landlock in the process it starts (see `sandbox`).
+            let sandbox = self
+                .exec_sandbox
+                .as_ref()
+                .ok_or_else(|| ToolError::SandboxFailed("this runner has no way to start confined commands".into()))?;
+            let wrapper = sandbox.wrapper(workspace.root(), run.access, false);
+            return self.processes.exec_wrapped(
+                workspace.root(),
+                &run.args,
+                self.output_cap,
+                &wrapper,
+                Some(run.call),
+                live,
+            );
+        }
         if run.sandboxed {
             // Landlock binds the thread it is applied on: use one that ends with the call.
             return std::thread::scope(|s| {

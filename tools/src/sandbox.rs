@@ -1,8 +1,16 @@
-//! Kernel confinement of sandboxed tool calls with Landlock.
+//! Kernel confinement of sandboxed tool calls: Landlock, and namespaces for commands.
 //!
-//! Landlock restricts the calling thread and everything it starts afterwards, so a sandboxed call
-//! runs on a thread of its own: that thread restricts itself (and sets `no_new_privs`), then does
-//! the file work or starts the command. The gateway's other threads are not affected.
+//! Landlock restricts the calling thread and everything it starts afterwards, so a sandboxed file
+//! tool runs on a thread of its own: that thread restricts itself (and sets `no_new_privs`), then
+//! does the file work. The gateway's other threads are not affected.
+//!
+//! A sandboxed command (`exec`) is started through util-linux's `unshare` in user, network,
+//! process and mount namespaces of its own: no network but a loopback that is down, only its
+//! own processes to see and signal (its `/proc` is mounted afresh), no capabilities (it runs as
+//! `nobody` of its user namespace, with `no_new_privs`), and when the first process of the
+//! namespace ends, the kernel ends every other. Inside, the gateway's binary (`sandbox-exec`)
+//! applies the same Landlock rules to itself and starts the command under its resource limits.
+//! Landlock comes last because a Landlock-confined process may not mount `/proc`.
 //!
 //! Inside the sandbox the system directories (`/usr`, `/bin`, `/lib*`, `/etc`, ...) are readable and
 //! executable, `/dev` is readable and writable (for `/dev/null`), and the workspace gets the
@@ -25,6 +33,88 @@ const SYSTEM_DIRS: &[&str] = &[
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc", "/opt", "/proc",
 ];
 
+/// util-linux's `unshare`, which makes the namespaces of a confined command.
+pub const UNSHARE: &str = "/usr/bin/unshare";
+
+/// How confined commands are started: the program that confines itself inside the namespaces
+/// (the gateway's own binary, with its `sandbox-exec` command).
+#[derive(Clone, Debug)]
+pub struct ExecSandbox {
+    helper: std::path::PathBuf,
+}
+
+impl ExecSandbox {
+    /// Confined commands start through `helper sandbox-exec`.
+    pub fn new(helper: impl Into<std::path::PathBuf>) -> ExecSandbox {
+        ExecSandbox { helper: helper.into() }
+    }
+
+    /// The command line in front of a confined command in `workspace` with `access`: the
+    /// namespaces, then Landlock. With `network`, the command keeps the host's network.
+    pub fn wrapper(&self, workspace: &Path, access: WorkspaceAccess, network: bool) -> Vec<String> {
+        let mut argv: Vec<String> = [UNSHARE, "--user", "--map-user=65534", "--map-group=65534"]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect();
+        if !network {
+            argv.push("--net".into());
+        }
+        for a in ["--pid", "--fork", "--mount-proc", "--kill-child", "--"] {
+            argv.push(a.into());
+        }
+        argv.push(self.helper.display().to_string());
+        argv.push("sandbox-exec".into());
+        argv.push("--workspace".into());
+        argv.push(workspace.display().to_string());
+        argv.push("--access".into());
+        argv.push(access_name(access).into());
+        argv.push("--".into());
+        argv
+    }
+
+    /// Whether this host can start confined commands: one is started (`true`) and must succeed.
+    pub fn probe(&self) -> Result<(), String> {
+        if !Path::new(UNSHARE).exists() {
+            return Err(format!("{UNSHARE} (util-linux) is not installed"));
+        }
+        let mut argv = self.wrapper(&std::env::temp_dir(), WorkspaceAccess::None, false);
+        argv.push("/bin/true".into());
+        let out = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot start {UNSHARE}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "this host does not let a process make its own user, network and process namespaces: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+}
+
+/// The name `sandbox-exec --access` takes.
+pub fn access_name(access: WorkspaceAccess) -> &'static str {
+    match access {
+        WorkspaceAccess::None => "none",
+        WorkspaceAccess::ReadOnly => "ro",
+        WorkspaceAccess::ReadWrite => "rw",
+    }
+}
+
+/// The access `sandbox-exec --access` names.
+pub fn access_named(name: &str) -> Option<WorkspaceAccess> {
+    match name {
+        "none" => Some(WorkspaceAccess::None),
+        "ro" => Some(WorkspaceAccess::ReadOnly),
+        "rw" => Some(WorkspaceAccess::ReadWrite),
+        _ => None,
+    }
+}
+
 /// Whether this host can confine tool calls, described for the start-up log; `Err` says why not.
 pub fn probe() -> Result<String, String> {
     Ruleset::default()
@@ -37,7 +127,7 @@ pub fn probe() -> Result<String, String> {
 
 /// Restricts the calling thread (and what it starts) to the workspace with `access`.
 /// Call it only on a thread that is dropped after the tool call.
-pub(crate) fn confine_current_thread(workspace: &Path, access: WorkspaceAccess) -> Result<(), ToolError> {
+pub fn confine_current_thread(workspace: &Path, access: WorkspaceAccess) -> Result<(), ToolError> {
     let refused = |e: &dyn std::fmt::Display| ToolError::SandboxFailed(e.to_string());
     let existing = |dirs: &[&str]| -> Vec<String> {
         dirs.iter()
